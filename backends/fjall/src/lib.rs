@@ -1,0 +1,120 @@
+//! The fjall backend: the log's key spaces as fjall keyspaces in one
+//! database, so a group commit is one atomic fjall write batch.
+//!
+//! Durability: with `sync`, each group commit's batch is written to fjall's
+//! journal and made durable with `fdatasync` before the append returns.
+//! With `buffered`, the batch reaches the operating system's buffers (it
+//! survives a crash of the process, not of the machine) and
+//! [`Store::sync`] makes it durable. On open, fjall's journal recovery drops
+//! a batch torn by a crash whole, so a record is either fully present with
+//! its index entries, or absent.
+
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use mailledger_core::{Space, Store, StoreError, Visit, WriteBatch};
+
+const BACKEND: &str = "fjall";
+
+/// The log kept in a fjall database.
+pub struct FjallStore {
+    db: Database,
+    spaces: [Keyspace; 4],
+}
+
+impl std::fmt::Debug for FjallStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallStore").finish_non_exhaustive()
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(BACKEND, e)
+}
+
+impl FjallStore {
+    /// Opens the database in `path`, creating it when missing. One process
+    /// at a time may hold it open.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or locked, or fjall's recovery fails.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path).map_err(err)?;
+        let db = Database::builder(path).open().map_err(err)?;
+        let open = |space: Space| db.keyspace(space.name(), KeyspaceCreateOptions::default);
+        let spaces = [
+            open(Space::Log).map_err(err)?,
+            open(Space::EventIds).map_err(err)?,
+            open(Space::Streams).map_err(err)?,
+            open(Space::Tenants).map_err(err)?,
+        ];
+        Ok(Self { db, spaces })
+    }
+
+    fn space(&self, space: Space) -> &Keyspace {
+        match space {
+            Space::Log => &self.spaces[0],
+            Space::EventIds => &self.spaces[1],
+            Space::Streams => &self.spaces[2],
+            Space::Tenants => &self.spaces[3],
+        }
+    }
+}
+
+impl Store for FjallStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn commit(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        let mut b = self.db.batch();
+        if sync {
+            b = b.durability(Some(PersistMode::SyncData));
+        }
+        for (space, k, v) in batch.puts {
+            b.insert(self.space(space), k, v);
+        }
+        b.commit().map_err(err)
+    }
+
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.space(space).get(key).map_err(err)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Visit,
+    ) -> Result<(), StoreError> {
+        let ks = self.space(space);
+        let iter = match end {
+            Some(end) => ks.range(start..end),
+            None => ks.range(start..),
+        };
+        let mut step = |guard: fjall::Guard| -> Result<Visit, StoreError> {
+            let (k, v) = guard.into_inner().map_err(err)?;
+            Ok(visit(&k, &v))
+        };
+        if reverse {
+            for guard in iter.rev() {
+                if step(guard)? == Visit::Stop {
+                    break;
+                }
+            }
+        } else {
+            for guard in iter {
+                if step(guard)? == Visit::Stop {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll).map_err(err)
+    }
+}

@@ -1,0 +1,1042 @@
+//! The log engine: turns any [`Store`] into an [`EventLog`].
+//!
+//! One writer thread owns sequencing. Appends queue to it; it takes every
+//! append waiting (up to [`LedgerConfig::max_group_records`]), checks each
+//! against the stream versions and the event-id index, assigns positions,
+//! chains hashes per tenant, and commits the whole group as one atomic store
+//! batch followed by one sync: group commit, where no append waits longer
+//! than the sync in flight before it plus its own. Only then does it publish
+//! the new head and answer the callers, so reads never see a record that
+//! is not yet acknowledged.
+//!
+//! Chain heads live in the `Tenants` space: per tenant its last position,
+//! last hash and record count, written in the same batch as the records
+//! (48 bytes: position u64 BE, hash, count u64 BE).
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::thread;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use crate::codec::{self, RecordFields};
+use crate::error::{Error, Result};
+use crate::log::{
+    EventLog, MAX_READ_BATCH, ProgressFn, ReadBatch, Subscription, SubscriptionSource,
+    VerifyProgress, VerifyReport,
+};
+use crate::record::{
+    AppendOutcome, Direction, GENESIS_HASH, Hash, Record, StreamAppend, TenantFilter,
+    validate_event, validate_stream, validate_tenant,
+};
+use crate::store::{Space, Store, Visit, WriteBatch};
+
+/// How far an append has gone when it returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// On stable storage (fsync): survives power loss. The default.
+    #[default]
+    Sync,
+    /// Handed to the operating system: survives a crash of the process, but
+    /// the last moments of appends may be lost on power loss or a kernel crash.
+    Buffered,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sync" => Ok(Self::Sync),
+            "buffered" => Ok(Self::Buffered),
+            _ => Err(Error::invalid("durability must be `sync` or `buffered`")),
+        }
+    }
+}
+
+/// Settings of a [`Ledger`].
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    durability: Durability,
+    max_group_records: usize,
+    stream_cache_entries: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Sync,
+            max_group_records: 32_768,
+            stream_cache_entries: 1 << 20,
+        }
+    }
+}
+
+impl LedgerConfig {
+    /// Defaults: `sync` durability, groups of at most 32,768 records,
+    /// a cache of 1,048,576 stream versions.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// When an append returns. Default: [`Durability::Sync`].
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The most records one group commit takes. Default: 32,768. An append
+    /// larger than this still goes in whole, in a group of its own.
+    #[must_use]
+    pub fn max_group_records(mut self, n: usize) -> Self {
+        self.max_group_records = n.max(1);
+        self
+    }
+
+    /// How many stream versions the writer keeps in memory; past that the
+    /// cache is emptied and refilled from the index. Default: 1,048,576.
+    #[must_use]
+    pub fn stream_cache_entries(mut self, n: usize) -> Self {
+        self.stream_cache_entries = n.max(1);
+        self
+    }
+}
+
+/// An [`EventLog`] over a [`Store`].
+pub struct Ledger<S: Store> {
+    shared: Arc<Shared<S>>,
+    sender: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl<S: Store> std::fmt::Debug for Ledger<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("backend", &self.shared.store.backend())
+            .field("head", &*self.shared.head.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared<S> {
+    store: S,
+    head: watch::Sender<u64>,
+    closed: AtomicBool,
+    poisoned: AtomicBool,
+    durability: Durability,
+}
+
+struct Job {
+    tenant: String,
+    streams: Vec<StreamAppend>,
+    reply: oneshot::Sender<Result<Vec<AppendOutcome>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TenantHead {
+    last_position: u64,
+    hash: Hash,
+    count: u64,
+}
+
+impl TenantHead {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(48);
+        v.extend_from_slice(&self.last_position.to_be_bytes());
+        v.extend_from_slice(&self.hash);
+        v.extend_from_slice(&self.count.to_be_bytes());
+        v
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 48 {
+            return None;
+        }
+        let mut hash = [0; 32];
+        hash.copy_from_slice(&bytes[8..40]);
+        Some(Self {
+            last_position: u64_be(&bytes[..8])?,
+            hash,
+            count: u64_be(&bytes[40..])?,
+        })
+    }
+}
+
+fn u64_be(bytes: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
+}
+
+pub(crate) fn id_key(tenant: &str, id: Uuid) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + 17);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn stream_prefix(tenant: &str, stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + stream.len() + 10);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k
+}
+
+fn stream_key(tenant: &str, stream: &str, version: u64) -> Vec<u8> {
+    let mut k = stream_prefix(tenant, stream);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+// Stream names exclude bytes below 0x21, so this bounds exactly one stream.
+fn stream_end(tenant: &str, stream: &str) -> Vec<u8> {
+    let mut k = stream_prefix(tenant, stream);
+    if let Some(last) = k.last_mut() {
+        *last = 1;
+    }
+    k
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+impl<S: Store> Ledger<S> {
+    /// Opens the log kept in `store`, checking its tail and its chain heads.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the position when the last records or a
+    /// chain head fail their checks; a storage error.
+    pub fn open(store: S, config: LedgerConfig) -> Result<Self> {
+        let (head, last_recorded) = check_tail(&store)?;
+        let tenants = load_tenants(&store, head)?;
+        let shared = Arc::new(Shared {
+            store,
+            head: watch::Sender::new(head),
+            closed: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
+            durability: config.durability,
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            head,
+            last_recorded,
+            tenants,
+            versions: HashMap::new(),
+            config,
+        };
+        let handle = thread::Builder::new()
+            .name("mailledger-writer".into())
+            .spawn(move || writer.run(&rx))
+            .map_err(|e| Error::Storage(crate::StoreError::new("ledger", e)))?;
+        Ok(Self {
+            shared,
+            sender: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// The store underneath, for tools and tests that work on it directly.
+    pub fn store(&self) -> &S {
+        &self.shared.store
+    }
+
+    /// Stops accepting appends, lets queued appends finish, and waits for
+    /// the writer to stop. Subscriptions then end with [`Error::Closed`].
+    /// Dropping the ledger does the same.
+    pub fn close(&self) {
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(sender);
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.head.send_modify(|_| {});
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Shared<S>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(move || f(&shared)).await
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Error::Closed)?
+}
+
+impl<S: Store> Drop for Ledger<S> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn check_tail<S: Store>(store: &S) -> Result<(u64, i64)> {
+    const TAIL: usize = 256;
+    let mut frames: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    store.scan(Space::Log, &[], None, true, &mut |k, v| {
+        frames.push((k.to_vec(), v.to_vec()));
+        if frames.len() >= TAIL {
+            Visit::Stop
+        } else {
+            Visit::Continue
+        }
+    })?;
+    let Some((last_key, _)) = frames.first() else {
+        return Ok((0, 0));
+    };
+    let last = u64_be(last_key).ok_or_else(|| Error::corrupt(0, "log key is not a position"))?;
+    let mut last_recorded = 0;
+    for (i, (k, v)) in frames.iter().enumerate() {
+        let expected = last - i as u64;
+        let pos = u64_be(k).ok_or_else(|| Error::corrupt(expected, "log key is not a position"))?;
+        if pos != expected {
+            return Err(Error::corrupt(pos + 1, "record missing"));
+        }
+        let r = codec::decode_verified(v).map_err(|e| Error::corrupt(pos, e.to_string()))?;
+        if r.position != pos {
+            return Err(Error::corrupt(pos, "record holds another position"));
+        }
+        if i == 0 {
+            last_recorded = r.recorded_at_micros;
+        }
+    }
+    Ok((last + 1, last_recorded))
+}
+
+fn load_tenants<S: Store>(store: &S, head: u64) -> Result<HashMap<String, TenantHead>> {
+    let mut raw = Vec::new();
+    store.scan(Space::Tenants, &[], None, false, &mut |k, v| {
+        raw.push((k.to_vec(), v.to_vec()));
+        Visit::Continue
+    })?;
+    let mut tenants = HashMap::with_capacity(raw.len());
+    for (k, v) in raw {
+        let tenant = String::from_utf8(k)
+            .map_err(|_| Error::corrupt(head, "a chain head names a tenant that is not UTF-8"))?;
+        let th = TenantHead::decode(&v)
+            .ok_or_else(|| Error::corrupt(head, "a chain head does not decode"))?;
+        if th.last_position >= head {
+            return Err(Error::corrupt(
+                th.last_position,
+                "a chain head names a record past the end of the log",
+            ));
+        }
+        let frame = store
+            .get(Space::Log, &th.last_position.to_be_bytes())?
+            .ok_or_else(|| Error::corrupt(th.last_position, "record missing"))?;
+        let r = codec::decode_verified(&frame)
+            .map_err(|e| Error::corrupt(th.last_position, e.to_string()))?;
+        if r.tenant != tenant || r.hash != th.hash {
+            return Err(Error::corrupt(
+                th.last_position,
+                "record disagrees with its tenant's chain head",
+            ));
+        }
+        tenants.insert(tenant, th);
+    }
+    Ok(tenants)
+}
+
+struct Writer<S: Store> {
+    shared: Arc<Shared<S>>,
+    head: u64,
+    last_recorded: i64,
+    tenants: HashMap<String, TenantHead>,
+    versions: HashMap<(String, String), Option<u64>>,
+    config: LedgerConfig,
+}
+
+#[derive(Default)]
+struct Group {
+    batch: WriteBatch,
+    head: u64,
+    recorded_at: i64,
+    tenants: HashMap<String, TenantHead>,
+    versions: HashMap<(String, String), Option<u64>>,
+    ids: HashMap<(String, Uuid), u64>,
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Existing(u64),
+    SameAs(usize, usize),
+    New,
+}
+
+impl<S: Store> Writer<S> {
+    fn run(mut self, rx: &mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut records: usize = first.streams.iter().map(|s| s.events.len()).sum();
+            let mut jobs = vec![first];
+            while records < self.config.max_group_records {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        records += job.streams.iter().map(|s| s.events.len()).sum::<usize>();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.run_group(jobs);
+        }
+    }
+
+    fn run_group(&mut self, jobs: Vec<Job>) {
+        if self.shared.poisoned.load(Ordering::SeqCst) {
+            for job in jobs {
+                let _ = job.reply.send(Err(Error::Poisoned));
+            }
+            return;
+        }
+        let mut g = Group {
+            head: self.head,
+            recorded_at: now_micros().max(self.last_recorded),
+            ..Group::default()
+        };
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let result = self.stage(&mut g, &job.tenant, &job.streams);
+            replies.push((job.reply, result));
+        }
+        if !g.batch.is_empty() {
+            for (tenant, th) in &g.tenants {
+                g.batch
+                    .put(Space::Tenants, tenant.as_bytes().to_vec(), th.encode());
+            }
+            let sync = self.shared.durability == Durability::Sync;
+            if let Err(e) = self.shared.store.commit(std::mem::take(&mut g.batch), sync) {
+                tracing::error!(error = %e, "append failed; the log stops accepting appends");
+                self.shared.poisoned.store(true, Ordering::SeqCst);
+                let mut e = Some(e);
+                for (reply, _) in replies {
+                    let err = e.take().map_or(Error::Poisoned, Error::Storage);
+                    let _ = reply.send(Err(err));
+                }
+                return;
+            }
+            self.head = g.head;
+            self.last_recorded = g.recorded_at;
+            self.tenants.extend(g.tenants);
+            if self.versions.len() + g.versions.len() > self.config.stream_cache_entries {
+                self.versions.clear();
+            }
+            self.versions.extend(g.versions);
+            self.shared.head.send_replace(self.head);
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+    }
+
+    fn lookup_id(&self, g: &Group, tenant: &str, id: Uuid) -> Result<Option<u64>> {
+        if let Some(&p) = g.ids.get(&(tenant.to_owned(), id)) {
+            return Ok(Some(p));
+        }
+        let value = self.shared.store.get(Space::EventIds, &id_key(tenant, id))?;
+        match value {
+            None => Ok(None),
+            Some(v) => u64_be(&v)
+                .map(Some)
+                .ok_or_else(|| Error::corrupt(self.head, "event id index entry does not decode")),
+        }
+    }
+
+    fn version(&mut self, g: &Group, tenant: &str, stream: &str) -> Result<Option<u64>> {
+        let key = (tenant.to_owned(), stream.to_owned());
+        if let Some(&v) = g.versions.get(&key) {
+            return Ok(v);
+        }
+        if let Some(&v) = self.versions.get(&key) {
+            return Ok(v);
+        }
+        let v = read_stream_version(&self.shared.store, tenant, stream)?;
+        if self.versions.len() >= self.config.stream_cache_entries {
+            self.versions.clear();
+        }
+        self.versions.insert(key, v);
+        Ok(v)
+    }
+
+    fn stage(
+        &mut self,
+        g: &mut Group,
+        tenant: &str,
+        streams: &[StreamAppend],
+    ) -> Result<Vec<AppendOutcome>> {
+        validate_tenant(tenant)?;
+        for s in streams {
+            validate_stream(&s.stream)?;
+            for e in &s.events {
+                validate_event(e)?;
+            }
+        }
+        // Check everything before changing anything, so a failed append
+        // leaves the group as it was.
+        let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(streams.len());
+        let mut actuals: Vec<Option<u64>> = Vec::with_capacity(streams.len());
+        let mut seen: HashMap<Uuid, (usize, usize)> = HashMap::new();
+        let mut local_versions: HashMap<&str, Option<u64>> = HashMap::new();
+        for (si, s) in streams.iter().enumerate() {
+            let mut row = Vec::with_capacity(s.events.len());
+            for (ei, e) in s.events.iter().enumerate() {
+                if let Some(p) = self.lookup_id(g, tenant, e.id)? {
+                    row.push(Slot::Existing(p));
+                } else if let Some(&(s2, e2)) = seen.get(&e.id) {
+                    row.push(Slot::SameAs(s2, e2));
+                } else {
+                    seen.insert(e.id, (si, ei));
+                    row.push(Slot::New);
+                }
+            }
+            let actual = match local_versions.get(s.stream.as_str()) {
+                Some(&v) => v,
+                None => self.version(g, tenant, &s.stream)?,
+            };
+            let new = row.iter().filter(|x| matches!(x, Slot::New)).count() as u64;
+            if new > 0 && !s.expected.matches(actual) {
+                return Err(Error::WrongExpectedVersion {
+                    stream: s.stream.clone(),
+                    expected: s.expected,
+                    actual,
+                });
+            }
+            let after = if new == 0 {
+                actual
+            } else {
+                Some(actual.map_or(new - 1, |v| v + new))
+            };
+            local_versions.insert(&s.stream, after);
+            actuals.push(actual);
+            slots.push(row);
+        }
+        let mut th = g
+            .tenants
+            .get(tenant)
+            .or_else(|| self.tenants.get(tenant))
+            .copied()
+            .unwrap_or(TenantHead {
+                last_position: 0,
+                hash: GENESIS_HASH,
+                count: 0,
+            });
+        let mut next = g.head;
+        let mut puts = Vec::new();
+        let mut assigned: Vec<Vec<u64>> = Vec::with_capacity(streams.len());
+        let mut outcomes = Vec::with_capacity(streams.len());
+        let mut new_ids = Vec::new();
+        let mut new_versions: Vec<(&str, Option<u64>)> = Vec::new();
+        for (si, s) in streams.iter().enumerate() {
+            let mut version = match new_versions.iter().rev().find(|(n, _)| *n == s.stream) {
+                Some(&(_, v)) => v,
+                None => actuals[si],
+            };
+            let mut positions = Vec::with_capacity(s.events.len());
+            let mut duplicates = 0;
+            for (ei, e) in s.events.iter().enumerate() {
+                let position = match slots[si][ei] {
+                    Slot::Existing(p) => {
+                        duplicates += 1;
+                        p
+                    }
+                    Slot::SameAs(s2, e2) => {
+                        duplicates += 1;
+                        if s2 == si { positions[e2] } else { assigned[s2][e2] }
+                    }
+                    Slot::New => {
+                        let v = version.map_or(0, |v| v + 1);
+                        let (frame, hash) = codec::encode(&RecordFields {
+                            position: next,
+                            tenant,
+                            stream: &s.stream,
+                            stream_version: v,
+                            event_id: e.id,
+                            recorded_at_micros: g.recorded_at,
+                            event_type: &e.event_type,
+                            payload: &e.payload,
+                            metadata: &e.metadata,
+                            prev_hash: th.hash,
+                        })
+                        .map_err(|err| Error::invalid(err.to_string()))?;
+                        puts.push((Space::Log, next.to_be_bytes().to_vec(), frame));
+                        puts.push((
+                            Space::EventIds,
+                            id_key(tenant, e.id),
+                            next.to_be_bytes().to_vec(),
+                        ));
+                        puts.push((
+                            Space::Streams,
+                            stream_key(tenant, &s.stream, v),
+                            next.to_be_bytes().to_vec(),
+                        ));
+                        new_ids.push((e.id, next));
+                        th = TenantHead {
+                            last_position: next,
+                            hash,
+                            count: th.count + 1,
+                        };
+                        version = Some(v);
+                        next += 1;
+                        next - 1
+                    }
+                };
+                positions.push(position);
+            }
+            new_versions.push((&s.stream, version));
+            assigned.push(positions.clone());
+            outcomes.push(AppendOutcome {
+                positions,
+                stream_version: version,
+                duplicates,
+            });
+        }
+        if next > g.head {
+            g.head = next;
+            g.tenants.insert(tenant.to_owned(), th);
+            for (id, p) in new_ids {
+                g.ids.insert((tenant.to_owned(), id), p);
+            }
+            for (stream, v) in new_versions {
+                g.versions.insert((tenant.to_owned(), stream.to_owned()), v);
+            }
+            for (space, k, v) in puts {
+                g.batch.put(space, k, v);
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+fn read_stream_version<S: Store>(store: &S, tenant: &str, stream: &str) -> Result<Option<u64>> {
+    let start = stream_prefix(tenant, stream);
+    let end = stream_end(tenant, stream);
+    let mut found = None;
+    store.scan(Space::Streams, &start, Some(&end), true, &mut |k, _| {
+        found = k.get(start.len()..).and_then(u64_be);
+        Visit::Stop
+    })?;
+    Ok(found)
+}
+
+impl<S: Store> Shared<S> {
+    fn published_head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    fn record_at(&self, position: u64) -> Result<Option<Record>> {
+        let Some(frame) = self.store.get(Space::Log, &position.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let r = codec::decode(&frame).map_err(|e| Error::corrupt(position, e.to_string()))?;
+        if r.position != position {
+            return Err(Error::corrupt(position, "record holds another position"));
+        }
+        Ok(Some(r.to_record()))
+    }
+
+    fn read_stream(&self, tenant: &str, stream: &str, from: u64, max: usize) -> Result<Vec<Record>> {
+        let head = self.published_head();
+        let max = max.min(MAX_READ_BATCH);
+        let start = stream_key(tenant, stream, from);
+        let end = stream_end(tenant, stream);
+        let mut positions = Vec::new();
+        self.store
+            .scan(Space::Streams, &start, Some(&end), false, &mut |_, v| {
+                match u64_be(v) {
+                    Some(p) if p < head => positions.push(p),
+                    _ => return Visit::Stop,
+                }
+                if positions.len() >= max {
+                    Visit::Stop
+                } else {
+                    Visit::Continue
+                }
+            })?;
+        let mut out = Vec::with_capacity(positions.len());
+        for p in positions {
+            let r = self
+                .record_at(p)?
+                .ok_or_else(|| Error::corrupt(p, "stream index names a missing record"))?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    fn read_all(
+        &self,
+        filter: &TenantFilter,
+        from: u64,
+        direction: Direction,
+        max: usize,
+    ) -> Result<ReadBatch> {
+        let head = self.published_head();
+        let max = max.clamp(1, MAX_READ_BATCH);
+        let mut records = Vec::new();
+        let mut failure = None;
+        let mut last_seen = None;
+        let (start, end, reverse) = match direction {
+            Direction::Forward => (from.min(head), head, false),
+            Direction::Backward => (0, from.saturating_add(1).min(head), true),
+        };
+        if start < end {
+            self.store.scan(
+                Space::Log,
+                &start.to_be_bytes(),
+                Some(&end.to_be_bytes()),
+                reverse,
+                &mut |k, v| {
+                    let pos = u64_be(k).unwrap_or(u64::MAX);
+                    match codec::decode(v) {
+                        Ok(r) if r.position == pos => {
+                            last_seen = Some(pos);
+                            if filter.admits(r.tenant) {
+                                records.push(r.to_record());
+                            }
+                        }
+                        Ok(_) => {
+                            failure = Some(Error::corrupt(pos, "record holds another position"));
+                            return Visit::Stop;
+                        }
+                        Err(e) => {
+                            failure = Some(Error::corrupt(pos, e.to_string()));
+                            return Visit::Stop;
+                        }
+                    }
+                    if records.len() >= max {
+                        Visit::Stop
+                    } else {
+                        Visit::Continue
+                    }
+                },
+            )?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let next = match (direction, last_seen) {
+            (Direction::Forward, Some(p)) if records.len() >= max => Some(p + 1),
+            (Direction::Forward, _) => Some(head.max(start)),
+            (Direction::Backward, Some(p)) if records.len() >= max => p.checked_sub(1),
+            (Direction::Backward, _) => None,
+        };
+        Ok(ReadBatch { records, next })
+    }
+
+    fn find_event(&self, tenant: &str, id: Uuid) -> Result<Option<Record>> {
+        let Some(v) = self.store.get(Space::EventIds, &id_key(tenant, id))? else {
+            return Ok(None);
+        };
+        let p = u64_be(&v)
+            .ok_or_else(|| Error::corrupt(0, "event id index entry does not decode"))?;
+        if p >= self.published_head() {
+            return Ok(None);
+        }
+        let r = self
+            .record_at(p)?
+            .ok_or_else(|| Error::corrupt(p, "event id index names a missing record"))?;
+        if r.tenant != tenant || r.event_id != id {
+            return Err(Error::corrupt(p, "event id index names another record"));
+        }
+        Ok(Some(r))
+    }
+
+    fn verify(
+        &self,
+        filter: &TenantFilter,
+        range: Range<u64>,
+        progress: Option<&ProgressFn>,
+    ) -> Result<VerifyReport> {
+        const CHUNK: usize = 2048;
+        let head = self.published_head();
+        let end = range.end.min(head);
+        let start = range.start.min(end);
+        let anchored = start == 0;
+        let total = end - start;
+        let mut last: HashMap<String, (u64, Hash)> = HashMap::new();
+        let mut expected = start;
+        let mut checked = 0;
+        let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(CHUNK);
+        while expected < end {
+            chunk.clear();
+            self.store.scan(
+                Space::Log,
+                &expected.to_be_bytes(),
+                Some(&end.to_be_bytes()),
+                false,
+                &mut |k, v| {
+                    chunk.push((k.to_vec(), v.to_vec()));
+                    if chunk.len() >= CHUNK {
+                        Visit::Stop
+                    } else {
+                        Visit::Continue
+                    }
+                },
+            )?;
+            if chunk.is_empty() {
+                return Err(Error::corrupt(expected, "record missing"));
+            }
+            for (k, v) in &chunk {
+                let pos = u64_be(k).ok_or_else(|| Error::corrupt(expected, "log key is not a position"))?;
+                if pos != expected {
+                    return Err(Error::corrupt(expected, "record missing"));
+                }
+                let r = codec::decode_verified(v).map_err(|e| Error::corrupt(pos, e.to_string()))?;
+                if r.position != pos {
+                    return Err(Error::corrupt(pos, "record holds another position"));
+                }
+                if filter.admits(r.tenant) {
+                    match last.get(r.tenant) {
+                        Some((p, h)) if *h != r.prev_hash => {
+                            return Err(Error::corrupt(
+                                pos,
+                                format!("chain broken: prev_hash is not the hash of position {p}"),
+                            ));
+                        }
+                        None if anchored && r.prev_hash != GENESIS_HASH => {
+                            return Err(Error::corrupt(
+                                pos,
+                                "chain broken: the tenant's first record does not start from genesis",
+                            ));
+                        }
+                        _ => {}
+                    }
+                    let by_id = self.store.get(Space::EventIds, &id_key(r.tenant, r.event_id))?;
+                    if by_id.as_deref().and_then(u64_be) != Some(pos) {
+                        return Err(Error::corrupt(pos, "event id index does not point at this record"));
+                    }
+                    let by_stream = self.store.get(
+                        Space::Streams,
+                        &stream_key(r.tenant, r.stream, r.stream_version),
+                    )?;
+                    if by_stream.as_deref().and_then(u64_be) != Some(pos) {
+                        return Err(Error::corrupt(pos, "stream index does not point at this record"));
+                    }
+                    match last.get_mut(r.tenant) {
+                        Some(entry) => *entry = (pos, r.hash),
+                        None => {
+                            last.insert(r.tenant.to_owned(), (pos, r.hash));
+                        }
+                    }
+                    checked += 1;
+                }
+                expected += 1;
+            }
+            if let Some(p) = progress {
+                p(VerifyProgress {
+                    checked: expected - start,
+                    total,
+                });
+            }
+        }
+        if end == head {
+            let mut heads = Vec::new();
+            self.store.scan(Space::Tenants, &[], None, false, &mut |k, v| {
+                heads.push((k.to_vec(), v.to_vec()));
+                Visit::Continue
+            })?;
+            let mut seen = 0;
+            for (k, v) in heads {
+                let tenant = String::from_utf8_lossy(&k).into_owned();
+                if !filter.admits(&tenant) {
+                    continue;
+                }
+                let th = TenantHead::decode(&v)
+                    .ok_or_else(|| Error::corrupt(end, "a chain head does not decode"))?;
+                match last.get(&tenant) {
+                    Some(&(p, h)) => {
+                        seen += 1;
+                        if p != th.last_position || h != th.hash {
+                            return Err(Error::corrupt(
+                                p.max(th.last_position),
+                                "the tenant's stored chain head is not its last record",
+                            ));
+                        }
+                    }
+                    None if th.last_position >= start => {
+                        return Err(Error::corrupt(
+                            th.last_position,
+                            "the tenant's chain head names a record that is not there",
+                        ));
+                    }
+                    None => {}
+                }
+            }
+            if seen != last.len() {
+                let p = last.values().map(|&(p, _)| p).max().unwrap_or(end);
+                return Err(Error::corrupt(p, "a tenant has records but no stored chain head"));
+            }
+        }
+        Ok(VerifyReport {
+            range: start..end,
+            records: checked,
+            tenants: last.len(),
+            anchored,
+        })
+    }
+}
+
+struct SourceHandle<S: Store>(Arc<Shared<S>>);
+
+#[async_trait]
+impl<S: Store> SubscriptionSource for SourceHandle<S> {
+    async fn read_forward(&self, filter: &TenantFilter, from: u64, max: usize) -> Result<ReadBatch> {
+        let shared = Arc::clone(&self.0);
+        let filter = filter.clone();
+        run_blocking(move || shared.read_all(&filter, from, Direction::Forward, max)).await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl<S: Store> EventLog for Ledger<S> {
+    fn backend(&self) -> &'static str {
+        self.shared.store.backend()
+    }
+
+    async fn append(&self, tenant: &str, streams: Vec<StreamAppend>) -> Result<Vec<AppendOutcome>> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            tenant: tenant.to_owned(),
+            streams,
+            reply,
+        };
+        {
+            let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+            let sender = sender.as_ref().ok_or(Error::Closed)?;
+            sender.send(job).map_err(|_| Error::Closed)?;
+        }
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<Record>> {
+        let (tenant, stream) = (tenant.to_owned(), stream.to_owned());
+        self.blocking(move |s| s.read_stream(&tenant, &stream, from_version, max))
+            .await
+    }
+
+    async fn stream_version(&self, tenant: &str, stream: &str) -> Result<Option<u64>> {
+        let (tenant, stream) = (tenant.to_owned(), stream.to_owned());
+        self.blocking(move |s| {
+            let head = s.published_head();
+            // An unacknowledged tail is not yet the stream's: step back over it.
+            let mut v = read_stream_version(&s.store, &tenant, &stream)?;
+            while let Some(n) = v {
+                let p = s.store.get(Space::Streams, &stream_key(&tenant, &stream, n))?;
+                if p.as_deref().and_then(u64_be).is_some_and(|p| p < head) {
+                    break;
+                }
+                v = n.checked_sub(1);
+            }
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn find_event(&self, tenant: &str, id: Uuid) -> Result<Option<Record>> {
+        let tenant = tenant.to_owned();
+        self.blocking(move |s| s.find_event(&tenant, id)).await
+    }
+
+    async fn read_all(
+        &self,
+        filter: &TenantFilter,
+        from: u64,
+        direction: Direction,
+        max: usize,
+    ) -> Result<ReadBatch> {
+        let filter = filter.clone();
+        self.blocking(move |s| s.read_all(&filter, from, direction, max))
+            .await
+    }
+
+    fn head(&self) -> u64 {
+        self.shared.published_head()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.shared.head.subscribe()
+    }
+
+    fn subscribe(&self, filter: TenantFilter, from: u64) -> Subscription {
+        Subscription::new(
+            Arc::new(SourceHandle(Arc::clone(&self.shared))),
+            filter,
+            from,
+            self.shared.head.subscribe(),
+        )
+    }
+
+    async fn verify(
+        &self,
+        filter: &TenantFilter,
+        range: Range<u64>,
+        progress: Option<ProgressFn>,
+    ) -> Result<VerifyReport> {
+        let filter = filter.clone();
+        self.blocking(move |s| s.verify(&filter, range, progress.as_ref()))
+            .await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        self.blocking(|s| s.store.sync().map_err(Error::from)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_head_round_trips() {
+        let th = TenantHead {
+            last_position: 7,
+            hash: [3; 32],
+            count: 9,
+        };
+        assert_eq!(TenantHead::decode(&th.encode()), Some(th));
+        assert_eq!(TenantHead::decode(&[0; 47]), None);
+    }
+
+    #[test]
+    fn stream_keys_bound_one_stream() {
+        let end = stream_end("t", "s");
+        assert!(stream_key("t", "s", u64::MAX) < end);
+        assert!(stream_key("t", "s!", 0) > end);
+        assert!(stream_key("t", "r", u64::MAX) < stream_key("t", "s", 0));
+    }
+}

@@ -1,0 +1,45 @@
+//! The log layer of mailledger: records, their frame and hash chain, the
+//! [`EventLog`] contract, the engine that fulfils it over any [`Store`], and
+//! the in-memory reference store.
+//!
+//! This layer knows nothing of email: a record is an event id, a tenant, a
+//! stream, a type name and opaque bytes. The email model sits on top.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use mailledger_core::{EventLog, ExpectedVersion, Ledger, LedgerConfig, MemoryStore, NewEvent};
+//! use uuid::Uuid;
+//!
+//! let log = Ledger::open(MemoryStore::new(), LedgerConfig::new())?;
+//! let event = NewEvent::new(Uuid::now_v7(), "sent", b"{}".to_vec());
+//! let out = log
+//!     .append_to_stream("default", "message-1", ExpectedVersion::NoStream, vec![event])
+//!     .await?;
+//! assert_eq!(out.positions, vec![0]);
+//! # Ok::<_, mailledger_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+pub mod codec;
+mod error;
+mod ledger;
+mod log;
+mod memory;
+mod record;
+mod store;
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+
+pub use error::{Error, ErrorKind, Result, StoreError};
+pub use ledger::{Durability, Ledger, LedgerConfig};
+pub use log::{
+    EventLog, MAX_READ_BATCH, ProgressFn, ReadBatch, Subscription, VerifyProgress, VerifyReport,
+};
+pub use memory::MemoryStore;
+pub use record::{
+    AppendOutcome, Direction, ExpectedVersion, GENESIS_HASH, Hash, MAX_EVENT_BYTES,
+    MAX_EVENT_TYPE_LEN, MAX_STREAM_LEN, MAX_TENANT_LEN, NewEvent, Record, StreamAppend,
+    TenantFilter, validate_event, validate_stream, validate_tenant,
+};
+pub use store::{Space, Store, Visit, WriteBatch};

@@ -1,0 +1,258 @@
+//! The [`EventLog`] contract that every backend fulfils.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::record::{
+    AppendOutcome, Direction, ExpectedVersion, NewEvent, Record, StreamAppend, TenantFilter,
+};
+
+/// The largest batch one read returns; larger `max` values are clamped.
+pub const MAX_READ_BATCH: usize = 10_000;
+
+/// A batch of records from a read of the whole log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBatch {
+    /// The records, in the direction of the read.
+    pub records: Vec<Record>,
+    /// Where to continue in the same direction: forward, the position after
+    /// the last one examined (the head once caught up); backward, the
+    /// position before it, or `None` once position 0 was examined.
+    pub next: Option<u64>,
+}
+
+/// Progress of a verification, reported as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyProgress {
+    /// Records checked so far.
+    pub checked: u64,
+    /// Records the verification will check in all.
+    pub total: u64,
+}
+
+/// Called with progress during [`EventLog::verify`].
+pub type ProgressFn = Arc<dyn Fn(VerifyProgress) + Send + Sync>;
+
+/// What a verification checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// The positions checked.
+    pub range: Range<u64>,
+    /// How many records were checked (those of the filtered tenants).
+    pub records: u64,
+    /// How many tenants' chains were followed.
+    pub tenants: usize,
+    /// Whether each tenant's chain was followed from its first record (the
+    /// range started at 0) rather than from its first record in the range.
+    pub anchored: bool,
+}
+
+/// An append-only, hash-chained log of records, partitioned by tenant and
+/// stream, with one global order.
+///
+/// Usable as `Arc<dyn EventLog>`. Reads only ever return acknowledged
+/// records: a record is visible once the append that wrote it has returned
+/// (or is about to).
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// A short name of the storage backend, such as `fjall`.
+    fn backend(&self) -> &'static str;
+
+    /// Appends events to one or more streams of `tenant`, atomically: either
+    /// every event is written, or on error none is.
+    ///
+    /// For each stream, events that are new get consecutive stream versions
+    /// and global positions. An event whose id the tenant's log already holds
+    /// (from any earlier append, also before a restart) is not written again:
+    /// its outcome reports the original position. When every event of a
+    /// stream is such a duplicate the stream's expected version is not
+    /// checked, so a retried append succeeds with the original result.
+    /// Otherwise the stream's last version must satisfy its
+    /// [`ExpectedVersion`], or the append fails with
+    /// [`Error::WrongExpectedVersion`] carrying both versions.
+    ///
+    /// Returns once the records are durable as the log's durability setting
+    /// promises (with `sync`, on stable storage). Concurrent appends share a
+    /// storage sync (group commit).
+    ///
+    /// # Errors
+    /// [`Error::WrongExpectedVersion`], [`Error::InvalidInput`] for bad names
+    /// or oversized events, [`Error::Storage`] or [`Error::Poisoned`] when
+    /// the engine fails; in each case nothing was written.
+    async fn append(&self, tenant: &str, streams: Vec<StreamAppend>) -> Result<Vec<AppendOutcome>>;
+
+    /// Appends `events` to one stream; see [`EventLog::append`].
+    ///
+    /// # Errors
+    /// As [`EventLog::append`].
+    async fn append_to_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome> {
+        let mut out = self
+            .append(tenant, vec![StreamAppend::new(stream, expected, events)])
+            .await?;
+        out.pop()
+            .ok_or_else(|| Error::InvalidInput("append returned no outcome".into()))
+    }
+
+    /// Up to `max` records of one stream, from version `from_version` on, in
+    /// version order. An unknown stream reads as empty.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the position of a record that fails to
+    /// decode, or a storage error.
+    async fn read_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<Record>>;
+
+    /// The version of a stream's last event, `None` for a stream with none.
+    ///
+    /// # Errors
+    /// A storage error.
+    async fn stream_version(&self, tenant: &str, stream: &str) -> Result<Option<u64>>;
+
+    /// The record with this event id in `tenant`'s log, if any. Another
+    /// tenant's event reads as missing.
+    ///
+    /// # Errors
+    /// A storage or corruption error.
+    async fn find_event(&self, tenant: &str, id: Uuid) -> Result<Option<Record>>;
+
+    /// Up to `max` records of the whole log that pass `filter`, from
+    /// position `from` (inclusive) in `direction`. Backward reads from
+    /// beyond the head start at the last record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the position of a record that fails to
+    /// decode, or a storage error.
+    async fn read_all(
+        &self,
+        filter: &TenantFilter,
+        from: u64,
+        direction: Direction,
+        max: usize,
+    ) -> Result<ReadBatch>;
+
+    /// The position the next record will get: the number of records.
+    fn head(&self) -> u64;
+
+    /// A watch on [`EventLog::head`], updated after each acknowledged append.
+    fn watch_head(&self) -> watch::Receiver<u64>;
+
+    /// Every record from `from` on that passes `filter`, then each new one
+    /// as it is appended: catch-up, then live, with no gap and no duplicate
+    /// at the switch.
+    fn subscribe(&self, filter: TenantFilter, from: u64) -> Subscription;
+
+    /// Checks every record in `range` (clamped to the head) that passes
+    /// `filter`: its frame decodes, its hash matches its bytes, its position
+    /// matches its key, its `prev_hash` is the hash of the tenant's previous
+    /// record, and the indexes point at it. When the range reaches the head,
+    /// each tenant's stored chain head must be its last record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the first bad position.
+    async fn verify(
+        &self,
+        filter: &TenantFilter,
+        range: Range<u64>,
+        progress: Option<ProgressFn>,
+    ) -> Result<VerifyReport>;
+
+    /// Makes every acknowledged record durable (a no-op with `sync`
+    /// durability, the way to flush with `buffered`).
+    ///
+    /// # Errors
+    /// A storage error.
+    async fn sync(&self) -> Result<()>;
+}
+
+/// What a [`Subscription`] reads through.
+#[async_trait]
+pub(crate) trait SubscriptionSource: Send + Sync + 'static {
+    async fn read_forward(&self, filter: &TenantFilter, from: u64, max: usize) -> Result<ReadBatch>;
+    fn is_closed(&self) -> bool;
+}
+
+/// A catch-up-then-live feed of records, from [`EventLog::subscribe`].
+///
+/// Each record is delivered once, in position order. Dropping the
+/// subscription ends it.
+pub struct Subscription {
+    source: Arc<dyn SubscriptionSource>,
+    filter: TenantFilter,
+    next: u64,
+    buffer: VecDeque<Record>,
+    head: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("filter", &self.filter)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        source: Arc<dyn SubscriptionSource>,
+        filter: TenantFilter,
+        from: u64,
+        head: watch::Receiver<u64>,
+    ) -> Self {
+        Self {
+            source,
+            filter,
+            next: from,
+            buffer: VecDeque::new(),
+            head,
+        }
+    }
+
+    /// The position the subscription will examine next.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.buffer.front().map_or(self.next, |r| r.position)
+    }
+
+    /// The next record, waiting for one to be appended when caught up.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the log is closed, or a read error.
+    pub async fn next(&mut self) -> Result<Record> {
+        loop {
+            if let Some(record) = self.buffer.pop_front() {
+                return Ok(record);
+            }
+            let head = *self.head.borrow_and_update();
+            if self.next < head {
+                let batch = self.source.read_forward(&self.filter, self.next, 1024).await?;
+                self.next = batch.next.unwrap_or(head);
+                self.buffer.extend(batch.records);
+                continue;
+            }
+            if self.source.is_closed() {
+                return Err(Error::Closed);
+            }
+            if self.head.changed().await.is_err() {
+                return Err(Error::Closed);
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The storage contract the log engine needs from a backend: a few ordered
+//! key-value spaces and atomic, optionally synced, write batches.
+//!
+//! Backends implement [`Store`]; [`crate::Ledger`] turns any `Store` into an
+//! [`EventLog`](crate::EventLog), so sequencing, idempotency, the hash chain
+//! and group commit are written once.
+
+use crate::error::StoreError;
+
+/// The key spaces of a log. Keys order bytewise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Space {
+    /// position (u64 big-endian) → record frame.
+    Log,
+    /// tenant, 0x00, event id (16 bytes) → position (u64 big-endian).
+    EventIds,
+    /// tenant, 0x00, stream, 0x00, version (u64 big-endian) → position (u64 big-endian).
+    Streams,
+    /// tenant → chain head: last position, last hash, record count (see `ledger`).
+    Tenants,
+}
+
+impl Space {
+    /// Every space, in a fixed order.
+    pub const ALL: [Self; 4] = [Self::Log, Self::EventIds, Self::Streams, Self::Tenants];
+
+    /// A stable name, for backends that name their trees.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::EventIds => "event_ids",
+            Self::Streams => "streams",
+            Self::Tenants => "tenants",
+        }
+    }
+}
+
+/// Puts to apply together.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    /// `(space, key, value)` in order; a later put to the same key wins.
+    pub puts: Vec<(Space, Vec<u8>, Vec<u8>)>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a put.
+    pub fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
+        self.puts.push((space, key, value));
+    }
+
+    /// Whether the batch holds no put.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty()
+    }
+}
+
+/// What to do after visiting one entry of a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// Go on to the next entry.
+    Continue,
+    /// End the scan.
+    Stop,
+}
+
+/// An ordered key-value store with atomic batches.
+///
+/// All methods block; the log calls them from its writer thread and from
+/// blocking tasks, never from an async worker directly.
+pub trait Store: Send + Sync + 'static {
+    /// A short name of the backend, such as `fjall`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies every put of `batch` atomically: after a crash at any moment,
+    /// either all of them or none are visible on reopen.
+    ///
+    /// With `sync`, returns only once the batch is on stable storage (for a
+    /// backend whose engine cannot promise that, its docs say what it gives).
+    /// Without, the batch is visible to reads and survives a process crash
+    /// but may be lost on power failure.
+    ///
+    /// # Errors
+    /// Any engine failure; the batch may then be partly or wholly unapplied
+    /// in memory, and the caller stops writing.
+    fn commit(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError>;
+
+    /// The value of `key` in `space`.
+    ///
+    /// # Errors
+    /// Any engine failure.
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Visits the entries of `space` whose keys are at least `start` and below
+    /// `end` (no upper bound when `None`), ascending, or descending when
+    /// `reverse`, until `visit` answers [`Visit::Stop`] or the range ends.
+    ///
+    /// # Errors
+    /// Any engine failure.
+    fn scan(
+        &self,
+        space: Space,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Visit,
+    ) -> Result<(), StoreError>;
+
+    /// Makes every committed batch durable.
+    ///
+    /// # Errors
+    /// Any engine failure.
+    fn sync(&self) -> Result<(), StoreError>;
+}
+
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+
+    fn commit(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        (**self).commit(batch, sync)
+    }
+
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(space, key)
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Visit,
+    ) -> Result<(), StoreError> {
+        (**self).scan(space, start, end, reverse, visit)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        (**self).sync()
+    }
+}
