@@ -1,0 +1,187 @@
+//! Where the log lives: `--log` URLs and the data directory's memory of its backend.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use mailledger_core::{EventLog, Ledger, LedgerConfig, MemoryStore};
+use serde::{Deserialize, Serialize};
+
+/// The file in a data directory that records which backend holds its log.
+pub const MARKER: &str = "ledger.json";
+
+/// A storage backend and where its files are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+pub enum LogLocation {
+    /// fjall in a directory.
+    Fjall {
+        /// The fjall directory.
+        path: PathBuf,
+    },
+    /// sled 0.34 in a directory.
+    Sled {
+        /// The sled directory.
+        path: PathBuf,
+    },
+    /// Nothing on disk; gone when the process ends.
+    Memory,
+}
+
+impl LogLocation {
+    /// Parses `fjall:PATH`, `sled:PATH` or `memory:`.
+    pub fn parse(url: &str) -> Result<Self> {
+        let (scheme, rest) = url
+            .split_once(':')
+            .with_context(|| format!("--log {url:?}: expected fjall:PATH, sled:PATH or memory:"))?;
+        let path = || -> Result<PathBuf> {
+            if rest.is_empty() {
+                bail!("--log {url:?}: the {scheme} backend needs a path, as in {scheme}:./log");
+            }
+            absolute(Path::new(rest))
+        };
+        match scheme {
+            "fjall" => Ok(Self::Fjall { path: path()? }),
+            "sled" => Ok(Self::Sled { path: path()? }),
+            "memory" if rest.is_empty() => Ok(Self::Memory),
+            "memory" => bail!("--log {url:?}: memory: takes no path"),
+            other => bail!("--log {url:?}: unknown backend {other:?}; use fjall, sled or memory"),
+        }
+    }
+
+    /// The backend's name.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Fjall { .. } => "fjall",
+            Self::Sled { .. } => "sled",
+            Self::Memory => "memory",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Fjall { path } | Self::Sled { path } => {
+                format!("{}:{}", self.backend(), path.display())
+            }
+            Self::Memory => "memory:".into(),
+        }
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("cannot resolve path {}", p.display()))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    format: u32,
+    #[serde(flatten)]
+    log: LogLocation,
+}
+
+/// Resolves which log to open for `data_dir` and an optional `--log` URL,
+/// recording the choice in a new data directory and refusing a mismatch
+/// with what an existing one recorded.
+pub fn resolve(data_dir: &Path, log: Option<&str>, create: bool) -> Result<LogLocation> {
+    let asked = log.map(LogLocation::parse).transpose()?;
+    if asked == Some(LogLocation::Memory) {
+        return Ok(LogLocation::Memory);
+    }
+    let marker_path = data_dir.join(MARKER);
+    if marker_path.exists() {
+        let text = std::fs::read_to_string(&marker_path)
+            .with_context(|| format!("cannot read {}", marker_path.display()))?;
+        let marker: Marker = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a mailledger marker", marker_path.display()))?;
+        if marker.format != 1 {
+            bail!(
+                "{} has format {}, which this build does not know",
+                marker_path.display(),
+                marker.format
+            );
+        }
+        if let Some(asked) = asked {
+            if asked != marker.log {
+                bail!(
+                    "data directory {} holds a {} log; --log asked for {}. Pass --log {} or use another --data-dir",
+                    data_dir.display(),
+                    marker.log.describe(),
+                    asked.describe(),
+                    marker.log.describe()
+                );
+            }
+        }
+        return Ok(marker.log);
+    }
+    if !create {
+        bail!(
+            "no ledger in {}; run `mailledger init --data-dir {}` first",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    let location = match asked {
+        Some(l) => l,
+        None => LogLocation::Fjall {
+            path: absolute(&data_dir.join("log"))?,
+        },
+    };
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let marker = Marker {
+        format: 1,
+        log: location.clone(),
+    };
+    let tmp = data_dir.join(format!("{MARKER}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&marker)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &marker_path)
+        .with_context(|| format!("cannot write {}", marker_path.display()))?;
+    Ok(location)
+}
+
+/// Opens the log at `location`.
+pub fn open(location: &LogLocation, config: LedgerConfig) -> Result<Arc<dyn EventLog>> {
+    Ok(match location {
+        LogLocation::Fjall { path } => {
+            let store = mailledger_fjall::FjallStore::open(path)
+                .with_context(|| format!("cannot open the fjall log in {} (is another mailledger process using it?)", path.display()))?;
+            Arc::new(Ledger::open(store, config)?)
+        }
+        LogLocation::Sled { path } => {
+            let store = mailledger_sled::SledStore::open(path)
+                .with_context(|| format!("cannot open the sled log in {} (is another mailledger process using it?)", path.display()))?;
+            Arc::new(Ledger::open(store, config)?)
+        }
+        LogLocation::Memory => Arc::new(Ledger::open(MemoryStore::new(), config)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_or_say_what_is_wrong() {
+        assert_eq!(LogLocation::parse("memory:").unwrap(), LogLocation::Memory);
+        assert!(matches!(LogLocation::parse("fjall:/x").unwrap(), LogLocation::Fjall { .. }));
+        assert!(matches!(LogLocation::parse("sled:rel").unwrap(), LogLocation::Sled { .. }));
+        for bad in ["fjall:", "rocks:/x", "memory:/x", "nocolon"] {
+            assert!(LogLocation::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_data_dir_remembers_its_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = format!("sled:{}", dir.path().join("s").display());
+        let first = resolve(dir.path(), Some(&sled), true).unwrap();
+        assert_eq!(first.backend(), "sled");
+        assert_eq!(resolve(dir.path(), None, false).unwrap(), first);
+        let fjall = format!("fjall:{}", dir.path().join("f").display());
+        let err = resolve(dir.path(), Some(&fjall), true).unwrap_err().to_string();
+        assert!(err.contains("holds a sled"), "{err}");
+        let other = tempfile::tempdir().unwrap();
+        assert!(resolve(other.path(), None, false).is_err());
+    }
+}
