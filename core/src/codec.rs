@@ -368,7 +368,10 @@ mod tests {
         for i in 0..frame.len() {
             let mut bad = frame.clone();
             bad[i] ^= 0x01;
-            assert!(decode_verified(&bad).is_err(), "flip at byte {i} went unseen");
+            assert!(
+                decode_verified(&bad).is_err(),
+                "flip at byte {i} went unseen"
+            );
         }
     }
 
@@ -378,8 +381,14 @@ mod tests {
         let mut v2 = frame.clone();
         v2[0] = 2;
         assert_eq!(decode(&v2).unwrap_err(), FrameError::UnknownVersion(2));
-        assert!(matches!(decode(&frame[..frame.len() - 1]), Err(FrameError::BadLength(_))));
-        assert!(matches!(decode(&frame[..10]), Err(FrameError::Truncated(10))));
+        assert!(matches!(
+            decode(&frame[..frame.len() - 1]),
+            Err(FrameError::BadLength(_))
+        ));
+        assert!(matches!(
+            decode(&frame[..10]),
+            Err(FrameError::Truncated(10))
+        ));
         assert!(matches!(decode(&frame[..3]), Err(FrameError::Truncated(3))));
         let mut huge = frame;
         huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());

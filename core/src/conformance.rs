@@ -51,7 +51,9 @@ fn ev(ty: &str, payload: &str) -> NewEvent {
 }
 
 fn events(n: usize) -> Vec<NewEvent> {
-    (0..n).map(|i| ev("sent", &format!("{{\"i\":{i}}}"))).collect()
+    (0..n)
+        .map(|i| ev("sent", &format!("{{\"i\":{i}}}")))
+        .collect()
 }
 
 pub async fn append_then_read_returns_what_was_written(open_store: OpenStore) {
@@ -67,7 +69,11 @@ pub async fn append_then_read_returns_what_was_written(open_store: OpenStore) {
     assert_eq!(out.stream_version, Some(2));
     assert_eq!(out.duplicates, 0);
     assert_eq!(o.log.head(), 3);
-    let read = o.log.read_stream("acme", "message-1", 0, 100).await.unwrap();
+    let read = o
+        .log
+        .read_stream("acme", "message-1", 0, 100)
+        .await
+        .unwrap();
     assert_eq!(read.len(), 3);
     for (i, r) in read.iter().enumerate() {
         assert_eq!(r.event_id, evs[i].id);
@@ -81,14 +87,39 @@ pub async fn append_then_read_returns_what_was_written(open_store: OpenStore) {
         assert!(r.recorded_at_micros > 0);
     }
     assert_eq!(read[1].prev_hash, read[0].hash);
-    let tail = o.log.read_stream("acme", "message-1", 1, 100).await.unwrap();
-    assert_eq!(tail.iter().map(|r| r.stream_version).collect::<Vec<_>>(), vec![1, 2]);
+    let tail = o
+        .log
+        .read_stream("acme", "message-1", 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        tail.iter().map(|r| r.stream_version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     let bounded = o.log.read_stream("acme", "message-1", 0, 2).await.unwrap();
     assert_eq!(bounded.len(), 2);
-    assert!(o.log.read_stream("acme", "message-2", 0, 10).await.unwrap().is_empty());
-    assert!(o.log.read_stream("other", "message-1", 0, 10).await.unwrap().is_empty());
-    assert_eq!(o.log.stream_version("acme", "message-1").await.unwrap(), Some(2));
-    assert_eq!(o.log.stream_version("acme", "message-2").await.unwrap(), None);
+    assert!(
+        o.log
+            .read_stream("acme", "message-2", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        o.log
+            .read_stream("other", "message-1", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        o.log.stream_version("acme", "message-1").await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        o.log.stream_version("acme", "message-2").await.unwrap(),
+        None
+    );
     let found = o.log.find_event("acme", evs[1].id).await.unwrap().unwrap();
     assert_eq!(found.position, 1);
 }
@@ -100,14 +131,22 @@ pub async fn wrong_expected_version_is_a_conflict_and_writes_nothing(open_store:
         .append_to_stream("t", "s", ExpectedVersion::NoStream, events(2))
         .await
         .unwrap();
-    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(0), ExpectedVersion::Exact(5)] {
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(0),
+        ExpectedVersion::Exact(5),
+    ] {
         let err = o
             .log
             .append_to_stream("t", "s", expected, events(1))
             .await
             .unwrap_err();
         match err {
-            Error::WrongExpectedVersion { stream, expected: e, actual } => {
+            Error::WrongExpectedVersion {
+                stream,
+                expected: e,
+                actual,
+            } => {
                 assert_eq!(stream, "s");
                 assert_eq!(e, expected);
                 assert_eq!(actual, Some(1));
@@ -122,7 +161,10 @@ pub async fn wrong_expected_version_is_a_conflict_and_writes_nothing(open_store:
         .append_to_stream("t", "empty", ExpectedVersion::Exact(0), events(1))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::WrongExpectedVersion { actual: None, .. }));
+    assert!(matches!(
+        err,
+        Error::WrongExpectedVersion { actual: None, .. }
+    ));
     o.log
         .append_to_stream("t", "s", ExpectedVersion::Exact(1), events(1))
         .await
@@ -204,11 +246,19 @@ pub async fn duplicate_ids_return_original_positions_across_reopen(open_store: O
     // Another tenant's id space is its own.
     let out = o
         .log
-        .append_to_stream("u", "s-0", ExpectedVersion::Any, vec![batches[0][0].clone()])
+        .append_to_stream(
+            "u",
+            "s-0",
+            ExpectedVersion::Any,
+            vec![batches[0][0].clone()],
+        )
         .await
         .unwrap();
     assert_eq!(out.positions, vec![10_003]);
-    o.log.verify(&TenantFilter::All, 0..u64::MAX, None).await.unwrap();
+    o.log
+        .verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
 }
 
 pub async fn a_failed_append_writes_nothing_of_its_batch(open_store: OpenStore) {
@@ -236,7 +286,12 @@ pub async fn a_failed_append_writes_nothing_of_its_batch(open_store: OpenStore) 
     assert!(matches!(err, Error::InvalidInput(_)));
     let mut big = events(2);
     big[1].payload = vec![0; crate::MAX_EVENT_BYTES + 1];
-    assert!(o.log.append_to_stream("t", "a", ExpectedVersion::Any, big).await.is_err());
+    assert!(
+        o.log
+            .append_to_stream("t", "a", ExpectedVersion::Any, big)
+            .await
+            .is_err()
+    );
     for (tenant, stream) in [("Bad Tenant", "a"), ("t", ""), ("t", "a b"), ("", "a")] {
         let err = o
             .log
@@ -273,15 +328,26 @@ pub async fn reads_of_the_whole_log_page_both_ways_and_filter_tenants(open_store
             .await
             .unwrap();
     }
-    let all = o.log.read_all(&TenantFilter::All, 0, Direction::Forward, 1000).await.unwrap();
-    assert_eq!(all.records.iter().map(|r| r.position).collect::<Vec<_>>(), (0..30).collect::<Vec<_>>());
+    let all = o
+        .log
+        .read_all(&TenantFilter::All, 0, Direction::Forward, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.records.iter().map(|r| r.position).collect::<Vec<_>>(),
+        (0..30).collect::<Vec<_>>()
+    );
     assert_eq!(all.next, Some(30));
     // Forward in pages of 7 for tenant a.
     let only_a = TenantFilter::Only("a".into());
     let mut got = Vec::new();
     let mut from = 0;
     loop {
-        let page = o.log.read_all(&only_a, from, Direction::Forward, 7).await.unwrap();
+        let page = o
+            .log
+            .read_all(&only_a, from, Direction::Forward, 7)
+            .await
+            .unwrap();
         assert!(page.records.len() <= 7);
         got.extend(page.records.iter().map(|r| r.position));
         let next = page.next.unwrap();
@@ -295,7 +361,11 @@ pub async fn reads_of_the_whole_log_page_both_ways_and_filter_tenants(open_store
     let mut back = Vec::new();
     let mut from = Some(u64::MAX);
     while let Some(f) = from {
-        let page = o.log.read_all(&TenantFilter::All, f, Direction::Backward, 4).await.unwrap();
+        let page = o
+            .log
+            .read_all(&TenantFilter::All, f, Direction::Backward, 4)
+            .await
+            .unwrap();
         back.extend(page.records.iter().map(|r| r.position));
         from = page.next;
     }
@@ -351,7 +421,11 @@ pub async fn subscriptions_catch_up_then_go_live_without_gap_or_duplicate(open_s
     }
     assert!(u.windows(2).all(|w| w[0] < w[1]));
     // Nothing more arrives until something is appended.
-    assert!(tokio::time::timeout(std::time::Duration::from_millis(50), sub.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), sub.next())
+            .await
+            .is_err()
+    );
 }
 
 pub async fn verify_names_the_first_bad_position(open_store: OpenStore) {
@@ -363,7 +437,11 @@ pub async fn verify_names_the_first_bad_position(open_store: OpenStore) {
             .await
             .unwrap();
     }
-    let report = o.log.verify(&TenantFilter::All, 0..u64::MAX, None).await.unwrap();
+    let report = o
+        .log
+        .verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
     assert_eq!(report.records, 20);
     assert!(report.anchored);
     let key = 7u64.to_be_bytes();
@@ -402,7 +480,10 @@ pub async fn verify_names_the_first_bad_position(open_store: OpenStore) {
         other => panic!("forged record went unseen: {other:?}"),
     }
     put_raw(&o.store, 7, frame);
-    o.log.verify(&TenantFilter::All, 0..u64::MAX, None).await.unwrap();
+    o.log
+        .verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
 }
 
 fn put_raw(store: &Arc<dyn Store>, position: u64, frame: Vec<u8>) {
@@ -419,7 +500,11 @@ pub async fn open_refuses_a_corrupt_tail_and_names_it(open_store: OpenStore) {
             .append_to_stream("t", "s", ExpectedVersion::Any, events(10))
             .await
             .unwrap();
-        let mut frame = o.store.get(Space::Log, &9u64.to_be_bytes()).unwrap().unwrap();
+        let mut frame = o
+            .store
+            .get(Space::Log, &9u64.to_be_bytes())
+            .unwrap()
+            .unwrap();
         frame[20] ^= 1;
         put_raw(&o.store, 9, frame);
     }
@@ -440,11 +525,22 @@ pub async fn tenants_chain_and_read_apart(open_store: OpenStore) {
             .await
             .unwrap();
     }
-    let all = o.log.read_all(&TenantFilter::All, 0, Direction::Forward, 100).await.unwrap();
+    let all = o
+        .log
+        .read_all(&TenantFilter::All, 0, Direction::Forward, 100)
+        .await
+        .unwrap();
     let mut last: HashMap<&str, [u8; 32]> = HashMap::new();
     for r in &all.records {
-        let prev = last.get(r.tenant.as_str()).copied().unwrap_or(crate::GENESIS_HASH);
-        assert_eq!(r.prev_hash, prev, "record {} chains to its own tenant", r.position);
+        let prev = last
+            .get(r.tenant.as_str())
+            .copied()
+            .unwrap_or(crate::GENESIS_HASH);
+        assert_eq!(
+            r.prev_hash, prev,
+            "record {} chains to its own tenant",
+            r.position
+        );
         last.insert(&r.tenant, r.hash);
     }
     for t in ["a", "b", "c"] {
@@ -454,14 +550,40 @@ pub async fn tenants_chain_and_read_apart(open_store: OpenStore) {
         assert_eq!(report.tenants, 1);
     }
     // Corrupting tenant b's record leaves a's and c's verification intact.
-    let b_pos = all.records.iter().find(|r| r.tenant == "b").unwrap().position;
-    let mut frame = o.store.get(Space::Log, &b_pos.to_be_bytes()).unwrap().unwrap();
+    let b_pos = all
+        .records
+        .iter()
+        .find(|r| r.tenant == "b")
+        .unwrap()
+        .position;
+    let mut frame = o
+        .store
+        .get(Space::Log, &b_pos.to_be_bytes())
+        .unwrap()
+        .unwrap();
     frame[12] ^= 1;
     put_raw(&o.store, b_pos, frame);
-    assert!(o.log.verify(&TenantFilter::Only("b".into()), 0..u64::MAX, None).await.is_err());
+    assert!(
+        o.log
+            .verify(&TenantFilter::Only("b".into()), 0..u64::MAX, None)
+            .await
+            .is_err()
+    );
     let ev_a = all.records.iter().find(|r| r.tenant == "a").unwrap();
-    assert!(o.log.find_event("b", ev_a.event_id).await.unwrap().is_none());
-    assert!(o.log.find_event("a", ev_a.event_id).await.unwrap().is_some());
+    assert!(
+        o.log
+            .find_event("b", ev_a.event_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        o.log
+            .find_event("a", ev_a.event_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 pub async fn reopen_continues_positions_versions_and_chains(open_store: OpenStore) {
@@ -487,7 +609,11 @@ pub async fn reopen_continues_positions_versions_and_chains(open_store: OpenStor
         .unwrap();
     assert_eq!(out.positions, vec![7]);
     assert_eq!(out.stream_version, Some(5));
-    let report = o.log.verify(&TenantFilter::All, 0..u64::MAX, None).await.unwrap();
+    let report = o
+        .log
+        .verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
     assert_eq!(report.records, 8);
     assert_eq!(report.tenants, 2);
 }
@@ -504,7 +630,8 @@ pub async fn eight_concurrent_writers_keep_a_dense_order(open_store: OpenStore) 
             for i in 0..50u64 {
                 let s = (i % 3) as usize;
                 let stream = format!("w{w}-s{s}");
-                let expected = versions[s].map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                let expected =
+                    versions[s].map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
                 let batch = events(1 + (i as usize % 4));
                 versions[s] = Some(versions[s].map_or(0, |v| v + 1) + batch.len() as u64 - 1);
                 ids.extend(batch.iter().map(|e| e.id));
@@ -525,10 +652,16 @@ pub async fn eight_concurrent_writers_keep_a_dense_order(open_store: OpenStore) 
     let mut from = 0;
     let mut versions: HashMap<(String, String), u64> = HashMap::new();
     while from < head {
-        let page = o.log.read_all(&TenantFilter::All, from, Direction::Forward, 500).await.unwrap();
+        let page = o
+            .log
+            .read_all(&TenantFilter::All, from, Direction::Forward, 500)
+            .await
+            .unwrap();
         for r in &page.records {
             assert!(expected_ids.remove(&r.event_id));
-            let v = versions.entry((r.tenant.clone(), r.stream.clone())).or_insert(0);
+            let v = versions
+                .entry((r.tenant.clone(), r.stream.clone()))
+                .or_insert(0);
             assert_eq!(r.stream_version, *v, "stream versions are gapless");
             *v += 1;
             positions.push(r.position);
@@ -537,7 +670,10 @@ pub async fn eight_concurrent_writers_keep_a_dense_order(open_store: OpenStore) 
     }
     assert!(expected_ids.is_empty());
     assert_eq!(positions, (0..head).collect::<Vec<_>>());
-    o.log.verify(&TenantFilter::All, 0..u64::MAX, None).await.unwrap();
+    o.log
+        .verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
 }
 
 /// Expands to one `#[tokio::test]` per check, for a backend's `OpenStore`.

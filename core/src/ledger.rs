@@ -459,7 +459,10 @@ impl<S: Store> Writer<S> {
         if let Some(&p) = g.ids.get(&(tenant.to_owned(), id)) {
             return Ok(Some(p));
         }
-        let value = self.shared.store.get(Space::EventIds, &id_key(tenant, id))?;
+        let value = self
+            .shared
+            .store
+            .get(Space::EventIds, &id_key(tenant, id))?;
         match value {
             None => Ok(None),
             Some(v) => u64_be(&v)
@@ -567,7 +570,11 @@ impl<S: Store> Writer<S> {
                     }
                     Slot::SameAs(s2, e2) => {
                         duplicates += 1;
-                        if s2 == si { positions[e2] } else { assigned[s2][e2] }
+                        if s2 == si {
+                            positions[e2]
+                        } else {
+                            assigned[s2][e2]
+                        }
                     }
                     Slot::New => {
                         let v = version.map_or(0, |v| v + 1);
@@ -660,7 +667,13 @@ impl<S: Store> Shared<S> {
         Ok(Some(r.to_record()))
     }
 
-    fn read_stream(&self, tenant: &str, stream: &str, from: u64, max: usize) -> Result<Vec<Record>> {
+    fn read_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Record>> {
         let head = self.published_head();
         let max = max.min(MAX_READ_BATCH);
         let start = stream_key(tenant, stream, from);
@@ -752,8 +765,8 @@ impl<S: Store> Shared<S> {
         let Some(v) = self.store.get(Space::EventIds, &id_key(tenant, id))? else {
             return Ok(None);
         };
-        let p = u64_be(&v)
-            .ok_or_else(|| Error::corrupt(0, "event id index entry does not decode"))?;
+        let p =
+            u64_be(&v).ok_or_else(|| Error::corrupt(0, "event id index entry does not decode"))?;
         if p >= self.published_head() {
             return Ok(None);
         }
@@ -802,11 +815,13 @@ impl<S: Store> Shared<S> {
                 return Err(Error::corrupt(expected, "record missing"));
             }
             for (k, v) in &chunk {
-                let pos = u64_be(k).ok_or_else(|| Error::corrupt(expected, "log key is not a position"))?;
+                let pos = u64_be(k)
+                    .ok_or_else(|| Error::corrupt(expected, "log key is not a position"))?;
                 if pos != expected {
                     return Err(Error::corrupt(expected, "record missing"));
                 }
-                let r = codec::decode_verified(v).map_err(|e| Error::corrupt(pos, e.to_string()))?;
+                let r =
+                    codec::decode_verified(v).map_err(|e| Error::corrupt(pos, e.to_string()))?;
                 if r.position != pos {
                     return Err(Error::corrupt(pos, "record holds another position"));
                 }
@@ -826,16 +841,24 @@ impl<S: Store> Shared<S> {
                         }
                         _ => {}
                     }
-                    let by_id = self.store.get(Space::EventIds, &id_key(r.tenant, r.event_id))?;
+                    let by_id = self
+                        .store
+                        .get(Space::EventIds, &id_key(r.tenant, r.event_id))?;
                     if by_id.as_deref().and_then(u64_be) != Some(pos) {
-                        return Err(Error::corrupt(pos, "event id index does not point at this record"));
+                        return Err(Error::corrupt(
+                            pos,
+                            "event id index does not point at this record",
+                        ));
                     }
                     let by_stream = self.store.get(
                         Space::Streams,
                         &stream_key(r.tenant, r.stream, r.stream_version),
                     )?;
                     if by_stream.as_deref().and_then(u64_be) != Some(pos) {
-                        return Err(Error::corrupt(pos, "stream index does not point at this record"));
+                        return Err(Error::corrupt(
+                            pos,
+                            "stream index does not point at this record",
+                        ));
                     }
                     match last.get_mut(r.tenant) {
                         Some(entry) => *entry = (pos, r.hash),
@@ -856,10 +879,11 @@ impl<S: Store> Shared<S> {
         }
         if end == head {
             let mut heads = Vec::new();
-            self.store.scan(Space::Tenants, &[], None, false, &mut |k, v| {
-                heads.push((k.to_vec(), v.to_vec()));
-                Visit::Continue
-            })?;
+            self.store
+                .scan(Space::Tenants, &[], None, false, &mut |k, v| {
+                    heads.push((k.to_vec(), v.to_vec()));
+                    Visit::Continue
+                })?;
             let mut seen = 0;
             for (k, v) in heads {
                 let tenant = String::from_utf8_lossy(&k).into_owned();
@@ -889,7 +913,10 @@ impl<S: Store> Shared<S> {
             }
             if seen != last.len() {
                 let p = last.values().map(|&(p, _)| p).max().unwrap_or(end);
-                return Err(Error::corrupt(p, "a tenant has records but no stored chain head"));
+                return Err(Error::corrupt(
+                    p,
+                    "a tenant has records but no stored chain head",
+                ));
             }
         }
         Ok(VerifyReport {
@@ -905,7 +932,12 @@ struct SourceHandle<S: Store>(Arc<Shared<S>>);
 
 #[async_trait]
 impl<S: Store> SubscriptionSource for SourceHandle<S> {
-    async fn read_forward(&self, filter: &TenantFilter, from: u64, max: usize) -> Result<ReadBatch> {
+    async fn read_forward(
+        &self,
+        filter: &TenantFilter,
+        from: u64,
+        max: usize,
+    ) -> Result<ReadBatch> {
         let shared = Arc::clone(&self.0);
         let filter = filter.clone();
         run_blocking(move || shared.read_all(&filter, from, Direction::Forward, max)).await
@@ -956,7 +988,9 @@ impl<S: Store> EventLog for Ledger<S> {
             // An unacknowledged tail is not yet the stream's: step back over it.
             let mut v = read_stream_version(&s.store, &tenant, &stream)?;
             while let Some(n) = v {
-                let p = s.store.get(Space::Streams, &stream_key(&tenant, &stream, n))?;
+                let p = s
+                    .store
+                    .get(Space::Streams, &stream_key(&tenant, &stream, n))?;
                 if p.as_deref().and_then(u64_be).is_some_and(|p| p < head) {
                     break;
                 }

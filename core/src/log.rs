@@ -184,7 +184,8 @@ pub trait EventLog: Send + Sync + 'static {
 /// What a [`Subscription`] reads through.
 #[async_trait]
 pub(crate) trait SubscriptionSource: Send + Sync + 'static {
-    async fn read_forward(&self, filter: &TenantFilter, from: u64, max: usize) -> Result<ReadBatch>;
+    async fn read_forward(&self, filter: &TenantFilter, from: u64, max: usize)
+    -> Result<ReadBatch>;
     fn is_closed(&self) -> bool;
 }
 
@@ -242,7 +243,10 @@ impl Subscription {
             }
             let head = *self.head.borrow_and_update();
             if self.next < head {
-                let batch = self.source.read_forward(&self.filter, self.next, 1024).await?;
+                let batch = self
+                    .source
+                    .read_forward(&self.filter, self.next, 1024)
+                    .await?;
                 self.next = batch.next.unwrap_or(head);
                 self.buffer.extend(batch.records);
                 continue;

@@ -69,9 +69,16 @@ impl Store for MemoryStore {
                 let spaces = self.spaces.read().unwrap_or_else(PoisonError::into_inner);
                 let range = spaces[index(space)].range((lo.clone(), hi.clone()));
                 if reverse {
-                    range.rev().take(CHUNK).map(|(k, v)| (k.clone(), v.clone())).collect()
+                    range
+                        .rev()
+                        .take(CHUNK)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
                 } else {
-                    range.take(CHUNK).map(|(k, v)| (k.clone(), v.clone())).collect()
+                    range
+                        .take(CHUNK)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
                 }
             };
             let Some((last, _)) = chunk.last() else {

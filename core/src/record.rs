@@ -106,7 +106,11 @@ pub struct StreamAppend {
 
 impl StreamAppend {
     /// Events for `stream` under the `expected` version.
-    pub fn new(stream: impl Into<String>, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+    pub fn new(
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Self {
         Self {
             stream: stream.into(),
             expected,

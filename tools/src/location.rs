@@ -144,13 +144,21 @@ pub fn resolve(data_dir: &Path, log: Option<&str>, create: bool) -> Result<LogLo
 pub fn open(location: &LogLocation, config: LedgerConfig) -> Result<Arc<dyn EventLog>> {
     Ok(match location {
         LogLocation::Fjall { path } => {
-            let store = mailledger_fjall::FjallStore::open(path)
-                .with_context(|| format!("cannot open the fjall log in {} (is another mailledger process using it?)", path.display()))?;
+            let store = mailledger_fjall::FjallStore::open(path).with_context(|| {
+                format!(
+                    "cannot open the fjall log in {} (is another mailledger process using it?)",
+                    path.display()
+                )
+            })?;
             Arc::new(Ledger::open(store, config)?)
         }
         LogLocation::Sled { path } => {
-            let store = mailledger_sled::SledStore::open(path)
-                .with_context(|| format!("cannot open the sled log in {} (is another mailledger process using it?)", path.display()))?;
+            let store = mailledger_sled::SledStore::open(path).with_context(|| {
+                format!(
+                    "cannot open the sled log in {} (is another mailledger process using it?)",
+                    path.display()
+                )
+            })?;
             Arc::new(Ledger::open(store, config)?)
         }
         LogLocation::Memory => Arc::new(Ledger::open(MemoryStore::new(), config)?),
@@ -164,8 +172,14 @@ mod tests {
     #[test]
     fn urls_parse_or_say_what_is_wrong() {
         assert_eq!(LogLocation::parse("memory:").unwrap(), LogLocation::Memory);
-        assert!(matches!(LogLocation::parse("fjall:/x").unwrap(), LogLocation::Fjall { .. }));
-        assert!(matches!(LogLocation::parse("sled:rel").unwrap(), LogLocation::Sled { .. }));
+        assert!(matches!(
+            LogLocation::parse("fjall:/x").unwrap(),
+            LogLocation::Fjall { .. }
+        ));
+        assert!(matches!(
+            LogLocation::parse("sled:rel").unwrap(),
+            LogLocation::Sled { .. }
+        ));
         for bad in ["fjall:", "rocks:/x", "memory:/x", "nocolon"] {
             assert!(LogLocation::parse(bad).is_err(), "{bad}");
         }
@@ -179,7 +193,9 @@ mod tests {
         assert_eq!(first.backend(), "sled");
         assert_eq!(resolve(dir.path(), None, false).unwrap(), first);
         let fjall = format!("fjall:{}", dir.path().join("f").display());
-        let err = resolve(dir.path(), Some(&fjall), true).unwrap_err().to_string();
+        let err = resolve(dir.path(), Some(&fjall), true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("holds a sled"), "{err}");
         let other = tempfile::tempdir().unwrap();
         assert!(resolve(other.path(), None, false).is_err());

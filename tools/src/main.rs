@@ -11,8 +11,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mailledger_core::{
-    Direction, Durability, EventLog, ExpectedVersion, LedgerConfig, NewEvent, Record,
-    StreamAppend, TenantFilter, VerifyProgress,
+    Direction, Durability, EventLog, ExpectedVersion, LedgerConfig, NewEvent, Record, StreamAppend,
+    TenantFilter, VerifyProgress,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -24,13 +24,23 @@ use crate::location::LogLocation;
 #[command(name = "mailledger", version, about)]
 struct Cli {
     /// The data directory: it holds the log (fjall by default) and remembers its backend.
-    #[arg(long, global = true, env = "MAILLEDGER_DATA_DIR", default_value = "./mailledger-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "MAILLEDGER_DATA_DIR",
+        default_value = "./mailledger-data"
+    )]
     data_dir: PathBuf,
     /// The log's backend and place: fjall:PATH, sled:PATH or memory:. Default: fjall inside the data directory.
     #[arg(long = "log", global = true, env = "MAILLEDGER_LOG")]
     log: Option<String>,
     /// When appends return: sync (on stable storage) or buffered (handed to the OS; the last moments may be lost on power loss).
-    #[arg(long, global = true, env = "MAILLEDGER_DURABILITY", default_value = "sync")]
+    #[arg(
+        long,
+        global = true,
+        env = "MAILLEDGER_DURABILITY",
+        default_value = "sync"
+    )]
     durability: String,
     #[command(subcommand)]
     command: Command,
@@ -138,7 +148,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     TenantFilter::Only(tenant.clone())
                 };
-                read(&log, stream.as_deref(), &tenant, &filter, from, backward, limit).await?
+                read(
+                    &log,
+                    stream.as_deref(),
+                    &tenant,
+                    &filter,
+                    from,
+                    backward,
+                    limit,
+                )
+                .await?
             }
             Command::Head => {
                 println!("{}", log.head());
@@ -240,10 +259,12 @@ async fn append(log: &Arc<dyn EventLog>, file: Option<PathBuf>, tenant: &str) ->
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 fn opaque(bytes: &[u8]) -> serde_json::Value {
@@ -294,7 +315,11 @@ async fn read(
             left -= records.len() as u64;
         }
     } else {
-        let direction = if backward { Direction::Backward } else { Direction::Forward };
+        let direction = if backward {
+            Direction::Backward
+        } else {
+            Direction::Forward
+        };
         let mut next = Some(from);
         let head = log.head();
         while let (Some(pos), true) = (next, left > 0) {

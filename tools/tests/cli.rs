@@ -19,7 +19,12 @@ fn mailledger(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -78,10 +83,18 @@ fn append_read_and_head_round_trip_on_each_backend() {
         assert_eq!(records[0]["tenant"], "default");
         let all = mailledger(dir.path(), &["read", "--from", "240"], None);
         assert_eq!(text(&all.stdout).lines().count(), 10);
-        let back = mailledger(dir.path(), &["read", "--backward", "--from", "9", "--limit", "3"], None);
+        let back = mailledger(
+            dir.path(),
+            &["read", "--backward", "--from", "9", "--limit", "3"],
+            None,
+        );
         let positions: Vec<u64> = text(&back.stdout)
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["position"].as_u64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["position"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(positions, vec![9, 8, 7]);
         let other = mailledger(dir.path(), &["read", "--tenant", "someone-else"], None);
@@ -124,7 +137,11 @@ fn a_bad_line_names_its_number_and_nothing_is_written() {
     let conflict = "{\"id\":\"0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b11\",\"stream\":\"s\",\"type\":\"sent\",\"payload\":{},\"expected_version\":4}\n";
     let out = mailledger(dir.path(), &["append"], Some(conflict));
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("expected 4"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("expected 4"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(head(dir.path(), &[]), 0);
 }
 
@@ -132,14 +149,26 @@ fn a_bad_line_names_its_number_and_nothing_is_written() {
 fn a_data_directory_refuses_another_backend() {
     let dir = tempfile::tempdir().unwrap();
     let sled = log_arg(dir.path(), "sled");
-    assert!(mailledger(dir.path(), &["--log", &sled, "init"], None).status.success());
+    assert!(
+        mailledger(dir.path(), &["--log", &sled, "init"], None)
+            .status
+            .success()
+    );
     let fjall = log_arg(dir.path(), "fjall");
     let out = mailledger(dir.path(), &["--log", &fjall, "head"], None);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("holds a sled"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("holds a sled"),
+        "{}",
+        text(&out.stderr)
+    );
     let missing = tempfile::tempdir().unwrap();
     let out = mailledger(missing.path(), &["head"], None);
-    assert!(text(&out.stderr).contains("mailledger init"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("mailledger init"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 fn flip_byte(backend: &str, path: &Path, position: u64) {
@@ -161,11 +190,22 @@ fn verify_fails_naming_the_position_of_a_changed_byte() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let log = log_arg(dir.path(), backend);
-        assert!(mailledger(dir.path(), &["--log", &log, "init"], None).status.success());
-        assert!(mailledger(dir.path(), &["append"], Some(&lines(100, 5))).status.success());
+        assert!(
+            mailledger(dir.path(), &["--log", &log, "init"], None)
+                .status
+                .success()
+        );
+        assert!(
+            mailledger(dir.path(), &["append"], Some(&lines(100, 5)))
+                .status
+                .success()
+        );
         flip_byte(backend, &dir.path().join("log"), 42);
         let out = mailledger(dir.path(), &["verify"], None);
-        assert!(!out.status.success(), "{backend}: verify passed a changed byte");
+        assert!(
+            !out.status.success(),
+            "{backend}: verify passed a changed byte"
+        );
         let err = text(&out.stderr);
         assert!(err.contains("position 42"), "{backend}: {err}");
     }

@@ -1,0 +1,23 @@
+//! Shared helpers of mailledger's integration tests.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use mailledger_core::Store;
+
+/// The durable backends the crash and fault tests run against.
+pub const DURABLE_BACKENDS: [&str; 2] = ["fjall", "sled"];
+
+/// Opens the store of `backend` (`fjall` or `sled`) in `dir`.
+///
+/// # Errors
+/// When the store cannot be opened, or the backend is unknown.
+pub fn open_store(backend: &str, dir: &Path) -> mailledger_core::Result<Arc<dyn Store>> {
+    match backend {
+        "fjall" => Ok(Arc::new(mailledger_fjall::FjallStore::open(dir)?)),
+        "sled" => Ok(Arc::new(mailledger_sled::SledStore::open(dir)?)),
+        other => Err(mailledger_core::Error::InvalidInput(format!(
+            "unknown backend {other}"
+        ))),
+    }
+}
