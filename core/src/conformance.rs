@@ -153,7 +153,7 @@ pub async fn wrong_expected_version_is_a_conflict_and_writes_nothing(open_store:
             }
             other => panic!("expected a conflict, got {other}"),
         }
-        assert_eq!(err_kind_is_conflict(expected, &o).await, true);
+        assert!(err_kind_is_conflict(expected, &o).await);
     }
     assert_eq!(o.log.head(), 2);
     let err = o

@@ -4,6 +4,8 @@
 //!
 //! `MAILLEDGER_CRASH_ROUNDS` sets the rounds per backend (default 30).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

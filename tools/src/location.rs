@@ -100,16 +100,14 @@ pub fn resolve(data_dir: &Path, log: Option<&str>, create: bool) -> Result<LogLo
                 marker.format
             );
         }
-        if let Some(asked) = asked {
-            if asked != marker.log {
-                bail!(
-                    "data directory {} holds a {} log; --log asked for {}. Pass --log {} or use another --data-dir",
-                    data_dir.display(),
-                    marker.log.describe(),
-                    asked.describe(),
-                    marker.log.describe()
-                );
-            }
+        if let Some(asked) = asked.filter(|a| *a != marker.log) {
+            bail!(
+                "data directory {} holds a {} log; --log asked for {}. Pass --log {} or use another --data-dir",
+                data_dir.display(),
+                marker.log.describe(),
+                asked.describe(),
+                marker.log.describe()
+            );
         }
         return Ok(marker.log);
     }

@@ -1,5 +1,7 @@
 //! The `mailledger` command as a user runs it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
