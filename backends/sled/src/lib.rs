@@ -55,6 +55,13 @@ fn tag(space: Space) -> u8 {
     }
 }
 
+/// How long [`SledStore::open`] waits for sled's directory lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn is_lock_conflict(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 fn prefixed(space: Space, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(tag(space));
@@ -67,9 +74,29 @@ impl SledStore {
     ///
     /// # Errors
     /// When sled cannot open or recover the directory.
+    /// sled takes an exclusive lock on its `db` file. Its background I/O
+    /// threads can keep the previous handle's file open for a moment after
+    /// the last `Db` is dropped, so a lock conflict is retried for up to
+    /// [`LOCK_WAIT`] before it is reported (another live process holding the
+    /// directory is then the likely cause).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path).map_err(err)?;
-        let db = sled::Config::new().path(path).open().map_err(err)?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => break db,
+                Err(e) if is_lock_conflict(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) if is_lock_conflict(&e) => {
+                    return Err(StoreError::new(
+                        BACKEND,
+                        "the sled directory is locked: is another mailledger process using it?",
+                    ));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        };
         let data_file = File::open(path.join("db")).map_err(err)?;
         Ok(Self { db, data_file })
     }
