@@ -676,6 +676,93 @@ pub async fn eight_concurrent_writers_keep_a_dense_order(open_store: OpenStore) 
         .unwrap();
 }
 
+pub async fn links_index_an_event_in_further_streams(open_store: OpenStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let linked = |ty: &str| ev(ty, "{}").with_link("contact-a");
+    let first = linked("sent");
+    {
+        let o = open(open_store, dir.path(), Durability::Sync);
+        o.log
+            .append_to_stream(
+                "t",
+                "message-1",
+                ExpectedVersion::NoStream,
+                vec![first.clone()],
+            )
+            .await
+            .unwrap();
+        let out = o
+            .log
+            .append(
+                "t",
+                vec![
+                    StreamAppend {
+                        stream: "message-2".into(),
+                        expected: ExpectedVersion::Any,
+                        events: vec![linked("sent"), linked("delivered")],
+                    },
+                    StreamAppend {
+                        stream: "contact-a".into(),
+                        expected: ExpectedVersion::Any,
+                        events: vec![ev("unsubscribed", "{}")],
+                    },
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out[1].stream_version,
+            Some(3),
+            "direct events follow the links"
+        );
+        // A retried event adds no second link.
+        o.log
+            .append_to_stream("t", "message-1", ExpectedVersion::Any, vec![first.clone()])
+            .await
+            .unwrap();
+        let conflict = o
+            .log
+            .append(
+                "t",
+                vec![
+                    StreamAppend {
+                        stream: "message-3".into(),
+                        expected: ExpectedVersion::Any,
+                        events: vec![linked("sent")],
+                    },
+                    StreamAppend {
+                        stream: "contact-a".into(),
+                        expected: ExpectedVersion::Exact(3),
+                        events: vec![ev("unsubscribed", "{}")],
+                    },
+                ],
+            )
+            .await;
+        assert!(matches!(conflict, Err(Error::InvalidInput(_))));
+    }
+    let o = open(open_store, dir.path(), Durability::Sync);
+    assert_eq!(
+        o.log.stream_version("t", "contact-a").await.unwrap(),
+        Some(3)
+    );
+    assert_eq!(o.log.stream_version("u", "contact-a").await.unwrap(), None);
+    let records = o.log.read_stream("t", "contact-a", 0, 10).await.unwrap();
+    let streams: Vec<&str> = records.iter().map(|r| r.stream.as_str()).collect();
+    assert_eq!(
+        streams,
+        ["message-1", "message-2", "message-2", "contact-a"]
+    );
+    assert_eq!(records[0].event_id, first.id);
+    assert_eq!(
+        o.log.stream_version("t", "message-2").await.unwrap(),
+        Some(1)
+    );
+    o.log
+        .verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
+}
+
 /// Expands to one `#[tokio::test]` per check, for a backend's `OpenStore`.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -692,6 +779,7 @@ macro_rules! conformance_tests {
             tenants_chain_and_read_apart,
             reopen_continues_positions_versions_and_chains,
             eight_concurrent_writers_keep_a_dense_order,
+            links_index_an_event_in_further_streams,
         );
     };
     (@each $open:expr; $($name:ident),* $(,)?) => {

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Storage,
     /// The log was closed, or stopped after a storage failure.
     Unavailable,
+    /// The setup is wrong (a key-encryption key that does not fit, a key
+    /// file others can read); fix the configuration and start again.
+    Configuration,
 }
 
 /// An error from the log.
@@ -57,6 +60,9 @@ pub enum Error {
     /// A storage failure stopped the writer; nothing after it was acknowledged.
     #[error("the log stopped accepting appends after a storage failure; reopen it")]
     Poisoned,
+    /// The configuration is wrong: names what to fix.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 fn fmt_version(v: Option<u64>) -> String {
@@ -73,11 +79,16 @@ impl Error {
             Self::Corrupt { .. } => ErrorKind::Corruption,
             Self::Storage(_) => ErrorKind::Storage,
             Self::Closed | Self::Poisoned => ErrorKind::Unavailable,
+            Self::Config(_) => ErrorKind::Configuration,
         }
     }
 
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
         Self::InvalidInput(reason.into())
+    }
+
+    pub(crate) fn config(reason: impl Into<String>) -> Self {
+        Self::Config(reason.into())
     }
 
     pub(crate) fn corrupt(position: u64, reason: impl Into<String>) -> Self {

@@ -31,8 +31,8 @@ use crate::log::{
     VerifyProgress, VerifyReport,
 };
 use crate::record::{
-    AppendOutcome, Direction, GENESIS_HASH, Hash, Record, StreamAppend, TenantFilter,
-    validate_event, validate_stream, validate_tenant,
+    AppendOutcome, Direction, ExpectedVersion, GENESIS_HASH, Hash, Record, StreamAppend,
+    TenantFilter, validate_event, validate_stream, validate_tenant,
 };
 use crate::store::{Space, Store, Visit, WriteBatch};
 
@@ -539,6 +539,21 @@ impl<S: Store> Writer<S> {
             actuals.push(actual);
             slots.push(row);
         }
+        // A link moves a stream's version without an expectation of its own,
+        // so a stream with an exact expectation may not also be linked to
+        // from the same append.
+        for s in streams {
+            for link in s.events.iter().flat_map(|e| &e.links) {
+                if streams
+                    .iter()
+                    .any(|t| t.stream == *link && t.expected != ExpectedVersion::Any)
+                {
+                    return Err(Error::invalid(format!(
+                        "stream {link} is appended to with an expected version and linked to in the same append"
+                    )));
+                }
+            }
+        }
         let mut th = g
             .tenants
             .get(tenant)
@@ -554,10 +569,11 @@ impl<S: Store> Writer<S> {
         let mut assigned: Vec<Vec<u64>> = Vec::with_capacity(streams.len());
         let mut outcomes = Vec::with_capacity(streams.len());
         let mut new_ids = Vec::new();
-        let mut new_versions: Vec<(&str, Option<u64>)> = Vec::new();
+        // Versions as this append leaves them, for its streams and links.
+        let mut current: HashMap<String, Option<u64>> = HashMap::new();
         for (si, s) in streams.iter().enumerate() {
-            let mut version = match new_versions.iter().rev().find(|(n, _)| *n == s.stream) {
-                Some(&(_, v)) => v,
+            let mut version = match current.get(&s.stream) {
+                Some(&v) => v,
                 None => actuals[si],
             };
             let mut positions = Vec::with_capacity(s.events.len());
@@ -602,6 +618,19 @@ impl<S: Store> Writer<S> {
                             stream_key(tenant, &s.stream, v),
                             next.to_be_bytes().to_vec(),
                         ));
+                        for link in &e.links {
+                            let lv = match current.get(link) {
+                                Some(&v) => v,
+                                None => self.version(g, tenant, link)?,
+                            }
+                            .map_or(0, |v| v + 1);
+                            puts.push((
+                                Space::Streams,
+                                stream_key(tenant, link, lv),
+                                next.to_be_bytes().to_vec(),
+                            ));
+                            current.insert(link.clone(), Some(lv));
+                        }
                         new_ids.push((e.id, next));
                         th = TenantHead {
                             last_position: next,
@@ -615,7 +644,7 @@ impl<S: Store> Writer<S> {
                 };
                 positions.push(position);
             }
-            new_versions.push((&s.stream, version));
+            current.insert(s.stream.clone(), version);
             assigned.push(positions.clone());
             outcomes.push(AppendOutcome {
                 positions,
@@ -629,8 +658,8 @@ impl<S: Store> Writer<S> {
             for (id, p) in new_ids {
                 g.ids.insert((tenant.to_owned(), id), p);
             }
-            for (stream, v) in new_versions {
-                g.versions.insert((tenant.to_owned(), stream.to_owned()), v);
+            for (stream, v) in current {
+                g.versions.insert((tenant.to_owned(), stream), v);
             }
             for (space, k, v) in puts {
                 g.batch.put(space, k, v);

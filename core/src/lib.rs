@@ -21,10 +21,13 @@
 //! ```
 
 pub mod codec;
+pub mod crypto;
 mod error;
+pub mod keys;
 mod ledger;
 mod log;
 mod memory;
+pub mod pseudonym;
 mod record;
 mod store;
 
@@ -39,7 +42,7 @@ pub use log::{
 pub use memory::MemoryStore;
 pub use record::{
     AppendOutcome, Direction, ExpectedVersion, GENESIS_HASH, Hash, MAX_EVENT_BYTES,
-    MAX_EVENT_TYPE_LEN, MAX_STREAM_LEN, MAX_TENANT_LEN, NewEvent, Record, StreamAppend,
+    MAX_EVENT_TYPE_LEN, MAX_LINKS, MAX_STREAM_LEN, MAX_TENANT_LEN, NewEvent, Record, StreamAppend,
     TenantFilter, validate_event, validate_stream, validate_tenant,
 };
 pub use store::{Space, Store, Visit, WriteBatch};

@@ -60,6 +60,9 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
+/// The most streams one event may link to.
+pub const MAX_LINKS: usize = 4;
+
 /// An event to append: the log assigns its position, version, time and hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
@@ -72,6 +75,14 @@ pub struct NewEvent {
     pub payload: Vec<u8>,
     /// Opaque bytes about the event.
     pub metadata: Vec<u8>,
+    /// Further streams of the same tenant that index this event, after the
+    /// stream it is appended to (like a link in KurrentDB): the event gets
+    /// the next version of each and is read back from each by
+    /// [`EventLog::read_stream`](crate::EventLog::read_stream), with its own
+    /// stream name unchanged. Links are index entries written atomically with
+    /// the record; they are not part of the record's bytes or hash. At most
+    /// [`MAX_LINKS`].
+    pub links: Vec<String>,
 }
 
 impl NewEvent {
@@ -82,7 +93,15 @@ impl NewEvent {
             event_type: event_type.into(),
             payload: payload.into(),
             metadata: Vec::new(),
+            links: Vec::new(),
         }
+    }
+
+    /// The same event, also indexed under `stream` (see [`NewEvent::links`]).
+    #[must_use]
+    pub fn with_link(mut self, stream: impl Into<String>) -> Self {
+        self.links.push(stream.into());
+        self
     }
 
     /// The same event with `metadata` attached.
@@ -250,6 +269,14 @@ pub fn validate_event(event: &NewEvent) -> Result<()> {
         return Err(Error::invalid(format!(
             "event payload and metadata exceed {MAX_EVENT_BYTES} bytes"
         )));
+    }
+    if event.links.len() > MAX_LINKS {
+        return Err(Error::invalid(format!(
+            "an event may link to at most {MAX_LINKS} streams"
+        )));
+    }
+    for link in &event.links {
+        validate_stream(link)?;
     }
     Ok(())
 }
