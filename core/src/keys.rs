@@ -232,6 +232,10 @@ struct Inner {
     poisoned: bool,
 }
 
+/// A contact key's raw bytes and its wrapped bytes as the key file holds them.
+#[cfg(feature = "test-util")]
+pub type KeyMaterial = (Zeroizing<Vec<u8>>, Vec<u8>);
+
 /// How many contact keys are kept unwrapped in memory at most.
 pub const KEY_CACHE_ENTRIES: usize = 100_000;
 
@@ -395,7 +399,7 @@ impl FileKeyStore {
     fn recover(&self, bytes: u64) -> Result<()> {
         let whole = bytes / SLOT_LEN as u64;
         let mut scrubbed = 0u64;
-        if bytes % SLOT_LEN as u64 != 0 {
+        if !bytes.is_multiple_of(SLOT_LEN as u64) {
             // A slot torn while the file grew: zero it, then cut it off.
             let tail = (bytes % SLOT_LEN as u64) as usize;
             self.file
@@ -551,11 +555,7 @@ impl FileKeyStore {
     /// # Errors
     /// A storage failure.
     #[cfg(feature = "test-util")]
-    pub fn key_material(
-        &self,
-        tenant: &str,
-        contact: &Pseudonym,
-    ) -> Result<Option<(Zeroizing<Vec<u8>>, Vec<u8>)>> {
+    pub fn key_material(&self, tenant: &str, contact: &Pseudonym) -> Result<Option<KeyMaterial>> {
         let o = owner(KIND_CONTACT, tenant, Some(contact));
         let Some(at) = self.lock().index.get(&o).copied() else {
             return Ok(None);

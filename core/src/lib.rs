@@ -22,6 +22,7 @@
 
 pub mod codec;
 pub mod crypto;
+pub mod email;
 mod error;
 pub mod keys;
 mod ledger;

@@ -1,0 +1,727 @@
+//! The email layer: canonical email events sealed on the way in, opened (or
+//! shown erased) on the way out, and erasure by destroying a contact's key.
+//!
+//! [`EmailLedger`] sits on an [`EventLog`] and a [`KeyStore`]:
+//!
+//! - **append**: each event's recipient is normalised and turned into the
+//!   contact's pseudonym; the contact's key is made (durably) if it has none;
+//!   every personal field is sealed with AES-256-GCM under that key, with
+//!   associated data binding tenant, pseudonym, event id and field; the
+//!   event goes to stream `message-{hash of message id}` linked into
+//!   `contact-{pseudonym}` (or to the contact stream alone when it names no
+//!   message). Plaintext exists only in memory, in [`Personal`] values.
+//! - **read**: a record's payload is decoded and each sealed field opened
+//!   with the contact's key of the same generation; when that key was
+//!   destroyed the field is [`Field::Erased`].
+//! - **erase**: destroys the key in the key store (in place, synced), then
+//!   appends a `ContactErased` event and returns its receipt. It reads two
+//!   stream heads and writes one key slot and one event, whatever the
+//!   contact's history.
+//!
+//! # Stored payload (format 1)
+//!
+//! An email event's record payload is one format byte (1) followed by the
+//! bincode 2 (standard config: little endian, varint integers) serde
+//! encoding of [`SealedEvent`]: the [`Envelope`] fields in declaration order,
+//! then the [`EventBody`] variant index and its fields in order. A
+//! [`Sealed`](crate::crypto::Sealed) value encodes as its 12-byte nonce then a length-prefixed
+//! ciphertext-and-tag. Field order never changes within a format; a new
+//! format gets a new first byte.
+
+mod canonical;
+mod model;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use canonical::{
+    CanonicalEvent, Checked, ErasureReceipt, MAX_PERSONAL_LEN, MAX_TAGS, MAX_TEXT_LEN, ReadEvent,
+    parse_event, rfc3339,
+};
+pub use model::{
+    BounceClass, EmailEvent, EmailEventOf, Envelope, EventBody, Field, FieldName, RejectReason,
+    SealedEvent,
+};
+
+use crate::crypto::{Cipher, Personal};
+use crate::error::{Error, Result};
+use crate::keys::{KeyState, KeyStore};
+use crate::log::EventLog;
+use crate::pseudonym::{Pseudonym, normalize};
+use crate::record::{ExpectedVersion, NewEvent, Record, StreamAppend};
+
+/// The first byte of an email event's payload.
+pub const PAYLOAD_FORMAT: u8 = 1;
+
+/// The stream holding a tenant's policy changes.
+pub const POLICY_STREAM: &str = "tenant-policy";
+
+/// The event type of a policy change.
+pub const POLICY_EVENT: &str = "policy_set";
+
+/// The longest erasure request id.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+const AD_PREFIX: &[u8] = b"mailledger sealed field v1";
+const MESSAGE_STREAM_CONTEXT: &str = "mailledger 2026-11 message stream v1";
+const ERASURE_ID_CONTEXT: &str = "mailledger 2026-11 erasure event id v1";
+
+/// What a tenant keeps of optional personal data. Both are off by default:
+/// data minimisation first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantPolicy {
+    /// Keep (sealed) subject lines of sent messages. Off: subjects given are
+    /// dropped before anything is stored.
+    #[serde(default)]
+    pub keep_subjects: bool,
+    /// Keep (sealed) IP addresses and user agents of opens and clicks. Off:
+    /// they are dropped before anything is stored.
+    #[serde(default)]
+    pub keep_engagement_details: bool,
+}
+
+/// Who to erase.
+#[derive(Debug, Clone)]
+pub enum ContactRef {
+    /// By address; it is normalised and hashed, never stored.
+    Address(Personal),
+    /// By pseudonym.
+    Pseudonym(Pseudonym),
+}
+
+/// The outcome of appending one canonical event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Appended {
+    /// The event id.
+    pub id: Uuid,
+    /// Its position in the log.
+    pub position: u64,
+    /// True when the log already held the id: nothing was written.
+    pub duplicate: bool,
+}
+
+/// The stream of a message: `message-` and 32 hex digits of blake3 of the
+/// message id (message ids look like addresses, and stream names never hold
+/// one).
+#[must_use]
+pub fn message_stream(message_id: &str) -> String {
+    let h = blake3::derive_key(MESSAGE_STREAM_CONTEXT, message_id.as_bytes());
+    let mut s = String::with_capacity(40);
+    s.push_str("message-");
+    for b in &h[..16] {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// The event id of the `erased` event for a request: the same request id
+/// always gives the same event, so a retried erasure appends nothing.
+#[must_use]
+pub fn erasure_event_id(tenant: &str, request_id: &str) -> Uuid {
+    let mut h = blake3::Hasher::new_derive_key(ERASURE_ID_CONTEXT);
+    h.update(&(tenant.len() as u64).to_le_bytes());
+    h.update(tenant.as_bytes());
+    h.update(request_id.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    uuid::Builder::from_custom_bytes(b).into_uuid()
+}
+
+/// Associated data of a sealed field.
+fn ad(tenant: &str, contact: &Pseudonym, id: Uuid, field: FieldName) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(AD_PREFIX.len() + tenant.len() + 42);
+    ad.extend_from_slice(AD_PREFIX);
+    ad.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
+    ad.extend_from_slice(tenant.as_bytes());
+    ad.extend_from_slice(contact.as_bytes());
+    ad.extend_from_slice(id.as_bytes());
+    ad.push(field as u8);
+    ad
+}
+
+fn codec() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes a sealed event as a record payload (format 1).
+///
+/// # Errors
+/// Only if encoding fails, which it does not for well-formed values.
+pub fn encode_payload(event: &SealedEvent) -> Result<Vec<u8>> {
+    let mut out = vec![PAYLOAD_FORMAT];
+    bincode::serde::encode_into_std_write(event, &mut out, codec())
+        .map_err(|e| Error::invalid(format!("cannot encode event: {e}")))?;
+    Ok(out)
+}
+
+/// Decodes a record payload written by [`encode_payload`].
+///
+/// # Errors
+/// [`Error::Corrupt`] naming `position` when the bytes are not a format 1
+/// payload.
+pub fn decode_payload(position: u64, payload: &[u8]) -> Result<SealedEvent> {
+    match payload.split_first() {
+        Some((&PAYLOAD_FORMAT, body)) => {
+            let (event, used): (SealedEvent, usize) =
+                bincode::serde::decode_from_slice(body, codec())
+                    .map_err(|_| Error::corrupt(position, "email payload does not decode"))?;
+            if used != body.len() {
+                return Err(Error::corrupt(position, "email payload has trailing bytes"));
+            }
+            Ok(event)
+        }
+        Some((v, _)) => Err(Error::corrupt(
+            position,
+            format!("email payload format {v} is not known to this build"),
+        )),
+        None => Err(Error::corrupt(position, "empty email payload")),
+    }
+}
+
+/// Whether a record's type is one of the email taxonomy's.
+#[must_use]
+pub fn is_email_type(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "sent"
+            | "rejected"
+            | "deferred"
+            | "delivered"
+            | "bounced"
+            | "complained"
+            | "opened"
+            | "clicked"
+            | "unsubscribed"
+            | "resubscribed"
+            | "suppressed"
+            | "unsuppressed"
+            | "erased"
+    )
+}
+
+fn validate_request_id(id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.len() > MAX_REQUEST_ID_LEN
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return Err(Error::invalid(format!(
+            "request id must be 1 to {MAX_REQUEST_ID_LEN} of A-Z a-z 0-9 - _ . :"
+        )));
+    }
+    Ok(())
+}
+
+fn now_micros() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Error::Closed)?
+}
+
+/// Email events over a log and a key store; see the module docs.
+pub struct EmailLedger {
+    log: Arc<dyn EventLog>,
+    keys: Arc<dyn KeyStore>,
+    policies: Mutex<HashMap<String, TenantPolicy>>,
+}
+
+impl std::fmt::Debug for EmailLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailLedger")
+            .field("backend", &self.log.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmailLedger {
+    /// The email layer over `log`, with keys in `keys`.
+    pub fn new(log: Arc<dyn EventLog>, keys: Arc<dyn KeyStore>) -> Self {
+        Self {
+            log,
+            keys,
+            policies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The log underneath.
+    #[must_use]
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// The key store.
+    #[must_use]
+    pub fn keys(&self) -> &Arc<dyn KeyStore> {
+        &self.keys
+    }
+
+    /// The pseudonym of `address` in `tenant`.
+    ///
+    /// # Errors
+    /// When the address is not one, or the key store fails.
+    pub fn pseudonym(&self, tenant: &str, address: &Personal) -> Result<Pseudonym> {
+        let secret = self.keys.tenant_secret(tenant)?;
+        Pseudonym::of(&secret, address)
+    }
+
+    /// The tenant's policy: the last one set, or the default.
+    ///
+    /// # Errors
+    /// A storage failure or an undecodable policy event.
+    pub async fn policy(&self, tenant: &str) -> Result<TenantPolicy> {
+        if let Some(p) = self
+            .policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+        {
+            return Ok(*p);
+        }
+        let policy = match self.log.stream_version(tenant, POLICY_STREAM).await? {
+            None => TenantPolicy::default(),
+            Some(v) => {
+                let r = self.log.read_stream(tenant, POLICY_STREAM, v, 1).await?;
+                let r = r
+                    .first()
+                    .ok_or_else(|| Error::corrupt(0, "policy stream head is missing"))?;
+                serde_json::from_slice(&r.payload)
+                    .map_err(|_| Error::corrupt(r.position, "policy event does not decode"))?
+            }
+        };
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant.to_owned(), policy);
+        Ok(policy)
+    }
+
+    /// Sets the tenant's policy (an event in its `tenant-policy` stream). It
+    /// applies to events appended afterwards.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn set_policy(&self, tenant: &str, policy: TenantPolicy) -> Result<()> {
+        let payload = serde_json::to_vec(&policy).map_err(|e| Error::invalid(e.to_string()))?;
+        self.log
+            .append_to_stream(
+                tenant,
+                POLICY_STREAM,
+                ExpectedVersion::Any,
+                vec![NewEvent::new(Uuid::now_v7(), POLICY_EVENT, payload)],
+            )
+            .await?;
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant.to_owned(), policy);
+        Ok(())
+    }
+
+    /// Appends canonical events atomically: all are written, or none.
+    ///
+    /// Personal fields are sealed under each contact's key, made durable
+    /// first when new. An event whose id the tenant's log already holds is
+    /// not written again; its original position is returned.
+    ///
+    /// # Errors
+    /// Invalid input (naming the field and the event's index), or a storage
+    /// failure; nothing is appended then.
+    pub async fn append(&self, tenant: &str, events: Vec<CanonicalEvent>) -> Result<Vec<Appended>> {
+        crate::record::validate_tenant(tenant)?;
+        let policy = self.policy(tenant).await?;
+        let mut checked = Vec::with_capacity(events.len());
+        for (i, e) in events.into_iter().enumerate() {
+            let c = e
+                .validate()
+                .map_err(|err| Error::invalid(format!("event {i}: {}", strip(&err))))?;
+            checked.push(c);
+        }
+        let keys = Arc::clone(&self.keys);
+        let owned_tenant = tenant.to_owned();
+        let secret = blocking(move || keys.tenant_secret(&owned_tenant)).await?;
+        let mut contacts = Vec::with_capacity(checked.len());
+        let mut domains = Vec::with_capacity(checked.len());
+        for (i, c) in checked.iter().enumerate() {
+            let n = normalize(c.recipient.expose())
+                .map_err(|err| Error::invalid(format!("event {i}: {}", strip(&err))))?;
+            contacts.push(Pseudonym::of(&secret, &c.recipient)?);
+            domains.push(n.domain);
+        }
+        // Contacts without a live key get one; a retried event for an erased
+        // contact must not bring a key back, so those are checked first.
+        let mut distinct: Vec<Pseudonym> = contacts.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut need: Vec<(Pseudonym, u64)> = Vec::new();
+        for p in &distinct {
+            if !matches!(self.keys.contact(tenant, p)?, KeyState::Live(_)) {
+                need.push((*p, 0));
+            }
+        }
+        let mut skip = vec![None; checked.len()];
+        if !need.is_empty() {
+            let mut still = Vec::with_capacity(need.len());
+            for (p, _) in need {
+                let mut any_new = false;
+                for (i, c) in checked.iter().enumerate() {
+                    if contacts[i] == p {
+                        match self.log.find_event(tenant, c.id).await? {
+                            Some(r) => skip[i] = Some(r.position),
+                            None => any_new = true,
+                        }
+                    }
+                }
+                if any_new {
+                    let base = self
+                        .log
+                        .stream_version(tenant, &p.stream())
+                        .await?
+                        .map_or(0, |v| v + 1);
+                    still.push((p, base));
+                }
+            }
+            if !still.is_empty() {
+                let keys = Arc::clone(&self.keys);
+                let owned_tenant = tenant.to_owned();
+                blocking(move || keys.ensure(&owned_tenant, &still)).await?;
+            }
+        }
+        let ids: Vec<Uuid> = checked.iter().map(|c| c.id).collect();
+        let mut ciphers: HashMap<Pseudonym, (u32, crate::keys::ContactKey)> = HashMap::new();
+        let mut appends: Vec<StreamAppend> = Vec::new();
+        let mut slot_of: Vec<Option<(usize, usize)>> = Vec::with_capacity(checked.len());
+        let mut stream_index: HashMap<String, usize> = HashMap::new();
+        for (i, c) in checked.into_iter().enumerate() {
+            if skip[i].is_some() {
+                slot_of.push(None);
+                continue;
+            }
+            let p = contacts[i];
+            if let std::collections::hash_map::Entry::Vacant(slot) = ciphers.entry(p) {
+                match self.keys.contact(tenant, &p)? {
+                    KeyState::Live(k) => {
+                        slot.insert((k.generation, k));
+                    }
+                    // Erased between the check and now: refuse rather than
+                    // recreate silently.
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "event {i}: the contact was erased while this append ran; retry"
+                        )));
+                    }
+                }
+            }
+            let (generation, key) = &ciphers[&p];
+            let stream = c.message_id.as_deref().map(message_stream);
+            let event = seal(
+                tenant,
+                p,
+                *generation,
+                key.cipher(),
+                c,
+                &policy,
+                domains[i].clone(),
+            )?;
+            let (stream, link) = match stream {
+                Some(s) => (s, Some(p.stream())),
+                None => (p.stream(), None),
+            };
+            let mut ne = NewEvent::new(
+                event.0,
+                event.1.body.event_type(),
+                encode_payload(&event.1)?,
+            );
+            if let Some(l) = link {
+                ne = ne.with_link(l);
+            }
+            let si = *stream_index.entry(stream.clone()).or_insert_with(|| {
+                appends.push(StreamAppend {
+                    stream,
+                    expected: ExpectedVersion::Any,
+                    events: Vec::new(),
+                });
+                appends.len() - 1
+            });
+            appends[si].events.push(ne);
+            slot_of.push(Some((si, appends[si].events.len() - 1)));
+        }
+        let outcomes = if appends.is_empty() {
+            Vec::new()
+        } else {
+            self.log.append(tenant, appends).await?
+        };
+        // New records sit above every older one, so the `fresh` highest
+        // distinct positions are this append's; any other position, or a
+        // repeat within the batch, is a duplicate.
+        let fresh: usize = outcomes
+            .iter()
+            .map(|o| o.positions.len() - o.duplicates)
+            .sum();
+        let mut all: Vec<u64> = outcomes
+            .iter()
+            .flat_map(|o| o.positions.iter().copied())
+            .collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        all.dedup();
+        let new_positions: std::collections::HashSet<u64> = all.into_iter().take(fresh).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(slot_of.len());
+        for (i, slot) in slot_of.into_iter().enumerate() {
+            let position = match (slot, skip[i]) {
+                (Some((si, ei)), _) => outcomes[si].positions[ei],
+                (None, Some(p)) => p,
+                (None, None) => continue,
+            };
+            let duplicate = !new_positions.contains(&position) || !seen.insert(position);
+            out.push(Appended {
+                id: ids[i],
+                position,
+                duplicate,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Opens an email record: personal fields in plaintext, or
+    /// [`Field::Erased`] where the contact's key was destroyed. `None` for a
+    /// record that is not an email event (such as a policy change).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a payload that does not decode or a field that
+    /// does not open under a live key; [`Error::Config`] when the key store
+    /// has no key at all for the contact (the wrong key directory).
+    pub fn open(&self, record: &Record) -> Result<Option<ReadEvent>> {
+        if !is_email_type(&record.event_type) {
+            return Ok(None);
+        }
+        let sealed = decode_payload(record.position, &record.payload)?;
+        let contact = sealed.envelope.contact;
+        let generation = sealed.envelope.key_generation;
+        let key = match self.keys.contact(&record.tenant, &contact)? {
+            KeyState::Live(k) if k.generation == generation => Some(k),
+            KeyState::Live(k) if k.generation > generation => None,
+            KeyState::Erased(e) if e.generation >= generation => None,
+            _ if matches!(sealed.body, EventBody::ContactErased { .. }) => None,
+            _ => {
+                return Err(Error::config(format!(
+                    "no key for the contact of position {}: is this the key directory the log was written with?",
+                    record.position
+                )));
+            }
+        };
+        let position = record.position;
+        let tenant = record.tenant.as_str();
+        let id = record.event_id;
+        let event = sealed.try_map(|name, s| match &key {
+            None => Ok(Field::Erased),
+            Some(k) => {
+                let plain = k
+                    .cipher()
+                    .open(&s, &ad(tenant, &contact, id, name))
+                    .ok_or_else(|| {
+                        Error::corrupt(
+                            position,
+                            format!("sealed field `{}` does not open", name.json_name()),
+                        )
+                    })?;
+                let text = String::from_utf8(plain.to_vec())
+                    .map_err(|_| Error::corrupt(position, "sealed field is not UTF-8"))?;
+                Ok(Field::Value(Personal::new(text)))
+            }
+        })?;
+        Ok(Some(ReadEvent::new(record, event)))
+    }
+
+    /// Erases a contact: destroys its key, appends a `ContactErased` event
+    /// (pseudonym, request id, time, count; no personal data) and returns
+    /// the receipt. Idempotent: the same request id, or any request for a
+    /// contact already erased, returns the first receipt.
+    ///
+    /// # Errors
+    /// A bad request id or address, or a storage failure. If the key was
+    /// destroyed but the event could not be appended, a retry appends it.
+    pub async fn erase(
+        &self,
+        tenant: &str,
+        contact: ContactRef,
+        request_id: &str,
+    ) -> Result<ErasureReceipt> {
+        crate::record::validate_tenant(tenant)?;
+        validate_request_id(request_id)?;
+        let p = match contact {
+            ContactRef::Pseudonym(p) => p,
+            ContactRef::Address(a) => {
+                let keys = Arc::clone(&self.keys);
+                let t = tenant.to_owned();
+                let secret = blocking(move || keys.tenant_secret(&t)).await?;
+                Pseudonym::of(&secret, &a)?
+            }
+        };
+        let event_id = erasure_event_id(tenant, request_id);
+        if let Some(r) = self.log.find_event(tenant, event_id).await? {
+            return receipt_of(&r);
+        }
+        let stream = p.stream();
+        let len = self
+            .log
+            .stream_version(tenant, &stream)
+            .await?
+            .map_or(0, |v| v + 1);
+        if !matches!(self.keys.contact(tenant, &p)?, KeyState::Live(_)) && len > 0 {
+            let last = self.log.read_stream(tenant, &stream, len - 1, 1).await?;
+            if let Some(r) = last.first().filter(|r| r.event_type == "erased") {
+                return receipt_of(r);
+            }
+        }
+        let keys = Arc::clone(&self.keys);
+        let t = tenant.to_owned();
+        let erasure = blocking(move || keys.destroy(&t, &p, len)).await?;
+        let (generation, events) = erasure.map_or((0, 0), |e| (e.generation, e.events));
+        let erased_at = now_micros();
+        let event: SealedEvent = EmailEventOf {
+            envelope: Envelope {
+                message_id: None,
+                contact: p,
+                key_generation: generation,
+                occurred_at: erased_at,
+                provider: None,
+                provider_event_id: None,
+                tags: Vec::new(),
+                campaign: None,
+                sending_domain: None,
+                recipient_domain: None,
+                recipient: None,
+                raw: None,
+            },
+            body: EventBody::ContactErased {
+                request_id: request_id.to_owned(),
+                events_unreadable: events,
+            },
+        };
+        let out = self
+            .log
+            .append_to_stream(
+                tenant,
+                &stream,
+                ExpectedVersion::Any,
+                vec![NewEvent::new(event_id, "erased", encode_payload(&event)?)],
+            )
+            .await?;
+        let position = out.positions[0];
+        if out.duplicates > 0
+            && let Some(r) = self.log.find_event(tenant, event_id).await?
+        {
+            return receipt_of(&r);
+        }
+        tracing::info!(contact = %p, position, events, "contact erased");
+        Ok(ErasureReceipt {
+            request_id: request_id.to_owned(),
+            contact: p.to_string(),
+            erased_at: rfc3339(erased_at),
+            position,
+            events_unreadable: events,
+        })
+    }
+
+    /// The receipt of an earlier erasure request, if there was one.
+    ///
+    /// # Errors
+    /// A bad request id or a storage failure.
+    pub async fn receipt(&self, tenant: &str, request_id: &str) -> Result<Option<ErasureReceipt>> {
+        validate_request_id(request_id)?;
+        match self
+            .log
+            .find_event(tenant, erasure_event_id(tenant, request_id))
+            .await?
+        {
+            Some(r) => receipt_of(&r).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Drops the "invalid input: " prefix of a nested error's message.
+fn strip(e: &Error) -> String {
+    match e {
+        Error::InvalidInput(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn receipt_of(r: &Record) -> Result<ErasureReceipt> {
+    let e = decode_payload(r.position, &r.payload)?;
+    match e.body {
+        EventBody::ContactErased {
+            request_id,
+            events_unreadable,
+        } => Ok(ErasureReceipt {
+            request_id,
+            contact: e.envelope.contact.to_string(),
+            erased_at: rfc3339(e.envelope.occurred_at),
+            position: r.position,
+            events_unreadable,
+        }),
+        _ => Err(Error::corrupt(r.position, "expected an erased event")),
+    }
+}
+
+/// Seals a checked event under its contact's key, applying the tenant's
+/// policy. Returns the event id and the sealed event.
+fn seal(
+    tenant: &str,
+    contact: Pseudonym,
+    generation: u32,
+    cipher: &Cipher,
+    c: Checked,
+    policy: &TenantPolicy,
+    recipient_domain: String,
+) -> Result<(Uuid, SealedEvent)> {
+    let id = c.id;
+    let mut body = c.body;
+    match &mut body {
+        EventBody::MessageSent { subject, .. } if !policy.keep_subjects => *subject = None,
+        EventBody::Opened { ip, user_agent, .. }
+        | EventBody::LinkClicked { ip, user_agent, .. }
+            if !policy.keep_engagement_details =>
+        {
+            *ip = None;
+            *user_agent = None;
+        }
+        _ => {}
+    }
+    let plain = EmailEventOf {
+        envelope: Envelope {
+            message_id: c.message_id,
+            contact,
+            key_generation: generation,
+            occurred_at: c.occurred_at,
+            provider: c.provider,
+            provider_event_id: c.provider_event_id,
+            tags: c.tags,
+            campaign: c.campaign,
+            sending_domain: c.sending_domain,
+            recipient_domain: Some(recipient_domain),
+            recipient: Some(c.recipient),
+            raw: c.raw,
+        },
+        body,
+    };
+    let sealed = plain.try_map(|name, v: Personal| {
+        cipher.seal(v.expose().as_bytes(), &ad(tenant, &contact, id, name))
+    })?;
+    Ok((id, sealed))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,387 @@
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::*;
+use crate::crypto::Sealed;
+use crate::crypto::SecretKey;
+use crate::keys::FileKeyStore;
+use crate::record::TenantFilter;
+use crate::{Ledger, LedgerConfig, MemoryStore};
+
+struct Fixture {
+    ledger: EmailLedger,
+    _keys_dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let keys_dir = tempfile::tempdir().unwrap();
+    let keys = FileKeyStore::open(keys_dir.path(), &SecretKey::from_bytes([9; 32])).unwrap();
+    let log = Ledger::open(MemoryStore::new(), LedgerConfig::new()).unwrap();
+    Fixture {
+        ledger: EmailLedger::new(Arc::new(log), Arc::new(keys)),
+        _keys_dir: keys_dir,
+    }
+}
+
+fn event(ty: &str, recipient: &str, message: &str, extra: &str) -> CanonicalEvent {
+    let json = format!(
+        r#"{{"id": "{}", "type": "{ty}", "recipient": "{recipient}", "message_id": "{message}",
+            "occurred_at": "2026-11-22T10:00:00Z", "sending_domain": "mail.example.com"{extra}}}"#,
+        Uuid::now_v7()
+    );
+    parse_event(&json).unwrap()
+}
+
+async fn read_all(l: &EmailLedger) -> Vec<ReadEvent> {
+    let batch = l
+        .log()
+        .read_all(&TenantFilter::All, 0, crate::Direction::Forward, 1000)
+        .await
+        .unwrap();
+    batch
+        .records
+        .iter()
+        .filter_map(|r| l.open(r).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn personal_fields_are_sealed_in_storage_and_open_on_read() {
+    let f = fixture();
+    let l = &f.ledger;
+    l.set_policy(
+        "t",
+        TenantPolicy {
+            keep_subjects: true,
+            keep_engagement_details: true,
+        },
+    )
+    .await
+    .unwrap();
+    let events = vec![
+        event(
+            "sent",
+            "canary-ann@example.org",
+            "m1",
+            r#", "subject": "canary-subject""#,
+        ),
+        event(
+            "clicked",
+            "canary-ann@example.org",
+            "m1",
+            r#", "url": "https://canary.example/x", "ip": "203.0.113.77", "user_agent": "canary-agent""#,
+        ),
+    ];
+    let out = l.append("t", events).await.unwrap();
+    assert_eq!(out.len(), 2);
+    let batch = l
+        .log()
+        .read_all(&TenantFilter::All, 0, crate::Direction::Forward, 100)
+        .await
+        .unwrap();
+    for r in &batch.records {
+        for canary in ["canary", "203.0.113.77", "ann@"] {
+            assert!(
+                !r.payload
+                    .windows(canary.len())
+                    .any(|w| w == canary.as_bytes()),
+                "{canary} stored in clear"
+            );
+        }
+        assert!(!r.stream.contains('@'));
+    }
+    let read = read_all(l).await;
+    let json = read[1].to_json();
+    assert_eq!(json["recipient"], "canary-ann@example.org");
+    assert_eq!(json["url"], "https://canary.example/x");
+    assert_eq!(json["ip"], "203.0.113.77");
+    assert_eq!(read[0].to_json()["subject"], "canary-subject");
+    assert_eq!(json["recipient_domain"], "example.org");
+    assert!(read[0].stream.starts_with("message-"));
+}
+
+#[tokio::test]
+async fn subjects_and_engagement_details_are_dropped_unless_the_tenant_keeps_them() {
+    let f = fixture();
+    let l = &f.ledger;
+    l.append(
+        "t",
+        vec![
+            event("sent", "a@x.org", "m1", r#", "subject": "hello""#),
+            event(
+                "opened",
+                "a@x.org",
+                "m1",
+                r#", "ip": "192.0.2.1", "user_agent": "UA""#,
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let read = read_all(l).await;
+    let sent = read[0].to_json();
+    let opened = read[1].to_json();
+    assert!(sent.get("subject").is_none());
+    assert!(opened.get("ip").is_none() && opened.get("user_agent").is_none());
+}
+
+#[tokio::test]
+async fn a_retried_batch_appends_nothing_and_reports_the_original_positions() {
+    let f = fixture();
+    let l = &f.ledger;
+    let batch = vec![
+        event("sent", "a@x.org", "m1", ""),
+        event("delivered", "a@x.org", "m1", ""),
+        event("sent", "b@x.org", "m2", ""),
+    ];
+    let first = l.append("t", batch.clone()).await.unwrap();
+    assert!(first.iter().all(|a| !a.duplicate));
+    let head = l.log().head();
+    let again = l.append("t", batch).await.unwrap();
+    assert_eq!(l.log().head(), head);
+    assert!(again.iter().all(|a| a.duplicate));
+    let pos = |v: &[Appended]| v.iter().map(|a| a.position).collect::<Vec<_>>();
+    assert_eq!(pos(&first), pos(&again));
+}
+
+#[tokio::test]
+async fn erasure_shows_the_marker_keeps_the_chain_and_returns_one_receipt() {
+    let f = fixture();
+    let l = &f.ledger;
+    l.append(
+        "t",
+        vec![
+            event("sent", "ann@x.org", "m1", ""),
+            event(
+                "bounced",
+                "ann@x.org",
+                "m1",
+                r#", "class": "hard", "diagnostic": "550 ann""#,
+            ),
+            event("sent", "bob@x.org", "m2", ""),
+        ],
+    )
+    .await
+    .unwrap();
+    let receipt = l
+        .erase(
+            "t",
+            ContactRef::Address(Personal::new("ann@X.org")),
+            "req-1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.events_unreadable, 2);
+    assert_eq!(receipt.request_id, "req-1");
+    let again = l
+        .erase(
+            "t",
+            ContactRef::Address(Personal::new("ann@x.org")),
+            "req-1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, receipt);
+    let other_request = l
+        .erase(
+            "t",
+            ContactRef::Address(Personal::new("ann@x.org")),
+            "req-2",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        other_request, receipt,
+        "an erased contact keeps its first receipt"
+    );
+    assert_eq!(
+        l.receipt("t", "req-1").await.unwrap(),
+        Some(receipt.clone())
+    );
+    assert_eq!(l.receipt("u", "req-1").await.unwrap(), None);
+
+    let read = read_all(l).await;
+    let ann: Vec<_> = read
+        .iter()
+        .filter(|r| r.event.envelope.contact.to_string() == receipt.contact)
+        .collect();
+    assert_eq!(ann.len(), 3);
+    for r in &ann[..2] {
+        assert!(r.is_erased());
+        assert_eq!(
+            r.to_json()["recipient"],
+            serde_json::json!({"erased": true})
+        );
+    }
+    assert_eq!(
+        ann[1].to_json()["diagnostic"],
+        serde_json::json!({"erased": true})
+    );
+    assert_eq!(
+        ann[1].to_json()["class"],
+        "hard",
+        "the envelope and clear fields stay"
+    );
+    assert_eq!(ann[2].to_json()["type"], "erased");
+    let bob = read
+        .iter()
+        .find(|r| r.to_json()["recipient"] == "bob@x.org");
+    assert!(bob.is_some(), "other contacts still open");
+    l.log()
+        .verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_event_of_an_erased_contact_does_not_bring_a_key_back() {
+    let f = fixture();
+    let l = &f.ledger;
+    let sent = event("sent", "ann@x.org", "m1", "");
+    l.append("t", vec![sent.clone()]).await.unwrap();
+    let receipt = l
+        .erase("t", ContactRef::Address(Personal::new("ann@x.org")), "r1")
+        .await
+        .unwrap();
+    let out = l.append("t", vec![sent]).await.unwrap();
+    assert!(out[0].duplicate);
+    let p = l.pseudonym("t", &Personal::new("ann@x.org")).unwrap();
+    assert!(matches!(
+        l.keys().contact("t", &p).unwrap(),
+        KeyState::Erased(_)
+    ));
+    let again = l.erase("t", ContactRef::Pseudonym(p), "r2").await.unwrap();
+    assert_eq!(again, receipt);
+}
+
+#[tokio::test]
+async fn a_returning_contact_gets_a_new_key_and_only_old_events_stay_erased() {
+    let f = fixture();
+    let l = &f.ledger;
+    l.append("t", vec![event("sent", "ann@x.org", "m1", "")])
+        .await
+        .unwrap();
+    l.erase("t", ContactRef::Address(Personal::new("ann@x.org")), "r1")
+        .await
+        .unwrap();
+    l.append("t", vec![event("sent", "ann@x.org", "m2", "")])
+        .await
+        .unwrap();
+    let read = read_all(l).await;
+    assert!(read[0].is_erased());
+    assert_eq!(read[2].to_json()["recipient"], "ann@x.org");
+    let second = l
+        .erase("t", ContactRef::Address(Personal::new("ann@x.org")), "r2")
+        .await
+        .unwrap();
+    assert_eq!(
+        second.events_unreadable, 1,
+        "counts only the new key's events"
+    );
+}
+
+#[tokio::test]
+async fn the_same_address_in_two_tenants_is_two_contacts() {
+    let f = fixture();
+    let l = &f.ledger;
+    for t in ["a", "b"] {
+        l.append(t, vec![event("sent", "ann@x.org", "m1", "")])
+            .await
+            .unwrap();
+    }
+    let pa = l.pseudonym("a", &Personal::new("ann@x.org")).unwrap();
+    let pb = l.pseudonym("b", &Personal::new("ann@x.org")).unwrap();
+    assert_ne!(pa, pb);
+    l.erase("a", ContactRef::Address(Personal::new("ann@x.org")), "r")
+        .await
+        .unwrap();
+    let read = read_all(l).await;
+    let by_tenant = |t: &str| read.iter().find(|r| r.tenant == t).unwrap();
+    assert!(by_tenant("a").is_erased());
+    assert_eq!(by_tenant("b").to_json()["recipient"], "ann@x.org");
+}
+
+#[tokio::test]
+async fn a_bad_event_in_a_batch_writes_nothing_and_names_its_index() {
+    let f = fixture();
+    let l = &f.ledger;
+    let mut bad = event("sent", "not-an-address", "m1", "");
+    bad.recipient = Some(Personal::new("not-an-address"));
+    let e = l
+        .append("t", vec![event("sent", "a@x.org", "m1", ""), bad])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("event 1"), "{e}");
+    assert!(!e.to_string().contains("not-an-address"));
+    assert_eq!(l.log().head(), 0);
+}
+
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_event_does_not_open() {
+    let f = fixture();
+    let l = &f.ledger;
+    l.append(
+        "t",
+        vec![
+            event("sent", "a@x.org", "m1", ""),
+            event("sent", "a@x.org", "m2", ""),
+        ],
+    )
+    .await
+    .unwrap();
+    let batch = l
+        .log()
+        .read_all(&TenantFilter::All, 0, crate::Direction::Forward, 10)
+        .await
+        .unwrap();
+    let mut moved = batch.records[1].clone();
+    moved.payload = batch.records[0].payload.clone();
+    assert!(matches!(
+        l.open(&moved),
+        Err(Error::Corrupt { position: 1, .. })
+    ));
+}
+
+#[test]
+fn the_format_1_payload_encoding_is_frozen() {
+    let key = SecretKey::from_bytes([3; 32]);
+    let cipher = Cipher::new(&key);
+    let contact = Pseudonym::from_hex("00112233445566778899aabbccddeeff").unwrap();
+    let id = Uuid::from_u128(0x0193_a0c4_7b1e_7d2a_9c3f_2f6a_1c9e_0b11);
+    let seal = |n: u8, text: &str, f| {
+        Sealed::with_nonce(&cipher, [n; 12], text.as_bytes(), &ad("t", &contact, id, f))
+    };
+    let event: SealedEvent = EmailEventOf {
+        envelope: Envelope {
+            message_id: Some("m-42".into()),
+            contact,
+            key_generation: 0,
+            occurred_at: 1_795_860_000_000_000,
+            provider: Some("postal".into()),
+            provider_event_id: Some("p-1".into()),
+            tags: vec!["welcome".into()],
+            campaign: Some("november".into()),
+            sending_domain: Some("mail.example.com".into()),
+            recipient_domain: Some("example.org".into()),
+            recipient: Some(seal(1, "ann@example.org", FieldName::Recipient)),
+            raw: None,
+        },
+        body: EventBody::Bounced {
+            class: BounceClass::Hard,
+            sub_type: Some("no_mailbox".into()),
+            status: Some("5.1.1".into()),
+            diagnostic: Some(seal(2, "550 5.1.1 user unknown", FieldName::Diagnostic)),
+        },
+    };
+    let bytes = encode_payload(&event).unwrap();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/email-payload-v1.bin");
+    if std::env::var_os("MAILLEDGER_BLESS").is_some() {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let frozen = std::fs::read(&path).expect("frozen vector (bless with MAILLEDGER_BLESS=1)");
+    assert_eq!(bytes, frozen, "the format 1 payload encoding changed");
+    assert_eq!(decode_payload(0, &frozen).unwrap(), event);
+    assert!(decode_payload(5, &[2, 0]).is_err());
+}
