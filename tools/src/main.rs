@@ -1,15 +1,21 @@
-//! `mailledger`: the one binary. Appends to, reads and verifies the log.
+//! `mailledger`: the one binary. Appends email events (sealed on the way
+//! in), reads them (opened, or shown erased), erases contacts, and reads and
+//! verifies the log underneath.
 
 mod location;
 
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use mailledger_core::crypto::{Personal, SecretKey};
+use mailledger_core::email::{ContactRef, EmailLedger, message_stream, parse_event};
+use mailledger_core::keys::{FileKeyStore, KeyStore, generate_kek_file, read_kek_file};
+use mailledger_core::pseudonym::Pseudonym;
 use mailledger_core::{
     Direction, Durability, EventLog, ExpectedVersion, LedgerConfig, NewEvent, Record, StreamAppend,
     TenantFilter, VerifyProgress,
@@ -42,6 +48,17 @@ struct Cli {
         default_value = "sync"
     )]
     durability: String,
+    /// The key directory: contact keys and tenant secrets, kept apart from the log (never copy it with backups of the data).
+    #[arg(
+        long,
+        global = true,
+        env = "MAILLEDGER_KEYS_DIR",
+        default_value = "./mailledger-keys"
+    )]
+    keys_dir: PathBuf,
+    /// A file holding the key-encryption key (64 hex digits, mode 0600). Or set MAILLEDGER_KEK to the hex itself. Without either, the key `init` generated in the keys directory is used (fine for trying out; production should keep the KEK elsewhere).
+    #[arg(long, global = true, env = "MAILLEDGER_KEK_FILE")]
+    kek_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,25 +67,34 @@ struct Cli {
 enum Command {
     /// Creates the data directory and an empty log.
     Init,
-    /// Appends records given as JSON lines, from a file or standard input.
+    /// Appends email events given as canonical JSON lines, from a file or standard input.
     ///
-    /// Each line: {"id": UUID, "stream": S, "type": T, "payload": JSON,
-    /// "metadata": JSON (optional), "expected_version": "any" | "no_stream" | N (optional)}.
-    /// Every line is checked before anything is written; up to 10,000 lines
-    /// are appended as one atomic batch.
+    /// Each line is one event, such as {"id": UUID, "type": "bounced",
+    /// "recipient": "ann@example.org", "message_id": "m-42", "occurred_at":
+    /// "2026-11-22T10:00:00Z", "class": "hard", ...}. Personal fields are
+    /// sealed under the contact's key before anything is stored. Every line is
+    /// checked before anything is written; up to 10,000 lines are appended as
+    /// one atomic batch. With --records, lines are raw log records instead:
+    /// {"id", "stream", "type", "payload", "metadata"?, "expected_version"?}.
     Append {
         /// The file to read; standard input when absent or `-`.
         #[arg(long, short)]
         file: Option<PathBuf>,
-        /// The tenant the records belong to.
+        /// The tenant the events belong to.
         #[arg(long, default_value = "default")]
         tenant: String,
+        /// Lines are raw log records, not email events.
+        #[arg(long)]
+        records: bool,
     },
     /// Prints records as JSON lines: one stream, or the whole log.
     Read {
         /// Read this stream only, in version order.
         #[arg(long)]
         stream: Option<String>,
+        /// Read one message's events (its stream), by message id.
+        #[arg(long, conflicts_with = "stream")]
+        message: Option<String>,
         /// The tenant to read.
         #[arg(long, default_value = "default", conflicts_with = "all_tenants")]
         tenant: String,
@@ -84,6 +110,40 @@ enum Command {
         /// Print at most this many records.
         #[arg(long)]
         limit: Option<u64>,
+        /// Print raw records (sealed fields as ciphertext), as stored and hashed.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Erases a contact: destroys its key and prints the receipt (JSON).
+    ///
+    /// Afterwards its events read with {"erased": true} in place of each
+    /// personal field, and the chain still verifies. Repeating an erasure
+    /// prints the first receipt again.
+    Erase {
+        /// The contact's address.
+        #[arg(long, required_unless_present = "contact", conflicts_with = "contact")]
+        address: Option<String>,
+        /// The contact's pseudonym (32 hex digits), as reads show it.
+        #[arg(long)]
+        contact: Option<String>,
+        /// Your id for this request (letters, digits, - _ . :); a new one by default.
+        #[arg(long)]
+        request_id: Option<String>,
+        /// The tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Shows, or with flags sets, what a tenant keeps of optional personal data.
+    Policy {
+        /// The tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Keep (sealed) subject lines.
+        #[arg(long)]
+        keep_subjects: Option<bool>,
+        /// Keep (sealed) IP addresses and user agents of opens and clicks.
+        #[arg(long)]
+        keep_engagement_details: Option<bool>,
     },
     /// Prints the head: the position the next record will get.
     Head,
@@ -122,34 +182,68 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let needs_keys = match &cli.command {
+        Command::Init | Command::Erase { .. } | Command::Policy { .. } => true,
+        Command::Append { records, .. } => !records,
+        Command::Read { raw, .. } => !raw,
+        Command::Head | Command::Verify { .. } => false,
+    };
+    let keys = if needs_keys {
+        Some(open_keys(
+            &cli.data_dir,
+            &cli.keys_dir,
+            cli.kek_file.as_deref(),
+            create,
+        )?)
+    } else {
+        None
+    };
     runtime.block_on(async move {
         let log = location::open(&location, config)?;
+        let email = keys.map(|k| EmailLedger::new(Arc::clone(&log), k));
+        let email = || {
+            email
+                .as_ref()
+                .ok_or_else(|| anyhow!("the key store is not open"))
+        };
         let code = match cli.command {
             Command::Init => {
+                email()?.keys().tenant_secret("default")?;
                 eprintln!(
-                    "initialised {} with a {} log ({} records)",
+                    "initialised {} with a {} log ({} records) and keys in {}",
                     cli.data_dir.display(),
                     location.backend(),
-                    log.head()
+                    log.head(),
+                    cli.keys_dir.display()
                 );
                 ExitCode::SUCCESS
             }
-            Command::Append { file, tenant } => append(&log, file, &tenant).await?,
+            Command::Append {
+                file,
+                tenant,
+                records: true,
+            } => append_records(&log, file, &tenant).await?,
+            Command::Append { file, tenant, .. } => append_events(email()?, file, &tenant).await?,
             Command::Read {
                 stream,
+                message,
                 tenant,
                 all_tenants,
                 from,
                 backward,
                 limit,
+                raw,
             } => {
                 let filter = if all_tenants {
                     TenantFilter::All
                 } else {
                     TenantFilter::Only(tenant.clone())
                 };
+                let email = if raw { None } else { Some(email()?) };
+                let stream = stream.or(message.as_deref().map(message_stream));
                 read(
                     &log,
+                    email,
                     stream.as_deref(),
                     &tenant,
                     &filter,
@@ -158,6 +252,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     limit,
                 )
                 .await?
+            }
+            Command::Erase {
+                address,
+                contact,
+                request_id,
+                tenant,
+            } => {
+                let target = match (address, contact) {
+                    (Some(a), _) => ContactRef::Address(Personal::new(a)),
+                    (None, Some(p)) => ContactRef::Pseudonym(Pseudonym::from_hex(&p)?),
+                    (None, None) => bail!("give --address or --contact"),
+                };
+                let request_id = request_id.unwrap_or_else(|| Uuid::now_v7().to_string());
+                let receipt = email()?.erase(&tenant, target, &request_id).await?;
+                println!("{}", serde_json::to_string_pretty(&receipt)?);
+                ExitCode::SUCCESS
+            }
+            Command::Policy {
+                tenant,
+                keep_subjects,
+                keep_engagement_details,
+            } => {
+                let email = email()?;
+                let mut policy = email.policy(&tenant).await?;
+                if keep_subjects.is_some() || keep_engagement_details.is_some() {
+                    policy.keep_subjects = keep_subjects.unwrap_or(policy.keep_subjects);
+                    policy.keep_engagement_details =
+                        keep_engagement_details.unwrap_or(policy.keep_engagement_details);
+                    email.set_policy(&tenant, policy).await?;
+                }
+                println!("{}", serde_json::to_string(&policy)?);
+                ExitCode::SUCCESS
             }
             Command::Head => {
                 println!("{}", log.head());
@@ -171,6 +297,106 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Ok(code)
     })
+}
+
+/// The name of the KEK file `init` generates when no KEK is configured.
+const GENERATED_KEK: &str = "kek";
+
+/// Opens the key store, finding the KEK as `--help` describes.
+fn open_keys(
+    data_dir: &Path,
+    keys_dir: &Path,
+    kek_file: Option<&Path>,
+    create: bool,
+) -> Result<Arc<dyn KeyStore>> {
+    let data = std::path::absolute(data_dir)?;
+    let keys = std::path::absolute(keys_dir)?;
+    if keys.starts_with(&data) {
+        bail!(
+            "the keys directory {} is inside the data directory: keys must live apart from the log, which may be copied or backed up",
+            keys_dir.display()
+        );
+    }
+    let generated = keys_dir.join(GENERATED_KEK);
+    let kek = if let Some(f) = kek_file {
+        read_kek_file(f)?
+    } else if let Ok(hex) = std::env::var("MAILLEDGER_KEK") {
+        SecretKey::from_hex(&hex).context("MAILLEDGER_KEK")?
+    } else if generated.exists() {
+        read_kek_file(&generated)?
+    } else if create {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(keys_dir)
+            .with_context(|| format!("cannot create {}", keys_dir.display()))?;
+        let kek = generate_kek_file(&generated)?;
+        eprintln!(
+            "warning: generated a key-encryption key in {} (mode 0600). Production should keep the KEK elsewhere (--kek-file or MAILLEDGER_KEK_FILE), away from the keys it protects.",
+            generated.display()
+        );
+        kek
+    } else {
+        bail!(
+            "no key-encryption key: pass --kek-file, set MAILLEDGER_KEK_FILE or MAILLEDGER_KEK, or run `mailledger init` to generate one"
+        );
+    };
+    Ok(Arc::new(FileKeyStore::open(keys_dir, &kek)?))
+}
+
+fn input(file: Option<PathBuf>) -> Result<Box<dyn BufRead>> {
+    Ok(match file.as_deref() {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+        )),
+    })
+}
+
+async fn append_events(
+    email: &EmailLedger,
+    file: Option<PathBuf>,
+    tenant: &str,
+) -> Result<ExitCode> {
+    mailledger_core::validate_tenant(tenant)?;
+    let mut parsed = Vec::new();
+    for (i, line) in input(file)?.lines().enumerate() {
+        let n = i + 1;
+        let line = line.with_context(|| format!("line {n}: cannot read"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = parse_event(&line)
+            .and_then(|e| {
+                // Check now so a bad line is named before anything is written.
+                e.clone().validate()?;
+                Ok(e)
+            })
+            .map_err(|e| anyhow!("line {n}: {e}; nothing was written"))?;
+        parsed.push((n, event));
+    }
+    let (mut appended, mut duplicates) = (0usize, 0usize);
+    for chunk in parsed.chunks(APPEND_BATCH) {
+        let first = chunk.first().map_or(0, |(n, _)| *n);
+        let last = chunk.last().map_or(0, |(n, _)| *n);
+        let batch = chunk.iter().map(|(_, e)| e.clone()).collect();
+        let out = email.append(tenant, batch).await.map_err(|e| {
+            anyhow!(
+                "lines {first}-{last}: {e}; nothing of these lines was written ({appended} events from earlier lines were)"
+            )
+        })?;
+        for a in out {
+            if a.duplicate {
+                duplicates += 1;
+            } else {
+                appended += 1;
+            }
+        }
+    }
+    eprintln!(
+        "appended {appended} events ({duplicates} already present); head is {}",
+        email.log().head()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,15 +442,13 @@ fn parse_line(line: &str) -> Result<StreamAppend> {
     Ok(StreamAppend::new(rec.stream, expected, vec![event]))
 }
 
-async fn append(log: &Arc<dyn EventLog>, file: Option<PathBuf>, tenant: &str) -> Result<ExitCode> {
+async fn append_records(
+    log: &Arc<dyn EventLog>,
+    file: Option<PathBuf>,
+    tenant: &str,
+) -> Result<ExitCode> {
     mailledger_core::validate_tenant(tenant)?;
-    let reader: Box<dyn BufRead> = match file.as_deref() {
-        None => Box::new(std::io::stdin().lock()),
-        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
-        )),
-    };
+    let reader = input(file)?;
     let mut parsed = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let n = i + 1;
@@ -290,8 +514,20 @@ fn record_json(r: &Record) -> serde_json::Value {
     })
 }
 
+/// A record as `read` prints it: an email event opened, else the raw record.
+fn shown(email: Option<&EmailLedger>, r: &Record) -> Result<serde_json::Value> {
+    if let Some(email) = email
+        && let Some(e) = email.open(r)?
+    {
+        return Ok(e.to_json());
+    }
+    Ok(record_json(r))
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn read(
     log: &Arc<dyn EventLog>,
+    email: Option<&EmailLedger>,
     stream: Option<&str>,
     tenant: &str,
     filter: &TenantFilter,
@@ -310,7 +546,7 @@ async fn read(
             let Some(last) = records.last() else { break };
             version = last.stream_version + 1;
             for r in &records {
-                writeln!(out, "{}", record_json(r))?;
+                writeln!(out, "{}", shown(email, r)?)?;
             }
             left -= records.len() as u64;
         }
@@ -328,7 +564,7 @@ async fn read(
             }
             let batch = log.read_all(filter, pos, direction, page(left)).await?;
             for r in &batch.records {
-                writeln!(out, "{}", record_json(r))?;
+                writeln!(out, "{}", shown(email, r)?)?;
             }
             left -= batch.records.len() as u64;
             next = batch.next;

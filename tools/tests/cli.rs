@@ -8,10 +8,34 @@ use std::process::{Command, Output, Stdio};
 
 use mailledger_core::{Space, Store, WriteBatch};
 
+/// A temporary root holding a data directory and, beside it, a keys directory.
+struct Dir(#[allow(dead_code)] tempfile::TempDir, std::path::PathBuf);
+
+impl Dir {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        Self(root, data)
+    }
+
+    fn path(&self) -> &Path {
+        &self.1
+    }
+}
+
+fn keys_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.parent().unwrap().join("keys")
+}
+
 fn mailledger(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailledger"))
         .arg("--data-dir")
         .arg(data_dir)
+        .arg("--keys-dir")
+        .arg(keys_dir(data_dir))
+        .env_remove("MAILLEDGER_KEYS_DIR")
+        .env_remove("MAILLEDGER_KEK_FILE")
+        .env_remove("MAILLEDGER_KEK")
         .args(args)
         .env_remove("MAILLEDGER_LOG")
         .env_remove("MAILLEDGER_DATA_DIR")
@@ -66,15 +90,19 @@ fn log_arg(dir: &Path, backend: &str) -> String {
 #[test]
 fn append_read_and_head_round_trip_on_each_backend() {
     for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = Dir::new();
         let log = log_arg(dir.path(), backend);
         let init = mailledger(dir.path(), &["--log", &log, "init"], None);
         assert!(init.status.success(), "{backend}: {}", text(&init.stderr));
-        let out = mailledger(dir.path(), &["append"], Some(&lines(250, 1)));
+        let out = mailledger(dir.path(), &["append", "--records"], Some(&lines(250, 1)));
         assert!(out.status.success(), "{backend}: {}", text(&out.stderr));
         assert!(text(&out.stderr).contains("appended 250 records"));
         assert_eq!(head(dir.path(), &[]), 250);
-        let read = mailledger(dir.path(), &["read", "--stream", "message-7"], None);
+        let read = mailledger(
+            dir.path(),
+            &["read", "--raw", "--stream", "message-7"],
+            None,
+        );
         let records: Vec<serde_json::Value> = text(&read.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -83,11 +111,11 @@ fn append_read_and_head_round_trip_on_each_backend() {
         assert_eq!(records[1]["version"], 1);
         assert_eq!(records[0]["payload"]["n"], 7);
         assert_eq!(records[0]["tenant"], "default");
-        let all = mailledger(dir.path(), &["read", "--from", "240"], None);
+        let all = mailledger(dir.path(), &["read", "--raw", "--from", "240"], None);
         assert_eq!(text(&all.stdout).lines().count(), 10);
         let back = mailledger(
             dir.path(),
-            &["read", "--backward", "--from", "9", "--limit", "3"],
+            &["read", "--raw", "--backward", "--from", "9", "--limit", "3"],
             None,
         );
         let positions: Vec<u64> = text(&back.stdout)
@@ -99,7 +127,11 @@ fn append_read_and_head_round_trip_on_each_backend() {
             })
             .collect();
         assert_eq!(positions, vec![9, 8, 7]);
-        let other = mailledger(dir.path(), &["read", "--tenant", "someone-else"], None);
+        let other = mailledger(
+            dir.path(),
+            &["read", "--raw", "--tenant", "someone-else"],
+            None,
+        );
         assert!(text(&other.stdout).is_empty());
         let verify = mailledger(dir.path(), &["verify"], None);
         assert!(verify.status.success(), "{}", text(&verify.stderr));
@@ -109,35 +141,35 @@ fn append_read_and_head_round_trip_on_each_backend() {
 
 #[test]
 fn the_same_ten_thousand_records_twice_across_a_restart_leave_ten_thousand() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Dir::new();
     assert!(mailledger(dir.path(), &["init"], None).status.success());
     let input = lines(10_000, 2);
     for _ in 0..2 {
-        let out = mailledger(dir.path(), &["append"], Some(&input));
+        let out = mailledger(dir.path(), &["append", "--records"], Some(&input));
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(head(dir.path(), &[]), 10_000);
     }
-    let out = mailledger(dir.path(), &["append"], Some(&input));
+    let out = mailledger(dir.path(), &["append", "--records"], Some(&input));
     assert!(text(&out.stderr).contains("appended 0 records (10000 already present)"));
 }
 
 #[test]
 fn a_bad_line_names_its_number_and_nothing_is_written() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Dir::new();
     assert!(mailledger(dir.path(), &["init"], None).status.success());
     let mut input = lines(5, 3);
     input.push_str("{\"id\":\"not-a-uuid\",\"stream\":\"s\",\"type\":\"sent\",\"payload\":{}}\n");
     input.push_str(&lines(5, 4));
-    let out = mailledger(dir.path(), &["append"], Some(&input));
+    let out = mailledger(dir.path(), &["append", "--records"], Some(&input));
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("line 6"), "{err}");
     assert_eq!(head(dir.path(), &[]), 0);
     let unknown_field = "{\"id\":\"0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b11\",\"stream\":\"s\",\"type\":\"sent\",\"payload\":{},\"surprise\":1}\n";
-    let out = mailledger(dir.path(), &["append"], Some(unknown_field));
+    let out = mailledger(dir.path(), &["append", "--records"], Some(unknown_field));
     assert!(text(&out.stderr).contains("line 1"));
     let conflict = "{\"id\":\"0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b11\",\"stream\":\"s\",\"type\":\"sent\",\"payload\":{},\"expected_version\":4}\n";
-    let out = mailledger(dir.path(), &["append"], Some(conflict));
+    let out = mailledger(dir.path(), &["append", "--records"], Some(conflict));
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("expected 4"),
@@ -149,7 +181,7 @@ fn a_bad_line_names_its_number_and_nothing_is_written() {
 
 #[test]
 fn a_data_directory_refuses_another_backend() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Dir::new();
     let sled = log_arg(dir.path(), "sled");
     assert!(
         mailledger(dir.path(), &["--log", &sled, "init"], None)
@@ -164,7 +196,7 @@ fn a_data_directory_refuses_another_backend() {
         "{}",
         text(&out.stderr)
     );
-    let missing = tempfile::tempdir().unwrap();
+    let missing = Dir::new();
     let out = mailledger(missing.path(), &["head"], None);
     assert!(
         text(&out.stderr).contains("mailledger init"),
@@ -190,7 +222,7 @@ fn flip_byte(backend: &str, path: &Path, position: u64) {
 #[test]
 fn verify_fails_naming_the_position_of_a_changed_byte() {
     for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = Dir::new();
         let log = log_arg(dir.path(), backend);
         assert!(
             mailledger(dir.path(), &["--log", &log, "init"], None)
@@ -198,7 +230,7 @@ fn verify_fails_naming_the_position_of_a_changed_byte() {
                 .success()
         );
         assert!(
-            mailledger(dir.path(), &["append"], Some(&lines(100, 5)))
+            mailledger(dir.path(), &["append", "--records"], Some(&lines(100, 5)))
                 .status
                 .success()
         );
@@ -211,4 +243,115 @@ fn verify_fails_naming_the_position_of_a_changed_byte() {
         let err = text(&out.stderr);
         assert!(err.contains("position 42"), "{backend}: {err}");
     }
+}
+
+fn event_line(ty: &str, recipient: &str, message: &str, extra: &str) -> String {
+    format!(
+        r#"{{"id": "{}", "type": "{ty}", "recipient": "{recipient}", "message_id": "{message}", "occurred_at": "2026-11-22T10:00:00Z"{extra}}}"#,
+        uuid::Uuid::now_v7()
+    ) + "\n"
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn email_events_are_sealed_read_back_erased_and_still_verify() {
+    for backend in BACKENDS {
+        let dir = Dir::new();
+        let log = log_arg(dir.path(), backend);
+        let init = mailledger(dir.path(), &["--log", &log, "init"], None);
+        assert!(init.status.success(), "{}", text(&init.stderr));
+        assert!(text(&init.stderr).contains("Production should keep the KEK elsewhere"));
+        let kek = keys_dir(dir.path()).join("kek");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&kek).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let input = [
+            event_line("sent", "ann@example.org", "m1", ""),
+            event_line(
+                "bounced",
+                "ann@example.org",
+                "m1",
+                r#", "class": "hard", "diagnostic": "550 no ann""#,
+            ),
+            event_line("sent", "bob@example.org", "m2", ""),
+        ]
+        .concat();
+        let out = mailledger(dir.path(), &["append"], Some(&input));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let events = json_lines(&mailledger(dir.path(), &["read"], None));
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0]["recipient"], "ann@example.org");
+        assert_eq!(events[1]["diagnostic"], "550 no ann");
+        let m1 = json_lines(&mailledger(dir.path(), &["read", "--message", "m1"], None));
+        assert_eq!(m1.len(), 2);
+
+        let erase = mailledger(
+            dir.path(),
+            &[
+                "erase",
+                "--address",
+                "ann@example.org",
+                "--request-id",
+                "dsr-1",
+            ],
+            None,
+        );
+        assert!(erase.status.success(), "{}", text(&erase.stderr));
+        let receipt: serde_json::Value = serde_json::from_slice(&erase.stdout).unwrap();
+        assert_eq!(receipt["events_unreadable"], 2);
+        assert_eq!(receipt["request_id"], "dsr-1");
+        let again = mailledger(dir.path(), &["erase", "--address", "ann@example.org"], None);
+        let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+        assert_eq!(again, receipt, "re-erasing returns the first receipt");
+
+        let events = json_lines(&mailledger(dir.path(), &["read"], None));
+        assert_eq!(events[0]["recipient"], serde_json::json!({"erased": true}));
+        assert_eq!(events[1]["diagnostic"], serde_json::json!({"erased": true}));
+        assert_eq!(events[2]["recipient"], "bob@example.org");
+        assert_eq!(events[3]["type"], "erased");
+        let verify = mailledger(dir.path(), &["verify"], None);
+        assert!(verify.status.success(), "{}", text(&verify.stderr));
+    }
+}
+
+#[test]
+fn a_bad_event_line_is_named_and_a_wrong_kek_is_refused() {
+    let dir = Dir::new();
+    assert!(mailledger(dir.path(), &["init"], None).status.success());
+    let input = [
+        event_line("sent", "ann@example.org", "m1", ""),
+        event_line("sent", "ann@example.org", "m1", r#", "body": "hello ann""#),
+    ]
+    .concat();
+    let out = mailledger(dir.path(), &["append"], Some(&input));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("bodies are never accepted"),
+        "{err}"
+    );
+    assert!(!err.contains("ann"), "{err}");
+    assert_eq!(head(dir.path(), &[]), 0);
+
+    let other = keys_dir(dir.path()).parent().unwrap().join("other-kek");
+    std::fs::write(&other, "11".repeat(32)).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = mailledger(
+        dir.path(),
+        &["--kek-file", other.to_str().unwrap(), "read"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("does not open this key store"),
+        "{}",
+        text(&out.stderr)
+    );
 }
