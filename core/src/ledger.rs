@@ -739,7 +739,11 @@ impl<S: Store> Shared<S> {
     ) -> Result<ReadBatch> {
         let head = self.published_head();
         let max = max.clamp(1, MAX_READ_BATCH);
-        let mut records = Vec::new();
+        let span = usize::try_from(head.saturating_sub(from.min(head))).unwrap_or(max);
+        let mut records = Vec::with_capacity(match direction {
+            Direction::Forward => max.min(span),
+            Direction::Backward => max,
+        });
         let mut failure = None;
         let mut last_seen = None;
         let (start, end, reverse) = match direction {

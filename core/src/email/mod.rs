@@ -347,9 +347,8 @@ impl EmailLedger {
                 .map_err(|err| Error::invalid(format!("event {i}: {}", strip(&err))))?;
             checked.push(c);
         }
-        let keys = Arc::clone(&self.keys);
-        let owned_tenant = tenant.to_owned();
-        let secret = blocking(move || keys.tenant_secret(&owned_tenant)).await?;
+        // Cached after a tenant's first use; that first call writes a slot.
+        let secret = self.keys.tenant_secret(tenant)?;
         let mut contacts = Vec::with_capacity(checked.len());
         let mut domains = Vec::with_capacity(checked.len());
         for (i, c) in checked.iter().enumerate() {

@@ -1,0 +1,178 @@
+//! Shared pieces of mailledger's benchmarks: opening stores, building
+//! records of a known size, and the summary each bench prints after
+//! criterion has measured: throughput of every case, its ratio to the raw
+//! fjall baseline measured in the same run, and the target it must meet.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mailledger_core::{Durability, EventLog, Ledger, LedgerConfig, NewEvent, Store};
+
+/// The benchmarks run with the allocator of the `mailledger` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Bytes of payload per benchmark record: with the frame's other fields and
+/// its hash a stored record is about 300 bytes ([`frame_len`] says exactly).
+pub const PAYLOAD_LEN: usize = 200;
+
+/// The stored size of one benchmark record's frame, so baselines write
+/// values of the same size.
+///
+/// # Panics
+/// If the in-memory ledger fails, which it does not.
+#[must_use]
+pub fn frame_len() -> usize {
+    let store = Arc::new(mailledger_core::MemoryStore::new());
+    let log = Ledger::open(Arc::clone(&store), LedgerConfig::new()).expect("memory ledger");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(log.append_to_stream(
+        "default",
+        "message-1",
+        mailledger_core::ExpectedVersion::Any,
+        vec![record(0)],
+    ))
+    .expect("append");
+    store
+        .get(mailledger_core::Space::Log, &0u64.to_be_bytes())
+        .expect("get")
+        .map_or(0, |f| f.len())
+}
+
+/// Opens a store of `backend` (`fjall` or `sled`) in `dir`.
+///
+/// # Panics
+/// When the store cannot be opened: a benchmark cannot go on without it.
+#[must_use]
+pub fn store(backend: &str, dir: &Path) -> Arc<dyn Store> {
+    match backend {
+        "fjall" => Arc::new(mailledger_fjall::FjallStore::open(dir).expect("open fjall")),
+        _ => Arc::new(mailledger_sled::SledStore::open(dir).expect("open sled")),
+    }
+}
+
+/// A ledger over `backend` in `dir`.
+///
+/// # Panics
+/// When the ledger cannot be opened.
+#[must_use]
+pub fn ledger(backend: &str, dir: &Path, durability: Durability) -> Arc<dyn EventLog> {
+    Arc::new(
+        Ledger::open(
+            store(backend, dir),
+            LedgerConfig::new().durability(durability),
+        )
+        .expect("open ledger"),
+    )
+}
+
+/// A new event with a payload of [`PAYLOAD_LEN`] bytes.
+#[must_use]
+pub fn record(n: u64) -> NewEvent {
+    let mut payload = vec![b'x'; PAYLOAD_LEN];
+    payload[..8].copy_from_slice(&n.to_le_bytes());
+    NewEvent::new(uuid::Uuid::now_v7(), "sent", payload)
+}
+
+/// Mean nanoseconds per iteration of one criterion benchmark measured in
+/// this run, read from criterion's `new/estimates.json`.
+#[must_use]
+pub fn mean_ns(group: &str, id: &str) -> Option<f64> {
+    let path = criterion_dir()?
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    parse_mean(&std::fs::read_to_string(path).ok()?)
+}
+
+/// The mean point estimate of a criterion `estimates.json`.
+#[must_use]
+pub fn parse_mean(json: &str) -> Option<f64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+fn criterion_dir() -> Option<PathBuf> {
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Some(PathBuf::from(t).join("criterion"));
+    }
+    let mut dir = std::env::current_dir().ok()?;
+    loop {
+        let candidate = dir.join("target/criterion");
+        if candidate.is_dir() {
+            return Some(candidate);
+        }
+        if !dir.pop() {
+            return None;
+        }
+    }
+}
+
+/// One line of a summary: a case, its baseline and its target.
+pub struct Row {
+    /// The criterion group and id of the case.
+    pub case: (String, String),
+    /// Elements (records, events, erasures) per iteration.
+    pub elements: f64,
+    /// The baseline's group and id, with its elements per iteration.
+    pub baseline: Option<(String, String, f64)>,
+    /// The least elements per second the case must reach, if it has a target.
+    pub target: Option<f64>,
+    /// The least ratio to the baseline the case must reach, if it has one.
+    pub min_ratio: Option<f64>,
+}
+
+/// Prints the summary table of rows measured in this run.
+pub fn summary(title: &str, rows: &[Row]) {
+    println!("\n== {title}: measured in this run ==");
+    println!(
+        "{:<44} {:>14} {:>14} {:>8}  verdict",
+        "case", "per second", "baseline/s", "ratio"
+    );
+    for r in rows {
+        let rate = mean_ns(&r.case.0, &r.case.1).map(|ns| r.elements / (ns / 1e9));
+        let base = r
+            .baseline
+            .as_ref()
+            .and_then(|(g, i, e)| mean_ns(g, i).map(|ns| e / (ns / 1e9)));
+        let ratio = rate.zip(base).map(|(a, b)| a / b);
+        let mut verdict = Vec::new();
+        if let (Some(t), Some(rate)) = (r.target, rate) {
+            verdict.push(format!(
+                "{} target {:.0}/s",
+                if rate >= t { "PASS" } else { "MISS" },
+                t
+            ));
+        }
+        if let (Some(m), Some(ratio)) = (r.min_ratio, ratio) {
+            verdict.push(format!(
+                "{} ratio >= {m:.2}",
+                if ratio >= m { "PASS" } else { "MISS" }
+            ));
+        }
+        let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        println!(
+            "{:<44} {:>14} {:>14} {:>8}  {}",
+            format!("{}/{}", r.case.0, r.case.1),
+            fmt(rate),
+            fmt(base),
+            ratio.map_or_else(|| "-".to_owned(), |x| format!("{x:.2}")),
+            verdict.join(", ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mean_is_read_from_criterion_estimates() {
+        let json = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":1.0,"upper_bound":3.0},"point_estimate":2.5,"standard_error":0.1},"median":{"point_estimate":2.0}}"#;
+        assert_eq!(parse_mean(json), Some(2.5));
+        assert_eq!(parse_mean("{}"), None);
+        assert_eq!(parse_mean("not json"), None);
+    }
+}
