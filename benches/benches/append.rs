@@ -309,7 +309,7 @@ fn bench_sealed(c: &mut Criterion, rt: &tokio::runtime::Runtime) -> usize {
 }
 
 fn main() {
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = mailledger_benches::criterion();
     let rt = runtime();
     bench_ledger(&mut c, &rt);
     bench_raw_fjall(&mut c, &rt);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput};
+use criterion::Throughput;
 use fjall::{Database, KeyspaceCreateOptions};
 use mailledger_benches::{Row, frame_len, ledger, record, summary};
 use mailledger_core::{Direction, Durability, ExpectedVersion, TenantFilter};
@@ -12,7 +12,7 @@ use mailledger_core::{Direction, Durability, ExpectedVersion, TenantFilter};
 const RECORDS: u64 = 200_000;
 
 fn main() {
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = mailledger_benches::criterion();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -4,7 +4,10 @@
 //! fjall baseline measured in the same run, and the target it must meet.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use criterion::Criterion;
 
 use mailledger_core::{Durability, EventLog, Ledger, LedgerConfig, NewEvent, Store};
 
@@ -49,7 +52,8 @@ pub fn frame_len() -> usize {
 pub fn store(backend: &str, dir: &Path) -> Arc<dyn Store> {
     match backend {
         "fjall" => Arc::new(mailledger_fjall::FjallStore::open(dir).expect("open fjall")),
-        _ => Arc::new(mailledger_sled::SledStore::open(dir).expect("open sled")),
+        "sled" => Arc::new(mailledger_sled::SledStore::open(dir).expect("open sled")),
+        other => panic!("no benchmark backend named {other}"),
     }
 }
 
@@ -76,14 +80,35 @@ pub fn record(n: u64) -> NewEvent {
     NewEvent::new(uuid::Uuid::now_v7(), "sent", payload)
 }
 
+/// When this run began, set by [`criterion`].
+static RUN_START: OnceLock<SystemTime> = OnceLock::new();
+
+/// Criterion configured from the command line. Notes when the run began, so
+/// that [`mean_ns`] and [`summary`] read only estimates this run wrote: a
+/// filtered run, or one with `--test`, leaves older files in place.
+#[must_use]
+pub fn criterion() -> Criterion {
+    RUN_START.get_or_init(SystemTime::now);
+    Criterion::default().configure_from_args()
+}
+
 /// Mean nanoseconds per iteration of one criterion benchmark measured in
-/// this run, read from criterion's `new/estimates.json`.
+/// this run, read from criterion's `new/estimates.json`; `None` when this
+/// run did not measure it (or [`criterion`] was not called, any run's).
 #[must_use]
 pub fn mean_ns(group: &str, id: &str) -> Option<f64> {
     let path = criterion_dir()?
         .join(group)
         .join(id)
         .join("new/estimates.json");
+    read_mean_since(&path, RUN_START.get().copied().unwrap_or(UNIX_EPOCH))
+}
+
+/// The mean of the estimates file at `path` if it was written at or after `since`.
+fn read_mean_since(path: &Path, since: SystemTime) -> Option<f64> {
+    if std::fs::metadata(path).ok()?.modified().ok()? < since {
+        return None;
+    }
     parse_mean(&std::fs::read_to_string(path).ok()?)
 }
 
@@ -94,7 +119,13 @@ pub fn parse_mean(json: &str) -> Option<f64> {
     v["mean"]["point_estimate"].as_f64()
 }
 
+/// Where criterion writes, found as criterion finds it: `CRITERION_HOME`,
+/// then `CARGO_TARGET_DIR`, then `target/criterion` here or above (cargo
+/// runs a bench in its package's directory).
 fn criterion_dir() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("CRITERION_HOME") {
+        return Some(PathBuf::from(h));
+    }
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
         return Some(PathBuf::from(t).join("criterion"));
     }
@@ -139,12 +170,14 @@ pub fn summary(title: &str, rows: &[Row]) {
             .and_then(|(g, i, e)| mean_ns(g, i).map(|ns| e / (ns / 1e9)));
         let ratio = rate.zip(base).map(|(a, b)| a / b);
         let mut verdict = Vec::new();
-        if let (Some(t), Some(rate)) = (r.target, rate) {
-            verdict.push(format!(
+        match (r.target, rate) {
+            (Some(t), Some(rate)) => verdict.push(format!(
                 "{} target {:.0}/s",
                 if rate >= t { "PASS" } else { "MISS" },
                 t
-            ));
+            )),
+            (Some(_), None) => verdict.push("not measured in this run".to_owned()),
+            (None, _) => {}
         }
         if let (Some(m), Some(ratio)) = (r.min_ratio, ratio) {
             verdict.push(format!(
@@ -168,11 +201,26 @@ pub fn summary(title: &str, rows: &[Row]) {
 mod tests {
     use super::*;
 
+    const ESTIMATES: &str = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":1.0,"upper_bound":3.0},"point_estimate":2.5,"standard_error":0.1},"median":{"point_estimate":2.0}}"#;
+
     #[test]
     fn the_mean_is_read_from_criterion_estimates() {
-        let json = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":1.0,"upper_bound":3.0},"point_estimate":2.5,"standard_error":0.1},"median":{"point_estimate":2.0}}"#;
-        assert_eq!(parse_mean(json), Some(2.5));
+        assert_eq!(parse_mean(ESTIMATES), Some(2.5));
         assert_eq!(parse_mean("{}"), None);
         assert_eq!(parse_mean("not json"), None);
+    }
+
+    #[test]
+    fn estimates_written_before_the_run_are_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("estimates.json");
+        std::fs::write(&path, ESTIMATES).expect("write");
+        assert_eq!(read_mean_since(&path, UNIX_EPOCH), Some(2.5));
+        let later = SystemTime::now() + std::time::Duration::from_secs(60);
+        assert_eq!(read_mean_since(&path, later), None);
+        assert_eq!(
+            read_mean_since(&dir.path().join("missing.json"), UNIX_EPOCH),
+            None
+        );
     }
 }

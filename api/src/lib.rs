@@ -1,0 +1,3 @@
+//! The mailledger HTTP API.
+
+pub mod webhooks;

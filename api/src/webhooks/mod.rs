@@ -1,0 +1,1 @@
+//! Provider webhook adapters.
