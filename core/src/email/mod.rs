@@ -69,8 +69,10 @@ const AD_PREFIX: &[u8] = b"mailledger sealed field v1";
 const MESSAGE_STREAM_CONTEXT: &str = "mailledger 2026-11 message stream v1";
 const ERASURE_ID_CONTEXT: &str = "mailledger 2026-11 erasure event id v1";
 
-/// What a tenant keeps of optional personal data. Both are off by default:
-/// data minimisation first.
+/// A tenant's settings that are events in its log (so a projection rebuild
+/// sees exactly what incremental application saw): what it keeps of
+/// optional personal data (both off by default: data minimisation first),
+/// and the rules its suppression list and analytics follow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantPolicy {
     /// Keep (sealed) subject lines of sent messages. Off: subjects given are
@@ -81,6 +83,64 @@ pub struct TenantPolicy {
     /// they are dropped before anything is stored.
     #[serde(default)]
     pub keep_engagement_details: bool,
+    /// When events put an address on the suppression list.
+    #[serde(default)]
+    pub suppression: SuppressionRules,
+    /// How analytics tells machines from people.
+    #[serde(default)]
+    pub analytics: AnalyticsRules,
+}
+
+/// When events suppress an address. Each rule applies to events appended
+/// after it was set (a rebuild replays the rule changes in log order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SuppressionRules {
+    /// A hard bounce suppresses the address for all mail. Default: true.
+    pub hard_bounce: bool,
+    /// A complaint suppresses the address for all mail. Default: true.
+    pub complaint: bool,
+    /// An unsubscribe suppresses its scope. Default: true.
+    pub unsubscribe: bool,
+    /// This many soft bounces within [`Self::soft_bounce_window_days`]
+    /// suppress the address for all mail; 0 turns the rule off. Default: 3.
+    pub soft_bounce_threshold: u32,
+    /// The window soft bounces are counted in, in days. Default: 7.
+    pub soft_bounce_window_days: u32,
+    /// How long a soft-bounce suppression lasts after the bounce that set or
+    /// last renewed it, in days. Default: 30.
+    pub soft_bounce_expiry_days: u32,
+}
+
+impl Default for SuppressionRules {
+    fn default() -> Self {
+        Self {
+            hard_bounce: true,
+            complaint: true,
+            unsubscribe: true,
+            soft_bounce_threshold: 3,
+            soft_bounce_window_days: 7,
+            soft_bounce_expiry_days: 30,
+        }
+    }
+}
+
+/// How analytics separates machine opens and bot clicks from people's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsRules {
+    /// A click within this many seconds of the message's delivery counts as
+    /// a link scanner's (besides clicks the provider flags as bots); 0 turns
+    /// the rule off. Default: 10.
+    pub bot_click_window_secs: u32,
+}
+
+impl Default for AnalyticsRules {
+    fn default() -> Self {
+        Self {
+            bot_click_window_secs: 10,
+        }
+    }
 }
 
 /// Who to erase.
@@ -492,6 +552,53 @@ impl EmailLedger {
         Ok(out)
     }
 
+    /// Opens one sealed field of `contact` written by event `event_id` under
+    /// key `generation`: its plaintext, or [`Field::Erased`] when that key
+    /// was destroyed. Projections keep sealed fields as they received them
+    /// and open them with this at query time.
+    ///
+    /// # Errors
+    /// As [`EmailLedger::open`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_field(
+        &self,
+        tenant: &str,
+        contact: &Pseudonym,
+        generation: u32,
+        event_id: Uuid,
+        position: u64,
+        field: FieldName,
+        sealed: &crate::crypto::Sealed,
+    ) -> Result<Field> {
+        match self.key_for(tenant, contact, generation, position, false)? {
+            None => Ok(Field::Erased),
+            Some(k) => open_with(&k, tenant, contact, event_id, position, field, sealed),
+        }
+    }
+
+    /// The live key of `contact` of `generation`, `None` when it was
+    /// destroyed.
+    fn key_for(
+        &self,
+        tenant: &str,
+        contact: &Pseudonym,
+        generation: u32,
+        position: u64,
+        erased_event: bool,
+    ) -> Result<Option<crate::keys::ContactKey>> {
+        Ok(match self.keys.contact(tenant, contact)? {
+            KeyState::Live(k) if k.generation == generation => Some(k),
+            KeyState::Live(k) if k.generation > generation => None,
+            KeyState::Erased(e) if e.generation >= generation => None,
+            _ if erased_event => None,
+            _ => {
+                return Err(Error::config(format!(
+                    "no key for the contact of position {position}: is this the key directory the log was written with?"
+                )));
+            }
+        })
+    }
+
     /// Opens an email record: personal fields in plaintext, or
     /// [`Field::Erased`] where the contact's key was destroyed. `None` for a
     /// record that is not an email event (such as a policy change).
@@ -507,37 +614,20 @@ impl EmailLedger {
         let sealed = decode_payload(record.position, &record.payload)?;
         let contact = sealed.envelope.contact;
         let generation = sealed.envelope.key_generation;
-        let key = match self.keys.contact(&record.tenant, &contact)? {
-            KeyState::Live(k) if k.generation == generation => Some(k),
-            KeyState::Live(k) if k.generation > generation => None,
-            KeyState::Erased(e) if e.generation >= generation => None,
-            _ if matches!(sealed.body, EventBody::ContactErased { .. }) => None,
-            _ => {
-                return Err(Error::config(format!(
-                    "no key for the contact of position {}: is this the key directory the log was written with?",
-                    record.position
-                )));
-            }
-        };
+        let erased_event = matches!(sealed.body, EventBody::ContactErased { .. });
+        let key = self.key_for(
+            &record.tenant,
+            &contact,
+            generation,
+            record.position,
+            erased_event,
+        )?;
         let position = record.position;
         let tenant = record.tenant.as_str();
         let id = record.event_id;
         let event = sealed.try_map(|name, s| match &key {
             None => Ok(Field::Erased),
-            Some(k) => {
-                let plain = k
-                    .cipher()
-                    .open(&s, &ad(tenant, &contact, id, name))
-                    .ok_or_else(|| {
-                        Error::corrupt(
-                            position,
-                            format!("sealed field `{}` does not open", name.json_name()),
-                        )
-                    })?;
-                let text = String::from_utf8(plain.to_vec())
-                    .map_err(|_| Error::corrupt(position, "sealed field is not UTF-8"))?;
-                Ok(Field::Value(Personal::new(text)))
-            }
+            Some(k) => open_with(k, tenant, &contact, id, position, name, &s),
         })?;
         Ok(Some(ReadEvent::new(record, event)))
     }
@@ -648,6 +738,29 @@ impl EmailLedger {
             None => Ok(None),
         }
     }
+}
+
+fn open_with(
+    key: &crate::keys::ContactKey,
+    tenant: &str,
+    contact: &Pseudonym,
+    id: Uuid,
+    position: u64,
+    name: FieldName,
+    sealed: &crate::crypto::Sealed,
+) -> Result<Field> {
+    let plain = key
+        .cipher()
+        .open(sealed, &ad(tenant, contact, id, name))
+        .ok_or_else(|| {
+            Error::corrupt(
+                position,
+                format!("sealed field `{}` does not open", name.json_name()),
+            )
+        })?;
+    let text = String::from_utf8(plain.to_vec())
+        .map_err(|_| Error::corrupt(position, "sealed field is not UTF-8"))?;
+    Ok(Field::Value(Personal::new(text)))
 }
 
 /// Drops the "invalid input: " prefix of a nested error's message.

@@ -55,6 +55,7 @@ async fn personal_fields_are_sealed_in_storage_and_open_on_read() {
         TenantPolicy {
             keep_subjects: true,
             keep_engagement_details: true,
+            ..Default::default()
         },
     )
     .await

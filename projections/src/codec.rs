@@ -1,0 +1,137 @@
+//! Key and value encodings shared by the projections.
+//!
+//! Every state key starts with the tenant name and a 0 byte, then a one-byte
+//! table tag, so one tenant's rows are one key range and never mix with
+//! another's. Variable-length parts are length-prefixed (u16, big endian);
+//! times are i64 µs since the epoch with the sign bit flipped, big endian,
+//! so byte order is time order. Values are bincode 2 (standard config) of
+//! serde structs; a projection's layout may change freely, since state is
+//! rebuilt from the log.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// The prefix of every key of `tenant` in table `table`.
+#[must_use]
+pub fn tenant_key(tenant: &str, table: u8) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + 64);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.push(table);
+    k
+}
+
+/// Appends a length-prefixed part.
+pub fn push_part(key: &mut Vec<u8>, part: &[u8]) {
+    let len = u16::try_from(part.len()).unwrap_or(u16::MAX);
+    key.extend_from_slice(&len.to_be_bytes());
+    key.extend_from_slice(&part[..usize::from(len)]);
+}
+
+/// A time as 8 bytes whose order is the time's order.
+#[must_use]
+pub fn time_bytes(micros: i64) -> [u8; 8] {
+    ((micros as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The inverse of [`time_bytes`].
+#[must_use]
+pub fn time_from(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+#[must_use]
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xff; prefix.len() + 1]
+}
+
+/// Encodes a value.
+///
+/// # Errors
+/// Only if serde fails, which it does not for the projections' types.
+pub fn enc<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| Error::Corrupt(format!("cannot encode state: {e}")))
+}
+
+/// Decodes a value written by [`enc`].
+///
+/// # Errors
+/// [`Error::Corrupt`] naming `what`.
+pub fn dec<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|_| Error::Corrupt(format!("{what} does not decode")))
+}
+
+/// Lower-case hex.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Parses hex of exactly `len` bytes.
+#[must_use]
+pub fn unhex(text: &str, len: usize) -> Option<Vec<u8>> {
+    let b = text.as_bytes();
+    if b.len() != len * 2 {
+        return None;
+    }
+    b.chunks(2)
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+        })
+        .collect()
+}
+
+/// The 16-byte key of a message id (blake3, so keys have one length and
+/// hold no message id in clear).
+#[must_use]
+pub fn message_key(message_id: &str) -> [u8; 16] {
+    let h = blake3::derive_key(
+        "mailledger 2026-11 projection message key v1",
+        message_id.as_bytes(),
+    );
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&h[..16]);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_bytes_order_is_time_order() {
+        let times = [i64::MIN, -5, -1, 0, 1, 1_700_000_000_000_000, i64::MAX];
+        for w in times.windows(2) {
+            assert!(time_bytes(w[0]) < time_bytes(w[1]));
+            assert_eq!(time_from(time_bytes(w[0])), w[0]);
+        }
+    }
+
+    #[test]
+    fn prefix_end_bounds_every_key_with_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), b"ac".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert!(b"ab\xff\xff".as_slice() < prefix_end(b"ab").as_slice());
+    }
+}

@@ -1,0 +1,491 @@
+//! The delivery log: one row per message (recipient and subject still
+//! sealed, domains, tags, campaign, current status, counts) and indexes to
+//! list messages by status, tag, campaign, sending domain, recipient and
+//! time, newest first, with cursors that stay valid while events arrive.
+//!
+//! A message's full timeline is not copied here: the log already indexes
+//! every event of a message in its `message-…` stream, and
+//! [`crate::Projections::message`] reads and opens it from there.
+//!
+//! # Rules
+//!
+//! - A message's place in every listing is fixed when its first event is
+//!   applied: that event's `occurred_at`, then its position. So a cursor
+//!   (the last place returned) stays valid while new events arrive; only a
+//!   status change can move a message in or out of a status listing.
+//! - The current status is that of the status event (`sent`, `deferred`,
+//!   `delivered`, `bounced`, `rejected`, `complained`) with the latest
+//!   `occurred_at` (ties: the later position), except that `complained`,
+//!   once seen, stays: a complaint always follows a delivery.
+//! - Tags are the union over the message's events (at most
+//!   [`MAX_MESSAGE_TAGS`]); campaign, sending domain, recipient domain,
+//!   recipient and subject come from the first event that has them.
+//!
+//! # Keys (after `tenant \0`)
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `M` | message key (16) | [`MessageRow`] |
+//! | `I` | index kind (1), value (u16-prefixed), place (time 8, position 8), message key (16) | empty |
+//!
+//! Index kinds: `T` time (no value), `S` status, `G` tag, `C` campaign, `D`
+//! sending domain, `R` recipient pseudonym.
+
+use mailledger_core::Record;
+use mailledger_core::crypto::Sealed;
+use mailledger_core::email::EventBody;
+use mailledger_core::pseudonym::Pseudonym;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::codec::{
+    dec, enc, hex, message_key, prefix_end, push_part, tenant_key, time_bytes, unhex,
+};
+use crate::error::{Error, Result};
+use crate::projection::{Input, Projection};
+use crate::state::{StateStore, Tx};
+
+/// The projection's name.
+pub const NAME: &str = "delivery-log";
+
+/// The most tags kept per message.
+pub const MAX_MESSAGE_TAGS: usize = 32;
+
+/// The largest page a listing returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// How many index entries one page examines at most before it returns
+/// (with a cursor to go on), so a filter that matches little stays cheap.
+pub const MAX_EXAMINED: usize = 20_000;
+
+const ROWS: u8 = b'M';
+const INDEX: u8 = b'I';
+
+/// A message's delivery status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Handed to the provider.
+    Sent,
+    /// Delivery was deferred; it will be retried.
+    Deferred,
+    /// Accepted by the receiving server.
+    Delivered,
+    /// Bounced.
+    Bounced,
+    /// Rejected before sending.
+    Rejected,
+    /// The recipient complained.
+    Complained,
+}
+
+impl Status {
+    /// The status name, as JSON shows it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Deferred => "deferred",
+            Self::Delivered => "delivered",
+            Self::Bounced => "bounced",
+            Self::Rejected => "rejected",
+            Self::Complained => "complained",
+        }
+    }
+
+    /// Parses a status name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an unknown name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "sent" => Self::Sent,
+            "deferred" => Self::Deferred,
+            "delivered" => Self::Delivered,
+            "bounced" => Self::Bounced,
+            "rejected" => Self::Rejected,
+            "complained" => Self::Complained,
+            _ => {
+                return Err(Error::InvalidInput(
+                    "status must be one of sent, deferred, delivered, bounced, rejected, complained"
+                        .into(),
+                ));
+            }
+        })
+    }
+
+    fn of<S>(body: &EventBody<S>) -> Option<Self> {
+        Some(match body {
+            EventBody::MessageSent { .. } => Self::Sent,
+            EventBody::DeliveryDeferred { .. } => Self::Deferred,
+            EventBody::Delivered { .. } => Self::Delivered,
+            EventBody::Bounced { .. } => Self::Bounced,
+            EventBody::MessageRejected { .. } => Self::Rejected,
+            EventBody::ComplaintReceived { .. } => Self::Complained,
+            _ => return None,
+        })
+    }
+}
+
+/// A sealed field as a projection keeps it: the ciphertext and what opening
+/// it needs (the event whose associated data it is bound to, and the key
+/// generation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedRef {
+    /// The event that carried the field.
+    pub event_id: Uuid,
+    /// That event's position.
+    pub position: u64,
+    /// The contact key generation it is sealed under.
+    pub generation: u32,
+    /// The ciphertext.
+    pub sealed: Sealed,
+}
+
+/// One message of the delivery log, personal fields sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRow {
+    /// The message id.
+    pub message_id: String,
+    /// The recipient's pseudonym.
+    pub contact: Pseudonym,
+    /// The recipient address (sealed).
+    pub recipient: Option<SealedRef>,
+    /// The subject (sealed), when the tenant keeps subjects.
+    pub subject: Option<SealedRef>,
+    /// The sending domain.
+    pub sending_domain: Option<String>,
+    /// The recipient's domain.
+    pub recipient_domain: Option<String>,
+    /// The tags of all its events.
+    pub tags: Vec<String>,
+    /// The campaign.
+    pub campaign: Option<String>,
+    /// The current status, once a status event was seen.
+    pub status: Option<Status>,
+    /// `occurred_at` and position of the event that set the status.
+    pub status_at: (i64, u64),
+    /// `occurred_at` of the first event applied: the message's place.
+    pub first_at: i64,
+    /// Position of the first event applied.
+    pub first_position: u64,
+    /// The latest `occurred_at` of its events.
+    pub last_at: i64,
+    /// How many events it has.
+    pub events: u32,
+}
+
+impl MessageRow {
+    fn place(&self) -> [u8; 16] {
+        let mut p = [0u8; 16];
+        p[..8].copy_from_slice(&time_bytes(self.first_at));
+        p[8..].copy_from_slice(&self.first_position.to_be_bytes());
+        p
+    }
+}
+
+/// The delivery log projection.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeliveryLog;
+
+fn index_prefix(tenant: &str, kind: u8, value: &[u8]) -> Vec<u8> {
+    let mut k = tenant_key(tenant, INDEX);
+    k.push(kind);
+    push_part(&mut k, value);
+    k
+}
+
+fn index_key(tenant: &str, kind: u8, value: &[u8], place: &[u8; 16], mkey: &[u8; 16]) -> Vec<u8> {
+    let mut k = index_prefix(tenant, kind, value);
+    k.extend_from_slice(place);
+    k.extend_from_slice(mkey);
+    k
+}
+
+fn row_key(tenant: &str, mkey: &[u8; 16]) -> Vec<u8> {
+    let mut k = tenant_key(tenant, ROWS);
+    k.extend_from_slice(mkey);
+    k
+}
+
+impl Projection for DeliveryLog {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {
+        let Input::Email(event) = input else {
+            return Ok(());
+        };
+        let env = &event.envelope;
+        let Some(message_id) = env.message_id.as_deref() else {
+            return Ok(());
+        };
+        let tenant = record.tenant.as_str();
+        let mkey = message_key(message_id);
+        let rk = row_key(tenant, &mkey);
+        let sref = |s: &Sealed| SealedRef {
+            event_id: record.event_id,
+            position: record.position,
+            generation: env.key_generation,
+            sealed: s.clone(),
+        };
+        let mut row: MessageRow = match tx.get(&rk)? {
+            Some(v) => dec(v, "a delivery log row")?,
+            None => {
+                let row = MessageRow {
+                    message_id: message_id.to_owned(),
+                    contact: env.contact,
+                    recipient: None,
+                    subject: None,
+                    sending_domain: None,
+                    recipient_domain: None,
+                    tags: Vec::new(),
+                    campaign: None,
+                    status: None,
+                    status_at: (i64::MIN, 0),
+                    first_at: env.occurred_at,
+                    first_position: record.position,
+                    last_at: env.occurred_at,
+                    events: 0,
+                };
+                let place = row.place();
+                tx.put(index_key(tenant, b'T', b"", &place, &mkey), Vec::new());
+                tx.put(
+                    index_key(tenant, b'R', env.contact.as_bytes(), &place, &mkey),
+                    Vec::new(),
+                );
+                row
+            }
+        };
+        let place = row.place();
+        if row.recipient.is_none() {
+            row.recipient = env.recipient.as_ref().map(sref);
+        }
+        if let EventBody::MessageSent {
+            subject: Some(s), ..
+        } = &event.body
+            && row.subject.is_none()
+        {
+            row.subject = Some(sref(s));
+        }
+        for tag in &env.tags {
+            if row.tags.len() < MAX_MESSAGE_TAGS && !row.tags.contains(tag) {
+                row.tags.push(tag.clone());
+                tx.put(
+                    index_key(tenant, b'G', tag.as_bytes(), &place, &mkey),
+                    Vec::new(),
+                );
+            }
+        }
+        if row.campaign.is_none()
+            && let Some(c) = &env.campaign
+        {
+            row.campaign = Some(c.clone());
+            tx.put(
+                index_key(tenant, b'C', c.as_bytes(), &place, &mkey),
+                Vec::new(),
+            );
+        }
+        if row.sending_domain.is_none()
+            && let Some(d) = &env.sending_domain
+        {
+            row.sending_domain = Some(d.clone());
+            tx.put(
+                index_key(tenant, b'D', d.as_bytes(), &place, &mkey),
+                Vec::new(),
+            );
+        }
+        if row.recipient_domain.is_none() {
+            row.recipient_domain.clone_from(&env.recipient_domain);
+        }
+        if let Some(status) = Status::of(&event.body) {
+            let at = (env.occurred_at, record.position);
+            let wins = match row.status {
+                None => true,
+                Some(Status::Complained) => false,
+                Some(_) if status == Status::Complained => true,
+                Some(_) => at > row.status_at,
+            };
+            if wins {
+                if let Some(old) = row.status {
+                    tx.delete(index_key(
+                        tenant,
+                        b'S',
+                        old.as_str().as_bytes(),
+                        &place,
+                        &mkey,
+                    ));
+                }
+                tx.put(
+                    index_key(tenant, b'S', status.as_str().as_bytes(), &place, &mkey),
+                    Vec::new(),
+                );
+                row.status = Some(status);
+                row.status_at = at;
+            }
+        }
+        row.last_at = row.last_at.max(env.occurred_at);
+        row.events = row.events.saturating_add(1);
+        tx.put(rk, enc(&row)?);
+        Ok(())
+    }
+}
+
+/// Which messages a listing returns; every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    /// Current status.
+    pub status: Option<Status>,
+    /// Carries this tag.
+    pub tag: Option<String>,
+    /// Belongs to this campaign.
+    pub campaign: Option<String>,
+    /// Sent from this domain.
+    pub sending_domain: Option<String>,
+    /// Sent to this contact.
+    pub recipient: Option<Pseudonym>,
+    /// First event at or after this time (µs since the epoch).
+    pub from: Option<i64>,
+    /// First event before this time (µs since the epoch).
+    pub to: Option<i64>,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// A cursor: the place and message key of the last message returned, as 64
+/// hex digits.
+fn parse_cursor(cursor: &str) -> Result<[u8; 32]> {
+    unhex(cursor, 32)
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        .ok_or_else(|| Error::InvalidInput("cursor is not one this service returned".into()))
+}
+
+impl DeliveryLog {
+    /// The row of a message, if the tenant has it.
+    ///
+    /// # Errors
+    /// A storage failure or an undecodable row.
+    pub fn message(
+        store: &dyn StateStore,
+        tenant: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageRow>> {
+        store
+            .get(&row_key(tenant, &message_key(message_id)))?
+            .map(|v| dec(&v, "a delivery log row"))
+            .transpose()
+    }
+
+    /// Messages matching `filter`, newest first, up to `limit` (at most
+    /// [`MAX_PAGE`]), after `cursor`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad cursor or limit; a storage failure.
+    pub fn list(
+        store: &dyn StateStore,
+        tenant: &str,
+        filter: &MessageFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<MessageRow>> {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(Error::InvalidInput(format!(
+                "limit must be 1 to {MAX_PAGE}"
+            )));
+        }
+        // The most selective index given drives the scan; the row checks
+        // the rest.
+        let (kind, value): (u8, Vec<u8>) = if let Some(r) = &filter.recipient {
+            (b'R', r.as_bytes().to_vec())
+        } else if let Some(t) = &filter.tag {
+            (b'G', t.as_bytes().to_vec())
+        } else if let Some(c) = &filter.campaign {
+            (b'C', c.as_bytes().to_vec())
+        } else if let Some(d) = &filter.sending_domain {
+            (b'D', d.as_bytes().to_vec())
+        } else if let Some(s) = filter.status {
+            (b'S', s.as_str().as_bytes().to_vec())
+        } else {
+            (b'T', Vec::new())
+        };
+        let prefix = index_prefix(tenant, kind, &value);
+        let mut start = prefix.clone();
+        if let Some(from) = filter.from {
+            start.extend_from_slice(&time_bytes(from));
+        }
+        let mut end = match filter.to {
+            Some(to) => {
+                let mut e = prefix.clone();
+                e.extend_from_slice(&time_bytes(to));
+                e
+            }
+            None => prefix_end(&prefix),
+        };
+        if let Some(c) = cursor {
+            let c = parse_cursor(c)?;
+            let mut e = prefix.clone();
+            e.extend_from_slice(&c);
+            end = end.min(e);
+        }
+        let mut items = Vec::new();
+        let mut examined = 0usize;
+        let mut next = None;
+        // Index keys are collected in chunks and rows read outside the scan,
+        // so no read of the store runs inside another.
+        'pages: loop {
+            let mut chunk: Vec<Vec<u8>> = Vec::new();
+            store.scan(&start, &end, true, &mut |k, _| {
+                chunk.push(k.to_vec());
+                chunk.len() < 256
+            })?;
+            if chunk.is_empty() {
+                break;
+            }
+            for k in &chunk {
+                if items.len() == limit || examined == MAX_EXAMINED {
+                    // The last key examined: the next page starts below it.
+                    next = end.get(prefix.len()..).map(hex);
+                    break 'pages;
+                }
+                examined += 1;
+                let tail = k.get(prefix.len()..).unwrap_or_default();
+                let Some(mkey) = tail.get(16..32).and_then(|m| <[u8; 16]>::try_from(m).ok()) else {
+                    continue;
+                };
+                if let Some(v) = store.get(&row_key(tenant, &mkey))? {
+                    let row: MessageRow = dec(&v, "a delivery log row")?;
+                    if matches(&row, filter) {
+                        items.push((tail.to_vec(), row));
+                    }
+                }
+                end.clone_from(k);
+            }
+        }
+        Ok(Page {
+            items: items.into_iter().map(|(_, r)| r).collect(),
+            next,
+        })
+    }
+}
+
+fn matches(row: &MessageRow, f: &MessageFilter) -> bool {
+    f.status.is_none_or(|s| row.status == Some(s))
+        && f.tag.as_ref().is_none_or(|t| row.tags.contains(t))
+        && f.campaign
+            .as_ref()
+            .is_none_or(|c| row.campaign.as_ref() == Some(c))
+        && f.sending_domain
+            .as_ref()
+            .is_none_or(|d| row.sending_domain.as_ref() == Some(d))
+        && f.recipient.is_none_or(|r| row.contact == r)
+        && f.from.is_none_or(|t| row.first_at >= t)
+        && f.to.is_none_or(|t| row.first_at < t)
+}

@@ -1,0 +1,92 @@
+//! The [`Projection`] contract and what a projection is fed.
+
+use mailledger_core::Record;
+use mailledger_core::email::{
+    POLICY_EVENT, POLICY_STREAM, SealedEvent, TenantPolicy, decode_payload, is_email_type,
+};
+
+use crate::codec::{dec, enc, tenant_key};
+use crate::error::Result;
+use crate::state::Tx;
+
+/// A record of the log as projections see it: decoded once by the runner
+/// and handed to every projection.
+#[derive(Debug)]
+pub enum Input {
+    /// An email event, personal fields still sealed.
+    Email(Box<SealedEvent>),
+    /// A change of the tenant's policy (it carries the suppression and
+    /// analytics rules).
+    Policy(TenantPolicy),
+    /// Anything else: projections skip it.
+    Other,
+}
+
+impl Input {
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`mailledger_core::Error::Corrupt`] naming the position of an email
+    /// or policy record that does not decode.
+    pub fn decode(record: &Record) -> Result<Self> {
+        if is_email_type(&record.event_type) {
+            return Ok(Self::Email(Box::new(decode_payload(
+                record.position,
+                &record.payload,
+            )?)));
+        }
+        if record.event_type == POLICY_EVENT && record.stream == POLICY_STREAM {
+            let policy = serde_json::from_slice(&record.payload).map_err(|_| {
+                mailledger_core::Error::Corrupt {
+                    position: record.position,
+                    reason: "policy event does not decode".into(),
+                }
+            })?;
+            return Ok(Self::Policy(policy));
+        }
+        Ok(Self::Other)
+    }
+}
+
+/// A view of the log kept up to date event by event.
+///
+/// `apply` is called once per record, in log order, from the projection's
+/// checkpoint on; its writes go through `tx`, which the runner commits
+/// atomically with the new checkpoint. It must be deterministic: the same
+/// records in the same order give the same state, however they are batched
+/// (a rebuild from position 0 must equal incremental application). It may
+/// not look at the clock or at anything but `tx` and the record.
+pub trait Projection: Send + Sync + 'static {
+    /// The projection's name, such as `delivery-log`.
+    fn name(&self) -> &'static str;
+
+    /// Applies one record.
+    ///
+    /// # Errors
+    /// A storage failure or undecodable state; the batch is then not
+    /// committed and the runner stops.
+    fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()>;
+}
+
+/// The table of a projection's copy of each tenant's policy.
+const POLICY_TABLE: u8 = b'P';
+
+/// Stores `policy` as the tenant's current one in this projection's state.
+///
+/// # Errors
+/// A storage failure.
+pub fn store_policy(tx: &mut Tx<'_>, tenant: &str, policy: &TenantPolicy) -> Result<()> {
+    tx.put(tenant_key(tenant, POLICY_TABLE), enc(policy)?);
+    Ok(())
+}
+
+/// The tenant's policy as of the record being applied.
+///
+/// # Errors
+/// A storage failure or undecodable state.
+pub fn policy(tx: &mut Tx<'_>, tenant: &str) -> Result<TenantPolicy> {
+    match tx.get(&tenant_key(tenant, POLICY_TABLE))? {
+        Some(v) => dec(v, "a stored policy"),
+        None => Ok(TenantPolicy::default()),
+    }
+}

@@ -1,0 +1,361 @@
+//! Feeding projections: catch-up from each checkpoint, then live; rebuilds
+//! into a fresh store swapped in without stopping reads.
+//!
+//! One reader reads and decodes each batch of the log once; every
+//! projection applies it on its own thread through a [`Tx`] and commits its
+//! writes together with its new checkpoint in one atomic batch of its own
+//! store. So a crash anywhere leaves each projection's state and checkpoint
+//! in agreement, and each event is applied exactly once.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use mailledger_core::{Direction, EventLog, Record, TenantFilter};
+
+use crate::error::{Error, Result};
+use crate::projection::{Input, Projection};
+use crate::state::{CHECKPOINT_KEY, FjallState, MemoryState, StateStore, Tx, checkpoint};
+
+/// Records read and applied per batch.
+pub const BATCH: usize = 4096;
+
+/// Where a projection's stores live: `DIR/NAME/gen-N`, with `DIR/NAME/CURRENT`
+/// naming the one in use. A rebuild writes `gen-(N+1)` and swaps.
+const CURRENT: &str = "CURRENT";
+
+pub(crate) struct Slot {
+    pub(crate) projection: Box<dyn Projection>,
+    store: RwLock<Arc<dyn StateStore>>,
+    // Held while a batch is applied to the store or the store is swapped.
+    write: Mutex<()>,
+    checkpoint: AtomicU64,
+    generation: AtomicU64,
+}
+
+impl Slot {
+    pub(crate) fn new(
+        projection: Box<dyn Projection>,
+        store: Arc<dyn StateStore>,
+        generation: u64,
+    ) -> Result<Self> {
+        let cp = checkpoint(store.as_ref())?;
+        Ok(Self {
+            projection,
+            store: RwLock::new(store),
+            write: Mutex::new(()),
+            checkpoint: AtomicU64::new(cp),
+            generation: AtomicU64::new(generation),
+        })
+    }
+
+    pub(crate) fn store(&self) -> Arc<dyn StateStore> {
+        Arc::clone(&self.store.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(crate) fn checkpoint(&self) -> u64 {
+        self.checkpoint.load(Ordering::Acquire)
+    }
+
+    /// Applies a decoded batch ending before `next` to the live store.
+    fn apply(&self, records: &[Record], inputs: &[Input], next: u64) -> Result<()> {
+        let _w = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let from = self.checkpoint();
+        if from >= next {
+            return Ok(());
+        }
+        let store = self.store();
+        apply_to(
+            self.projection.as_ref(),
+            store.as_ref(),
+            from,
+            records,
+            inputs,
+            next,
+        )?;
+        self.checkpoint.store(next, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Applies the records at or after `from` and commits them with checkpoint
+/// `next`, atomically.
+pub(crate) fn apply_to(
+    projection: &dyn Projection,
+    store: &dyn StateStore,
+    from: u64,
+    records: &[Record],
+    inputs: &[Input],
+    next: u64,
+) -> Result<()> {
+    let mut tx = Tx::new(store);
+    for (r, i) in records.iter().zip(inputs) {
+        if r.position >= from {
+            projection.apply(&mut tx, r, i)?;
+        }
+    }
+    let mut writes = tx.into_writes();
+    writes.push((CHECKPOINT_KEY.to_vec(), Some(next.to_be_bytes().to_vec())));
+    store.commit(writes)
+}
+
+/// Reads one batch from `from` and decodes it.
+async fn read_batch(
+    log: &dyn EventLog,
+    from: u64,
+    until: u64,
+    max: usize,
+) -> Result<(Vec<Record>, Vec<Input>, u64)> {
+    let want = usize::try_from(until.saturating_sub(from))
+        .unwrap_or(usize::MAX)
+        .min(max);
+    let batch = log
+        .read_all(&TenantFilter::All, from, Direction::Forward, want)
+        .await?;
+    let mut records = batch.records;
+    records.retain(|r| r.position < until);
+    let next = records
+        .last()
+        .map_or(batch.next.unwrap_or(until).min(until), |r| r.position + 1);
+    let inputs = records
+        .iter()
+        .map(Input::decode)
+        .collect::<Result<Vec<_>>>()?;
+    Ok((records, inputs, next))
+}
+
+/// Runs `f` for each slot on a thread of its own.
+fn each<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    if items.len() == 1 {
+        return f(&items[0]);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|i| s.spawn(|| f(i))).collect();
+        let mut out = Ok(());
+        for h in handles {
+            let r = h.join().unwrap_or(Err(Error::Stopped));
+            if out.is_ok() {
+                out = r;
+            }
+        }
+        out
+    })
+}
+
+/// Progress of a catch-up or rebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Events applied so far in this run.
+    pub done: u64,
+    /// Events this run will apply in all (the head when it started, less
+    /// where it started).
+    pub total: u64,
+}
+
+/// Runs blocking work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Error::Stopped)?
+}
+
+/// Brings `slots` up to `until` (at least), batch by batch.
+pub(crate) async fn advance(
+    log: &dyn EventLog,
+    slots: &[Arc<Slot>],
+    until: u64,
+    batch: usize,
+    progress: Option<&(dyn Fn(Progress) + Sync)>,
+) -> Result<u64> {
+    let start = slots.iter().map(|s| s.checkpoint()).min().unwrap_or(until);
+    let mut from = start;
+    while from < until {
+        let (records, inputs, next) = read_batch(log, from, until, batch).await?;
+        if next <= from {
+            break;
+        }
+        let owned: Vec<Arc<Slot>> = slots
+            .iter()
+            .filter(|s| s.checkpoint() < next)
+            .cloned()
+            .collect();
+        blocking(move || each(&owned, |s| s.apply(&records, &inputs, next))).await?;
+        from = next;
+        if let Some(p) = progress {
+            p(Progress {
+                done: from - start,
+                total: until - start,
+            });
+        }
+    }
+    Ok(from)
+}
+
+/// Where a slot's stores live, for fjall-backed projections.
+pub(crate) fn generation_dir(root: &Path, name: &str, generation: u64) -> PathBuf {
+    root.join(name).join(format!("gen-{generation}"))
+}
+
+/// The generation `DIR/NAME/CURRENT` names (0 when absent).
+pub(crate) fn current_generation(root: &Path, name: &str) -> Result<u64> {
+    match std::fs::read_to_string(root.join(name).join(CURRENT)) {
+        Ok(s) => s
+            .trim()
+            .strip_prefix("gen-")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::Corrupt(format!("{name}/{CURRENT} does not name a generation"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(Error::Storage(format!("cannot read {name}/{CURRENT}: {e}"))),
+    }
+}
+
+/// Points `DIR/NAME/CURRENT` at `generation`, atomically and durably.
+fn set_current(root: &Path, name: &str, generation: u64) -> Result<()> {
+    let dir = root.join(name);
+    let tmp = dir.join("CURRENT.tmp");
+    let io = |e: std::io::Error| {
+        Error::Storage(format!("cannot switch {name} to its rebuilt store: {e}"))
+    };
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(format!("gen-{generation}\n").as_bytes())
+            .map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, dir.join(CURRENT)).map_err(io)?;
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
+
+struct Building {
+    slot: Arc<Slot>,
+    store: Arc<dyn StateStore>,
+    from: AtomicU64,
+    generation: u64,
+}
+
+/// Applies a decoded batch to every fresh store that has not reached `next`.
+fn build_batch(
+    building: &[Building],
+    records: &[Record],
+    inputs: &[Input],
+    next: u64,
+) -> Result<()> {
+    each(building, |b| {
+        let f = b.from.load(Ordering::Acquire);
+        if f < next {
+            apply_to(
+                b.slot.projection.as_ref(),
+                b.store.as_ref(),
+                f,
+                records,
+                inputs,
+                next,
+            )?;
+            b.from.store(next, Ordering::Release);
+        }
+        Ok(())
+    })
+}
+
+/// Rebuilds `slots` into fresh stores, reading the log once for all, and
+/// swaps each in.
+///
+/// With a `root`, a fresh store is `gen-(N+1)`; a rebuild interrupted by a
+/// crash left it with its own checkpoint, and the next rebuild resumes it.
+pub(crate) async fn rebuild_slots(
+    log: &dyn EventLog,
+    slots: &[Arc<Slot>],
+    root: Option<&Path>,
+    progress: Option<&(dyn Fn(Progress) + Sync)>,
+) -> Result<()> {
+    let mut building = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let generation = slot.generation.load(Ordering::Acquire) + 1;
+        let store: Arc<dyn StateStore> = match root {
+            Some(root) => Arc::new(FjallState::open(&generation_dir(
+                root,
+                slot.projection.name(),
+                generation,
+            ))?),
+            None => Arc::new(MemoryState::new()),
+        };
+        let from = AtomicU64::new(checkpoint(store.as_ref())?);
+        building.push(Building {
+            slot: Arc::clone(slot),
+            store,
+            from,
+            generation,
+        });
+    }
+    let building = Arc::new(building);
+    // Catch up with the head, twice: the second pass takes what was
+    // appended during the first, so the swap below finds little to do.
+    for _ in 0..2 {
+        let until = log.head();
+        let start = building
+            .iter()
+            .map(|b| b.from.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(until);
+        let mut from = start;
+        while from < until {
+            let (records, inputs, next) = read_batch(log, from, until, BATCH * 4).await?;
+            if next <= from {
+                break;
+            }
+            let b = Arc::clone(&building);
+            blocking(move || build_batch(&b, &records, &inputs, next)).await?;
+            from = next;
+            if let Some(p) = progress {
+                p(Progress {
+                    done: from - start,
+                    total: until - start,
+                });
+            }
+        }
+    }
+    for b in building.iter() {
+        let slot = &b.slot;
+        let name = slot.projection.name();
+        b.store.flush()?;
+        if let Some(root) = root {
+            set_current(root, name, b.generation)?;
+        }
+        // The swap: no batch is being applied to the old store while the
+        // writer is held. The fresh store may be a few events behind the
+        // old one; the live runner goes on from its checkpoint.
+        let old = {
+            let _w = slot.write.lock().unwrap_or_else(PoisonError::into_inner);
+            let old = {
+                let mut store = slot.store.write().unwrap_or_else(PoisonError::into_inner);
+                std::mem::replace(&mut *store, Arc::clone(&b.store))
+            };
+            slot.checkpoint
+                .store(b.from.load(Ordering::Acquire), Ordering::Release);
+            slot.generation.store(b.generation, Ordering::Release);
+            old
+        };
+        if let Some(root) = root {
+            // Readers may still hold the old store for a moment.
+            for _ in 0..100 {
+                if Arc::strong_count(&old) == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            drop(old);
+            let dir = generation_dir(root, name, b.generation - 1);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(projection = name, error = %e, "could not remove the replaced projection store");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! Where a projection keeps its state: an ordered key-value store with
+//! atomic batches ([`StateStore`]), in fjall ([`FjallState`], the default)
+//! or in memory ([`MemoryState`], for tests), and the write overlay a batch
+//! of events is applied through ([`Tx`]).
+//!
+//! A projection's checkpoint is a key of the same store ([`CHECKPOINT_KEY`])
+//! and is written in the same atomic batch as the state it covers, so after
+//! any crash the state is exactly that of the events before the checkpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::RwLock;
+
+use crate::error::{Error, Result};
+
+/// The key holding a projection's checkpoint: the position of the first
+/// event not yet applied, as 8 big-endian bytes. No tenant key starts with
+/// a 0 byte, so it never collides with state.
+pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
+
+/// One write of a batch: a value, or `None` to delete the key.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// An ordered key-value store with atomic batches.
+pub trait StateStore: Send + Sync + 'static {
+    /// The value of `key`, if any.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Visits the pairs with `start <= key < end` in key order (descending
+    /// when `reverse`), until `visit` returns false.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()>;
+
+    /// Applies every write at once: after a crash either all of them are
+    /// visible or none is. Not synced: projection state is derived data, and
+    /// a lost tail is re-applied from the log.
+    ///
+    /// # Errors
+    /// A storage failure; then none of the writes happened.
+    fn commit(&self, writes: Vec<Write>) -> Result<()>;
+
+    /// Makes committed writes durable.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn flush(&self) -> Result<()>;
+}
+
+/// The checkpoint stored in `store`: 0 for a new store.
+///
+/// # Errors
+/// A storage failure, or a checkpoint that is not 8 bytes.
+pub fn checkpoint(store: &dyn StateStore) -> Result<u64> {
+    match store.get(CHECKPOINT_KEY)? {
+        None => Ok(0),
+        Some(v) => <[u8; 8]>::try_from(v.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::Corrupt("checkpoint is not 8 bytes".into())),
+    }
+}
+
+/// Projection state in memory: nothing survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemoryState {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every pair but the checkpoint: what two builds of a projection must
+    /// agree on.
+    #[must_use]
+    pub fn dump(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let map = self
+            .map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.iter()
+            .filter(|(k, _)| k.as_slice() != CHECKPOINT_KEY)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl StateStore for MemoryState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let map = self
+            .map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(map.get(key).cloned())
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        let map = self
+            .map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let range = map.range::<[u8], _>((
+            std::ops::Bound::Included(start),
+            std::ops::Bound::Excluded(end),
+        ));
+        if reverse {
+            for (k, v) in range.rev() {
+                if !visit(k, v) {
+                    break;
+                }
+            }
+        } else {
+            for (k, v) in range {
+                if !visit(k, v) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> Result<()> {
+        let mut map = self
+            .map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (k, v) in writes {
+            match v {
+                Some(v) => map.insert(k, v),
+                None => map.remove(&k),
+            };
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Projection state in a fjall database of its own.
+pub struct FjallState {
+    db: fjall::Database,
+    ks: fjall::Keyspace,
+}
+
+impl std::fmt::Debug for FjallState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallState").finish_non_exhaustive()
+    }
+}
+
+fn fj(e: impl std::fmt::Display) -> Error {
+    Error::Storage(e.to_string())
+}
+
+impl FjallState {
+    /// Opens (or creates) the database in `dir`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or locked, or recovery fails.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(fj)?;
+        let db = fjall::Database::builder(dir).open().map_err(fj)?;
+        let ks = db
+            .keyspace("state", fjall::KeyspaceCreateOptions::default)
+            .map_err(fj)?;
+        Ok(Self { db, ks })
+    }
+}
+
+impl StateStore for FjallState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.ks.get(key).map_err(fj)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        let iter = self.ks.range(start..end);
+        let mut step = |g: fjall::Guard| -> Result<bool> {
+            let (k, v) = g.into_inner().map_err(fj)?;
+            Ok(visit(&k, &v))
+        };
+        if reverse {
+            for g in iter.rev() {
+                if !step(g)? {
+                    break;
+                }
+            }
+        } else {
+            for g in iter {
+                if !step(g)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> Result<()> {
+        let mut b = self.db.batch();
+        for (k, v) in writes {
+            match v {
+                Some(v) => b.insert(&self.ks, k, v),
+                None => b.remove(&self.ks, k),
+            }
+        }
+        b.commit().map_err(fj)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.persist(fjall::PersistMode::SyncAll).map_err(fj)
+    }
+}
+
+/// The writes of a batch of events, applied through an overlay: reads see
+/// the batch's own writes first, and values read once are cached for the
+/// rest of the batch. Nothing reaches the store until the runner commits
+/// the overlay together with the new checkpoint.
+pub struct Tx<'a> {
+    store: &'a dyn StateStore,
+    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    dirty: HashMap<Vec<u8>, ()>,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("writes", &self.dirty.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Tx<'a> {
+    /// An empty overlay over `store`.
+    #[must_use]
+    pub fn new(store: &'a dyn StateStore) -> Self {
+        Self {
+            store,
+            overlay: HashMap::new(),
+            dirty: HashMap::new(),
+        }
+    }
+
+    /// The value of `key` as this batch sees it.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<&[u8]>> {
+        if !self.overlay.contains_key(key) {
+            let v = self.store.get(key)?;
+            self.overlay.insert(key.to_vec(), v);
+        }
+        Ok(self.overlay.get(key).and_then(|v| v.as_deref()))
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.dirty.insert(key.clone(), ());
+        self.overlay.insert(key, Some(value));
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.dirty.insert(key.clone(), ());
+        self.overlay.insert(key, None);
+    }
+
+    /// How many keys this batch wrote.
+    #[must_use]
+    pub fn writes(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// The batch's writes, ready for [`StateStore::commit`].
+    #[must_use]
+    pub fn into_writes(mut self) -> Vec<Write> {
+        let mut out = Vec::with_capacity(self.dirty.len() + 1);
+        for (k, ()) in self.dirty.drain() {
+            let v = self.overlay.remove(&k).flatten();
+            out.push((k, v));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stores() -> (tempfile::TempDir, Vec<Box<dyn StateStore>>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fjall = FjallState::open(&dir.path().join("f")).expect("fjall");
+        (dir, vec![Box::new(MemoryState::new()), Box::new(fjall)])
+    }
+
+    #[test]
+    fn a_tx_sees_its_own_writes_and_commits_them_at_once() {
+        let (_dir, stores) = stores();
+        for store in &stores {
+            store
+                .commit(vec![(b"a".to_vec(), Some(b"1".to_vec()))])
+                .expect("commit");
+            let mut tx = Tx::new(store.as_ref());
+            assert_eq!(tx.get(b"a").expect("get"), Some(&b"1"[..]));
+            tx.put(b"b".to_vec(), b"2".to_vec());
+            tx.delete(b"a".to_vec());
+            assert_eq!(tx.get(b"a").expect("get"), None);
+            assert_eq!(tx.get(b"b").expect("get"), Some(&b"2"[..]));
+            assert_eq!(store.get(b"b").expect("get"), None, "nothing before commit");
+            let mut writes = tx.into_writes();
+            writes.push((CHECKPOINT_KEY.to_vec(), Some(7u64.to_be_bytes().to_vec())));
+            store.commit(writes).expect("commit");
+            assert_eq!(store.get(b"a").expect("get"), None);
+            assert_eq!(store.get(b"b").expect("get"), Some(b"2".to_vec()));
+            assert_eq!(checkpoint(store.as_ref()).expect("checkpoint"), 7);
+            let mut seen = Vec::new();
+            store
+                .scan(b"a", b"z", true, &mut |k, _| {
+                    seen.push(k.to_vec());
+                    true
+                })
+                .expect("scan");
+            assert_eq!(seen, vec![b"b".to_vec()]);
+        }
+    }
+}
