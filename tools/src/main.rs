@@ -2,7 +2,10 @@
 //! in), reads them (opened, or shown erased), erases contacts, and reads and
 //! verifies the log underneath.
 
+mod admin;
 mod location;
+mod projections_cmd;
+mod serve;
 
 // The writer's per-record allocations spent a third of its time in glibc's
 // malloc (perf, append benchmark); mimalloc removes most of that.
@@ -152,6 +155,35 @@ enum Command {
     },
     /// Prints the head: the position the next record will get.
     Head,
+    /// Runs the HTTP API (default 127.0.0.1:8080); initialises an empty data directory first.
+    ///
+    /// The first start creates tenant `default` and prints one API key with
+    /// every scope. Stops on SIGTERM or SIGINT after finishing requests in
+    /// flight. Settings come from --config FILE (TOML), MAILLEDGER_*
+    /// environment variables and flags, in rising precedence.
+    Serve(serve::ServeArgs),
+    /// Creates and lists tenants, and sets their webhook secrets (works while the server runs).
+    Tenant {
+        #[command(subcommand)]
+        command: admin::TenantCommand,
+    },
+    /// Creates, lists and revokes API keys (works while the server runs).
+    Key {
+        #[command(subcommand)]
+        command: admin::KeyCommand,
+    },
+    /// Rebuilds projections from position 0 into fresh stores and swaps them in.
+    ///
+    /// With a progress bar (events done, events/s, time left). An
+    /// interrupted rebuild resumes where it stopped. Needs the log to
+    /// itself: stop `mailledger serve` first.
+    Rebuild {
+        /// delivery-log, suppressions, analytics, or all.
+        #[arg(default_value = "all")]
+        which: String,
+    },
+    /// Shows each projection's checkpoint and lag behind the head (JSON lines).
+    Projections,
     /// Checks every record's hash, the per-tenant chains and the indexes.
     Verify {
         /// Check one tenant's chain only.
@@ -179,6 +211,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // These never open the log the usual way (the server holds it).
+    match &cli.command {
+        Command::Serve(args) => return serve::run(&cli, args),
+        Command::Tenant { command } => return admin::tenant(&cli, command),
+        Command::Key { command } => return admin::key(&cli, command),
+        _ => {}
+    }
     let durability: Durability = cli.durability.parse()?;
     let config = LedgerConfig::new().durability(durability);
     let create = matches!(cli.command, Command::Init);
@@ -191,7 +230,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init | Command::Erase { .. } | Command::Policy { .. } => true,
         Command::Append { records, .. } => !records,
         Command::Read { raw, .. } => !raw,
-        Command::Head | Command::Verify { .. } => false,
+        Command::Head
+        | Command::Verify { .. }
+        | Command::Rebuild { .. }
+        | Command::Projections => false,
+        Command::Serve(_) | Command::Tenant { .. } | Command::Key { .. } => false,
     };
     let keys = if needs_keys {
         Some(open_keys(
@@ -214,6 +257,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         let code = match cli.command {
             Command::Init => {
                 email()?.keys().tenant_secret("default")?;
+                admin::init_access(&cli.data_dir, &cli.keys_dir, cli.kek_file.as_deref())?;
                 eprintln!(
                     "initialised {} with a {} log ({} records) and keys in {}",
                     cli.data_dir.display(),
@@ -295,6 +339,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             }
             Command::Verify { tenant } => verify(&log, tenant).await?,
+            Command::Rebuild { which } => {
+                projections_cmd::rebuild(&log, &cli.data_dir, &which).await?
+            }
+            Command::Projections => projections_cmd::status(&log, &cli.data_dir)?,
+            Command::Serve(_) | Command::Tenant { .. } | Command::Key { .. } => {
+                bail!("handled before the log is opened")
+            }
         };
         log.sync().await?;
         if matches!(location, LogLocation::Memory) {

@@ -1,0 +1,311 @@
+//! `mailledger serve`: the HTTP API.
+//!
+//! Settings, lowest precedence first: built-in defaults, the TOML file of
+//! `--config` (or `MAILLEDGER_CONFIG`), environment variables
+//! (`MAILLEDGER_*`), command-line flags. The file may set every setting:
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! data_dir = "./mailledger-data"
+//! keys_dir = "./mailledger-keys"
+//! kek_file = "/run/secrets/mailledger-kek"
+//! log = "fjall:./mailledger-data/log"
+//! durability = "sync"
+//!
+//! [limits]
+//! max_body_bytes = 1048576
+//! max_events_per_request = 1000
+//! request_timeout_ms = 30000
+//! max_concurrent_requests = 1024
+//! rate_limit_per_second = 1000.0
+//! rate_limit_burst = 2000
+//! ```
+//!
+//! (`data_dir`, `keys_dir`, `kek_file`, `log` and `durability` from the file
+//! apply when neither the flag nor its environment variable is given.)
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use mailledger_api::access::{AccessStore, DEFAULT_TENANT};
+use mailledger_api::{AppState, Limits};
+use mailledger_core::email::EmailLedger;
+use mailledger_core::{Durability, LedgerConfig};
+use serde::Deserialize;
+
+use crate::Cli;
+
+/// The default address to listen on.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// `mailledger serve`'s own flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file (see the settings below; every one may be set there).
+    #[arg(long, env = "MAILLEDGER_CONFIG")]
+    config: Option<PathBuf>,
+    /// The address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "MAILLEDGER_LISTEN")]
+    listen: Option<String>,
+    /// The largest request body, in bytes [default: 1048576].
+    #[arg(long, env = "MAILLEDGER_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// The most events in one POST /v1/events [default: 1000].
+    #[arg(long, env = "MAILLEDGER_MAX_EVENTS_PER_REQUEST")]
+    max_events_per_request: Option<usize>,
+    /// How long a request may take, in milliseconds [default: 30000].
+    #[arg(long, env = "MAILLEDGER_REQUEST_TIMEOUT_MS")]
+    request_timeout_ms: Option<u64>,
+    /// Requests handled at once; more are answered 503 [default: 1024].
+    #[arg(long, env = "MAILLEDGER_MAX_CONCURRENT_REQUESTS")]
+    max_concurrent_requests: Option<usize>,
+    /// Requests per second per API key; 0 turns the limit off [default: 1000].
+    #[arg(long, env = "MAILLEDGER_RATE_LIMIT_PER_SECOND")]
+    rate_limit_per_second: Option<f64>,
+    /// Requests a key may make in a burst [default: 2000].
+    #[arg(long, env = "MAILLEDGER_RATE_LIMIT_BURST")]
+    rate_limit_burst: Option<u32>,
+}
+
+/// The configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    keys_dir: Option<PathBuf>,
+    kek_file: Option<PathBuf>,
+    log: Option<String>,
+    durability: Option<String>,
+    #[serde(default)]
+    limits: Option<Limits>,
+}
+
+/// The settings in force.
+#[derive(Debug)]
+struct Settings {
+    listen: String,
+    data_dir: PathBuf,
+    keys_dir: PathBuf,
+    kek_file: Option<PathBuf>,
+    log: Option<String>,
+    durability: String,
+    limits: Limits,
+}
+
+/// Whether a global flag was left at its default (neither the flag with
+/// another value nor its environment variable was given).
+fn defaulted(value: &Path, default: &str, env: &str) -> bool {
+    value == Path::new(default) && std::env::var_os(env).is_none()
+}
+
+fn settings(cli: &Cli, args: &ServeArgs) -> Result<Settings> {
+    let file: FileConfig = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the configuration file {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("configuration file {}", p.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let pick_path =
+        |cli_value: &Path, default: &str, env: &str, from_file: &Option<PathBuf>| match from_file {
+            Some(f) if defaulted(cli_value, default, env) => f.clone(),
+            _ => cli_value.to_path_buf(),
+        };
+    let mut limits = file.limits.unwrap_or_default();
+    if let Some(v) = args.max_body_bytes {
+        limits.max_body_bytes = v;
+    }
+    if let Some(v) = args.max_events_per_request {
+        limits.max_events_per_request = v;
+    }
+    if let Some(v) = args.request_timeout_ms {
+        limits.request_timeout_ms = v;
+    }
+    if let Some(v) = args.max_concurrent_requests {
+        limits.max_concurrent_requests = v;
+    }
+    if let Some(v) = args.rate_limit_per_second {
+        limits.rate_limit_per_second = v;
+    }
+    if let Some(v) = args.rate_limit_burst {
+        limits.rate_limit_burst = v;
+    }
+    if limits.max_body_bytes == 0 || limits.max_events_per_request == 0 {
+        bail!("max_body_bytes and max_events_per_request must be above 0");
+    }
+    Ok(Settings {
+        listen: args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+        data_dir: pick_path(
+            &cli.data_dir,
+            "./mailledger-data",
+            "MAILLEDGER_DATA_DIR",
+            &file.data_dir,
+        ),
+        keys_dir: pick_path(
+            &cli.keys_dir,
+            "./mailledger-keys",
+            "MAILLEDGER_KEYS_DIR",
+            &file.keys_dir,
+        ),
+        kek_file: cli.kek_file.clone().or(file.kek_file),
+        log: cli.log.clone().or(file.log),
+        durability: if cli.durability == "sync"
+            && std::env::var_os("MAILLEDGER_DURABILITY").is_none()
+        {
+            file.durability.unwrap_or_else(|| cli.durability.clone())
+        } else {
+            cli.durability.clone()
+        },
+        limits,
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    eprintln!("mailledger: stopping: finishing requests in flight");
+}
+
+/// Runs `mailledger serve`.
+pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
+    let s = settings(cli, args)?;
+    let durability: Durability = s.durability.parse()?;
+    // The first start on an empty directory initialises it, as `init` does.
+    let location = crate::location::resolve(&s.data_dir, s.log.as_deref(), true)?;
+    let keys = crate::open_keys(&s.data_dir, &s.keys_dir, s.kek_file.as_deref(), true)?;
+    let kek = crate::admin::find_kek(&s.keys_dir, s.kek_file.as_deref())?;
+    let access = AccessStore::open(&s.data_dir, &kek).context("cannot open the access store")?;
+    drop(kek);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let log = crate::location::open(&location, LedgerConfig::new().durability(durability))?;
+        let email = Arc::new(EmailLedger::new(Arc::clone(&log), keys));
+        if let Some((info, key)) = access.bootstrap()? {
+            email.keys().tenant_secret(&info.tenant)?;
+            eprintln!(
+                "\nmailledger: first start: tenant `{DEFAULT_TENANT}` and this API key (scopes ingest, read, erase, admin) were created.\n\
+                 It is shown only this once; keep it somewhere safe:\n"
+            );
+            println!("{}", key.as_str());
+            eprintln!(
+                "\nMake more keys with `mailledger key create --tenant {} --scopes ingest,read` \
+                 (works while the server runs) or POST /v1/admin/keys with this key.\n",
+                info.tenant
+            );
+        }
+        let state = AppState::new(email, Arc::new(access)).with_limits(s.limits);
+        let app = mailledger_api::router(state.clone());
+        let listener = tokio::net::TcpListener::bind(&s.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", s.listen))?;
+        let addr = listener.local_addr()?;
+        eprintln!(
+            "mailledger: listening on http://{addr} ({} log in {}, keys in {}); API description at /openapi.json",
+            location.backend(),
+            s.data_dir.display(),
+            s.keys_dir.display()
+        );
+        // Readiness: the projection runner clears and sets this once it has
+        // caught up; without projections the server is ready once listening.
+        state.ready.set(true);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("the server failed")?;
+        state.ready.set(false);
+        log.sync().await?;
+        eprintln!("mailledger: stopped; the log is synced");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings> {
+        let cli = Cli::try_parse_from(args)?;
+        match &cli.command {
+            crate::Command::Serve(a) => settings(&cli, a),
+            _ => bail!("not serve"),
+        }
+    }
+
+    #[test]
+    fn the_file_sets_what_flags_leave_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mailledger.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9999\"\ndata_dir = \"/srv/ml/data\"\n\n[limits]\nmax_body_bytes = 2048\nrate_limit_burst = 5\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let s = parse(&[
+            "mailledger",
+            "serve",
+            "--config",
+            f,
+            "--rate-limit-burst",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:9999");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/ml/data"));
+        assert_eq!(s.limits.max_body_bytes, 2048);
+        assert_eq!(s.limits.rate_limit_burst, 7);
+        assert_eq!(s.limits.max_events_per_request, 1000);
+        let s = parse(&[
+            "mailledger",
+            "--data-dir",
+            "/elsewhere",
+            "serve",
+            "--config",
+            f,
+            "--listen",
+            "0.0.0.0:1",
+        ])
+        .unwrap();
+        assert_eq!(s.listen, "0.0.0.0:1");
+        assert_eq!(s.data_dir, PathBuf::from("/elsewhere"));
+        let s = parse(&["mailledger", "serve"]).unwrap();
+        assert_eq!(s.listen, DEFAULT_LISTEN);
+        assert_eq!(s.limits, Limits::default());
+        std::fs::write(&file, "colour = \"red\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            parse(&["mailledger", "serve", "--config", f]).unwrap_err()
+        );
+        assert!(err.contains("colour"), "{err}");
+    }
+}
