@@ -397,7 +397,7 @@ impl SuppressionList {
 }
 
 fn unhex_any(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 || text.len() > 2 * 1024 {
+    if text.is_empty() || !text.len().is_multiple_of(2) || text.len() > 2 * 1024 {
         return None;
     }
     unhex(text, text.len() / 2)

@@ -98,13 +98,36 @@ fn rules() -> Vec<Rule> {
         expect,
     };
     vec![
-        r("hard bounce suppresses all mail", vec![("bounced", 0, bounce("hard"))], None, Some(Reason::HardBounce)),
-        r("hard bounce suppresses every topic too", vec![("bounced", 0, bounce("hard"))], Some("news"), Some(Reason::HardBounce)),
-        r("block bounce does not suppress", vec![("bounced", 0, bounce("block"))], None, None),
-        r("undetermined bounce does not suppress", vec![("bounced", 0, bounce("undetermined"))], None, None),
+        r(
+            "hard bounce suppresses all mail",
+            vec![("bounced", 0, bounce("hard"))],
+            None,
+            Some(Reason::HardBounce),
+        ),
+        r(
+            "hard bounce suppresses every topic too",
+            vec![("bounced", 0, bounce("hard"))],
+            Some("news"),
+            Some(Reason::HardBounce),
+        ),
+        r(
+            "block bounce does not suppress",
+            vec![("bounced", 0, bounce("block"))],
+            None,
+            None,
+        ),
+        r(
+            "undetermined bounce does not suppress",
+            vec![("bounced", 0, bounce("undetermined"))],
+            None,
+            None,
+        ),
         r(
             "two soft bounces in the window do not suppress",
-            vec![("bounced", 0, bounce("soft")), ("bounced", DAY, bounce("soft"))],
+            vec![
+                ("bounced", 0, bounce("soft")),
+                ("bounced", DAY, bounce("soft")),
+            ],
             None,
             None,
         ),
@@ -167,7 +190,12 @@ fn rules() -> Vec<Rule> {
             now_after_last: 20 * DAY,
             expect: Some(Reason::SoftBounces),
         },
-        r("a complaint suppresses", vec![("complained", 0, json!({}))], None, Some(Reason::Complaint)),
+        r(
+            "a complaint suppresses",
+            vec![("complained", 0, json!({}))],
+            None,
+            Some(Reason::Complaint),
+        ),
         r(
             "an unsubscribe suppresses its scope",
             vec![("unsubscribed", 0, json!({"scope": "news"}))],
@@ -197,13 +225,20 @@ fn rules() -> Vec<Rule> {
         ),
         r(
             "a resubscribe does not lift a complaint",
-            vec![("complained", 0, json!({})), ("resubscribed", SEC, json!({"scope": "all"}))],
+            vec![
+                ("complained", 0, json!({})),
+                ("resubscribed", SEC, json!({"scope": "all"})),
+            ],
             None,
             Some(Reason::Complaint),
         ),
         r(
             "a manual entry suppresses with its reason",
-            vec![("suppressed", 0, json!({"scope": "all", "reason": "support ticket 7"}))],
+            vec![(
+                "suppressed",
+                0,
+                json!({"scope": "all", "reason": "support ticket 7"}),
+            )],
             None,
             Some(Reason::Manual),
         ),
@@ -211,14 +246,21 @@ fn rules() -> Vec<Rule> {
             "a removal lifts a manual entry",
             vec![
                 ("suppressed", 0, json!({"scope": "all", "reason": "ticket"})),
-                ("unsuppressed", SEC, json!({"scope": "all", "reason": "resolved"})),
+                (
+                    "unsuppressed",
+                    SEC,
+                    json!({"scope": "all", "reason": "resolved"}),
+                ),
             ],
             None,
             None,
         ),
         r(
             "a complaint is not lifted by a removal without a reason",
-            vec![("complained", 0, json!({})), ("unsuppressed", SEC, json!({"scope": "all"}))],
+            vec![
+                ("complained", 0, json!({})),
+                ("unsuppressed", SEC, json!({"scope": "all"})),
+            ],
             None,
             Some(Reason::Complaint),
         ),
@@ -226,14 +268,21 @@ fn rules() -> Vec<Rule> {
             "a complaint is lifted by a removal with a reason",
             vec![
                 ("complained", 0, json!({})),
-                ("unsuppressed", SEC, json!({"scope": "all", "reason": "confirmed opt-in"})),
+                (
+                    "unsuppressed",
+                    SEC,
+                    json!({"scope": "all", "reason": "confirmed opt-in"}),
+                ),
             ],
             None,
             None,
         ),
         r(
             "a complaint outranks an earlier hard bounce",
-            vec![("bounced", 0, bounce("hard")), ("complained", SEC, json!({}))],
+            vec![
+                ("bounced", 0, bounce("hard")),
+                ("complained", SEC, json!({})),
+            ],
             None,
             Some(Reason::Complaint),
         ),
@@ -263,8 +312,10 @@ async fn each_suppression_rule_decides_as_documented() {
         let tenant = "t";
         let to = format!("rule{i}@example.org");
         if let Some(p) = &rule.policy {
-            let mut policy = TenantPolicy::default();
-            policy.suppression = serde_json::from_value(p.clone()).unwrap();
+            let policy = TenantPolicy {
+                suppression: serde_json::from_value(p.clone()).unwrap(),
+                ..TenantPolicy::default()
+            };
             f.email.set_policy(tenant, policy).await.unwrap();
         }
         let events: Vec<Value> = rule
@@ -291,7 +342,13 @@ async fn each_suppression_rule_decides_as_documented() {
 #[tokio::test]
 async fn a_suppression_names_its_event_and_since() {
     let f = fx();
-    let events = vec![ev("bounced", "ann@example.org", Some("m1"), T0, json!({"class": "hard"}))];
+    let events = vec![ev(
+        "bounced",
+        "ann@example.org",
+        Some("m1"),
+        T0,
+        json!({"class": "hard"}),
+    )];
     append(&f, "t", &events).await;
     let p = Projections::in_memory();
     p.catch_up(f.log.as_ref()).await.unwrap();
@@ -313,11 +370,21 @@ async fn an_erased_hard_bounced_address_is_still_refused() {
     append(
         &f,
         "t",
-        &[ev("bounced", "gone@example.org", Some("m1"), T0, json!({"class": "hard"}))],
+        &[ev(
+            "bounced",
+            "gone@example.org",
+            Some("m1"),
+            T0,
+            json!({"class": "hard"}),
+        )],
     )
     .await;
     f.email
-        .erase("t", ContactRef::Address(Personal::new("gone@example.org".to_owned())), "dsr-1")
+        .erase(
+            "t",
+            ContactRef::Address(Personal::new("gone@example.org".to_owned())),
+            "dsr-1",
+        )
         .await
         .unwrap();
     let p = Projections::in_memory();
@@ -337,23 +404,54 @@ async fn an_erased_hard_bounced_address_is_still_refused() {
 #[tokio::test]
 async fn suppressions_of_one_tenant_do_not_reach_another() {
     let f = fx();
-    append(&f, "a", &[ev("complained", "x@example.org", None, T0, json!({}))]).await;
-    append(&f, "b", &[ev("sent", "x@example.org", Some("m"), T0, json!({}))]).await;
+    append(
+        &f,
+        "a",
+        &[ev("complained", "x@example.org", None, T0, json!({}))],
+    )
+    .await;
+    append(
+        &f,
+        "b",
+        &[ev("sent", "x@example.org", Some("m"), T0, json!({}))],
+    )
+    .await;
     let p = Projections::in_memory();
     p.catch_up(f.log.as_ref()).await.unwrap();
     assert!(matches!(
-        p.check("b", &contact(&f, "b", "x@example.org"), None, T0 + SEC).unwrap(),
+        p.check("b", &contact(&f, "b", "x@example.org"), None, T0 + SEC)
+            .unwrap(),
         Decision::Allowed
     ));
-    assert_eq!(p.suppressions("b", None, 100, T0, false).unwrap().items.len(), 0);
-    assert_eq!(p.suppressions("a", None, 100, T0, false).unwrap().items.len(), 1);
+    assert_eq!(
+        p.suppressions("b", None, 100, T0, false)
+            .unwrap()
+            .items
+            .len(),
+        0
+    );
+    assert_eq!(
+        p.suppressions("a", None, 100, T0, false)
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn the_suppression_list_pages_with_a_cursor() {
     let f = fx();
     let events: Vec<Value> = (0..25)
-        .map(|i| ev("complained", &format!("p{i}@example.org"), None, T0 + i, json!({})))
+        .map(|i| {
+            ev(
+                "complained",
+                &format!("p{i}@example.org"),
+                None,
+                T0 + i,
+                json!({}),
+            )
+        })
         .collect();
     append(&f, "t", &events).await;
     let p = Projections::in_memory();
@@ -361,7 +459,9 @@ async fn the_suppression_list_pages_with_a_cursor() {
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = p.suppressions("t", cursor.as_deref(), 10, T0, false).unwrap();
+        let page = p
+            .suppressions("t", cursor.as_deref(), 10, T0, false)
+            .unwrap();
         seen.extend(page.items.iter().map(|e| e.contact));
         match page.next {
             Some(c) => cursor = Some(c),
@@ -397,7 +497,13 @@ async fn the_delivery_log_tracks_status_and_the_timeline() {
         "t",
         &[
             ev("sent", to, Some("m1"), T0, tags),
-            ev("deferred", to, Some("m1"), T0 + SEC, json!({"smtp_code": 451})),
+            ev(
+                "deferred",
+                to,
+                Some("m1"),
+                T0 + SEC,
+                json!({"smtp_code": 451}),
+            ),
             // Reported late, but it happened first: it must not win.
             ev("delivered", to, Some("m1"), T0 + 3 * SEC, json!({})),
             ev("deferred", to, Some("m1"), T0 + 2 * SEC, json!({})),
@@ -411,8 +517,15 @@ async fn the_delivery_log_tracks_status_and_the_timeline() {
     assert_eq!(v.row.status, Some(Status::Delivered));
     assert_eq!(v.row.events, 5);
     assert_eq!(v.timeline.len(), 5);
-    let times: Vec<i64> = v.timeline.iter().map(|e| e.event.envelope.occurred_at).collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "timeline in time order");
+    let times: Vec<i64> = v
+        .timeline
+        .iter()
+        .map(|e| e.event.envelope.occurred_at)
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "timeline in time order"
+    );
     let j = v.to_json();
     assert_eq!(j["recipient"], json!(to));
     assert_eq!(j["subject"], json!("Hi Bob"));
@@ -441,22 +554,43 @@ async fn listings_filter_and_page_newest_first_with_stable_cursors() {
         let extra = json!({"tags": [if i % 2 == 0 { "even" } else { "odd" }], "campaign": "c1"});
         events.push(ev("sent", &to, Some(&format!("m{i}")), T0 + i * SEC, extra));
         if i % 5 == 0 {
-            events.push(ev("bounced", &to, Some(&format!("m{i}")), T0 + i * SEC + 1, json!({"class": "soft"})));
+            events.push(ev(
+                "bounced",
+                &to,
+                Some(&format!("m{i}")),
+                T0 + i * SEC + 1,
+                json!({"class": "soft"}),
+            ));
         }
     }
     append(&f, "t", &events).await;
     let p = Projections::in_memory();
     p.catch_up(f.log.as_ref()).await.unwrap();
 
-    let page = p.messages("t", &MessageFilter::default(), None, 10).unwrap();
+    let page = p
+        .messages("t", &MessageFilter::default(), None, 10)
+        .unwrap();
     let ids: Vec<&str> = page.items.iter().map(|r| r.message_id.as_str()).collect();
     assert_eq!(ids[..3], ["m29", "m28", "m27"]);
     let cursor = page.next.clone().unwrap();
 
     // New messages arrive: the cursor still continues where it was.
-    append(&f, "t", &[ev("sent", "late@example.org", Some("m-new"), T0 + 100 * SEC, json!({}))]).await;
+    append(
+        &f,
+        "t",
+        &[ev(
+            "sent",
+            "late@example.org",
+            Some("m-new"),
+            T0 + 100 * SEC,
+            json!({}),
+        )],
+    )
+    .await;
     p.catch_up(f.log.as_ref()).await.unwrap();
-    let page2 = p.messages("t", &MessageFilter::default(), Some(&cursor), 10).unwrap();
+    let page2 = p
+        .messages("t", &MessageFilter::default(), Some(&cursor), 10)
+        .unwrap();
     assert_eq!(page2.items[0].message_id, "m19");
 
     let bounced = MessageFilter {
@@ -493,7 +627,10 @@ async fn listings_filter_and_page_newest_first_with_stable_cursors() {
     }
     let expected: Vec<String> = (10..20).rev().map(|i| format!("m{i}")).collect();
     assert_eq!(all, expected);
-    assert!(p.messages("t", &MessageFilter::default(), Some("not-a-cursor"), 10).is_err());
+    assert!(
+        p.messages("t", &MessageFilter::default(), Some("not-a-cursor"), 10)
+            .is_err()
+    );
     assert!(p.messages("t", &MessageFilter::default(), None, 0).is_err());
 }
 
@@ -511,18 +648,66 @@ async fn analytics_counts_rates_machines_and_bots_apart() {
         if i < 8 {
             events.push(ev("delivered", &to, Some(&m), T0 + 60 * SEC, json!({})));
         } else {
-            events.push(ev("bounced", &to, Some(&m), T0 + 60 * SEC, json!({"class": "hard"})));
+            events.push(ev(
+                "bounced",
+                &to,
+                Some(&m),
+                T0 + 60 * SEC,
+                json!({"class": "hard"}),
+            ));
         }
     }
     // a0: two human opens (one unique), one machine open; a1: a scanner's
     // click 2 s after delivery, then a person's click; a2: a flagged bot.
-    events.push(ev("opened", "u0@example.org", Some("a0"), T0 + 2 * 3600 * SEC, json!({})));
-    events.push(ev("opened", "u0@example.org", Some("a0"), T0 + 2 * 3600 * SEC + 1, json!({})));
-    events.push(ev("opened", "u0@example.org", Some("a0"), T0 + 61 * SEC, json!({"machine": true})));
-    events.push(ev("clicked", "u1@example.org", Some("a1"), T0 + 62 * SEC, json!({"url": "https://x.example/1"})));
-    events.push(ev("clicked", "u1@example.org", Some("a1"), T0 + 3600 * SEC, json!({"url": "https://x.example/1"})));
-    events.push(ev("clicked", "u2@example.org", Some("a2"), T0 + 3600 * SEC, json!({"url": "https://x.example/2", "bot": true})));
-    events.push(ev("complained", "u3@example.org", Some("a3"), T0 + 5 * 3600 * SEC, json!({})));
+    events.push(ev(
+        "opened",
+        "u0@example.org",
+        Some("a0"),
+        T0 + 2 * 3600 * SEC,
+        json!({}),
+    ));
+    events.push(ev(
+        "opened",
+        "u0@example.org",
+        Some("a0"),
+        T0 + 2 * 3600 * SEC + 1,
+        json!({}),
+    ));
+    events.push(ev(
+        "opened",
+        "u0@example.org",
+        Some("a0"),
+        T0 + 61 * SEC,
+        json!({"machine": true}),
+    ));
+    events.push(ev(
+        "clicked",
+        "u1@example.org",
+        Some("a1"),
+        T0 + 62 * SEC,
+        json!({"url": "https://x.example/1"}),
+    ));
+    events.push(ev(
+        "clicked",
+        "u1@example.org",
+        Some("a1"),
+        T0 + 3600 * SEC,
+        json!({"url": "https://x.example/1"}),
+    ));
+    events.push(ev(
+        "clicked",
+        "u2@example.org",
+        Some("a2"),
+        T0 + 3600 * SEC,
+        json!({"url": "https://x.example/2", "bot": true}),
+    ));
+    events.push(ev(
+        "complained",
+        "u3@example.org",
+        Some("a3"),
+        T0 + 5 * 3600 * SEC,
+        json!({}),
+    ));
     append(&f, "t", &events).await;
     let p = Projections::in_memory();
     p.catch_up(f.log.as_ref()).await.unwrap();
@@ -533,12 +718,20 @@ async fn analytics_counts_rates_machines_and_bots_apart() {
         granularity,
         group_by,
     };
-    let (hours, total) = p.analytics("t", &q(Granularity::Hour, Dimension::Total)).unwrap();
+    let (hours, total) = p
+        .analytics("t", &q(Granularity::Hour, Dimension::Total))
+        .unwrap();
     assert_eq!(total.sent, 10);
     assert_eq!(total.delivered, 8);
     assert_eq!(total.bounced_hard, 2);
-    assert_eq!((total.opened, total.unique_opened, total.machine_opened), (2, 1, 1));
-    assert_eq!((total.clicked, total.unique_clicked, total.bot_clicked), (1, 1, 2));
+    assert_eq!(
+        (total.opened, total.unique_opened, total.machine_opened),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        (total.clicked, total.unique_clicked, total.bot_clicked),
+        (1, 1, 2)
+    );
     assert_eq!(total.complained, 1);
     let rates = total.rates();
     assert_eq!(rates.delivery, Some(0.8));
@@ -547,12 +740,16 @@ async fn analytics_counts_rates_machines_and_bots_apart() {
     assert_eq!(rates.complaint, Some(1.0 / 8.0));
     assert_eq!(hours.len(), 4, "hours 0, 1, 2 and 5 have events");
 
-    let (days, _) = p.analytics("t", &q(Granularity::Day, Dimension::Total)).unwrap();
+    let (days, _) = p
+        .analytics("t", &q(Granularity::Day, Dimension::Total))
+        .unwrap();
     assert_eq!(days.len(), 1);
     assert_eq!(days[0].counts, total);
 
     // Opens and clicks carry no campaign: they count under their message's.
-    let (by_campaign, _) = p.analytics("t", &q(Granularity::Day, Dimension::Campaign)).unwrap();
+    let (by_campaign, _) = p
+        .analytics("t", &q(Granularity::Day, Dimension::Campaign))
+        .unwrap();
     assert_eq!(by_campaign.len(), 1);
     assert_eq!(by_campaign[0].group.as_deref(), Some("nov"));
     assert_eq!(by_campaign[0].counts.unique_opened, 1);
@@ -560,11 +757,31 @@ async fn analytics_counts_rates_machines_and_bots_apart() {
     let (by_domain, _) = p
         .analytics("t", &q(Granularity::Day, Dimension::RecipientDomain))
         .unwrap();
-    assert_eq!(by_domain[0].group.as_deref(), Some("example.org"), "lower-cased");
+    assert_eq!(
+        by_domain[0].group.as_deref(),
+        Some("example.org"),
+        "lower-cased"
+    );
 
-    assert!(p.analytics("t", &q(Granularity::Hour, Dimension::Tag)).unwrap().0.iter().all(|b| b.group.as_deref() == Some("promo")));
-    assert!(p.analytics("other", &q(Granularity::Day, Dimension::Total)).unwrap().0.is_empty());
-    let bad = Query { from: T0, to: T0, granularity: Granularity::Hour, group_by: Dimension::Total };
+    assert!(
+        p.analytics("t", &q(Granularity::Hour, Dimension::Tag))
+            .unwrap()
+            .0
+            .iter()
+            .all(|b| b.group.as_deref() == Some("promo"))
+    );
+    assert!(
+        p.analytics("other", &q(Granularity::Day, Dimension::Total))
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let bad = Query {
+        from: T0,
+        to: T0,
+        granularity: Granularity::Hour,
+        group_by: Dimension::Total,
+    };
     assert!(p.analytics("t", &bad).is_err());
 }
 
@@ -573,16 +790,39 @@ async fn analytics_counts_rates_machines_and_bots_apart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_report_lag_and_the_live_runner_follows_the_head() {
     let f = fx();
-    append(&f, "t", &[ev("sent", "a@example.org", Some("m"), T0, json!({}))]).await;
+    append(
+        &f,
+        "t",
+        &[ev("sent", "a@example.org", Some("m"), T0, json!({}))],
+    )
+    .await;
     let p = Arc::new(Projections::in_memory());
     assert!(p.status(f.log.head()).iter().all(|s| s.lag == 1));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(Arc::clone(&p).run(Arc::clone(&f.log), stop));
     assert!(p.wait_for(1, std::time::Duration::from_secs(10)).await);
-    append(&f, "t", &[ev("delivered", "a@example.org", Some("m"), T0 + 1, json!({}))]).await;
+    append(
+        &f,
+        "t",
+        &[ev(
+            "delivered",
+            "a@example.org",
+            Some("m"),
+            T0 + 1,
+            json!({}),
+        )],
+    )
+    .await;
     assert!(p.wait_for(2, std::time::Duration::from_secs(10)).await);
-    assert!(p.status(f.log.head()).iter().all(|s| s.lag == 0 && s.checkpoint == 2));
-    let row = p.messages("t", &MessageFilter::default(), None, 1).unwrap().items;
+    assert!(
+        p.status(f.log.head())
+            .iter()
+            .all(|s| s.lag == 0 && s.checkpoint == 2)
+    );
+    let row = p
+        .messages("t", &MessageFilter::default(), None, 1)
+        .unwrap()
+        .items;
     assert_eq!(row[0].status, Some(Status::Delivered));
     stop_tx.send(true).unwrap();
     task.await.unwrap();
@@ -593,12 +833,22 @@ async fn a_fjall_rebuild_is_swapped_in_and_survives_reopen() {
     let f = fx();
     let dir = tempfile::tempdir().unwrap();
     let events: Vec<Value> = (0..500)
-        .map(|i| ev("sent", &format!("x{}@example.org", i % 50), Some(&format!("m{i}")), T0 + i, json!({})))
+        .map(|i| {
+            ev(
+                "sent",
+                &format!("x{}@example.org", i % 50),
+                Some(&format!("m{i}")),
+                T0 + i,
+                json!({}),
+            )
+        })
         .collect();
     append(&f, "t", &events).await;
     let p = Projections::open(dir.path()).unwrap();
     p.catch_up(f.log.as_ref()).await.unwrap();
-    let before = p.messages("t", &MessageFilter::default(), None, 1000).unwrap();
+    let before = p
+        .messages("t", &MessageFilter::default(), None, 1000)
+        .unwrap();
     // Reads go on during the rebuild.
     let reader = {
         let store = p.store(delivery::NAME).unwrap();
@@ -612,17 +862,28 @@ async fn a_fjall_rebuild_is_swapped_in_and_survives_reopen() {
     let progress = |pr: mailledger_projections::Progress| {
         done.store(pr.done, std::sync::atomic::Ordering::Relaxed);
     };
-    p.rebuild(f.log.as_ref(), &[], Some(&progress)).await.unwrap();
+    p.rebuild(f.log.as_ref(), &[], Some(&progress))
+        .await
+        .unwrap();
     reader.join().unwrap();
     assert_eq!(done.load(std::sync::atomic::Ordering::Relaxed), 500);
-    let after = p.messages("t", &MessageFilter::default(), None, 1000).unwrap();
+    let after = p
+        .messages("t", &MessageFilter::default(), None, 1000)
+        .unwrap();
     assert_eq!(before, after);
     assert!(dir.path().join("delivery-log/gen-1").exists());
-    assert!(!dir.path().join("delivery-log/gen-0").exists(), "the old store is removed");
+    assert!(
+        !dir.path().join("delivery-log/gen-0").exists(),
+        "the old store is removed"
+    );
     drop(p);
     let p = Projections::open(dir.path()).unwrap();
     assert!(p.status(f.log.head()).iter().all(|s| s.lag == 0));
-    assert_eq!(p.messages("t", &MessageFilter::default(), None, 1000).unwrap(), after);
+    assert_eq!(
+        p.messages("t", &MessageFilter::default(), None, 1000)
+            .unwrap(),
+        after
+    );
     assert!(p.rebuild(f.log.as_ref(), &["nope"], None).await.is_err());
 }
 
@@ -645,9 +906,18 @@ impl StateStore for FailingAfter {
     ) -> mailledger_projections::Result<()> {
         self.inner.scan(start, end, reverse, visit)
     }
-    fn commit(&self, writes: Vec<mailledger_projections::state::Write>) -> mailledger_projections::Result<()> {
-        if self.commits_left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0 {
-            return Err(mailledger_projections::Error::Storage("injected failure".into()));
+    fn commit(
+        &self,
+        writes: Vec<mailledger_projections::state::Write>,
+    ) -> mailledger_projections::Result<()> {
+        if self
+            .commits_left
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            <= 0
+        {
+            return Err(mailledger_projections::Error::Storage(
+                "injected failure".into(),
+            ));
         }
         self.inner.commit(writes)
     }
@@ -660,9 +930,19 @@ impl StateStore for FailingAfter {
 /// out-of-order provider times, duplicates, policy changes and erasures.
 #[derive(Debug, Clone)]
 enum Step {
-    Event { ty: usize, contact: u8, message: u8, at: i64, dup: bool },
-    Erase { contact: u8 },
-    Policy { threshold: u32 },
+    Event {
+        ty: usize,
+        contact: u8,
+        message: u8,
+        at: i64,
+        dup: bool,
+    },
+    Erase {
+        contact: u8,
+    },
+    Policy {
+        threshold: u32,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -676,7 +956,10 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn event_of(ty: usize, to: &str, msg: &str, at: i64) -> Value {
     let (t, extra) = match ty {
-        0 => ("sent", json!({"tags": ["a", "b"], "campaign": "c", "sending_domain": "s.example"})),
+        0 => (
+            "sent",
+            json!({"tags": ["a", "b"], "campaign": "c", "sending_domain": "s.example"}),
+        ),
         1 => ("delivered", json!({})),
         2 => ("deferred", json!({})),
         3 => ("bounced", json!({"class": "hard"})),
@@ -684,7 +967,10 @@ fn event_of(ty: usize, to: &str, msg: &str, at: i64) -> Value {
         5 => ("bounced", json!({"class": "block"})),
         6 => ("complained", json!({})),
         7 => ("opened", json!({"machine": at % 2 == 0})),
-        8 => ("clicked", json!({"url": "https://x.example/", "bot": at % 3 == 0})),
+        8 => (
+            "clicked",
+            json!({"url": "https://x.example/", "bot": at % 3 == 0}),
+        ),
         9 => ("unsubscribed", json!({"scope": "news"})),
         10 => ("resubscribed", json!({"scope": "news"})),
         11 => ("suppressed", json!({"scope": "all", "reason": "manual"})),
@@ -699,12 +985,21 @@ async fn play(f: &Fx, steps: &[Step]) -> Vec<u64> {
     for (i, s) in steps.iter().enumerate() {
         let tenant = if i % 4 == 3 { "u" } else { "t" };
         match s {
-            Step::Event { ty, contact, message, at, dup } => {
+            Step::Event {
+                ty,
+                contact,
+                message,
+                at,
+                dup,
+            } => {
                 let e = if *dup && !appended.is_empty() {
                     appended[i % appended.len()].clone()
                 } else {
                     let to = format!("c{contact}@example.org");
-                    (tenant.to_owned(), event_of(*ty, &to, &format!("m{message}"), *at))
+                    (
+                        tenant.to_owned(),
+                        event_of(*ty, &to, &format!("m{message}"), *at),
+                    )
                 };
                 let parsed = parse_event(&e.1.to_string()).unwrap();
                 // An event of an erased contact is refused; that is fine.
@@ -714,7 +1009,11 @@ async fn play(f: &Fx, steps: &[Step]) -> Vec<u64> {
             Step::Erase { contact } => {
                 let to = format!("c{contact}@example.org");
                 f.email
-                    .erase(tenant, ContactRef::Address(Personal::new(to)), &format!("r{i}"))
+                    .erase(
+                        tenant,
+                        ContactRef::Address(Personal::new(to)),
+                        &format!("r{i}"),
+                    )
                     .await
                     .unwrap();
             }

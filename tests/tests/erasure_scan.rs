@@ -111,7 +111,7 @@ async fn scan_then_erase(backend: &str) {
                 TenantPolicy {
                     keep_subjects: true,
                     keep_engagement_details: true,
-..Default::default()
+                    ..Default::default()
                 },
             )
             .await

@@ -129,7 +129,8 @@ fn state_and_checkpoint_agree_after_every_kill() {
             if cp > 0 && cp < log.head() {
                 killed_mid_way += 1;
             }
-            rt.block_on(fresh[i].catch_up_with(log.as_ref(), cp, None)).unwrap();
+            rt.block_on(fresh[i].catch_up_with(log.as_ref(), cp, None))
+                .unwrap();
             let expected = fresh[i].store(name).unwrap();
             assert_eq!(checkpoint(expected.as_ref()).unwrap(), cp);
             assert_eq!(
@@ -140,7 +141,10 @@ fn state_and_checkpoint_agree_after_every_kill() {
         }
     }
     eprintln!("{} rounds done at {:?}", rounds(), started.elapsed());
-    assert!(killed_mid_way > 0, "no kill landed while the runner was working");
+    assert!(
+        killed_mid_way > 0,
+        "no kill landed while the runner was working"
+    );
     // A last run finishes, and equals a rebuild from 0.
     let log = open_log();
     let p = Projections::open(&proj_dir).unwrap();

@@ -233,8 +233,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Head
         | Command::Verify { .. }
         | Command::Rebuild { .. }
-        | Command::Projections => false,
-        Command::Serve(_) | Command::Tenant { .. } | Command::Key { .. } => false,
+        | Command::Projections
+        | Command::Serve(_)
+        | Command::Tenant { .. }
+        | Command::Key { .. } => false,
     };
     let keys = if needs_keys {
         Some(open_keys(

@@ -71,7 +71,11 @@ pub async fn rebuild(log: &Arc<dyn EventLog>, data_dir: &Path, which: &str) -> R
     let rate = if secs > 0.0 { head as f64 / secs } else { 0.0 };
     eprintln!(
         "rebuilt {} from {head} events in {secs:.1} s ({rate:.0} events/s) and swapped in",
-        if names.is_empty() { NAMES.join(", ") } else { names.join(", ") },
+        if names.is_empty() {
+            NAMES.join(", ")
+        } else {
+            names.join(", ")
+        },
     );
     Ok(ExitCode::SUCCESS)
 }

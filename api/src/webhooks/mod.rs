@@ -1,1 +1,613 @@
-//! Provider webhook adapters.
+//! Provider webhook adapters: Postal, Amazon SES (through SNS), Postmark,
+//! Mailgun and SendGrid payloads checked for their signature and mapped onto
+//! canonical email events.
+//!
+//! One pure function, [`parse`], takes the provider, the request headers, the
+//! raw body, the tenant's [`ProviderSecrets`] and the current time, and
+//! returns either canonical events ([`WebhookOutcome::Events`]) or an SNS
+//! subscription (un)confirmation ([`WebhookOutcome::SubscriptionConfirmation`]).
+//! It does no I/O: nothing is fetched (not SNS's `SubscribeURL`, not its
+//! `SigningCertURL`), nothing is logged.
+//!
+//! ```
+//! use mailledger_api::webhooks::{parse, Provider, ProviderSecrets, WebhookOutcome};
+//!
+//! let body = br#"{"RecordType": "Delivery", "MessageID": "m-1",
+//!   "Recipient": "ann@example.org", "DeliveredAt": "2026-11-22T10:00:00Z"}"#;
+//! let out = parse(Provider::Postmark, &http::HeaderMap::new(), body,
+//!                 &ProviderSecrets::default(), 1_795_000_000).unwrap();
+//! let WebhookOutcome::Events { events, .. } = out else { unreachable!() };
+//! assert_eq!(events[0].event_type, "delivered");
+//! ```
+//!
+//! # What every adapter does
+//!
+//! - **Ids.** The canonical `id` is derived, never random: blake3
+//!   `derive_key` under the context [`EVENT_ID_CONTEXT`] of the provider name,
+//!   a zero byte and the event's *id source* (below), first 16 bytes, as a
+//!   UUID version 8 ([`derive_event_id`]). A retried webhook therefore yields
+//!   the same ids and the ledger appends it once. Ids never include the
+//!   recipient address (an unkeyed hash of an address would survive its
+//!   erasure).
+//! - **Envelope.** `provider` is the provider name, `provider_event_id` the
+//!   provider's id of the event (or the documented composite), `recipient`
+//!   the address the event is about, `occurred_at` the provider's time of the
+//!   event (in UTC), `message_id` the provider's message id without angle
+//!   brackets, `tags`, `campaign` and `sending_domain` where the payload has
+//!   them. `raw` is the provider's payload of that event (the whole body, the
+//!   SES record, the Mailgun `event-data` or the SendGrid array element);
+//!   like every personal field it is sealed by the core. A `raw` larger than
+//!   the core's limit is left out rather than cut.
+//! - **Clear fields hold no personal data.** `smtp_response`, `detail`,
+//!   `feedback_type`, tags and the other unsealed texts are dropped when they
+//!   contain an `@` (an address, most likely), have control characters
+//!   flattened and are cut to 256 bytes. Diagnostics, IPs, user agents, URLs
+//!   and subjects go to the sealed fields.
+//! - **Events without a canonical type** (Postal `MessageHeld`, SES
+//!   `Rendering Failure`, SendGrid `account_status_change`, ...) are listed in
+//!   [`WebhookOutcome::Events::skipped`], not errors. An event type the
+//!   adapter does not know at all, a missing or mistyped field, or a body
+//!   that is not JSON is an error ([`WebhookError`]) whose text names the
+//!   field by its JSON path (`event-data.recipient`, `[3].email`,
+//!   `Message.bounce.bouncedRecipients[0].emailAddress`) and never quotes a
+//!   value of the payload.
+//! - **Every event returned passed the core's
+//!   [`CanonicalEvent::validate`]**.
+//!
+//! # Signatures and [`ProviderSecrets`]
+//!
+//! When a provider's secret is configured the signature is always checked,
+//! and a missing, malformed or wrong signature or a stale timestamp is
+//! refused. When it is not configured the request is refused with
+//! [`WebhookError::NotConfigured`] unless the secrets say
+//! `require_signatures = false` (default `true`), in which case it is
+//! accepted and reported as [`Authentication::Unverified`]. Postmark signs
+//! nothing ([`Authentication::ProviderDoesNotSign`]): its endpoint must be
+//! protected by the API's own authentication (HTTP basic auth in the webhook
+//! URL, which Postmark supports). MACs and signatures are compared in
+//! constant time by `ring`.
+//!
+//! # Postal
+//!
+//! Body `{"event", "timestamp", "uuid", "payload"}`.
+//!
+//! | Postal `event` | canonical | own fields |
+//! |---|---|---|
+//! | `MessageSent` (status `Sent`) | `delivered` | `smtp_response` ← `output`, `mx_host` ← host in `details`, `tls` ← `sent_with_ssl` |
+//! | `MessageDelayed` (`SoftFail`) | `deferred` | `smtp_code`, `enhanced_status` ← `output`, `mx_host` ← `details` |
+//! | `MessageDeliveryFailed` (`HardFail`) | `bounced` | `class` from the status in `output` (5.1.x hard, 5.7.x block, 4.x soft, else undetermined), `sub_type` `hard_fail`, `status`, `diagnostic` ← `output` |
+//! | `MessageBounced` | `bounced` | `class` undetermined (Postal does not say what the bounce message says); the event is about `original_message`, at `bounce.timestamp` |
+//! | `MessageLinkClicked` | `clicked` | `url`, `ip` ← `ip_address`, `user_agent`, `bot` false |
+//! | `MessageLoaded` | `opened` | `ip` ← `ip_address`, `user_agent`, `machine` false |
+//! | `MessageHeld`, `DomainDNSError`, `SendLimitApproaching`, `SendLimitExceeded` | skipped | |
+//!
+//! `recipient` ← `message.to`, `message_id` ← `message.message_id`, `tags` ←
+//! `message.tag`, `sending_domain` ← domain of `message.from`, `occurred_at` ←
+//! `payload.timestamp` (status events), `bounce.timestamp` (bounces) or the
+//! envelope `timestamp`. Messages with `direction` `incoming` are skipped.
+//! **Id:** `provider_event_id` = id source = the envelope `uuid` (the same for
+//! every delivery attempt). **Signature:** RSA PKCS#1 v1.5 over the raw body;
+//! `X-Postal-Signature-256` (SHA-256) when present, and then only it, else the
+//! legacy `X-Postal-Signature` (SHA-1) that older Postal versions send alone.
+//! Keys of 1024 to 8192 bits (Postal generates 1024-bit keys). The key is
+//! configured as Postal shows it: base64 DER, PEM, or the DKIM record whose
+//! `p=` it is. Postal signs no timestamp, so a replayed request verifies; it
+//! carries the same `uuid` and so the same ids, and the ledger appends it
+//! once.
+//!
+//! # Amazon SES (via SNS)
+//!
+//! Body: an SNS message. `Type` `SubscriptionConfirmation` or
+//! `UnsubscribeConfirmation` gives [`WebhookOutcome::SubscriptionConfirmation`]
+//! (topic, message id, and the `SubscribeURL`, reported and never fetched);
+//! `Notification` carries an SES record (event publishing, `eventType`, or
+//! identity notifications, `notificationType`) as a JSON string in `Message`.
+//!
+//! | SES type | canonical | recipients | own fields |
+//! |---|---|---|---|
+//! | `Send` | `sent` | `mail.destination[i]` | `subject` ← `mail.commonHeaders.subject` |
+//! | `Reject` | `rejected` | `mail.destination[i]` | `reason` policy, `detail` ← `reject.reason` |
+//! | `Delivery` | `delivered` | `delivery.recipients[i]` | `smtp_response` ← `delivery.smtpResponse` |
+//! | `Bounce` | `bounced` | `bounce.bouncedRecipients[i].emailAddress` | `class`: `Permanent` hard, `Transient` soft (`ContentRejected`, `AttachmentRejected` block), `Undetermined`; `sub_type` ← `bounceSubType`; `status`, `diagnostic` ← `diagnosticCode` |
+//! | `Complaint` | `complained` | `complaint.complainedRecipients[i].emailAddress` | `feedback_type` ← `complaintFeedbackType` |
+//! | `DeliveryDelay` | `deferred` | `deliveryDelay.delayedRecipients[i].emailAddress` | `smtp_code`, `enhanced_status` ← `status` / `diagnosticCode` |
+//! | `Open` | `opened` | the only `mail.destination` | `ip`, `user_agent`; `machine` false |
+//! | `Click` | `clicked` | the only `mail.destination` | `url` ← `link`, `ip`, `user_agent`; `bot` false |
+//! | `Rendering Failure`, `Subscription`, `Received`, `AmazonSnsSubscriptionSucceeded` | skipped | | |
+//!
+//! An `Open` or `Click` of a message with several recipients cannot be
+//! attributed to one and is skipped. `message_id` ← `mail.messageId`,
+//! `sending_domain` ← the `ses:from-domain` tag or the domain of
+//! `mail.source`, `tags` ← the custom `mail.tags` as `name=value`,
+//! `occurred_at` ← the type's own `timestamp` (`mail.timestamp` for `Send` and
+//! `Reject`). **Id:** `provider_event_id` = id source = `<SNS MessageId>:<i>`,
+//! `i` the recipient's index in its list (SNS keeps the `MessageId` across
+//! retries). An SES record POSTed without the SNS envelope (raw message
+//! delivery) is accepted only unsigned (see above), with
+//! `raw-<first 32 hex digits of blake3(body)>` instead of the `MessageId`.
+//! **Signature:** SNS `SignatureVersion` 1 (SHA1withRSA) or 2
+//! (SHA256withRSA) over the documented string (`Message`, `MessageId`,
+//! `Subject` if present, `Timestamp`, `TopicArn`, `Type` for notifications;
+//! `Message`, `MessageId`, `SubscribeURL`, `Timestamp`, `Token`, `TopicArn`,
+//! `Type` for confirmations, each as `name\nvalue\n`), verified against the
+//! configured certificates valid at `now`. The `SigningCertURL` is never
+//! fetched, but must be `https` on a host `sns.<region>.amazonaws.com` with a
+//! `.pem` path. When `sns_topic_arns` is not empty, any other `TopicArn` is
+//! refused (that restricts, it does not authenticate). The SNS `Timestamp`
+//! is not checked for freshness: SNS retries keep it for hours; a replay
+//! yields the same ids.
+//!
+//! # Postmark
+//!
+//! Body: one object with `RecordType`.
+//!
+//! | `RecordType` | canonical | own fields |
+//! |---|---|---|
+//! | `Delivery` | `delivered` | `smtp_response` ← `Details` |
+//! | `Bounce` | `bounced` | `class` by `Type`: `HardBounce`, `BadEmailAddress` hard; `SoftBounce`, `Transient`, `DnsError` soft; `Blocked`, `SpamNotification`, `VirusNotification`, `DMARCPolicy` block; others by the status in `Details`, else undetermined; `sub_type` ← `Type`; `diagnostic` ← `Details` |
+//! | `Bounce` of `Type` `SpamComplaint` / `ManuallyDeactivated` / `TemplateRenderingFailed` | `complained` / `suppressed` / `rejected` (reason invalid) | |
+//! | `Bounce` of `Type` `AutoResponder`, `Subscribe`, `Unsubscribe`, `AddressChange`, `ChallengeVerification`, `OpenRelayTest`, `InboundError`, `SMTPApiError`, `Unconfirmed` | skipped | |
+//! | `SpamComplaint` | `complained` | |
+//! | `Open` | `opened` | `ip` ← `Geo.IP`, `user_agent` ← `UserAgent`, `machine` false |
+//! | `Click` | `clicked` | `url` ← `OriginalLink`, `ip` ← `Geo.IP`, `user_agent`, `bot` false |
+//! | `SubscriptionChange` | `suppressed` / `unsuppressed` by `SuppressSending`; `unsubscribed` / `resubscribed` when `Origin` is `Recipient` and `SuppressionReason` `ManualSuppression` | `scope` ← `MessageStream` (Postmark suppresses per stream), `reason` ← `SuppressionReason` |
+//!
+//! `recipient` ← `Recipient` (`Email` for bounces and complaints),
+//! `message_id` ← `MessageID`, `tags` ← `Tag`, `sending_domain` ← domain of
+//! `From`, `occurred_at` ← `DeliveredAt` / `BouncedAt` / `ReceivedAt` /
+//! `ChangedAt`. **Id:** bounces and complaints have Postmark's `ID`:
+//! `provider_event_id` = `ID`, id source = `<RecordType>:<ID>`. Other records
+//! have no event id; `provider_event_id` = id source =
+//! `<RecordType>:<MessageID or ->:<time as sent>` (Postmark's times have
+//! 100 ns precision), plus `:suppress` / `:reactivate` for subscription
+//! changes. **Signature:** none exists (see above).
+//!
+//! # Mailgun
+//!
+//! Body `{"signature": {...}, "event-data": {...}}`.
+//!
+//! | `event-data.event` | canonical | own fields |
+//! |---|---|---|
+//! | `accepted` | `sent` | `size` ← `message.size`, `subject` ← `message.headers.subject` |
+//! | `rejected` | `rejected` | `reason` policy, `detail` ← `reject.reason` |
+//! | `delivered` | `delivered` | `smtp_response` ← `delivery-status.code` + `message`, `mx_host` ← `delivery-status.mx-host`, `tls` |
+//! | `failed`, `severity` `temporary` | `deferred` | `attempt` ← `attempt-no`, `smtp_code` ← `code`, `enhanced_status`, `mx_host`, `next_retry_at` ← timestamp + `retry-seconds` |
+//! | `failed`, `reason` `suppress-bounce` / `-unsubscribe` / `-complaint` | `rejected` | `reason` suppressed, `detail` ← `reason` |
+//! | `failed`, otherwise | `bounced` | `class`: `espblock` block, `delivery-status.bounce-type` if given, else by the status codes, else hard; `sub_type` ← `reason`, `status`, `diagnostic` ← `delivery-status.message` / `description` |
+//! | `opened` | `opened` | `ip`, `user_agent` ← `client-info.user-agent`, `machine` ← `client-info.bot` set (Apple MPP, Gmail proxy) |
+//! | `clicked` | `clicked` | `url`, `ip`, `user_agent`, `bot` ← `client-info.bot` set |
+//! | `unsubscribed` | `unsubscribed` | `scope` all |
+//! | `complained` | `complained` | |
+//! | `stored`, `list_member_uploaded`, `list_member_upload_error`, `list_uploaded` | skipped | |
+//!
+//! `recipient` ← `recipient`, `message_id` ← `message.headers.message-id`,
+//! `tags` ← `tags`, `campaign` ← `campaigns[0].name`, `sending_domain` ←
+//! `domain.name` or the domain of `envelope.sender`, `occurred_at` ←
+//! `timestamp`. **Id:** `provider_event_id` = `event-data.id`; Mailgun
+//! guarantees that id unique only within a day, so the id source is
+//! `<event>:<id>:<timestamp as sent>`. **Signature:** HMAC-SHA256 under the
+//! HTTP webhook signing key of `signature.timestamp` ‖ `signature.token`,
+//! hex, equal to `signature.signature`; the timestamp may be at most
+//! `max_signature_age_secs` (default 300) from `now`. Mailgun's signature
+//! does not cover `event-data`: a captured signature could be replayed with
+//! another body while its timestamp is fresh. Mailgun therefore advises
+//! refusing a token seen before; that needs state and is the caller's to add
+//! (the token is `signature.token`).
+//!
+//! # SendGrid
+//!
+//! Body: a JSON array of events.
+//!
+//! | `event` | canonical | own fields |
+//! |---|---|---|
+//! | `processed` | `sent` | |
+//! | `dropped` | `rejected` | `reason`: `Bounced/Unsubscribed/Spam Reporting Address` suppressed, `Invalid…` invalid, `Recipient List over Package Quota` quota, else policy; `detail` ← `reason` |
+//! | `deferred` | `deferred` | `attempt`, `smtp_code` and `enhanced_status` ← `response` / `status` |
+//! | `delivered` | `delivered` | `smtp_response` ← `response`, `tls` |
+//! | `bounce` | `bounced` | `class`: `type` `blocked` block; by `bounce_classification` (Invalid Address, Mailbox Unavailable hard; Technical soft; Content, Reputation, Frequency or Volume block; Unclassified undetermined); else by `status`, else hard. `sub_type` ← classification or `type`, `status`, `diagnostic` ← `reason` |
+//! | `open` | `opened` | `ip`, `user_agent` ← `useragent`, `machine` ← `sg_machine_open` (Apple MPP) |
+//! | `click` | `clicked` | `url`, `ip`, `user_agent`, `bot` false |
+//! | `spamreport` | `complained` | |
+//! | `unsubscribe` | `unsubscribed` | `scope` all |
+//! | `group_unsubscribe` / `group_resubscribe` | `unsubscribed` / `resubscribed` | `scope` `group-<asm_group_id>` |
+//! | `account_status_change` | skipped | |
+//!
+//! `recipient` ← `email`, `message_id` ← `sg_message_id` up to `.filter` (the
+//! X-Message-Id of the send call; `smtp-id` when absent), `tags` ← `category`
+//! (a string or an array), `campaign` ← `marketing_campaign_name` or `_id`,
+//! `occurred_at` ← `timestamp`. **Id:** `provider_event_id` = id source =
+//! `sg_event_id`. **Signature:** ECDSA P-256 SHA-256 (ASN.1 DER, base64 in
+//! `X-Twilio-Email-Event-Webhook-Signature`) over the
+//! `X-Twilio-Email-Event-Webhook-Timestamp` value followed by the raw body,
+//! under the verification key as SendGrid shows it (base64 DER
+//! SubjectPublicKeyInfo, or PEM); the timestamp may be at most
+//! `max_signature_age_secs` from `now`.
+
+mod json;
+mod mailgun;
+mod postal;
+mod postmark;
+mod sendgrid;
+mod ses;
+mod util;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::str::FromStr;
+
+use http::HeaderMap;
+use mailledger_core::email::CanonicalEvent;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub use util::{EVENT_ID_CONTEXT, derive_event_id};
+
+/// The largest webhook body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// A webhook provider, named in `POST /v1/webhooks/{provider}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Postal (postalserver.io).
+    Postal,
+    /// Amazon SES notifications delivered by Amazon SNS.
+    Ses,
+    /// Postmark.
+    Postmark,
+    /// Mailgun.
+    Mailgun,
+    /// Twilio SendGrid.
+    Sendgrid,
+}
+
+impl Provider {
+    /// Every provider.
+    pub const ALL: [Provider; 5] = [
+        Self::Postal,
+        Self::Ses,
+        Self::Postmark,
+        Self::Mailgun,
+        Self::Sendgrid,
+    ];
+
+    /// The provider's name in URLs, configuration and the canonical
+    /// `provider` field: `postal`, `ses`, `postmark`, `mailgun`, `sendgrid`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postal => "postal",
+            Self::Ses => "ses",
+            Self::Postmark => "postmark",
+            Self::Mailgun => "mailgun",
+            Self::Sendgrid => "sendgrid",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Provider {
+    type Err = WebhookError;
+
+    /// Parses a provider name (exact, lower case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or(WebhookError::UnknownProvider)
+    }
+}
+
+/// A tenant's webhook secrets, from configuration. Every secret is optional;
+/// see the module docs for what a missing one means.
+///
+/// ```toml
+/// require_signatures = true
+/// mailgun_signing_key = "key-…"
+/// postal_public_key = "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQ…"
+/// sendgrid_public_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE…"
+/// sns_certificates = ["-----BEGIN CERTIFICATE-----\n…"]
+/// sns_topic_arns = ["arn:aws:sns:eu-west-1:123456789012:ses-events"]
+/// max_signature_age_secs = 300
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderSecrets {
+    /// Refuse webhooks of a signing provider whose secret is not configured
+    /// (default `true`). With `false` such webhooks are accepted unverified;
+    /// a configured secret is always checked either way.
+    pub require_signatures: bool,
+    /// Mailgun's HTTP webhook signing key.
+    pub mailgun_signing_key: Option<String>,
+    /// The Postal server's RSA public key: base64 DER (as Postal shows it),
+    /// PEM, or the DKIM record holding it in `p=`.
+    pub postal_public_key: Option<String>,
+    /// SendGrid's signed event webhook verification key (ECDSA P-256): base64
+    /// DER SubjectPublicKeyInfo as SendGrid shows it, or PEM.
+    pub sendgrid_public_key: Option<String>,
+    /// SNS signing certificates (PEM) trusted for SES notifications. They
+    /// are never downloaded: copy the certificate that the `SigningCertURL`
+    /// of your topic's messages names.
+    pub sns_certificates: Vec<String>,
+    /// When not empty, the only SNS topics accepted.
+    pub sns_topic_arns: Vec<String>,
+    /// How far (seconds) a signed timestamp (Mailgun, SendGrid) may be from
+    /// now; default 300.
+    pub max_signature_age_secs: i64,
+}
+
+impl Default for ProviderSecrets {
+    fn default() -> Self {
+        Self {
+            require_signatures: true,
+            mailgun_signing_key: None,
+            postal_public_key: None,
+            sendgrid_public_key: None,
+            sns_certificates: Vec::new(),
+            sns_topic_arns: Vec::new(),
+            max_signature_age_secs: 300,
+        }
+    }
+}
+
+impl fmt::Debug for ProviderSecrets {
+    /// Shows which secrets are configured, never the Mailgun key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderSecrets")
+            .field("require_signatures", &self.require_signatures)
+            .field(
+                "mailgun_signing_key",
+                &self.mailgun_signing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("postal_public_key", &self.postal_public_key.is_some())
+            .field("sendgrid_public_key", &self.sendgrid_public_key.is_some())
+            .field("sns_certificates", &self.sns_certificates.len())
+            .field("sns_topic_arns", &self.sns_topic_arns)
+            .field("max_signature_age_secs", &self.max_signature_age_secs)
+            .finish()
+    }
+}
+
+impl ProviderSecrets {
+    /// The outcome for a provider whose secret is not configured.
+    fn unsigned(&self, provider: Provider) -> Result<Authentication, WebhookError> {
+        if self.require_signatures {
+            Err(WebhookError::NotConfigured { provider })
+        } else {
+            Ok(Authentication::Unverified)
+        }
+    }
+}
+
+/// How a webhook was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// Its signature verified under the configured secret.
+    Verified,
+    /// No secret is configured and the secrets allow unsigned webhooks.
+    Unverified,
+    /// The provider signs nothing (Postmark); the caller's own
+    /// authentication of the request is all there is.
+    ProviderDoesNotSign,
+}
+
+/// A provider event that has no place in the canonical taxonomy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The JSON path of the event (`event`, `[3]`, `Message.eventType`).
+    pub field: String,
+    /// The provider's event type (from the adapter's own list, never copied
+    /// from the payload).
+    pub event_type: &'static str,
+}
+
+/// Whether an SNS message subscribes or unsubscribes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnsConfirmationKind {
+    /// `SubscriptionConfirmation`.
+    Subscribe,
+    /// `UnsubscribeConfirmation`.
+    Unsubscribe,
+}
+
+/// An SNS subscription or unsubscription confirmation: to be recorded and
+/// shown to an operator. The `SubscribeURL` is never followed here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsConfirmation {
+    /// Subscribe or unsubscribe.
+    pub kind: SnsConfirmationKind,
+    /// The topic.
+    pub topic_arn: String,
+    /// SNS's message id.
+    pub message_id: String,
+    /// When SNS sent it.
+    pub timestamp: OffsetDateTime,
+    /// The URL that would confirm the subscription (not fetched).
+    pub subscribe_url: Option<String>,
+    /// How the message was authenticated.
+    pub authentication: Authentication,
+}
+
+/// What a webhook request amounts to.
+#[derive(Debug, Clone)]
+pub enum WebhookOutcome {
+    /// Canonical events to append (possibly none).
+    Events {
+        /// The events, each accepted by [`CanonicalEvent::validate`].
+        events: Vec<CanonicalEvent>,
+        /// Provider events with no canonical type.
+        skipped: Vec<Skipped>,
+        /// How the request was authenticated.
+        authentication: Authentication,
+    },
+    /// An SNS subscription (un)confirmation.
+    SubscriptionConfirmation(SnsConfirmation),
+}
+
+/// A refused webhook. No message ever contains a value of the payload: a
+/// field is named by its JSON path only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// The provider name is not one of [`Provider::ALL`].
+    #[error("unknown webhook provider")]
+    UnknownProvider,
+    /// The body is larger than [`MAX_BODY_BYTES`].
+    #[error("webhook body larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    /// The provider signs but this tenant configured no secret for it and
+    /// requires signatures.
+    #[error("no {provider} webhook secret is configured and unsigned webhooks are not allowed")]
+    NotConfigured {
+        /// The provider.
+        provider: Provider,
+    },
+    /// A configured secret cannot be used.
+    #[error("the configured {provider} webhook secret is unusable: {reason}")]
+    BadSecret {
+        /// The provider.
+        provider: Provider,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The signature (header or field) is absent.
+    #[error("missing webhook signature: {what}")]
+    MissingSignature {
+        /// Which header or field.
+        what: &'static str,
+    },
+    /// The signature does not verify.
+    #[error("bad webhook signature: {what}")]
+    BadSignature {
+        /// Which header or field.
+        what: &'static str,
+    },
+    /// The signed timestamp is too far from now (a replay, or a clock off).
+    #[error("signed timestamp `{field}` is more than {max_age_secs} s from now")]
+    StaleTimestamp {
+        /// Which header or field.
+        field: &'static str,
+        /// The allowed distance.
+        max_age_secs: i64,
+    },
+    /// The SNS `SigningCertURL` is not an SNS certificate URL.
+    #[error("field `SigningCertURL` is not an https URL on sns.<region>.amazonaws.com")]
+    UntrustedCertUrl,
+    /// The SNS topic is not among the configured ones.
+    #[error("field `TopicArn` is not an allowed SNS topic")]
+    TopicNotAllowed,
+    /// The body is not JSON.
+    #[error("webhook body is not valid JSON (line {line}, column {column})")]
+    InvalidJson {
+        /// The line of the error.
+        line: usize,
+        /// The column of the error.
+        column: usize,
+    },
+    /// A field is missing, mistyped or unusable.
+    #[error("malformed webhook payload: field `{field}` {problem}")]
+    Malformed {
+        /// The JSON path of the field.
+        field: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// The event type field holds a type this adapter does not know.
+    #[error("unknown webhook event type in field `{field}`")]
+    UnknownEvent {
+        /// The JSON path of the type field.
+        field: String,
+    },
+    /// A mapped event broke a rule of the canonical taxonomy (the core's
+    /// message, which names the field and never its value).
+    #[error("webhook event refused by the canonical checks: {detail}")]
+    Rejected {
+        /// The core's message.
+        detail: String,
+    },
+}
+
+/// How the API should answer a [`WebhookError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookErrorKind {
+    /// The request is not authentic (401).
+    Unauthenticated,
+    /// The request is malformed (400).
+    Invalid,
+    /// The request is too large (413).
+    TooLarge,
+    /// The tenant's configuration prevents checking it (the provider should
+    /// retry later; 503 or 500).
+    Configuration,
+}
+
+impl WebhookError {
+    /// The JSON path (or header name) of the field the error is about, for
+    /// a 400 that names it.
+    #[must_use]
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Malformed { field, .. } | Self::UnknownEvent { field } => Some(field),
+            Self::MissingSignature { what } | Self::BadSignature { what } => Some(what),
+            Self::StaleTimestamp { field, .. } => Some(field),
+            Self::UntrustedCertUrl => Some("SigningCertURL"),
+            Self::TopicNotAllowed => Some("TopicArn"),
+            _ => None,
+        }
+    }
+
+    /// The kind of error, for choosing the HTTP status.
+    #[must_use]
+    pub fn kind(&self) -> WebhookErrorKind {
+        match self {
+            Self::MissingSignature { .. }
+            | Self::BadSignature { .. }
+            | Self::StaleTimestamp { .. }
+            | Self::UntrustedCertUrl
+            | Self::TopicNotAllowed => WebhookErrorKind::Unauthenticated,
+            Self::NotConfigured { .. } | Self::BadSecret { .. } => WebhookErrorKind::Configuration,
+            Self::TooLarge => WebhookErrorKind::TooLarge,
+            Self::UnknownProvider
+            | Self::InvalidJson { .. }
+            | Self::Malformed { .. }
+            | Self::UnknownEvent { .. }
+            | Self::Rejected { .. } => WebhookErrorKind::Invalid,
+        }
+    }
+}
+
+/// Checks a provider webhook's signature and maps its payload onto canonical
+/// events (or an SNS subscription confirmation).
+///
+/// `headers` are the request's headers, `body` its raw bytes (signatures
+/// cover the exact bytes), `secrets` the tenant's, `now_unix_secs` the
+/// current time (for timestamp freshness and certificate validity).
+///
+/// # Errors
+/// A [`WebhookError`]: an authentication failure, a malformed payload, an
+/// unknown event type. Its message names fields, never values.
+pub fn parse(
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &ProviderSecrets,
+    now_unix_secs: i64,
+) -> Result<WebhookOutcome, WebhookError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(WebhookError::TooLarge);
+    }
+    match provider {
+        Provider::Postal => postal::parse(headers, body, secrets),
+        Provider::Ses => ses::parse(headers, body, secrets, now_unix_secs),
+        Provider::Postmark => postmark::parse(body),
+        Provider::Mailgun => mailgun::parse(body, secrets, now_unix_secs),
+        Provider::Sendgrid => sendgrid::parse(headers, body, secrets, now_unix_secs),
+    }
+}

@@ -1,0 +1,283 @@
+//! The admin API (scope `admin`): tenants, API keys, webhook secrets.
+//!
+//! The admin scope is operator-wide: an admin key manages every tenant, not
+//! only its own. The same operations are `mailledger tenant …` and
+//! `mailledger key …` on the command line.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::access::{AccessError, AccessStore, KeyInfo, Scope, TenantInfo};
+use crate::auth::{Auth, scope};
+use crate::json::ApiJson;
+use crate::problem::{Problem, ProblemBody, ProblemType};
+use crate::routes::schemas;
+use crate::state::AppState;
+
+impl From<AccessError> for Problem {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Invalid(m) => Problem::invalid(m),
+            AccessError::TenantExists(_) => {
+                Problem::new(ProblemType::Conflict, "the tenant exists already")
+            }
+            AccessError::UnknownTenant(_) => Problem::not_found("tenant"),
+            AccessError::UnknownKey(_) => Problem::not_found("key"),
+            e @ (AccessError::Io { .. } | AccessError::Corrupt { .. }) => {
+                tracing::error!(error = %e, "access store failure");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+/// Runs a blocking access store operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    access: &Arc<AccessStore>,
+    f: impl FnOnce(&AccessStore) -> Result<T, AccessError> + Send + 'static,
+) -> Result<T, Problem> {
+    let a = Arc::clone(access);
+    tokio::task::spawn_blocking(move || f(&a))
+        .await
+        .map_err(|_| Problem::internal())?
+        .map_err(Problem::from)
+}
+
+/// `POST /v1/admin/tenants`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// The name: 1 to 64 of a-z 0-9 _ -.
+    pub name: String,
+}
+
+/// A list of tenants.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantList {
+    /// The tenants, by name.
+    pub tenants: Vec<TenantInfo>,
+}
+
+/// `POST /v1/admin/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// The tenant the key acts for.
+    pub tenant: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// A label (no `@`).
+    pub name: Option<String>,
+}
+
+/// A new key: `key` is shown this once and never again.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedKey {
+    /// The API key, `mlk_<id>_<secret>`.
+    pub key: String,
+    /// The key's details.
+    #[serde(flatten)]
+    pub info: KeyInfo,
+}
+
+/// A list of keys (never their secrets).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyList {
+    /// The keys, by id.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// Filters of `GET /v1/admin/keys`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct KeysQuery {
+    /// Only this tenant's keys.
+    pub tenant: Option<String>,
+}
+
+/// Creates a tenant.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants",
+    tag = "admin",
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created", body = TenantInfo),
+        (status = 400, description = "A bad name", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant exists", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+    ApiJson(req): ApiJson<CreateTenant>,
+) -> Result<(StatusCode, ApiJson<TenantInfo>), Problem> {
+    let t = blocking(&state.access, move |a| a.create_tenant(&req.name)).await?;
+    Ok((StatusCode::CREATED, ApiJson(t)))
+}
+
+/// Lists tenants.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The tenants", body = TenantList),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+) -> Result<ApiJson<TenantList>, Problem> {
+    let tenants = blocking(&state.access, AccessStore::tenants).await?;
+    Ok(ApiJson(TenantList { tenants }))
+}
+
+/// Creates an API key; the answer holds the key, shown this once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/keys",
+    tag = "admin",
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "Created", body = CreatedKey),
+        (status = 400, description = "No scopes or a bad name", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn create_key(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+    ApiJson(req): ApiJson<CreateKey>,
+) -> Result<(StatusCode, ApiJson<CreatedKey>), Problem> {
+    let (info, key) = blocking(&state.access, move |a| {
+        a.create_key(&req.tenant, &req.scopes, req.name.as_deref())
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedKey {
+            key: key.as_str().to_owned(),
+            info,
+        }),
+    ))
+}
+
+/// Lists API keys (never their secrets).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/keys",
+    tag = "admin",
+    params(KeysQuery),
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+        (status = 400, description = "An unknown query parameter", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+    query: Result<Query<KeysQuery>, QueryRejection>,
+) -> Result<ApiJson<KeyList>, Problem> {
+    let Query(q) = query.map_err(|_| Problem::invalid("the query string takes only `tenant`"))?;
+    let keys = blocking(&state.access, move |a| a.keys(q.tenant.as_deref())).await?;
+    Ok(ApiJson(KeyList { keys }))
+}
+
+/// Revokes an API key (idempotent); it fails authentication from then on.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/keys/{id}/revoke",
+    tag = "admin",
+    params(("id" = String, Path, description = "The key id (the part after `mlk_`)")),
+    responses(
+        (status = 200, description = "Revoked", body = KeyInfo),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such key", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+    Path(id): Path<String>,
+) -> Result<ApiJson<KeyInfo>, Problem> {
+    let info = blocking(&state.access, move |a| a.revoke_key(&id)).await?;
+    Ok(ApiJson(info))
+}
+
+/// Sets a tenant's webhook secrets (replacing any set before).
+///
+/// The body is one document with every provider's secret; it is checked,
+/// sealed under a key derived from the KEK, and never shown again (tenant
+/// listings show only which providers are configured).
+#[utoipa::path(
+    put,
+    path = "/v1/admin/tenants/{tenant}/webhook-secrets",
+    tag = "admin",
+    params(("tenant" = String, Path, description = "The tenant")),
+    request_body = schemas::WebhookSecrets,
+    responses(
+        (status = 204, description = "Set"),
+        (status = 400, description = "A field that is not a webhook setting, or a value of the wrong type", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn set_webhook_secrets(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+    Path(tenant): Path<String>,
+    ApiJson(doc): ApiJson<Box<RawValue>>,
+) -> Result<StatusCode, Problem> {
+    let text = zeroize::Zeroizing::new(doc.get().to_owned());
+    blocking(&state.access, move |a| {
+        a.set_webhook_secrets(&tenant, Some(text.as_str()))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a tenant's webhook secrets.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/tenants/{tenant}/webhook-secrets",
+    tag = "admin",
+    params(("tenant" = String, Path, description = "The tenant")),
+    responses(
+        (status = 204, description = "Removed (or none were set)"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn remove_webhook_secrets(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+    Path(tenant): Path<String>,
+) -> Result<StatusCode, Problem> {
+    blocking(&state.access, move |a| a.set_webhook_secrets(&tenant, None)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

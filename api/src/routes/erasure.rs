@@ -1,0 +1,205 @@
+//! Erasure and export: `POST /v1/erasures`, `GET /v1/erasures/{request_id}`,
+//! `POST /v1/contacts/export`. Addresses travel only in request bodies.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use mailledger_core::crypto::Personal;
+use mailledger_core::email::{ContactRef, ErasureReceipt};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{Auth, scope};
+use crate::json::ApiJson;
+use crate::problem::{Problem, ProblemBody};
+use crate::routes::schemas;
+use crate::state::AppState;
+
+/// The most events an export returns; beyond it `truncated` is true.
+pub const MAX_EXPORT_EVENTS: usize = 100_000;
+
+/// `POST /v1/erasures`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// The contact's address; normalised and hashed, never stored.
+    #[schema(value_type = String, example = "ann@example.org")]
+    pub address: Personal,
+    /// Your id for the request (1 to 128 of A-Z a-z 0-9 - _ . :); a new
+    /// UUID when absent. The same id returns the same receipt.
+    pub request_id: Option<String>,
+}
+
+/// Proof that a contact's key was destroyed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Receipt {
+    /// The request id.
+    pub request_id: String,
+    /// The erased contact's pseudonym (32 hex digits).
+    pub contact: String,
+    /// When the key was destroyed (RFC 3339).
+    pub erased_at: String,
+    /// The position of the `erased` event in the log.
+    pub position: u64,
+    /// How many of the contact's events became unreadable.
+    pub events_unreadable: u64,
+}
+
+impl From<ErasureReceipt> for Receipt {
+    fn from(r: ErasureReceipt) -> Self {
+        Self {
+            request_id: r.request_id,
+            contact: r.contact,
+            erased_at: r.erased_at,
+            position: r.position,
+            events_unreadable: r.events_unreadable,
+        }
+    }
+}
+
+/// `POST /v1/contacts/export`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// The contact's address.
+    #[schema(value_type = String, example = "ann@example.org")]
+    pub address: Personal,
+}
+
+/// Everything held about a contact, decrypted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExportResponse {
+    /// The contact's pseudonym.
+    pub contact: String,
+    /// Whether the contact was erased (its personal fields read
+    /// `{"erased": true}`).
+    pub erased: bool,
+    /// The contact's events in order, each personal field in plaintext or
+    /// `{"erased": true}`.
+    #[schema(value_type = Vec<schemas::ReadEvent>)]
+    pub events: Vec<serde_json::Value>,
+    /// True when more than the maximum were held and only the first were
+    /// returned.
+    pub truncated: bool,
+}
+
+/// Erases a contact: destroys its key and returns the receipt.
+///
+/// Afterwards every personal field of its events reads `{"erased": true}`;
+/// the log's hash chain still verifies. Idempotent: the same request id, or
+/// any request for a contact already erased, returns the first receipt.
+#[utoipa::path(
+    post,
+    path = "/v1/erasures",
+    tag = "erasure",
+    request_body = ErasureRequest,
+    responses(
+        (status = 200, description = "The receipt", body = Receipt),
+        (status = 400, description = "A bad address or request id", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the erase scope", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn erase(
+    State(state): State<AppState>,
+    auth: Auth<scope::Erase>,
+    ApiJson(req): ApiJson<ErasureRequest>,
+) -> Result<ApiJson<Receipt>, Problem> {
+    let request_id = req.request_id.unwrap_or_else(|| Uuid::now_v7().to_string());
+    let receipt = state
+        .email
+        .erase(auth.tenant(), ContactRef::Address(req.address), &request_id)
+        .await?;
+    state.metrics.erasures.inc();
+    Ok(ApiJson(receipt.into()))
+}
+
+/// The receipt of an earlier erasure request, again.
+///
+/// Another tenant's request id answers exactly like an unknown one.
+#[utoipa::path(
+    get,
+    path = "/v1/erasures/{request_id}",
+    tag = "erasure",
+    params(("request_id" = String, Path, description = "The erasure's request id")),
+    responses(
+        (status = 200, description = "The receipt", body = Receipt),
+        (status = 400, description = "A malformed request id", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such erasure", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn receipt(
+    State(state): State<AppState>,
+    auth: Auth<scope::EraseOrRead>,
+    Path(request_id): Path<String>,
+) -> Result<ApiJson<Receipt>, Problem> {
+    match state.email.receipt(auth.tenant(), &request_id).await? {
+        Some(r) => Ok(ApiJson(r.into())),
+        None => Err(Problem::not_found("erasure")),
+    }
+}
+
+/// Everything held about a contact, decrypted: for a data subject access
+/// request.
+///
+/// A contact never seen (or another tenant's) answers with no events.
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/export",
+    tag = "erasure",
+    request_body = ExportRequest,
+    responses(
+        (status = 200, description = "The contact's events", body = ExportResponse),
+        (status = 400, description = "Not an address", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the read scope", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn export(
+    State(state): State<AppState>,
+    auth: Auth<scope::Read>,
+    ApiJson(req): ApiJson<ExportRequest>,
+) -> Result<ApiJson<ExportResponse>, Problem> {
+    let tenant = auth.tenant().to_owned();
+    let email = Arc::clone(&state.email);
+    let t = tenant.clone();
+    // The tenant's secret is made (and synced) on its first use.
+    let contact = tokio::task::spawn_blocking(move || email.pseudonym(&t, &req.address))
+        .await
+        .map_err(|_| Problem::internal())??;
+    let stream = contact.stream();
+    let log = state.email.log();
+    let mut events = Vec::new();
+    let mut erased = false;
+    let mut version = 0;
+    let mut truncated = false;
+    loop {
+        let batch = log.read_stream(&tenant, &stream, version, 1000).await?;
+        let Some(last) = batch.last() else { break };
+        version = last.stream_version + 1;
+        for r in &batch {
+            if let Some(e) = state.email.open(r)? {
+                erased |= e.is_erased() || r.event_type == "erased";
+                if events.len() >= MAX_EXPORT_EVENTS {
+                    truncated = true;
+                    break;
+                }
+                events.push(e.to_json());
+            }
+        }
+        if truncated {
+            break;
+        }
+    }
+    Ok(ApiJson(ExportResponse {
+        contact: contact.to_string(),
+        erased,
+        events,
+        truncated,
+    }))
+}

@@ -1,0 +1,154 @@
+//! `POST /v1/events`: canonical events in, positions out.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::extract::State;
+use mailledger_core::email::{CanonicalEvent, parse_event};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{Auth, scope};
+use crate::json::ApiJson;
+use crate::problem::{Problem, ProblemBody};
+use crate::routes::schemas;
+use crate::state::AppState;
+
+/// The body of `POST /v1/events`: `{"events": [...]}`, 1 to 1,000 canonical
+/// events (the limit is configurable).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestBody {
+    events: Vec<Box<RawValue>>,
+}
+
+/// The body of `POST /v1/events` as documented.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct IngestRequest {
+    /// The events, appended atomically (all or none). At most 1,000.
+    events: Vec<schemas::CanonicalEvent>,
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventOutcome {
+    /// The event id.
+    pub id: Uuid,
+    /// Its position in the log.
+    pub position: u64,
+    /// True when the log held the id already: nothing was written and the
+    /// position is the original one.
+    pub duplicate: bool,
+}
+
+/// The answer to `POST /v1/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IngestResponse {
+    /// Events written by this request.
+    pub appended: usize,
+    /// Events whose id the log already held.
+    pub duplicates: usize,
+    /// One outcome per event, in request order.
+    pub events: Vec<EventOutcome>,
+}
+
+/// Parses the events of a batch, naming the index and field of a bad one.
+pub(crate) fn parse_batch(
+    raw: &[Box<RawValue>],
+    max: usize,
+) -> Result<Vec<CanonicalEvent>, Problem> {
+    if raw.is_empty() || raw.len() > max {
+        return Err(Problem::invalid(format!(
+            "field `events`: give 1 to {max} events per request (got {})",
+            raw.len()
+        )));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            parse_event(r.get()).map_err(|e| match e {
+                mailledger_core::Error::InvalidInput(m) => {
+                    Problem::invalid(format!("event {i}: {m}"))
+                }
+                other => Problem::from(other),
+            })
+        })
+        .collect()
+}
+
+/// Appends parsed events for `tenant`, with metrics.
+pub(crate) async fn append_events(
+    state: &AppState,
+    tenant: &str,
+    events: Vec<CanonicalEvent>,
+) -> Result<IngestResponse, Problem> {
+    let types: HashMap<Uuid, String> = events
+        .iter()
+        .map(|e| (e.id, e.event_type.clone()))
+        .collect();
+    let started = Instant::now();
+    let out = state.email.append(tenant, events).await?;
+    state
+        .metrics
+        .append_duration
+        .observe(started.elapsed().as_secs_f64());
+    let mut appended = 0;
+    let mut duplicates = 0;
+    for a in &out {
+        if a.duplicate {
+            duplicates += 1;
+            state.metrics.events_duplicate.inc();
+        } else {
+            appended += 1;
+            let t = types.get(&a.id).map_or("unknown", String::as_str);
+            state.metrics.events_appended.with_label_values(&[t]).inc();
+        }
+    }
+    Ok(IngestResponse {
+        appended,
+        duplicates,
+        events: out
+            .into_iter()
+            .map(|a| EventOutcome {
+                id: a.id,
+                position: a.position,
+                duplicate: a.duplicate,
+            })
+            .collect(),
+    })
+}
+
+/// Appends a batch of canonical events.
+///
+/// Every event is checked before anything is written, and the batch is
+/// appended atomically. Idempotent by event id: an id the log already holds
+/// is not written again and answers its original position, so a retried
+/// batch appends nothing and returns the same positions.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "ingest",
+    request_body = IngestRequest,
+    responses(
+        (status = 200, description = "Appended (or already present)", body = IngestResponse),
+        (status = 400, description = "A malformed event, named by index and field; nothing was written", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the ingest scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn ingest(
+    State(state): State<AppState>,
+    auth: Auth<scope::Ingest>,
+    ApiJson(body): ApiJson<IngestBody>,
+) -> Result<ApiJson<IngestResponse>, Problem> {
+    let events = parse_batch(&body.events, state.limits.max_events_per_request)?;
+    append_events(&state, auth.tenant(), events)
+        .await
+        .map(ApiJson)
+}

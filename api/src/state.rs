@@ -1,0 +1,206 @@
+//! The state every handler shares: [`AppState`], its [`Limits`], the
+//! readiness flag and the per-key rate limiter.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use mailledger_core::email::EmailLedger;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::access::AccessStore;
+use crate::metrics::Metrics;
+
+/// Limits on requests. Every field has a default; a configuration file or
+/// environment variables override them (see `mailledger serve --help`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// The largest request body, in bytes (413 above). Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// The most events in one `POST /v1/events` (400 above). Default 1,000.
+    pub max_events_per_request: usize,
+    /// How long a request may take before it is answered 503, in
+    /// milliseconds. Default 30,000.
+    pub request_timeout_ms: u64,
+    /// Requests handled at once; more are answered 503 at once. Default 1,024.
+    pub max_concurrent_requests: usize,
+    /// Requests per second each API key may make on average (a token
+    /// bucket); 0 turns the limit off. Default 1,000.
+    pub rate_limit_per_second: f64,
+    /// The bucket's size: how many requests a key may make in a burst.
+    /// Default 2,000.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_events_per_request: 1000,
+            request_timeout_ms: 30_000,
+            max_concurrent_requests: 1024,
+            rate_limit_per_second: 1000.0,
+            rate_limit_burst: 2000,
+        }
+    }
+}
+
+impl Limits {
+    /// The request timeout.
+    #[must_use]
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+}
+
+/// Whether the server is ready: `GET /readyz` answers 200 once set. The
+/// server sets it after start-up (later: once projections caught up).
+#[derive(Debug, Clone, Default)]
+pub struct ReadyFlag(Arc<AtomicBool>);
+
+impl ReadyFlag {
+    /// Sets readiness.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    /// Whether ready.
+    #[must_use]
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A token bucket per API key, in memory.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `per_second` tokens a second, at most `burst` saved; 0 turns it off.
+    #[must_use]
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        Self {
+            per_second,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `key`: `Ok` or `Err(seconds to wait)`.
+    ///
+    /// # Errors
+    /// The seconds until a token is available, rounded up.
+    pub fn take(&self, key: &str) -> Result<(), u64> {
+        if self.per_second <= 0.0 || !self.per_second.is_finite() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tokens, at) = b.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - *tokens) / self.per_second;
+            // Truncation is fine: the value is small and positive.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Err(wait.ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// What every handler shares. Cheap to clone (every field is shared).
+///
+/// To add a dependency for new routes, add a field here and set it in
+/// [`AppState::new`] (or with a builder method like
+/// [`AppState::with_limits`]), so that existing callers keep compiling.
+#[derive(Clone)]
+pub struct AppState {
+    /// The email layer: append, open, erase, receipts.
+    pub email: Arc<EmailLedger>,
+    /// Tenants, API keys and provider secrets.
+    pub access: Arc<AccessStore>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Request limits.
+    pub limits: Arc<Limits>,
+    /// Readiness, for `GET /readyz`.
+    pub ready: ReadyFlag,
+    /// Per-key rate limiter.
+    pub rate: Arc<RateLimiter>,
+    /// Permits for requests in flight (the global concurrency limit).
+    pub inflight: Arc<Semaphore>,
+    // Projections plug in here, as
+    //     pub projections: Option<Arc<mailledger_projections::Projections>>,
+    // set to `None` in `new` and by a `with_projections` builder; the
+    // projection-backed handlers answer 503 while it is `None`.
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("limits", &self.limits)
+            .field("ready", &self.ready.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The state over an email ledger and an access store, with default
+    /// limits, fresh metrics, and not ready.
+    #[must_use]
+    pub fn new(email: Arc<EmailLedger>, access: Arc<AccessStore>) -> Self {
+        let limits = Limits::default();
+        Self {
+            email,
+            access,
+            metrics: Arc::new(Metrics::new()),
+            rate: Arc::new(RateLimiter::new(
+                limits.rate_limit_per_second,
+                limits.rate_limit_burst,
+            )),
+            inflight: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
+            limits: Arc::new(limits),
+            ready: ReadyFlag::default(),
+        }
+    }
+
+    /// The same state with other limits (and a rate limiter and concurrency
+    /// limit to match).
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.rate = Arc::new(RateLimiter::new(
+            limits.rate_limit_per_second,
+            limits.rate_limit_burst,
+        ));
+        self.inflight = Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1)));
+        self.limits = Arc::new(limits);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_asks_to_wait() {
+        let r = RateLimiter::new(1.0, 3);
+        for _ in 0..3 {
+            assert!(r.take("k").is_ok());
+        }
+        assert_eq!(r.take("k"), Err(1));
+        assert!(r.take("other").is_ok());
+        assert!(RateLimiter::new(0.0, 1).take("k").is_ok());
+    }
+}

@@ -1,0 +1,911 @@
+//! The HTTP API through `router(state)`, one request at a time.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use base64::Engine as _;
+use common::{env, env_with, event, uuid};
+use mailledger_api::{Limits, Scope};
+use serde_json::{Value, json};
+
+const PROBLEM: &str = "application/problem+json";
+
+#[tokio::test]
+async fn every_auth_failure_answers_the_same_401() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Read]);
+    let revoked = e.key("acme", &[Scope::Read]);
+    let revoked_id = revoked.split('_').nth(1).unwrap().to_owned();
+    e.state.access.revoke_key(&revoked_id).unwrap();
+    let (id, _) = key.trim_start_matches("mlk_").split_once('_').unwrap();
+    let wrong_secret = format!("mlk_{id}_{}", "0".repeat(48));
+    let unknown_id = format!("mlk_{}_{}", "1".repeat(16), "2".repeat(48));
+    let body = json!({"address": "ann@example.org"});
+    let headers: Vec<Option<String>> = vec![
+        None,
+        Some("Bearer".into()),
+        Some("Bearer junk".into()),
+        Some(format!("Bearer {wrong_secret}")),
+        Some(format!("Bearer {unknown_id}")),
+        Some(format!("Bearer {revoked}")),
+        Some(format!("Token {key}")),
+        Some("Basic !!!".into()),
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("api:{wrong_secret}"))
+        )),
+    ];
+    let mut first: Option<(StatusCode, Vec<u8>)> = None;
+    for h in headers {
+        let mut req =
+            Request::post("/v1/contacts/export").header(header::CONTENT_TYPE, "application/json");
+        if let Some(h) = &h {
+            req = req.header(header::AUTHORIZATION, h);
+        }
+        let r = e
+            .send(req.body(Body::from(body.to_string())).unwrap())
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{h:?}");
+        assert_eq!(r.content_type(), PROBLEM);
+        assert!(r.headers.contains_key(header::WWW_AUTHENTICATE));
+        match &first {
+            None => first = Some((r.status, r.body.to_vec())),
+            Some((_, b)) => assert_eq!(b, &r.body.to_vec(), "{h:?}"),
+        }
+    }
+    // The valid key works.
+    let r = e
+        .call(Method::POST, "/v1/contacts/export", Some(&key), Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_key_works_as_the_basic_auth_password() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest]);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("postal:{key}"));
+    let body = json!({"events": [event(&uuid(), "sent", "ann@example.org", "m-1")]});
+    let req = Request::post("/v1/events")
+        .header(header::AUTHORIZATION, format!("Basic {basic}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let r = e.send(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["appended"], 1);
+}
+
+#[tokio::test]
+async fn a_key_without_the_scope_gets_403() {
+    let e = env();
+    let ingest = e.key("acme", &[Scope::Ingest]);
+    let read = e.key("acme", &[Scope::Read]);
+    let cases = [
+        (
+            Method::POST,
+            "/v1/contacts/export",
+            &ingest,
+            Some(json!({"address": "a@b.example"})),
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            &read,
+            Some(json!({"events": []})),
+        ),
+        (
+            Method::POST,
+            "/v1/erasures",
+            &read,
+            Some(json!({"address": "a@b.example"})),
+        ),
+        (Method::GET, "/v1/admin/tenants", &read, None),
+        (
+            Method::POST,
+            "/v1/admin/keys",
+            &ingest,
+            Some(json!({"tenant": "acme", "scopes": ["admin"]})),
+        ),
+    ];
+    for (m, uri, key, body) in cases {
+        let r = e.call(m, uri, Some(key), body.as_ref()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{uri}");
+        assert_eq!(r.content_type(), PROBLEM);
+        assert_eq!(r.json()["type"], "urn:mailledger:problem:forbidden");
+    }
+}
+
+#[tokio::test]
+async fn another_tenants_receipt_answers_exactly_like_a_missing_one() {
+    let e = env();
+    let acme = e.key("acme", &[Scope::Erase, Scope::Read]);
+    let other = e.key("globex", &[Scope::Erase, Scope::Read]);
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/erasures",
+            Some(&acme),
+            Some(&json!({"address": "ann@example.org", "request_id": "dsr-1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let mine = e
+        .call(Method::GET, "/v1/erasures/dsr-1", Some(&acme), None)
+        .await;
+    assert_eq!(mine.status, StatusCode::OK);
+    assert_eq!(mine.json(), r.json());
+    let theirs = e
+        .call(Method::GET, "/v1/erasures/dsr-1", Some(&other), None)
+        .await;
+    let missing = e
+        .call(Method::GET, "/v1/erasures/dsr-2", Some(&other), None)
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    assert_eq!(theirs.status, missing.status);
+    assert_eq!(theirs.body, missing.body);
+    assert_eq!(theirs.content_type(), PROBLEM);
+}
+
+#[tokio::test]
+async fn a_retried_batch_appends_nothing_and_returns_the_same_positions() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest]);
+    let body = json!({"events": [
+        event(&uuid(), "sent", "ann@example.org", "m-1"),
+        event(&uuid(), "delivered", "ann@example.org", "m-1"),
+        event(&uuid(), "bounced", "bob@example.org", "m-2"),
+    ]});
+    let first = e
+        .call(Method::POST, "/v1/events", Some(&key), Some(&body))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.json()["appended"], 3);
+    let head = e.state.email.log().head();
+    let again = e
+        .call(Method::POST, "/v1/events", Some(&key), Some(&body))
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["appended"], 0);
+    assert_eq!(again.json()["duplicates"], 3);
+    let positions = |v: &Value| -> Vec<u64> {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["position"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(positions(&first.json()), positions(&again.json()));
+    assert_eq!(e.state.email.log().head(), head);
+}
+
+#[tokio::test]
+async fn a_body_over_one_mib_is_413_problem_json() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest]);
+    let big = vec![b' '; 1024 * 1024 + 1];
+    let r = e
+        .send(
+            Request::post("/v1/events")
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(big))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.content_type(), PROBLEM);
+    assert_eq!(r.json()["status"], 413);
+    assert_eq!(r.json()["type"], "urn:mailledger:problem:payload-too-large");
+}
+
+#[tokio::test]
+async fn more_than_1000_events_is_400_and_nothing_is_written() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest]);
+    let events: Vec<Value> = (0..1001)
+        .map(|i| event(&uuid(), "sent", "ann@example.org", &format!("m-{i}")))
+        .collect();
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/events",
+            Some(&key),
+            Some(&json!({ "events": events })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.content_type(), PROBLEM);
+    assert!(r.json()["detail"].as_str().unwrap().contains("1000"));
+    assert_eq!(e.state.email.log().head(), 0);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_problems_naming_the_field_never_the_value() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest]);
+    let mut unknown = event(&uuid(), "sent", "zed@secret.example", "m-1");
+    unknown["colour"] = "zed@secret.example".into();
+    let mut wrong_type = event(&uuid(), "sent", "zed@secret.example", "m-1");
+    wrong_type["size"] = "zed@secret.example".into();
+    let cases = [
+        (json!({"events": [unknown]}).to_string(), "colour"),
+        (json!({"events": [wrong_type]}).to_string(), "event 0"),
+        (
+            json!({"events": [], "extra": "zed@secret.example"}).to_string(),
+            "extra",
+        ),
+        ("{\"events\": [".to_owned(), "not valid JSON"),
+        (
+            json!([event(&uuid(), "sent", "zed@secret.example", "m")]).to_string(),
+            "wrong type",
+        ),
+    ];
+    for (body, expect) in cases {
+        let r = e
+            .send(
+                Request::post("/v1/events")
+                    .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert_eq!(r.content_type(), PROBLEM);
+        let detail = r.json()["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains(expect), "{detail} should say {expect}");
+        assert!(!r.text().contains("zed"), "{} leaks a value", r.text());
+    }
+    // Not JSON at all.
+    let r = e
+        .send(
+            Request::post("/v1/events")
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("hello"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(r.content_type(), PROBLEM);
+    assert_eq!(e.state.email.log().head(), 0);
+}
+
+#[tokio::test]
+async fn erasure_then_export_shows_erased_markers() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest, Scope::Read, Scope::Erase]);
+    let body = json!({"events": [
+        event(&uuid(), "sent", "ann@Example.org", "m-1"),
+        event(&uuid(), "bounced", "ann@example.org", "m-1"),
+    ]});
+    let r = e
+        .call(Method::POST, "/v1/events", Some(&key), Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let addr = json!({"address": "ann@example.org"});
+    let before = e
+        .call(Method::POST, "/v1/contacts/export", Some(&key), Some(&addr))
+        .await;
+    assert_eq!(before.status, StatusCode::OK, "{}", before.text());
+    let b = before.json();
+    assert_eq!(b["erased"], false);
+    assert_eq!(b["events"].as_array().unwrap().len(), 2);
+    assert_eq!(b["events"][1]["diagnostic"], "550 5.1.1 user unknown");
+    let receipt = e
+        .call(
+            Method::POST,
+            "/v1/erasures",
+            Some(&key),
+            Some(&json!({"address": "ann@example.org", "request_id": "dsr-2026-001"})),
+        )
+        .await;
+    assert_eq!(receipt.status, StatusCode::OK, "{}", receipt.text());
+    let rj = receipt.json();
+    assert_eq!(rj["request_id"], "dsr-2026-001");
+    assert_eq!(rj["events_unreadable"], 2);
+    assert_eq!(rj["contact"], b["contact"]);
+    let again = e
+        .call(Method::GET, "/v1/erasures/dsr-2026-001", Some(&key), None)
+        .await;
+    assert_eq!(again.json(), rj);
+    let after = e
+        .call(Method::POST, "/v1/contacts/export", Some(&key), Some(&addr))
+        .await;
+    let a = after.json();
+    assert_eq!(a["erased"], true);
+    let events = a["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3, "{a}");
+    assert_eq!(events[0]["recipient"], json!({"erased": true}));
+    assert_eq!(events[1]["diagnostic"], json!({"erased": true}));
+    assert_eq!(events[2]["type"], "erased");
+    assert!(!after.text().contains("ann@"));
+    assert!(!after.text().contains("user unknown"));
+}
+
+#[tokio::test]
+async fn metrics_have_the_expected_families_and_no_address() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest, Scope::Erase]);
+    let body = json!({"events": [event(&uuid(), "sent", "canary@example.org", "m-1")]});
+    e.call(Method::POST, "/v1/events", Some(&key), Some(&body))
+        .await;
+    e.call(
+        Method::POST,
+        "/v1/erasures",
+        Some(&key),
+        Some(&json!({"address": "canary@example.org"})),
+    )
+    .await;
+    e.call(Method::GET, "/v1/erasures/canary", Some(&key), None)
+        .await;
+    e.call(Method::GET, "/no/such/canary@example.org", None, None)
+        .await;
+    let r = e.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.content_type().starts_with("text/plain"));
+    let text = r.text();
+    for family in [
+        "mailledger_http_requests_total",
+        "mailledger_http_request_duration_seconds_bucket",
+        "mailledger_events_appended_total{type=\"sent\"} 1",
+        "mailledger_append_duration_seconds",
+        "mailledger_erasures_total 1",
+        "mailledger_suppression_checks_total",
+        "mailledger_log_head",
+        "route=\"/v1/erasures/{request_id}\"",
+        "route=\"unmatched\"",
+    ] {
+        assert!(text.contains(family), "{family} missing from\n{text}");
+    }
+    assert!(!text.contains("canary"), "{text}");
+    assert!(!text.contains(&key));
+    // Projection lag is a gauge vec the lead sets.
+    e.state
+        .metrics
+        .projection_lag
+        .with_label_values(&["delivery"])
+        .set(7);
+    let r = e.call(Method::GET, "/metrics", None, None).await;
+    assert!(
+        r.text()
+            .contains("mailledger_projection_lag_events{projection=\"delivery\"} 7")
+    );
+}
+
+#[tokio::test]
+async fn readyz_follows_the_flag_and_healthz_always_answers() {
+    let e = env();
+    e.state.ready.set(false);
+    let r = e.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.content_type(), PROBLEM);
+    assert_eq!(
+        e.call(Method::GET, "/healthz", None, None).await.status,
+        StatusCode::OK
+    );
+    e.state.ready.set(true);
+    assert_eq!(
+        e.call(Method::GET, "/readyz", None, None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_problem_json() {
+    let e = env();
+    let r = e.call(Method::GET, "/v1/nothing", None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.content_type(), PROBLEM);
+    assert_eq!(r.json()["type"], "urn:mailledger:problem:no-route");
+    let r = e.call(Method::DELETE, "/v1/events", None, None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.content_type(), PROBLEM);
+    assert_eq!(r.json()["status"], 405);
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_answers_429_with_retry_after() {
+    let e = env_with(Limits {
+        rate_limit_per_second: 0.5,
+        rate_limit_burst: 2,
+        ..Limits::default()
+    });
+    let key = e.key("acme", &[Scope::Erase]);
+    for _ in 0..2 {
+        let r = e
+            .call(Method::GET, "/v1/erasures/x", Some(&key), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    let r = e
+        .call(Method::GET, "/v1/erasures/x", Some(&key), None)
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.content_type(), PROBLEM);
+    let wait: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Another key has its own bucket.
+    let other = e.key("acme", &[Scope::Erase]);
+    let r = e
+        .call(Method::GET, "/v1/erasures/x", Some(&other), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_admin_api_creates_tenants_and_keys_and_revokes_them() {
+    let e = env();
+    let admin = e.admin.clone();
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(&admin),
+            Some(&json!({"name": "acme"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(&admin),
+            Some(&json!({"name": "acme"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(&admin),
+            Some(&json!({"name": "Bad Name"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/admin/keys",
+            Some(&admin),
+            Some(&json!({"tenant": "acme", "scopes": ["ingest", "read"], "name": "mta"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let created = r.json();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with(&format!("mlk_{id}_")));
+    let list = e
+        .call(
+            Method::GET,
+            "/v1/admin/keys?tenant=acme",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.json()["keys"].as_array().unwrap().len(), 1);
+    assert!(
+        !list.text().contains(&key[21..]),
+        "the secret is never listed"
+    );
+    let bad_query = e
+        .call(Method::GET, "/v1/admin/keys?colour=red", Some(&admin), None)
+        .await;
+    assert_eq!(bad_query.status, StatusCode::BAD_REQUEST);
+    let export = json!({"address": "ann@example.org"});
+    let ok = e
+        .call(
+            Method::POST,
+            "/v1/contacts/export",
+            Some(&key),
+            Some(&export),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let r = e
+        .call(
+            Method::POST,
+            &format!("/v1/admin/keys/{id}/revoke"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json()["revoked_at"].is_string());
+    let denied = e
+        .call(
+            Method::POST,
+            "/v1/contacts/export",
+            Some(&key),
+            Some(&export),
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/admin/keys/0000000000000000/revoke",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = e
+        .call(
+            Method::PUT,
+            "/v1/admin/tenants/acme/webhook-secrets",
+            Some(&admin),
+            Some(&json!({"mailgun_signing_key": "key-abc"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let tenants = e
+        .call(Method::GET, "/v1/admin/tenants", Some(&admin), None)
+        .await;
+    assert!(tenants.text().contains("mailgun"));
+    assert!(!tenants.text().contains("key-abc"));
+    assert_eq!(
+        e.state
+            .access
+            .webhook_secrets("acme")
+            .unwrap()
+            .mailgun_signing_key
+            .as_deref(),
+        Some("key-abc")
+    );
+    let r = e
+        .call(
+            Method::PUT,
+            "/v1/admin/tenants/acme/webhook-secrets",
+            Some(&admin),
+            Some(&json!({"mailgun_key": "zed-secret"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text().contains("mailgun_key") && !r.text().contains("zed"));
+}
+
+/// Fills `{param}` segments of a documented path with a plausible value.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') && seg.ends_with('}') {
+                match seg {
+                    "{tenant}" => "default",
+                    "{provider}" => "mailgun",
+                    _ => "x",
+                }
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_openapi_document() {
+    let e = env();
+    let r = e.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = r.json();
+    assert_eq!(
+        doc,
+        serde_json::to_value(mailledger_api::openapi()).unwrap()
+    );
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["basic"]["scheme"], "basic");
+    let paths = doc["paths"].as_object().unwrap();
+    // Every documented operation is served: neither "no route" nor "method
+    // not allowed".
+    let mut operations = 0;
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let Ok(m) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            operations += 1;
+            let body = json!({});
+            let r = e
+                .call(m.clone(), &concrete(path), Some(&e.admin), Some(&body))
+                .await;
+            assert_ne!(
+                r.json()["type"],
+                "urn:mailledger:problem:no-route",
+                "{method} {path}"
+            );
+            assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            // Every operation documents its responses, and the
+            // authenticated ones their security.
+            assert!(op["responses"].is_object(), "{method} {path}");
+        }
+    }
+    // Every route the router serves is documented: each one answers a
+    // method not in the document with 405 (the path exists), and each
+    // served route below is in the document.
+    let served = [
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("POST", "/v1/events"),
+        ("POST", "/v1/erasures"),
+        ("GET", "/v1/erasures/{request_id}"),
+        ("POST", "/v1/contacts/export"),
+        ("POST", "/v1/admin/tenants"),
+        ("GET", "/v1/admin/tenants"),
+        ("POST", "/v1/admin/keys"),
+        ("GET", "/v1/admin/keys"),
+        ("POST", "/v1/admin/keys/{id}/revoke"),
+        ("PUT", "/v1/admin/tenants/{tenant}/webhook-secrets"),
+        ("DELETE", "/v1/admin/tenants/{tenant}/webhook-secrets"),
+        ("POST", "/v1/webhooks/{provider}"),
+    ];
+    for (m, p) in served {
+        assert!(
+            paths.get(p).and_then(|i| i.get(m.to_lowercase())).is_some(),
+            "{m} {p} is served but not documented"
+        );
+    }
+    assert!(operations >= served.len());
+    // Schemas referenced by the document exist.
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for piece in text.split("#/components/schemas/").skip(1) {
+        let name = piece.split('"').next().unwrap();
+        assert!(
+            schemas.contains_key(name),
+            "schema {name} is referenced but missing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn requests_over_the_concurrency_limit_answer_503_with_retry_after() {
+    let e = env_with(Limits {
+        max_concurrent_requests: 1,
+        ..Limits::default()
+    });
+    let held = std::sync::Arc::clone(&e.state.inflight)
+        .try_acquire_owned()
+        .unwrap();
+    let r = e.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.content_type(), PROBLEM);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    drop(held);
+    let r = e.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_address_in_an_erasure_or_export_error_is_never_echoed() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Read, Scope::Erase]);
+    for (uri, body) in [
+        (
+            "/v1/erasures",
+            json!({"address": "not-an-address-zed", "request_id": "r1"}),
+        ),
+        (
+            "/v1/erasures",
+            json!({"address": "zed@secret.example", "request_id": "bad id zed"}),
+        ),
+        ("/v1/contacts/export", json!({"address": "zed-without-at"})),
+        (
+            "/v1/contacts/export",
+            json!({"address": "zed@secret.example", "colour": 1}),
+        ),
+    ] {
+        let r = e.call(Method::POST, uri, Some(&key), Some(&body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}: {}", r.text());
+        assert_eq!(r.content_type(), PROBLEM);
+        assert!(!r.text().contains("zed"), "{}", r.text());
+    }
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bodies() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[\\[\\]{}\",:a-z0-9@ .-]{0,200}",
+            Just(r#"{"events": [{}]}"#.to_owned()),
+            Just(r#"{"events": null}"#.to_owned()),
+            Just(r#"{"address": 7}"#.to_owned()),
+            Just(r#"{"name": "", "scopes": ["x"]}"#.to_owned()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bodies_never_get_a_5xx_and_never_append(body in bodies(), truncate in 0usize..40) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let e = env();
+                let admin = e.admin.clone();
+                let cut = body.char_indices().nth(truncate).map_or(body.len(), |(i, _)| i);
+                for uri in [
+                    "/v1/events",
+                    "/v1/erasures",
+                    "/v1/contacts/export",
+                    "/v1/admin/tenants",
+                    "/v1/admin/keys",
+                ] {
+                    for b in [body.clone(), body[..cut].to_owned()] {
+                        let r = e
+                            .send(
+                                Request::post(uri)
+                                    .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+                                    .header(header::CONTENT_TYPE, "application/json")
+                                    .body(Body::from(b))
+                                    .unwrap(),
+                            )
+                            .await;
+                        prop_assert!(r.status.as_u16() < 500, "{uri}: {}", r.text());
+                        if !r.status.is_success() {
+                            prop_assert_eq!(r.content_type(), PROBLEM);
+                        }
+                    }
+                }
+                prop_assert_eq!(e.state.email.log().head(), 0);
+                Ok(())
+            })?;
+        }
+    }
+}
+
+fn sample(path: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/testdata/webhooks/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+async fn webhook(e: &common::Env, provider: &str, key: &str, body: String) -> common::Reply {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("api:{key}"));
+    e.send(
+        Request::post(format!("/v1/webhooks/{provider}"))
+            .header(header::AUTHORIZATION, format!("Basic {basic}"))
+            .header(header::CONTENT_TYPE, "text/plain; charset=UTF-8")
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_postmark_webhook_is_appended_once_however_often_it_is_retried() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest]);
+    let body = sample("postmark/delivery.json");
+    let first = webhook(&e, "postmark", &key, body.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let f = first.json();
+    assert_eq!(f["authentication"], "provider_does_not_sign");
+    assert_eq!(f["appended"], 1);
+    let head = e.state.email.log().head();
+    let again = webhook(&e, "postmark", &key, body).await;
+    assert_eq!(again.json()["duplicates"], 1);
+    assert_eq!(again.json()["events"][0]["id"], f["events"][0]["id"]);
+    assert_eq!(
+        again.json()["events"][0]["position"],
+        f["events"][0]["position"]
+    );
+    assert_eq!(e.state.email.log().head(), head);
+    let metrics = e.call(Method::GET, "/metrics", None, None).await.text();
+    assert!(
+        metrics.contains(
+            "mailledger_webhook_requests_total{outcome=\"events\",provider=\"postmark\"} 2"
+        )
+    );
+    assert!(metrics.contains("route=\"/v1/webhooks/{provider}\""));
+}
+
+#[tokio::test]
+async fn malformed_or_unknown_webhooks_are_refused_and_nothing_is_stored() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest]);
+    let r = webhook(&e, "postmark", &key, r#"{"RecordType": "Delivery"}"#.into()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.content_type(), PROBLEM);
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("field"),
+        "{}",
+        r.text()
+    );
+    let r = webhook(&e, "postmark", &key, "not json zed@secret.example".into()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(!r.text().contains("zed"));
+    let r = webhook(&e, "sparkpost", &key, sample("postmark/delivery.json")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.content_type(), PROBLEM);
+    // A signing provider without a configured secret: refused, retryable.
+    let r = webhook(&e, "mailgun", &key, sample("mailgun/delivered.json")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.json()["type"], "urn:mailledger:problem:not-configured");
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    // A read key may not post webhooks.
+    let read = e.key("acme", &[Scope::Read]);
+    let r = webhook(&e, "postmark", &read, sample("postmark/delivery.json")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(e.state.email.log().head(), 0);
+}
+
+#[tokio::test]
+async fn unsigned_webhooks_pass_only_when_the_tenant_allows_them() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest]);
+    e.state
+        .access
+        .set_webhook_secrets("acme", Some(r#"{"require_signatures": false}"#))
+        .unwrap();
+    let r = webhook(&e, "mailgun", &key, sample("mailgun/delivered.json")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["authentication"], "unverified");
+    assert_eq!(r.json()["appended"], 1);
+    // With a signing key set, the sample's signature (made with another
+    // key) is refused.
+    e.state
+        .access
+        .set_webhook_secrets(
+            "acme",
+            Some(r#"{"mailgun_signing_key": "key-test", "max_signature_age_secs": 9000000000}"#),
+        )
+        .unwrap();
+    let r = webhook(&e, "mailgun", &key, sample("mailgun/opened.json")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert_eq!(r.json()["type"], "urn:mailledger:problem:bad-signature");
+}
+
+#[tokio::test]
+async fn an_sns_subscription_confirmation_is_recorded_and_never_followed() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest]);
+    e.state
+        .access
+        .set_webhook_secrets("acme", Some(r#"{"require_signatures": false}"#))
+        .unwrap();
+    let r = webhook(
+        &e,
+        "ses",
+        &key,
+        sample("ses/sns-subscription-confirmation.json"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let c = &r.json()["subscription_confirmation"];
+    assert_eq!(c["kind"], "subscribe");
+    assert!(c["subscribe_url"].as_str().unwrap().starts_with("https://"));
+    let tenants = e
+        .call(Method::GET, "/v1/admin/tenants", Some(&e.admin), None)
+        .await
+        .json();
+    let acme = tenants["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "acme")
+        .unwrap()
+        .clone();
+    assert_eq!(acme["sns_subscriptions"][0]["topic_arn"], c["topic_arn"]);
+    assert_eq!(e.state.email.log().head(), 0);
+}

@@ -1,0 +1,139 @@
+//! Shared test setup: an in-memory log, a key store and an access store in
+//! a temporary directory, and a helper to send one request.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use mailledger_api::{AccessStore, AppState, Limits, Scope, router};
+use mailledger_core::crypto::SecretKey;
+use mailledger_core::email::EmailLedger;
+use mailledger_core::keys::FileKeyStore;
+use mailledger_core::{Ledger, LedgerConfig, MemoryStore};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub state: AppState,
+    pub admin: String,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn env() -> Env {
+    env_with(Limits::default())
+}
+
+pub fn env_with(limits: Limits) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = SecretKey::generate().unwrap();
+    let keys = FileKeyStore::open(&dir.path().join("keys"), &kek).unwrap();
+    let log = Ledger::open(MemoryStore::new(), LedgerConfig::new()).unwrap();
+    let email = EmailLedger::new(Arc::new(log), Arc::new(keys));
+    let access = AccessStore::open(&dir.path().join("data"), &kek).unwrap();
+    let (_, admin) = access.bootstrap().unwrap().unwrap();
+    let state = AppState::new(Arc::new(email), Arc::new(access)).with_limits(limits);
+    state.ready.set(true);
+    Env {
+        dir,
+        state,
+        admin: admin.as_str().to_owned(),
+    }
+}
+
+impl Env {
+    pub fn app(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// A new key of `tenant` (created when missing) with `scopes`.
+    pub fn key(&self, tenant: &str, scopes: &[Scope]) -> String {
+        if self.state.access.tenant(tenant).unwrap().is_none() {
+            self.state.access.create_tenant(tenant).unwrap();
+        }
+        let (_, k) = self.state.access.create_key(tenant, scopes, None).unwrap();
+        k.as_str().to_owned()
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(k) = key {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(b).unwrap())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(req).await
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let res = self.app().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// A canonical event for `address`.
+pub fn event(id: &str, event_type: &str, address: &str, message: &str) -> Value {
+    let mut e = serde_json::json!({
+        "id": id,
+        "type": event_type,
+        "message_id": message,
+        "recipient": address,
+        "occurred_at": "2026-11-22T10:00:00Z",
+        "sending_domain": "mail.example.com",
+    });
+    if event_type == "bounced" {
+        e["class"] = "hard".into();
+        e["diagnostic"] = "550 5.1.1 user unknown".into();
+    }
+    e
+}
+
+/// A fresh UUID (v4) as text.
+pub fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,244 @@
+//! Projections: a full rebuild of all three (delivery log, suppressions,
+//! analytics) from 1,000,000 sealed email events in a fjall log, into fresh
+//! fjall stores, against a raw fjall scan of as many values of the same
+//! size measured in the same run; and the timeline lookup of a message with
+//! 20 events, decoded and decrypted, with its p99.
+//!
+//! `MAILLEDGER_BENCH_EVENTS` changes the log's size (default 1,000,000).
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::Throughput;
+use fjall::{Database, KeyspaceCreateOptions};
+use mailledger_benches::{Row, summary};
+use mailledger_core::crypto::SecretKey;
+use mailledger_core::email::{EmailLedger, TenantPolicy, parse_event, rfc3339};
+use mailledger_core::keys::FileKeyStore;
+use mailledger_core::{Direction, Durability, TenantFilter};
+use mailledger_projections::Projections;
+
+const T0: i64 = 1_793_491_200_000_000;
+const TYPES: [(&str, &str); 6] = [
+    (
+        "sent",
+        r#""tags": ["welcome"], "campaign": "nov", "sending_domain": "mail.example.com", "subject": "Hello there""#,
+    ),
+    ("delivered", r#""mx_host": "mx.example.org", "tls": true"#),
+    (
+        "opened",
+        r#""machine": false, "ip": "192.0.2.1", "user_agent": "Mozilla/5.0""#,
+    ),
+    (
+        "clicked",
+        r#""url": "https://example.com/offer?id=1", "bot": false"#,
+    ),
+    (
+        "bounced",
+        r#""class": "soft", "status": "4.2.2", "diagnostic": "452 mailbox full""#,
+    ),
+    ("complained", r#""feedback_type": "abuse""#),
+];
+
+fn events() -> u64 {
+    std::env::var("MAILLEDGER_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn line(i: u64, message: &str, to: &str, at: i64, ty: usize) -> String {
+    let (t, extra) = TYPES[ty];
+    format!(
+        r#"{{"id": "{}", "type": "{t}", "message_id": "{message}", "recipient": "{to}", "occurred_at": "{}", {extra}}}"#,
+        uuid::Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | u128::from(i)),
+        rfc3339(at),
+    )
+}
+
+fn main() {
+    let n = events();
+    let mut c = mailledger_benches::criterion();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = mailledger_benches::ledger("fjall", &dir.path().join("log"), Durability::Buffered);
+    let keys = Arc::new(
+        FileKeyStore::open(
+            &dir.path().join("keys"),
+            &SecretKey::generate().expect("kek"),
+        )
+        .expect("keys"),
+    );
+    let email = Arc::new(EmailLedger::new(Arc::clone(&log), keys));
+    let started = Instant::now();
+    rt.block_on(async {
+        email
+            .set_policy(
+                "default",
+                TenantPolicy {
+                    keep_subjects: true,
+                    keep_engagement_details: true,
+                    ..TenantPolicy::default()
+                },
+            )
+            .await
+            .expect("policy");
+        // Messages of 5 events (a type each, in order), 50,000 contacts.
+        let mut batch = Vec::with_capacity(1000);
+        for i in 0..n {
+            let m = i / 5;
+            let to = format!("user{}@example.org", m % 50_000);
+            let at = T0 + i64::try_from(i).unwrap_or(0) * 1_000;
+            batch.push(
+                parse_event(&line(i, &format!("m{m}"), &to, at, (i % 5) as usize)).expect("event"),
+            );
+            if batch.len() == 1000 {
+                email
+                    .append("default", std::mem::take(&mut batch))
+                    .await
+                    .expect("append");
+            }
+        }
+        // The timeline benchmark's message: 20 events.
+        for j in 0..20u64 {
+            batch.push(
+                parse_event(&line(
+                    n + j,
+                    "timeline",
+                    "tl@example.org",
+                    T0 + i64::try_from(j).unwrap_or(0),
+                    (j % 6) as usize,
+                ))
+                .expect("event"),
+            );
+        }
+        email.append("default", batch).await.expect("append");
+        log.sync().await.expect("sync");
+    });
+    let head = log.head();
+    eprintln!("wrote {head} events in {:.1?}", started.elapsed());
+
+    // The baseline holds as many values as the log has records, each of
+    // the mean stored size of this log's records.
+    let mean_len = rt.block_on(async {
+        let b = log
+            .read_all(&TenantFilter::All, 0, Direction::Forward, 10_000)
+            .await
+            .expect("read");
+        let total: usize = b
+            .records
+            .iter()
+            .map(|r| r.payload.len() + r.event_type.len() + r.stream.len() + 120)
+            .sum();
+        total / b.records.len().max(1)
+    });
+    let raw_dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::builder(raw_dir.path()).open().expect("fjall");
+    let ks = db
+        .keyspace("raw", KeyspaceCreateOptions::default)
+        .expect("keyspace");
+    let value = vec![7u8; mean_len];
+    for chunk in 0..head.div_ceil(1000) {
+        let mut wb = db.batch();
+        for i in 0..1000 {
+            wb.insert(&ks, (chunk * 1000 + i).to_be_bytes(), value.as_slice());
+        }
+        wb.commit().expect("commit");
+    }
+
+    let mut g = c.benchmark_group("projections");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Elements(head));
+    g.bench_function("rebuild-all", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let pdir = tempfile::tempdir().expect("tempdir");
+                let p = Projections::open(pdir.path()).expect("projections");
+                let t = Instant::now();
+                rt.block_on(p.rebuild(log.as_ref(), &[], None))
+                    .expect("rebuild");
+                total += t.elapsed();
+                assert!(p.status(head).iter().all(|s| s.checkpoint >= head));
+            }
+            total
+        });
+    });
+    g.bench_function("raw-fjall-scan", |b| {
+        b.iter(|| {
+            let mut count = 0u64;
+            let mut bytes = 0usize;
+            for guard in ks.iter() {
+                let (_, v) = guard.into_inner().expect("entry");
+                bytes += v.len();
+                count += 1;
+            }
+            assert!(count >= head);
+            bytes
+        });
+    });
+    g.finish();
+
+    // Timeline lookups.
+    let pdir = tempfile::tempdir().expect("tempdir");
+    let p = Projections::open(pdir.path()).expect("projections");
+    rt.block_on(p.catch_up(log.as_ref())).expect("catch up");
+    let mut t = c.benchmark_group("timeline");
+    t.sample_size(50).throughput(Throughput::Elements(1));
+    t.bench_function("lookup-20-events", |b| {
+        b.iter(|| {
+            let v = rt
+                .block_on(p.message(&email, "default", "timeline"))
+                .expect("lookup")
+                .expect("message");
+            assert_eq!(v.timeline.len(), 20);
+            v
+        });
+    });
+    t.finish();
+    let mut samples: Vec<Duration> = (0..20_000)
+        .map(|_| {
+            let s = Instant::now();
+            let v = rt
+                .block_on(p.message(&email, "default", "timeline"))
+                .expect("lookup");
+            let d = s.elapsed();
+            assert!(v.is_some_and(|v| v.timeline.len() == 20));
+            d
+        })
+        .collect();
+    samples.sort_unstable();
+    let pct = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    c.final_summary();
+    summary(
+        &format!(
+            "projections: full rebuild of all three from {head} events vs a raw fjall scan of {head} values of {mean_len} bytes"
+        ),
+        &[Row {
+            case: ("projections".into(), "rebuild-all".into()),
+            elements: head as f64,
+            baseline: Some(("projections".into(), "raw-fjall-scan".into(), head as f64)),
+            target: Some(500_000.0),
+            min_ratio: None,
+        }],
+    );
+    let p99 = pct(0.99);
+    println!(
+        "timeline lookup of a message with 20 events, decoded and decrypted (20,000 lookups): p50 {:.1?}, p99 {:.1?}, max {:.1?}: {} target p99 <= 200 µs",
+        pct(0.5),
+        p99,
+        samples[samples.len() - 1],
+        if p99 <= Duration::from_micros(200) {
+            "PASS"
+        } else {
+            "MISS"
+        },
+    );
+}
