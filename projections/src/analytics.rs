@@ -30,12 +30,13 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `A` | dimension (1), value (u16-prefixed), hour (8, time order) | [`Counts`] |
-//! | `U` | kind (1: `o` opened, `c` clicked, `d` delivered at, `m` message attributes), message key (16) | marker, time or attributes |
+//! | `U` | message key (16) | what analytics remembers of the message: its attributes, first delivery time, whether a person opened or clicked |
 
 use std::collections::BTreeMap;
 
 use mailledger_core::Record;
 use mailledger_core::email::{BounceClass, EventBody, SealedEvent};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{
@@ -188,9 +189,60 @@ struct Attributes {
     sending_domain: Option<String>,
 }
 
+/// What analytics remembers of a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct MessageState {
+    /// From the first event of the message that had attributes.
+    attributes: Option<Attributes>,
+    /// `occurred_at` of its first `delivered` event.
+    delivered_at: Option<i64>,
+    /// A person opened it.
+    opened: bool,
+    /// A person clicked in it.
+    clicked: bool,
+}
+
 /// The analytics projection.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Analytics;
+
+/// State decoded during a batch, written back once at its end: bucket
+/// deltas (many events land in the same hour) and message states.
+#[derive(Default)]
+struct Batch {
+    buckets: FxHashMap<Vec<u8>, Counts>,
+    messages: FxHashMap<Vec<u8>, MessageState>,
+}
+
+impl Batch {
+    fn message<'b>(&'b mut self, tx: &mut Tx<'_>, key: &[u8]) -> Result<&'b mut MessageState> {
+        if !self.messages.contains_key(key) {
+            let state = match tx.get(key)? {
+                Some(v) => dec(v, "an analytics message state")?,
+                None => MessageState::default(),
+            };
+            self.messages.insert(key.to_vec(), state);
+        }
+        self.messages
+            .get_mut(key)
+            .ok_or_else(|| Error::Corrupt("analytics message state vanished".into()))
+    }
+
+    fn flush(self, tx: &mut Tx<'_>) -> Result<()> {
+        for (k, delta) in self.buckets {
+            let mut c: Counts = match tx.get(&k)? {
+                Some(v) => dec(v, "an analytics bucket")?,
+                None => Counts::default(),
+            };
+            c.add(&delta);
+            tx.put(k, enc(&c)?);
+        }
+        for (k, m) in self.messages {
+            tx.put(k, enc(&m)?);
+        }
+        Ok(())
+    }
+}
 
 fn bucket_key(tenant: &str, dim: Dimension, value: &str, hour: i64) -> Vec<u8> {
     let mut k = tenant_key(tenant, BUCKETS);
@@ -200,9 +252,8 @@ fn bucket_key(tenant: &str, dim: Dimension, value: &str, hour: i64) -> Vec<u8> {
     k
 }
 
-fn message_state_key(tenant: &str, kind: u8, mkey: &[u8; 16]) -> Vec<u8> {
+fn message_state_key(tenant: &str, mkey: &[u8; 16]) -> Vec<u8> {
     let mut k = tenant_key(tenant, MESSAGES);
-    k.push(kind);
     k.extend_from_slice(mkey);
     k
 }
@@ -217,152 +268,142 @@ impl Projection for Analytics {
     }
 
     fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {
-        let tenant = record.tenant.as_str();
-        let event: &SealedEvent = match input {
-            Input::Policy(p) => return store_policy(tx, tenant, p),
-            Input::Email(e) => e,
-            Input::Other => return Ok(()),
-        };
-        let env = &event.envelope;
-        let at = env.occurred_at;
-        let mkey = env.message_id.as_deref().map(message_key);
-        let mut c = Counts::default();
-        match &event.body {
-            EventBody::MessageSent { .. } => c.sent = 1,
-            EventBody::Delivered { .. } => {
-                c.delivered = 1;
-                if let Some(m) = &mkey {
-                    let k = message_state_key(tenant, b'd', m);
-                    if tx.get(&k)?.is_none() {
-                        tx.put(k, at.to_be_bytes().to_vec());
-                    }
-                }
+        let mut batch = Batch::default();
+        apply_one(tx, &mut batch, record, input)?;
+        batch.flush(tx)
+    }
+
+    fn apply_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        records: &[Record],
+        inputs: &[Input],
+        from: u64,
+    ) -> Result<()> {
+        let mut batch = Batch::default();
+        for (r, i) in records.iter().zip(inputs) {
+            if r.position >= from {
+                apply_one(tx, &mut batch, r, i)?;
             }
-            EventBody::DeliveryDeferred { .. } => c.deferred = 1,
-            EventBody::MessageRejected { .. } => c.rejected = 1,
-            EventBody::Bounced { class, .. } => match class {
-                BounceClass::Hard => c.bounced_hard = 1,
-                BounceClass::Soft => c.bounced_soft = 1,
-                BounceClass::Block => c.bounced_block = 1,
-                BounceClass::Undetermined => c.bounced_undetermined = 1,
-            },
-            EventBody::ComplaintReceived { .. } => c.complained = 1,
-            EventBody::Opened { machine: true, .. } => c.machine_opened = 1,
-            EventBody::Opened { .. } => {
-                c.opened = 1;
-                if let Some(m) = &mkey
-                    && first(tx, message_state_key(tenant, b'o', m))?
-                {
+        }
+        batch.flush(tx)
+    }
+}
+
+fn apply_one(tx: &mut Tx<'_>, batch: &mut Batch, record: &Record, input: &Input) -> Result<()> {
+    let tenant = record.tenant.as_str();
+    let event: &SealedEvent = match input {
+        Input::Policy(p) => return store_policy(tx, tenant, p),
+        Input::Email(e) => e,
+        Input::Other => return Ok(()),
+    };
+    let env = &event.envelope;
+    let at = env.occurred_at;
+    let mkey = env
+        .message_id
+        .as_deref()
+        .map(|m| message_state_key(tenant, &message_key(m)));
+    let mut c = Counts::default();
+    match &event.body {
+        EventBody::MessageSent { .. } => c.sent = 1,
+        EventBody::Delivered { .. } => {
+            c.delivered = 1;
+            if let Some(k) = &mkey {
+                let m = batch.message(tx, k)?;
+                m.delivered_at = m.delivered_at.or(Some(at));
+            }
+        }
+        EventBody::DeliveryDeferred { .. } => c.deferred = 1,
+        EventBody::MessageRejected { .. } => c.rejected = 1,
+        EventBody::Bounced { class, .. } => match class {
+            BounceClass::Hard => c.bounced_hard = 1,
+            BounceClass::Soft => c.bounced_soft = 1,
+            BounceClass::Block => c.bounced_block = 1,
+            BounceClass::Undetermined => c.bounced_undetermined = 1,
+        },
+        EventBody::ComplaintReceived { .. } => c.complained = 1,
+        EventBody::Opened { machine: true, .. } => c.machine_opened = 1,
+        EventBody::Opened { .. } => {
+            c.opened = 1;
+            if let Some(k) = &mkey {
+                let m = batch.message(tx, k)?;
+                if !m.opened {
+                    m.opened = true;
                     c.unique_opened = 1;
                 }
             }
-            EventBody::LinkClicked { bot, .. } => {
-                let window =
-                    i64::from(policy(tx, tenant)?.analytics.bot_click_window_secs) * 1_000_000;
-                let scanner = *bot
-                    || match &mkey {
-                        Some(m) if window > 0 => {
-                            match tx.get(&message_state_key(tenant, b'd', m))? {
-                                Some(v) => {
-                                    let delivered = <[u8; 8]>::try_from(v)
-                                        .map(i64::from_be_bytes)
-                                        .map_err(|_| Error::Corrupt("a delivery time".into()))?;
-                                    at >= delivered && at - delivered < window
-                                }
-                                None => false,
-                            }
-                        }
-                        _ => false,
-                    };
-                if scanner {
-                    c.bot_clicked = 1;
-                } else {
-                    c.clicked = 1;
-                    if let Some(m) = &mkey
-                        && first(tx, message_state_key(tenant, b'c', m))?
-                    {
-                        c.unique_clicked = 1;
-                    }
+        }
+        EventBody::LinkClicked { bot, .. } => {
+            let window = i64::from(policy(tx, tenant)?.analytics.bot_click_window_secs) * 1_000_000;
+            let mut state = None;
+            if let Some(k) = &mkey {
+                state = Some(batch.message(tx, k)?);
+            }
+            let scanner = *bot
+                || (window > 0
+                    && state
+                        .as_ref()
+                        .and_then(|m| m.delivered_at)
+                        .is_some_and(|d| at >= d && at - d < window));
+            if scanner {
+                c.bot_clicked = 1;
+            } else {
+                c.clicked = 1;
+                if let Some(m) = state
+                    && !m.clicked
+                {
+                    m.clicked = true;
+                    c.unique_clicked = 1;
                 }
             }
-            EventBody::SubscriptionChanged {
-                subscribed: false, ..
-            } => c.unsubscribed = 1,
-            _ => {}
         }
-        if c.is_zero() {
-            return Ok(());
-        }
-        // An event without attributes takes its message's.
-        let mut attrs = Attributes {
-            tags: env.tags.clone(),
-            campaign: env.campaign.clone(),
-            sending_domain: env.sending_domain.clone(),
-        };
-        if let Some(m) = &mkey {
-            let k = message_state_key(tenant, b'm', m);
-            let stored: Option<Attributes> = tx
-                .get(&k)?
-                .map(|v| dec(v, "message attributes"))
-                .transpose()?;
-            match stored {
-                Some(s) => {
-                    if attrs.tags.is_empty() {
-                        attrs.tags = s.tags;
-                    }
-                    if attrs.campaign.is_none() {
-                        attrs.campaign = s.campaign;
-                    }
-                    if attrs.sending_domain.is_none() {
-                        attrs.sending_domain = s.sending_domain;
-                    }
-                }
-                None if attrs != Attributes::default() => tx.put(k, enc(&attrs)?),
-                None => {}
-            }
-        }
-        let hour = hour_of(at);
-        bump(tx, bucket_key(tenant, Dimension::Total, "", hour), &c)?;
-        for t in &attrs.tags {
-            bump(tx, bucket_key(tenant, Dimension::Tag, t, hour), &c)?;
-        }
-        if let Some(v) = &attrs.campaign {
-            bump(tx, bucket_key(tenant, Dimension::Campaign, v, hour), &c)?;
-        }
-        if let Some(v) = &attrs.sending_domain {
-            bump(
-                tx,
-                bucket_key(tenant, Dimension::SendingDomain, v, hour),
-                &c,
-            )?;
-        }
-        if let Some(v) = &env.recipient_domain {
-            bump(
-                tx,
-                bucket_key(tenant, Dimension::RecipientDomain, v, hour),
-                &c,
-            )?;
-        }
-        Ok(())
+        EventBody::SubscriptionChanged {
+            subscribed: false, ..
+        } => c.unsubscribed = 1,
+        _ => {}
     }
-}
-
-/// Marks `key`; true if it was not marked before.
-fn first(tx: &mut Tx<'_>, key: Vec<u8>) -> Result<bool> {
-    if tx.get(&key)?.is_some() {
-        return Ok(false);
+    if c.is_zero() {
+        return Ok(());
     }
-    tx.put(key, vec![1]);
-    Ok(true)
-}
-
-fn bump(tx: &mut Tx<'_>, key: Vec<u8>, delta: &Counts) -> Result<()> {
-    let mut c: Counts = match tx.get(&key)? {
-        Some(v) => dec(v, "an analytics bucket")?,
-        None => Counts::default(),
+    // An event without attributes takes its message's.
+    let mut attrs = Attributes {
+        tags: env.tags.clone(),
+        campaign: env.campaign.clone(),
+        sending_domain: env.sending_domain.clone(),
     };
-    c.add(delta);
-    tx.put(key, enc(&c)?);
+    if let Some(k) = &mkey {
+        let m = batch.message(tx, k)?;
+        match &m.attributes {
+            Some(s) => {
+                if attrs.tags.is_empty() {
+                    attrs.tags.clone_from(&s.tags);
+                }
+                if attrs.campaign.is_none() {
+                    attrs.campaign.clone_from(&s.campaign);
+                }
+                if attrs.sending_domain.is_none() {
+                    attrs.sending_domain.clone_from(&s.sending_domain);
+                }
+            }
+            None if attrs != Attributes::default() => m.attributes = Some(attrs.clone()),
+            None => {}
+        }
+    }
+    let hour = hour_of(at);
+    let mut add = |key: Vec<u8>| batch.buckets.entry(key).or_default().add(&c);
+    add(bucket_key(tenant, Dimension::Total, "", hour));
+    for t in &attrs.tags {
+        add(bucket_key(tenant, Dimension::Tag, t, hour));
+    }
+    if let Some(v) = &attrs.campaign {
+        add(bucket_key(tenant, Dimension::Campaign, v, hour));
+    }
+    if let Some(v) = &attrs.sending_domain {
+        add(bucket_key(tenant, Dimension::SendingDomain, v, hour));
+    }
+    if let Some(v) = &env.recipient_domain {
+        add(bucket_key(tenant, Dimension::RecipientDomain, v, hour));
+    }
     Ok(())
 }
 

@@ -35,6 +35,7 @@ use mailledger_core::Record;
 use mailledger_core::crypto::Sealed;
 use mailledger_core::email::EventBody;
 use mailledger_core::pseudonym::Pseudonym;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -208,128 +209,179 @@ fn row_key(tenant: &str, mkey: &[u8; 16]) -> Vec<u8> {
     k
 }
 
+/// A row decoded during a batch: as the store held it, and as the batch
+/// leaves it. Written back, with its index changes, once at the batch's end.
+struct Cached {
+    tenant: String,
+    mkey: [u8; 16],
+    stored: Option<MessageRow>,
+    row: MessageRow,
+}
+
+type Rows = FxHashMap<Vec<u8>, Cached>;
+
+/// Writes each row and the index entries that changed between its stored
+/// and final state (so a status that changes twice in a batch writes once).
+fn flush(tx: &mut Tx<'_>, rows: Rows) -> Result<()> {
+    for (k, c) in rows {
+        let (t, m, row) = (c.tenant.as_str(), &c.mkey, &c.row);
+        let place = row.place();
+        let mut put =
+            |kind: u8, value: &[u8]| tx.put(index_key(t, kind, value, &place, m), Vec::new());
+        let old = c.stored.as_ref();
+        if old.is_none() {
+            put(b'T', b"");
+            put(b'R', row.contact.as_bytes());
+        }
+        for tag in &row.tags {
+            if !old.is_some_and(|o| o.tags.contains(tag)) {
+                put(b'G', tag.as_bytes());
+            }
+        }
+        if let Some(v) = &row.campaign
+            && old.is_none_or(|o| o.campaign.is_none())
+        {
+            put(b'C', v.as_bytes());
+        }
+        if let Some(v) = &row.sending_domain
+            && old.is_none_or(|o| o.sending_domain.is_none())
+        {
+            put(b'D', v.as_bytes());
+        }
+        let old_status = old.and_then(|o| o.status);
+        if old_status != row.status {
+            if let Some(s) = row.status {
+                put(b'S', s.as_str().as_bytes());
+            }
+            if let Some(s) = old_status {
+                tx.delete(index_key(t, b'S', s.as_str().as_bytes(), &place, m));
+            }
+        }
+        tx.put(k, enc(row)?);
+    }
+    Ok(())
+}
+
 impl Projection for DeliveryLog {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {
-        let Input::Email(event) = input else {
-            return Ok(());
-        };
-        let env = &event.envelope;
-        let Some(message_id) = env.message_id.as_deref() else {
-            return Ok(());
-        };
-        let tenant = record.tenant.as_str();
-        let mkey = message_key(message_id);
-        let rk = row_key(tenant, &mkey);
-        let sref = |s: &Sealed| SealedRef {
-            event_id: record.event_id,
-            position: record.position,
-            generation: env.key_generation,
-            sealed: s.clone(),
-        };
-        let mut row: MessageRow = match tx.get(&rk)? {
-            Some(v) => dec(v, "a delivery log row")?,
-            None => {
-                let row = MessageRow {
-                    message_id: message_id.to_owned(),
-                    contact: env.contact,
-                    recipient: None,
-                    subject: None,
-                    sending_domain: None,
-                    recipient_domain: None,
-                    tags: Vec::new(),
-                    campaign: None,
-                    status: None,
-                    status_at: (i64::MIN, 0),
-                    first_at: env.occurred_at,
-                    first_position: record.position,
-                    last_at: env.occurred_at,
-                    events: 0,
-                };
-                let place = row.place();
-                tx.put(index_key(tenant, b'T', b"", &place, &mkey), Vec::new());
-                tx.put(
-                    index_key(tenant, b'R', env.contact.as_bytes(), &place, &mkey),
-                    Vec::new(),
-                );
-                row
-            }
-        };
-        let place = row.place();
-        if row.recipient.is_none() {
-            row.recipient = env.recipient.as_ref().map(sref);
-        }
-        if let EventBody::MessageSent {
-            subject: Some(s), ..
-        } = &event.body
-            && row.subject.is_none()
-        {
-            row.subject = Some(sref(s));
-        }
-        for tag in &env.tags {
-            if row.tags.len() < MAX_MESSAGE_TAGS && !row.tags.contains(tag) {
-                row.tags.push(tag.clone());
-                tx.put(
-                    index_key(tenant, b'G', tag.as_bytes(), &place, &mkey),
-                    Vec::new(),
-                );
-            }
-        }
-        if row.campaign.is_none()
-            && let Some(c) = &env.campaign
-        {
-            row.campaign = Some(c.clone());
-            tx.put(
-                index_key(tenant, b'C', c.as_bytes(), &place, &mkey),
-                Vec::new(),
-            );
-        }
-        if row.sending_domain.is_none()
-            && let Some(d) = &env.sending_domain
-        {
-            row.sending_domain = Some(d.clone());
-            tx.put(
-                index_key(tenant, b'D', d.as_bytes(), &place, &mkey),
-                Vec::new(),
-            );
-        }
-        if row.recipient_domain.is_none() {
-            row.recipient_domain.clone_from(&env.recipient_domain);
-        }
-        if let Some(status) = Status::of(&event.body) {
-            let at = (env.occurred_at, record.position);
-            let wins = match row.status {
-                None => true,
-                Some(Status::Complained) => false,
-                Some(_) if status == Status::Complained => true,
-                Some(_) => at > row.status_at,
-            };
-            if wins {
-                if let Some(old) = row.status {
-                    tx.delete(index_key(
-                        tenant,
-                        b'S',
-                        old.as_str().as_bytes(),
-                        &place,
-                        &mkey,
-                    ));
-                }
-                tx.put(
-                    index_key(tenant, b'S', status.as_str().as_bytes(), &place, &mkey),
-                    Vec::new(),
-                );
-                row.status = Some(status);
-                row.status_at = at;
-            }
-        }
-        row.last_at = row.last_at.max(env.occurred_at);
-        row.events = row.events.saturating_add(1);
-        tx.put(rk, enc(&row)?);
-        Ok(())
+        let mut rows = Rows::default();
+        apply_one(tx, &mut rows, record, input)?;
+        flush(tx, rows)
     }
+
+    fn apply_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        records: &[Record],
+        inputs: &[Input],
+        from: u64,
+    ) -> Result<()> {
+        let mut rows = Rows::default();
+        for (r, i) in records.iter().zip(inputs) {
+            if r.position >= from {
+                apply_one(tx, &mut rows, r, i)?;
+            }
+        }
+        flush(tx, rows)
+    }
+}
+
+fn apply_one(tx: &mut Tx<'_>, rows: &mut Rows, record: &Record, input: &Input) -> Result<()> {
+    let Input::Email(event) = input else {
+        return Ok(());
+    };
+    let env = &event.envelope;
+    let Some(message_id) = env.message_id.as_deref() else {
+        return Ok(());
+    };
+    let tenant = record.tenant.as_str();
+    let mkey = message_key(message_id);
+    let rk = row_key(tenant, &mkey);
+    if !rows.contains_key(&rk) {
+        let stored: Option<MessageRow> = tx
+            .get(&rk)?
+            .map(|v| dec(v, "a delivery log row"))
+            .transpose()?;
+        let row = stored.clone().unwrap_or_else(|| MessageRow {
+            message_id: message_id.to_owned(),
+            contact: env.contact,
+            recipient: None,
+            subject: None,
+            sending_domain: None,
+            recipient_domain: None,
+            tags: Vec::new(),
+            campaign: None,
+            status: None,
+            status_at: (i64::MIN, 0),
+            first_at: env.occurred_at,
+            first_position: record.position,
+            last_at: env.occurred_at,
+            events: 0,
+        });
+        rows.insert(
+            rk.clone(),
+            Cached {
+                tenant: tenant.to_owned(),
+                mkey,
+                stored,
+                row,
+            },
+        );
+    }
+    let Some(cached) = rows.get_mut(&rk) else {
+        return Ok(());
+    };
+    let row = &mut cached.row;
+    let sref = |s: &Sealed| SealedRef {
+        event_id: record.event_id,
+        position: record.position,
+        generation: env.key_generation,
+        sealed: s.clone(),
+    };
+    if row.recipient.is_none() {
+        row.recipient = env.recipient.as_ref().map(sref);
+    }
+    if let EventBody::MessageSent {
+        subject: Some(s), ..
+    } = &event.body
+        && row.subject.is_none()
+    {
+        row.subject = Some(sref(s));
+    }
+    for tag in &env.tags {
+        if row.tags.len() < MAX_MESSAGE_TAGS && !row.tags.contains(tag) {
+            row.tags.push(tag.clone());
+        }
+    }
+    if row.campaign.is_none() {
+        row.campaign.clone_from(&env.campaign);
+    }
+    if row.sending_domain.is_none() {
+        row.sending_domain.clone_from(&env.sending_domain);
+    }
+    if row.recipient_domain.is_none() {
+        row.recipient_domain.clone_from(&env.recipient_domain);
+    }
+    if let Some(status) = Status::of(&event.body) {
+        let at = (env.occurred_at, record.position);
+        let wins = match row.status {
+            None => true,
+            Some(Status::Complained) => false,
+            Some(_) if status == Status::Complained => true,
+            Some(_) => at > row.status_at,
+        };
+        if wins {
+            row.status = Some(status);
+            row.status_at = at;
+        }
+    }
+    row.last_at = row.last_at.max(env.occurred_at);
+    row.events = row.events.saturating_add(1);
+    Ok(())
 }
 
 /// Which messages a listing returns; every filter given must hold.

@@ -66,6 +66,28 @@ pub trait Projection: Send + Sync + 'static {
     /// A storage failure or undecodable state; the batch is then not
     /// committed and the runner stops.
     fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()>;
+
+    /// Applies a batch of records, in order: `records[i]` decoded as
+    /// `inputs[i]`, skipping those before position `from`. The default calls
+    /// [`Projection::apply`] for each; a projection may override it to keep
+    /// decoded state across the batch, provided the result is the same.
+    ///
+    /// # Errors
+    /// As [`Projection::apply`].
+    fn apply_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        records: &[Record],
+        inputs: &[Input],
+        from: u64,
+    ) -> Result<()> {
+        for (r, i) in records.iter().zip(inputs) {
+            if r.position >= from {
+                self.apply(tx, r, i)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The table of a projection's copy of each tenant's policy.

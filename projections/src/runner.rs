@@ -21,6 +21,10 @@ use crate::state::{CHECKPOINT_KEY, FjallState, MemoryState, StateStore, Tx, chec
 /// Records read and applied per batch.
 pub const BATCH: usize = 4096;
 
+/// Records per batch of a rebuild: larger batches let each projection keep
+/// more decoded state between its writes.
+pub const REBUILD_BATCH: usize = 50_000;
+
 /// Where a projection's stores live: `DIR/NAME/gen-N`, with `DIR/NAME/CURRENT`
 /// naming the one in use. A rebuild writes `gen-(N+1)` and swaps.
 const CURRENT: &str = "CURRENT";
@@ -90,39 +94,85 @@ pub(crate) fn apply_to(
     next: u64,
 ) -> Result<()> {
     let mut tx = Tx::new(store);
-    for (r, i) in records.iter().zip(inputs) {
-        if r.position >= from {
-            projection.apply(&mut tx, r, i)?;
-        }
-    }
+    projection.apply_batch(&mut tx, records, inputs, from)?;
     let mut writes = tx.into_writes();
     writes.push((CHECKPOINT_KEY.to_vec(), Some(next.to_be_bytes().to_vec())));
     store.commit(writes)
 }
 
-/// Reads one batch from `from` and decodes it.
-async fn read_batch(
-    log: &dyn EventLog,
-    from: u64,
-    until: u64,
-    max: usize,
-) -> Result<(Vec<Record>, Vec<Input>, u64)> {
-    let want = usize::try_from(until.saturating_sub(from))
-        .unwrap_or(usize::MAX)
-        .min(max);
-    let batch = log
-        .read_all(&TenantFilter::All, from, Direction::Forward, want)
-        .await?;
-    let mut records = batch.records;
-    records.retain(|r| r.position < until);
-    let next = records
-        .last()
-        .map_or(batch.next.unwrap_or(until).min(until), |r| r.position + 1);
+/// A batch read and decoded: records, their inputs, and the position after.
+type Decoded = (Vec<Record>, Vec<Input>, u64);
+
+/// Reads up to `max` records from `from` (stopping before `until`) and
+/// decodes them.
+async fn read_batch(log: &dyn EventLog, from: u64, until: u64, max: usize) -> Result<Decoded> {
+    let mut records: Vec<Record> = Vec::new();
+    let mut next = from;
+    while next < until && records.len() < max {
+        let want = usize::try_from(until - next)
+            .unwrap_or(usize::MAX)
+            .min(max - records.len());
+        let batch = log
+            .read_all(&TenantFilter::All, next, Direction::Forward, want)
+            .await?;
+        let before = next;
+        for r in batch.records {
+            if r.position < until {
+                next = r.position + 1;
+                records.push(r);
+            }
+        }
+        match batch.next {
+            Some(n) if n > next => next = n.min(until),
+            _ => {}
+        }
+        if next <= before {
+            break;
+        }
+    }
     let inputs = records
         .iter()
         .map(Input::decode)
         .collect::<Result<Vec<_>>>()?;
     Ok((records, inputs, next))
+}
+
+/// Reads the batches of `[from, until)` and hands each to `apply`, reading
+/// and decoding the next batch while `apply` works on the current one.
+async fn pipeline<F>(
+    log: &dyn EventLog,
+    from: u64,
+    until: u64,
+    max: usize,
+    mut apply: F,
+) -> Result<u64>
+where
+    F: FnMut(Decoded) -> tokio::task::JoinHandle<Result<()>>,
+{
+    let mut at = from;
+    if at >= until {
+        return Ok(at);
+    }
+    let mut current = read_batch(log, at, until, max).await?;
+    loop {
+        let next = current.2;
+        if next <= at {
+            return Ok(at);
+        }
+        let work = apply(current);
+        let (done, following) = if next < until {
+            let (d, f) = tokio::join!(work, read_batch(log, next, until, max));
+            (d, Some(f))
+        } else {
+            (work.await, None)
+        };
+        done.map_err(|_| Error::Stopped)??;
+        at = next;
+        match following {
+            Some(f) => current = f?,
+            None => return Ok(at),
+        }
+    }
 }
 
 /// Runs `f` for each slot on a thread of its own.
@@ -153,13 +203,6 @@ pub struct Progress {
     pub total: u64,
 }
 
-/// Runs blocking work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| Error::Stopped)?
-}
-
 /// Brings `slots` up to `until` (at least), batch by batch.
 pub(crate) async fn advance(
     log: &dyn EventLog,
@@ -169,27 +212,21 @@ pub(crate) async fn advance(
     progress: Option<&(dyn Fn(Progress) + Sync)>,
 ) -> Result<u64> {
     let start = slots.iter().map(|s| s.checkpoint()).min().unwrap_or(until);
-    let mut from = start;
-    while from < until {
-        let (records, inputs, next) = read_batch(log, from, until, batch).await?;
-        if next <= from {
-            break;
-        }
+    pipeline(log, start, until, batch, |(records, inputs, next)| {
         let owned: Vec<Arc<Slot>> = slots
             .iter()
             .filter(|s| s.checkpoint() < next)
             .cloned()
             .collect();
-        blocking(move || each(&owned, |s| s.apply(&records, &inputs, next))).await?;
-        from = next;
         if let Some(p) = progress {
             p(Progress {
-                done: from - start,
+                done: next - start,
                 total: until - start,
             });
         }
-    }
-    Ok(from)
+        tokio::task::spawn_blocking(move || each(&owned, |s| s.apply(&records, &inputs, next)))
+    })
+    .await
 }
 
 /// Where a slot's stores live, for fjall-backed projections.
@@ -302,22 +339,23 @@ pub(crate) async fn rebuild_slots(
             .map(|b| b.from.load(Ordering::Acquire))
             .min()
             .unwrap_or(until);
-        let mut from = start;
-        while from < until {
-            let (records, inputs, next) = read_batch(log, from, until, BATCH * 4).await?;
-            if next <= from {
-                break;
-            }
-            let b = Arc::clone(&building);
-            blocking(move || build_batch(&b, &records, &inputs, next)).await?;
-            from = next;
-            if let Some(p) = progress {
-                p(Progress {
-                    done: from - start,
-                    total: until - start,
-                });
-            }
-        }
+        pipeline(
+            log,
+            start,
+            until,
+            REBUILD_BATCH,
+            |(records, inputs, next)| {
+                let b = Arc::clone(&building);
+                if let Some(p) = progress {
+                    p(Progress {
+                        done: next - start,
+                        total: until - start,
+                    });
+                }
+                tokio::task::spawn_blocking(move || build_batch(&b, &records, &inputs, next))
+            },
+        )
+        .await?;
     }
     for b in building.iter() {
         let slot = &b.slot;

@@ -7,9 +7,11 @@
 //! and is written in the same atomic batch as the state it covers, so after
 //! any crash the state is exactly that of the events before the checkpoint.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::RwLock;
+
+use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 
@@ -249,14 +251,15 @@ impl StateStore for FjallState {
 /// the overlay together with the new checkpoint.
 pub struct Tx<'a> {
     store: &'a dyn StateStore,
-    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
-    dirty: HashMap<Vec<u8>, ()>,
+    // Each key read or written in this batch: its value as the batch sees
+    // it, and whether the batch wrote it.
+    overlay: FxHashMap<Vec<u8>, (Option<Vec<u8>>, bool)>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tx")
-            .field("writes", &self.dirty.len())
+            .field("writes", &self.writes())
             .finish_non_exhaustive()
     }
 }
@@ -267,8 +270,7 @@ impl<'a> Tx<'a> {
     pub fn new(store: &'a dyn StateStore) -> Self {
         Self {
             store,
-            overlay: HashMap::new(),
-            dirty: HashMap::new(),
+            overlay: FxHashMap::default(),
         }
     }
 
@@ -279,38 +281,34 @@ impl<'a> Tx<'a> {
     pub fn get(&mut self, key: &[u8]) -> Result<Option<&[u8]>> {
         if !self.overlay.contains_key(key) {
             let v = self.store.get(key)?;
-            self.overlay.insert(key.to_vec(), v);
+            self.overlay.insert(key.to_vec(), (v, false));
         }
-        Ok(self.overlay.get(key).and_then(|v| v.as_deref()))
+        Ok(self.overlay.get(key).and_then(|(v, _)| v.as_deref()))
     }
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.dirty.insert(key.clone(), ());
-        self.overlay.insert(key, Some(value));
+        self.overlay.insert(key, (Some(value), true));
     }
 
     /// Deletes `key`.
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.dirty.insert(key.clone(), ());
-        self.overlay.insert(key, None);
+        self.overlay.insert(key, (None, true));
     }
 
     /// How many keys this batch wrote.
     #[must_use]
     pub fn writes(&self) -> usize {
-        self.dirty.len()
+        self.overlay.values().filter(|(_, w)| *w).count()
     }
 
     /// The batch's writes, ready for [`StateStore::commit`].
     #[must_use]
-    pub fn into_writes(mut self) -> Vec<Write> {
-        let mut out = Vec::with_capacity(self.dirty.len() + 1);
-        for (k, ()) in self.dirty.drain() {
-            let v = self.overlay.remove(&k).flatten();
-            out.push((k, v));
-        }
-        out
+    pub fn into_writes(self) -> Vec<Write> {
+        self.overlay
+            .into_iter()
+            .filter_map(|(k, (v, written))| written.then_some((k, v)))
+            .collect()
     }
 }
 

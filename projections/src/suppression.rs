@@ -189,6 +189,16 @@ impl Projection for SuppressionList {
             Input::Email(e) => e,
             Input::Other => return Ok(()),
         };
+        if !matches!(
+            event.body,
+            EventBody::Bounced { .. }
+                | EventBody::ComplaintReceived { .. }
+                | EventBody::SubscriptionChanged { .. }
+                | EventBody::SuppressionAdded { .. }
+                | EventBody::SuppressionRemoved { .. }
+        ) {
+            return Ok(());
+        }
         let rules: SuppressionRules = policy(tx, tenant)?.suppression;
         let contact = event.envelope.contact;
         let at = event.envelope.occurred_at;
