@@ -171,6 +171,38 @@ fn main() {
             total
         });
     });
+    g.bench_function("read-and-decode", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut from = 0;
+                let mut n = 0u64;
+                while from < head {
+                    let batch = log
+                        .read_all(&TenantFilter::All, from, Direction::Forward, 10_000)
+                        .await
+                        .expect("read");
+                    for r in &batch.records {
+                        mailledger_projections::Input::decode(r).expect("decode");
+                    }
+                    n += batch.records.len() as u64;
+                    from = batch.next.expect("next");
+                }
+                n
+            })
+        });
+    });
+    g.bench_function("rebuild-all-in-memory", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let p = Projections::in_memory();
+                let t = Instant::now();
+                rt.block_on(p.rebuild(log.as_ref(), &[], None)).expect("rebuild");
+                total += t.elapsed();
+            }
+            total
+        });
+    });
     g.bench_function("raw-fjall-scan", |b| {
         b.iter(|| {
             let mut count = 0u64;

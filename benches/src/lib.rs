@@ -157,44 +157,69 @@ pub struct Row {
 
 /// Prints the summary table of rows measured in this run.
 pub fn summary(title: &str, rows: &[Row]) {
-    println!("\n== {title}: measured in this run ==");
-    println!(
-        "{:<44} {:>14} {:>14} {:>8}  verdict",
-        "case", "per second", "baseline/s", "ratio"
-    );
+    summary_header(title);
     for r in rows {
         let rate = mean_ns(&r.case.0, &r.case.1).map(|ns| r.elements / (ns / 1e9));
         let base = r
             .baseline
             .as_ref()
             .and_then(|(g, i, e)| mean_ns(g, i).map(|ns| e / (ns / 1e9)));
-        let ratio = rate.zip(base).map(|(a, b)| a / b);
-        let mut verdict = Vec::new();
-        match (r.target, rate) {
-            (Some(t), Some(rate)) => verdict.push(format!(
-                "{} target {:.0}/s",
-                if rate >= t { "PASS" } else { "MISS" },
-                t
-            )),
-            (Some(_), None) => verdict.push("not measured in this run".to_owned()),
-            (None, _) => {}
-        }
-        if let (Some(m), Some(ratio)) = (r.min_ratio, ratio) {
-            verdict.push(format!(
-                "{} ratio >= {m:.2}",
-                if ratio >= m { "PASS" } else { "MISS" }
-            ));
-        }
-        let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
-        println!(
-            "{:<44} {:>14} {:>14} {:>8}  {}",
-            format!("{}/{}", r.case.0, r.case.1),
-            fmt(rate),
-            fmt(base),
-            ratio.map_or_else(|| "-".to_owned(), |x| format!("{x:.2}")),
-            verdict.join(", ")
+        summary_line(
+            &format!("{}/{}", r.case.0, r.case.1),
+            rate,
+            base,
+            r.target,
+            r.min_ratio,
         );
     }
+}
+
+/// Prints the title and column heads of a summary table.
+pub fn summary_header(title: &str) {
+    println!("\n== {title}: measured in this run ==");
+    println!(
+        "{:<44} {:>14} {:>14} {:>8}  verdict",
+        "case", "per second", "baseline/s", "ratio"
+    );
+}
+
+/// Prints one line of a summary table: a case's rate (elements per second),
+/// its baseline's, their ratio, and PASS or MISS against the target rate
+/// and least ratio where given. For figures measured outside criterion (the
+/// load benchmark); [`summary`] prints criterion's this way.
+pub fn summary_line(
+    case: &str,
+    rate: Option<f64>,
+    base: Option<f64>,
+    target: Option<f64>,
+    min_ratio: Option<f64>,
+) {
+    let ratio = rate.zip(base).map(|(a, b)| a / b);
+    let mut verdict = Vec::new();
+    match (target, rate) {
+        (Some(t), Some(rate)) => verdict.push(format!(
+            "{} target {:.0}/s",
+            if rate >= t { "PASS" } else { "MISS" },
+            t
+        )),
+        (Some(_), None) => verdict.push("not measured in this run".to_owned()),
+        (None, _) => {}
+    }
+    if let (Some(m), Some(ratio)) = (min_ratio, ratio) {
+        verdict.push(format!(
+            "{} ratio >= {m:.2}",
+            if ratio >= m { "PASS" } else { "MISS" }
+        ));
+    }
+    let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+    println!(
+        "{:<44} {:>14} {:>14} {:>8}  {}",
+        case,
+        fmt(rate),
+        fmt(base),
+        ratio.map_or_else(|| "-".to_owned(), |x| format!("{x:.2}")),
+        verdict.join(", ")
+    );
 }
 
 #[cfg(test)]

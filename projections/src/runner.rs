@@ -23,7 +23,7 @@ pub const BATCH: usize = 4096;
 
 /// Records per batch of a rebuild: larger batches let each projection keep
 /// more decoded state between its writes.
-pub const REBUILD_BATCH: usize = 50_000;
+pub const REBUILD_BATCH: usize = 100_000;
 
 /// Where a projection's stores live: `DIR/NAME/gen-N`, with `DIR/NAME/CURRENT`
 /// naming the one in use. A rebuild writes `gen-(N+1)` and swaps.
@@ -77,6 +77,7 @@ impl Slot {
             records,
             inputs,
             next,
+            false,
         )?;
         self.checkpoint.store(next, Ordering::Release);
         Ok(())
@@ -92,12 +93,17 @@ pub(crate) fn apply_to(
     records: &[Record],
     inputs: &[Input],
     next: u64,
+    bulk: bool,
 ) -> Result<()> {
     let mut tx = Tx::new(store);
     projection.apply_batch(&mut tx, records, inputs, from)?;
     let mut writes = tx.into_writes();
     writes.push((CHECKPOINT_KEY.to_vec(), Some(next.to_be_bytes().to_vec())));
-    store.commit(writes)
+    if bulk {
+        store.commit_bulk(writes)
+    } else {
+        store.commit(writes)
+    }
 }
 
 /// A batch read and decoded: records, their inputs, and the position after.
@@ -130,11 +136,28 @@ async fn read_batch(log: &dyn EventLog, from: u64, until: u64, max: usize) -> Re
             break;
         }
     }
-    let inputs = records
-        .iter()
-        .map(Input::decode)
-        .collect::<Result<Vec<_>>>()?;
+    let (records, inputs) = tokio::task::spawn_blocking(move || decode(records))
+        .await
+        .map_err(|_| Error::Stopped)??;
     Ok((records, inputs, next))
+}
+
+/// Decodes a batch; a large one on two threads.
+fn decode(records: Vec<Record>) -> Result<(Vec<Record>, Vec<Input>)> {
+    let decode_all = |rs: &[Record]| rs.iter().map(Input::decode).collect::<Result<Vec<_>>>();
+    if records.len() < 8192 {
+        let inputs = decode_all(&records)?;
+        return Ok((records, inputs));
+    }
+    let (a, b) = records.split_at(records.len() / 2);
+    let (ia, ib) = std::thread::scope(|s| {
+        let hb = s.spawn(|| decode_all(b));
+        let ia = decode_all(a);
+        (ia, hb.join().unwrap_or(Err(Error::Stopped)))
+    });
+    let mut inputs = ia?;
+    inputs.extend(ib?);
+    Ok((records, inputs))
 }
 
 /// Reads the batches of `[from, until)` and hands each to `apply`, reading
@@ -292,6 +315,7 @@ fn build_batch(
                 records,
                 inputs,
                 next,
+                true,
             )?;
             b.from.store(next, Ordering::Release);
         }

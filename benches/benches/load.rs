@@ -1,0 +1,686 @@
+//! Load: the release `mailledger serve` on a loopback port, durable (sync)
+//! appends, fed canonical events over HTTP/1.1 keep-alive in batches of 100
+//! by concurrent clients for a fixed time, while other clients ask for
+//! message timelines (`GET /v1/messages/{id}`) of messages ingested before.
+//! Targets: at least 50,000 events/s, timeline p99 under 5 ms. Baseline,
+//! measured in the same run before the server starts: the same events
+//! (built as JSON, parsed, sealed, appended) through an in-process
+//! `EmailLedger::append` on fjall with sync appends, batches of 100 from 64
+//! tasks.
+//!
+//! ```sh
+//! cargo bench -p mailledger-benches --bench load
+//! ```
+//!
+//! The server is the release binary `target/release/mailledger`: the bench
+//! runs `cargo build --release -p mailledger` first (a no-op when it is up
+//! to date), or uses `MAILLEDGER_BIN` when set. Knobs (environment):
+//! `MAILLEDGER_LOAD_SECS` (ingest time, default 10), `MAILLEDGER_LOAD_CLIENTS`
+//! (concurrent ingest clients, default 32), `MAILLEDGER_LOAD_QUERY_RATE`
+//! (timeline queries per second, default 500), `MAILLEDGER_LOAD_BASELINE_SECS`
+//! (default 5). The server runs with the per-key rate limit off
+//! (`--rate-limit-per-second 0`); everything else is the default
+//! configuration. Traffic goes to 127.0.0.1 only; the server is stopped with
+//! SIGTERM at the end and killed if the bench fails. Client, server and disk
+//! share the machine, so the figures are those of one box doing both sides.
+#![allow(missing_docs)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use mailledger_benches::{summary_header, summary_line};
+use mailledger_core::Durability;
+use mailledger_core::crypto::SecretKey;
+use mailledger_core::email::{CanonicalEvent, EmailLedger, parse_event};
+use mailledger_core::keys::FileKeyStore;
+
+/// Events per request (and per in-process append).
+const BATCH: usize = 100;
+/// Distinct recipients: their keys are made during the warm-up.
+const CONTACTS: u64 = 5_000;
+/// Messages ingested before the load, the ones whose timelines are asked.
+const WARM_MESSAGES: u64 = CONTACTS;
+/// In-process appenders of the baseline.
+const BASELINE_TASKS: usize = 64;
+const TARGET_EVENTS_PER_SEC: f64 = 50_000.0;
+const TARGET_P99: Duration = Duration::from_millis(5);
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+// ------------------------------------------------------------------ events
+
+/// One canonical event.
+fn event(kind: &str, message: &str, contact: u64, second: u64) -> String {
+    let id = uuid::Uuid::now_v7();
+    let (mm, ss) = ((second / 60) % 60, second % 60);
+    let extra = if kind == "delivered" {
+        r#","smtp_response":"250 2.0.0 OK queued as 4Bq1x2","mx_host":"mx.example.org""#
+    } else {
+        ""
+    };
+    format!(
+        r#"{{"id":"{id}","type":"{kind}","message_id":"{message}","recipient":"c{contact}@example.org","occurred_at":"2026-11-22T10:{mm:02}:{ss:02}Z","sending_domain":"mail.example.com","tags":["load"],"campaign":"bench"{extra}}}"#
+    )
+}
+
+/// The events of one batch: `BATCH / 2` messages, each `sent` then
+/// `delivered`, named `{prefix}-{n}-{i}`, recipients spread over
+/// [`CONTACTS`].
+fn batch_events(prefix: &str, n: u64) -> Vec<String> {
+    let mut out = Vec::with_capacity(BATCH);
+    for i in 0..(BATCH / 2) as u64 {
+        let message = format!("{prefix}-{n}-{i}");
+        let contact = (n * (BATCH as u64 / 2) + i) % CONTACTS;
+        out.push(event("sent", &message, contact, n + i));
+        out.push(event("delivered", &message, contact, n + i + 1));
+    }
+    out
+}
+
+/// The JSON array of one batch.
+fn batch_json(prefix: &str, n: u64) -> String {
+    format!("[{}]", batch_events(prefix, n).join(","))
+}
+
+/// One batch, parsed as the server parses it.
+fn parse_batch(prefix: &str, n: u64) -> Vec<CanonicalEvent> {
+    batch_events(prefix, n)
+        .iter()
+        .map(|e| parse_event(e).expect("event"))
+        .collect()
+}
+
+// ---------------------------------------------------------------- baseline
+
+/// In-process appends of the same events: events per second.
+fn baseline(rt: &tokio::runtime::Runtime, secs: u64) -> f64 {
+    let data = tempfile::tempdir_in(target_dir()).expect("tempdir");
+    let keys = tempfile::tempdir_in(target_dir()).expect("tempdir");
+    let log = mailledger_benches::ledger("fjall", data.path(), Durability::Sync);
+    let ks = FileKeyStore::open(keys.path(), &SecretKey::generate().expect("key")).expect("keys");
+    let email = Arc::new(EmailLedger::new(Arc::clone(&log), Arc::new(ks)));
+    // The contacts' keys exist before measuring, as on the server side.
+    rt.block_on(async {
+        for n in 0..CONTACTS / (BATCH as u64 / 2) {
+            email
+                .append("default", parse_batch("w", n))
+                .await
+                .expect("warm-up append");
+        }
+    });
+    let next = Arc::new(AtomicU64::new(0));
+    let events = Arc::new(AtomicU64::new(0));
+    let run = Duration::from_secs(secs);
+    let start = Instant::now();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..BASELINE_TASKS)
+            .map(|_| {
+                let (email, next, events) =
+                    (Arc::clone(&email), Arc::clone(&next), Arc::clone(&events));
+                tokio::spawn(async move {
+                    while start.elapsed() < run {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let batch = parse_batch("b", n);
+                        email.append("default", batch).await.expect("append");
+                        events.fetch_add(BATCH as u64, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(email);
+    drop(log);
+    events.load(Ordering::Relaxed) as f64 / elapsed
+}
+
+// ------------------------------------------------------------------ server
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// The release `mailledger` binary, built if needed.
+fn server_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("MAILLEDGER_BIN") {
+        return PathBuf::from(p);
+    }
+    let bin = target_dir().join("release/mailledger");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("load: cargo build --release -p mailledger (the server under test)");
+    let built = Command::new(&cargo)
+        .args(["build", "--release", "-p", "mailledger"])
+        .current_dir(workspace_root())
+        .status();
+    match built {
+        Ok(s) if s.success() => {}
+        other => {
+            assert!(
+                bin.exists(),
+                "load: the release server is needed: run `cargo build --release -p mailledger` \
+                 (or set MAILLEDGER_BIN); building it failed: {other:?}"
+            );
+            eprintln!(
+                "load: building failed ({other:?}); using the existing {}",
+                bin.display()
+            );
+        }
+    }
+    assert!(bin.exists(), "load: no {} after building", bin.display());
+    bin
+}
+
+/// The server this bench started: SIGTERM at the end, SIGKILL on drop if
+/// it is still running (a failed bench).
+struct Server {
+    child: Child,
+    addr: String,
+    admin_key: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(bin: &Path, root: &Path) -> Self {
+        let child = Command::new(bin)
+            .arg("--data-dir")
+            .arg(root.join("data"))
+            .arg("--keys-dir")
+            .arg(root.join("keys"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--rate-limit-per-second",
+                "0",
+            ])
+            .env_remove("MAILLEDGER_CONFIG")
+            .env_remove("MAILLEDGER_LOG")
+            .env_remove("MAILLEDGER_KEK")
+            .env_remove("MAILLEDGER_KEK_FILE")
+            .env_remove("MAILLEDGER_DURABILITY")
+            .env_remove("MAILLEDGER_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mailledger serve");
+        let mut server = Self {
+            child,
+            addr: String::new(),
+            admin_key: String::new(),
+            log: Arc::new(Mutex::new(Vec::new())),
+        };
+        let mut err = BufReader::new(server.child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        while server.addr.is_empty() {
+            line.clear();
+            let n = err.read_line(&mut line).expect("server stderr");
+            assert!(n > 0, "the server exited: {:?}", server.log);
+            server.log.lock().expect("log").push(line.clone());
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                server.addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        }
+        assert!(server.addr.starts_with("127.0.0.1:"), "{}", server.addr);
+        // Drain stderr (keeping its last lines for a failure report).
+        let log = Arc::clone(&server.log);
+        std::thread::spawn(move || {
+            for l in err.lines() {
+                let Ok(l) = l else { break };
+                let mut log = log.lock().expect("log");
+                if log.len() >= 200 {
+                    log.remove(0);
+                }
+                log.push(l);
+            }
+        });
+        let mut out = BufReader::new(server.child.stdout.take().expect("stdout"));
+        out.read_line(&mut server.admin_key).expect("first key");
+        server.admin_key = server.admin_key.trim().to_owned();
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = out.read_to_string(&mut sink);
+        });
+        server
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit; true when it exited 0.
+    fn stop(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `mailledger key create` beside the running server.
+fn create_key(bin: &Path, root: &Path) -> String {
+    let out = Command::new(bin)
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--keys-dir")
+        .arg(root.join("keys"))
+        .args(["key", "create", "--scopes", "ingest,read", "--name", "load"])
+        .env_remove("MAILLEDGER_KEK")
+        .env_remove("MAILLEDGER_KEK_FILE")
+        .output()
+        .expect("mailledger key create");
+    assert!(
+        out.status.success(),
+        "key create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("key")
+        .trim()
+        .to_owned()
+}
+
+// ------------------------------------------------------------------ client
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// One request; the status and body.
+async fn send(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    key: &str,
+    body: Option<String>,
+) -> Result<(u16, Bytes), String> {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(body.map_or_else(Bytes::new, Bytes::from)))
+        .map_err(|e| e.to_string())?;
+    let res = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    let bytes = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, bytes))
+}
+
+/// POSTs one batch; `Ok(())` when all of it was appended.
+async fn ingest(client: &HttpClient, base: &str, key: &str, events: String) -> Result<(), String> {
+    let url = format!("{base}/v1/events");
+    let (status, body) = send(
+        client,
+        "POST",
+        &url,
+        key,
+        Some(format!(r#"{{"events":{events}}}"#)),
+    )
+    .await?;
+    let text = String::from_utf8_lossy(&body);
+    if status == 200 && text.contains(&format!(r#""appended":{BATCH}"#)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{status} {}",
+            text.chars().take(300).collect::<String>()
+        ))
+    }
+}
+
+/// Polls `GET path` until it answers 200, for at most `limit`.
+async fn wait_for(
+    client: &HttpClient,
+    base: &str,
+    key: &str,
+    path: &str,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    let url = format!("{base}{path}");
+    loop {
+        match send(client, "GET", &url, key, None).await {
+            Ok((200, _)) => return start.elapsed(),
+            other => assert!(
+                start.elapsed() < limit,
+                "{path} not answered 200 within {limit:?}: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+/// What the load phase measured.
+struct Measured {
+    events: u64,
+    elapsed: Duration,
+    failures: u64,
+    first_failure: Option<String>,
+    ingest_latency: Vec<Duration>,
+    query_latency: Vec<Duration>,
+    query_failures: u64,
+    first_query_failure: Option<String>,
+    catch_up: Duration,
+}
+
+#[allow(clippy::too_many_lines)]
+async fn load(base: String, key: String, secs: u64, clients: usize, query_rate: u64) -> Measured {
+    let client = client();
+    // Warm-up: every contact's key, and the messages whose timelines are
+    // asked; then wait until the projections show the last of them.
+    for n in 0..WARM_MESSAGES / (BATCH as u64 / 2) {
+        ingest(&client, &base, &key, batch_json("w", n))
+            .await
+            .expect("warm-up batch");
+    }
+    let last = WARM_MESSAGES / (BATCH as u64 / 2) - 1;
+    wait_for(
+        &client,
+        &base,
+        &key,
+        &format!("/v1/messages/w-{last}-{}", BATCH / 2 - 1),
+        Duration::from_secs(60),
+    )
+    .await;
+
+    let run = Duration::from_secs(secs);
+    // A bound besides the clock: 4x the target rate.
+    let max_batches = secs * 4 * TARGET_EVENTS_PER_SEC as u64 / BATCH as u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let ingesters: Vec<_> = (0..clients)
+        .map(|_| {
+            let (client, base, key, next) =
+                (client.clone(), base.clone(), key.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut latency = Vec::new();
+                let (mut events, mut failures, mut first_failure) = (0u64, 0u64, None);
+                let mut last_acked = None;
+                while start.elapsed() < run {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= max_batches {
+                        break;
+                    }
+                    let body = batch_json("l", n);
+                    let t = Instant::now();
+                    match ingest(&client, &base, &key, body).await {
+                        Ok(()) => {
+                            latency.push(t.elapsed());
+                            events += BATCH as u64;
+                            last_acked = last_acked.max(Some(n));
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            first_failure.get_or_insert(e);
+                        }
+                    }
+                }
+                (events, failures, first_failure, latency, last_acked)
+            })
+        })
+        .collect();
+    // Timeline readers: two paced tasks, each asking for a random warm-up
+    // message.
+    let readers: Vec<_> = (0..2u64)
+        .map(|r| {
+            let (client, base, key, done) =
+                (client.clone(), base.clone(), key.clone(), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut tick =
+                    tokio::time::interval(Duration::from_secs_f64(2.0 / query_rate.max(1) as f64));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (r + 1);
+                let (mut latency, mut failures, mut first_failure) = (Vec::new(), 0u64, None);
+                while !done.load(Ordering::Relaxed)
+                    && start.elapsed() < run + Duration::from_secs(60)
+                {
+                    tick.tick().await;
+                    // xorshift64
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let m = seed % WARM_MESSAGES;
+                    let (n, i) = (m / (BATCH as u64 / 2), m % (BATCH as u64 / 2));
+                    let url = format!("{base}/v1/messages/w-{n}-{i}");
+                    let t = Instant::now();
+                    match send(&client, "GET", &url, &key, None).await {
+                        Ok((200, body)) if body.starts_with(b"{") => latency.push(t.elapsed()),
+                        other => {
+                            failures += 1;
+                            first_failure.get_or_insert(format!("{other:?}"));
+                        }
+                    }
+                }
+                (latency, failures, first_failure)
+            })
+        })
+        .collect();
+    let mut m = Measured {
+        events: 0,
+        elapsed: Duration::ZERO,
+        failures: 0,
+        first_failure: None,
+        ingest_latency: Vec::new(),
+        query_latency: Vec::new(),
+        query_failures: 0,
+        first_query_failure: None,
+        catch_up: Duration::ZERO,
+    };
+    let mut last_batch = None;
+    for t in ingesters {
+        let (events, failures, first, latency, last) = t.await.expect("ingest task");
+        m.events += events;
+        m.failures += failures;
+        m.first_failure = m.first_failure.or(first);
+        m.ingest_latency.extend(latency);
+        last_batch = last_batch.max(last);
+    }
+    m.elapsed = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    for t in readers {
+        let (latency, failures, first) = t.await.expect("reader task");
+        m.query_latency.extend(latency);
+        m.query_failures += failures;
+        m.first_query_failure = m.first_query_failure.or(first);
+    }
+    // How long the projections needed to show the last batch acknowledged.
+    if let Some(probe) = last_batch {
+        m.catch_up = wait_for(
+            &client,
+            &base,
+            &key,
+            &format!("/v1/messages/l-{probe}-{}", BATCH / 2 - 1),
+            Duration::from_secs(120),
+        )
+        .await;
+    }
+    m
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test") {
+        println!("load: skipped (run it with `cargo bench -p mailledger-benches --bench load`)");
+        return;
+    }
+    let secs: u64 = env_or("MAILLEDGER_LOAD_SECS", 10);
+    let clients: usize = env_or("MAILLEDGER_LOAD_CLIENTS", 32);
+    let query_rate: u64 = env_or("MAILLEDGER_LOAD_QUERY_RATE", 500);
+    let baseline_secs: u64 = env_or("MAILLEDGER_LOAD_BASELINE_SECS", 5);
+
+    let bin = server_binary();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    eprintln!(
+        "load: baseline: in-process EmailLedger::append, {BASELINE_TASKS} tasks, {baseline_secs} s"
+    );
+    let base_rate = baseline(&rt, baseline_secs);
+
+    let root = tempfile::tempdir_in(target_dir()).expect("tempdir");
+    let mut server = Server::start(&bin, root.path());
+    assert!(server.admin_key.starts_with("mlk_"), "no first key printed");
+    let key = create_key(&bin, root.path());
+    eprintln!(
+        "load: {} at http://{}: {clients} clients x batches of {BATCH} for {secs} s, {query_rate} timeline queries/s",
+        bin.display(),
+        server.addr
+    );
+    let base = format!("http://{}", server.addr);
+    let m = rt.block_on(load(base, key, secs, clients, query_rate));
+    let clean = server.stop();
+    let server_log = server.log.lock().map(|l| l.join("")).unwrap_or_default();
+    drop(server);
+
+    let rate = m.events as f64 / m.elapsed.as_secs_f64();
+    summary_header(&format!(
+        "load: POST /v1/events over loopback (release server, sync, batches of {BATCH}, {clients} clients) \
+         vs in-process EmailLedger::append (fjall, sync, batches of {BATCH}, {BASELINE_TASKS} tasks)"
+    ));
+    summary_line(
+        &format!("load/http-ingest-b{BATCH}-c{clients}"),
+        Some(rate),
+        Some(base_rate),
+        Some(TARGET_EVENTS_PER_SEC),
+        None,
+    );
+    summary_line(
+        &format!("load/inprocess-append-b{BATCH}-w{BASELINE_TASKS}"),
+        Some(base_rate),
+        None,
+        None,
+        None,
+    );
+
+    let mut q = m.query_latency.clone();
+    q.sort();
+    let mut i = m.ingest_latency.clone();
+    i.sort();
+    println!("\n== load: request latency while ingesting: measured in this run ==");
+    println!(
+        "{:<44} {:>8} {:>8} {:>8} {:>8} {:>8}  verdict",
+        "case", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    let p99 = percentile(&q, 0.99);
+    let verdict = if q.is_empty() {
+        "not measured in this run".to_owned()
+    } else {
+        format!(
+            "{} target p99 < {} ms",
+            if p99 < TARGET_P99 && m.query_failures == 0 {
+                "PASS"
+            } else {
+                "MISS"
+            },
+            TARGET_P99.as_millis()
+        )
+    };
+    for (case, v, verdict) in [
+        ("load/timeline GET /v1/messages/{id}", &q, verdict),
+        (
+            "load/ingest POST /v1/events (100 events)",
+            &i,
+            String::new(),
+        ),
+    ] {
+        println!(
+            "{:<44} {:>8} {:>8} {:>8} {:>8} {:>8}  {verdict}",
+            case,
+            v.len(),
+            ms(percentile(v, 0.50)),
+            ms(percentile(v, 0.90)),
+            ms(percentile(v, 0.99)),
+            ms(v.last().copied().unwrap_or_default()),
+        );
+    }
+    println!(
+        "events acknowledged: {} in {:.2} s; failed ingest requests: {}{}; failed timeline queries: {}{}",
+        m.events,
+        m.elapsed.as_secs_f64(),
+        m.failures,
+        m.first_failure
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
+        m.query_failures,
+        m.first_query_failure
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
+    );
+    println!(
+        "projections showed the last batch {:.2} s after ingest ended; server stopped with SIGTERM: {}",
+        m.catch_up.as_secs_f64(),
+        if clean { "exit 0" } else { "NOT CLEAN" }
+    );
+    if !clean {
+        eprintln!("server log:\n{server_log}");
+    }
+}
