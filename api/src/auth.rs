@@ -53,6 +53,10 @@ pub mod scope {
     /// The `admin` scope.
     #[derive(Debug)]
     pub struct Admin;
+    /// The `ingest` or the `read` scope (a sending system's key, or a
+    /// reader's).
+    #[derive(Debug)]
+    pub struct IngestOrRead;
 
     impl RequiredScope for Ingest {
         const SCOPES: &'static [Scope] = &[Scope::Ingest];
@@ -68,6 +72,9 @@ pub mod scope {
     }
     impl RequiredScope for Admin {
         const SCOPES: &'static [Scope] = &[Scope::Admin];
+    }
+    impl RequiredScope for IngestOrRead {
+        const SCOPES: &'static [Scope] = &[Scope::Ingest, Scope::Read];
     }
 }
 

@@ -33,10 +33,11 @@ pub struct Metrics {
     /// `mailledger_erasures_total`.
     pub erasures: IntCounter,
     /// `mailledger_suppression_checks_total{outcome}`: `allowed` or
-    /// `suppressed` (incremented by the suppression routes).
+    /// `suppressed` (incremented by `POST /v1/sends/check`).
     pub suppression_checks: IntCounterVec,
     /// `mailledger_projection_lag_events{projection}`: records between the
-    /// log's head and a projection's checkpoint (set by the runner).
+    /// log's head and a projection's checkpoint (set on each scrape of
+    /// `GET /metrics`).
     pub projection_lag: IntGaugeVec,
     /// `mailledger_rate_limited_total`: requests refused by a key's limit.
     pub rate_limited: IntCounter,

@@ -48,6 +48,11 @@ pub enum ProblemType {
     /// The tenant has not configured what this request needs (a webhook
     /// secret); the provider should retry once it is.
     NotConfigured,
+    /// This server runs without projections, so queries, suppression
+    /// checks and analytics are not available.
+    ProjectionsUnavailable,
+    /// The change needs a `reason` (removing a complaint's suppression).
+    ReasonRequired,
 }
 
 impl ProblemType {
@@ -69,6 +74,8 @@ impl ProblemType {
             Self::Internal => "internal",
             Self::BadSignature => "bad-signature",
             Self::NotConfigured => "not-configured",
+            Self::ProjectionsUnavailable => "projections-unavailable",
+            Self::ReasonRequired => "reason-required",
         }
     }
 
@@ -96,6 +103,8 @@ impl ProblemType {
             Self::Internal => "Internal error",
             Self::BadSignature => "Bad webhook signature",
             Self::NotConfigured => "Not configured",
+            Self::ProjectionsUnavailable => "Projections unavailable",
+            Self::ReasonRequired => "Reason required",
         }
     }
 
@@ -110,9 +119,11 @@ impl ProblemType {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict | Self::ReasonRequired => StatusCode::CONFLICT,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable | Self::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::NotConfigured | Self::ProjectionsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -284,6 +295,26 @@ impl From<mailledger_core::Error> for Problem {
             }
             _ => {
                 tracing::error!(error = %e, "request failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<mailledger_projections::Error> for Problem {
+    fn from(e: mailledger_projections::Error) -> Self {
+        use mailledger_projections::Error as E;
+        match e {
+            // Projection input errors name the parameter, never a value.
+            E::InvalidInput(msg) => Self::invalid(msg),
+            E::Log(e) => Self::from(e),
+            E::Stopped => Self::new(
+                ProblemType::Unavailable,
+                "the projections are not running; retry later",
+            )
+            .retry_after(5),
+            other => {
+                tracing::error!(error = %other, "projection query failed");
                 Self::internal()
             }
         }

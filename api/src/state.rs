@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mailledger_core::email::EmailLedger;
+use mailledger_projections::Projections;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::access::AccessStore;
 use crate::metrics::Metrics;
@@ -56,8 +57,10 @@ impl Limits {
     }
 }
 
-/// Whether the server is ready: `GET /readyz` answers 200 once set. The
-/// server sets it after start-up (later: once projections caught up).
+/// Whether the server is ready: `GET /readyz` answers 200 once set. With
+/// projections, [`AppState::become_ready`] sets it once every projection
+/// has caught up with the log's head; without, the server sets it once
+/// listening.
 #[derive(Debug, Clone, Default)]
 pub struct ReadyFlag(Arc<AtomicBool>);
 
@@ -140,10 +143,10 @@ pub struct AppState {
     pub rate: Arc<RateLimiter>,
     /// Permits for requests in flight (the global concurrency limit).
     pub inflight: Arc<Semaphore>,
-    // Projections plug in here, as
-    //     pub projections: Option<Arc<mailledger_projections::Projections>>,
-    // set to `None` in `new` and by a `with_projections` builder; the
-    // projection-backed handlers answer 503 while it is `None`.
+    /// The projections (delivery log, suppression list, analytics) the
+    /// query routes read; `None` (the default) makes those routes answer
+    /// 503 `projections-unavailable`.
+    pub projections: Option<Arc<Projections>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -172,6 +175,41 @@ impl AppState {
             inflight: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
             limits: Arc::new(limits),
             ready: ReadyFlag::default(),
+            projections: None,
+        }
+    }
+
+    /// The same state with projections for the query routes. Feeding them
+    /// (the runner, [`Projections::run`]) is the caller's business.
+    #[must_use]
+    pub fn with_projections(mut self, projections: Arc<Projections>) -> Self {
+        self.projections = Some(projections);
+        self
+    }
+
+    /// Sets the ready flag once every projection has applied every event
+    /// up to the log's head (lag 0), at least once since this call; at once
+    /// when there are no projections. Returns early when `stop` turns true
+    /// or its sender is dropped.
+    pub async fn become_ready(&self, mut stop: watch::Receiver<bool>) {
+        let Some(p) = self.projections.clone() else {
+            self.ready.set(true);
+            return;
+        };
+        let log = Arc::clone(self.email.log());
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let head = log.head();
+            if p.status(head).iter().all(|s| s.lag == 0) {
+                self.ready.set(true);
+                return;
+            }
+            tokio::select! {
+                _ = p.wait_for(head, Duration::from_millis(500)) => {}
+                r = stop.changed() => if r.is_err() { return },
+            }
         }
     }
 

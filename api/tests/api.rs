@@ -653,6 +653,15 @@ async fn every_route_is_in_the_openapi_document() {
         ("PUT", "/v1/admin/tenants/{tenant}/webhook-secrets"),
         ("DELETE", "/v1/admin/tenants/{tenant}/webhook-secrets"),
         ("POST", "/v1/webhooks/{provider}"),
+        ("GET", "/v1/messages/{id}"),
+        ("GET", "/v1/messages"),
+        ("POST", "/v1/messages/search"),
+        ("GET", "/v1/suppressions"),
+        ("POST", "/v1/suppressions"),
+        ("POST", "/v1/suppressions/lookup"),
+        ("POST", "/v1/suppressions/remove"),
+        ("POST", "/v1/sends/check"),
+        ("GET", "/v1/analytics"),
     ];
     for (m, p) in served {
         assert!(
@@ -729,6 +738,13 @@ mod fuzz {
             Just(r#"{"events": null}"#.to_owned()),
             Just(r#"{"address": 7}"#.to_owned()),
             Just(r#"{"name": "", "scopes": ["x"]}"#.to_owned()),
+            Just(r#"{"address": "a@b.example"}"#.to_owned()),
+            Just(r#"{"address": "a@b.example", "reason": ""}"#.to_owned()),
+            Just(r#"{"address": "a@b.example", "reason": "r", "id": "x"}"#.to_owned()),
+            Just(r#"{"address": "a@b.example", "reason": "r", "expires_at": 1}"#.to_owned()),
+            Just(r#"{"address": "a@b.example", "scope": "", "reason": "r"}"#.to_owned()),
+            Just(r#"{"recipient": "a@b.example", "limit": 0}"#.to_owned()),
+            Just(r#"{"status": "x", "cursor": "zz"}"#.to_owned()),
         ]
     }
 
@@ -736,7 +752,7 @@ mod fuzz {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         #[test]
-        fn arbitrary_bodies_never_get_a_5xx_and_never_append(body in bodies(), truncate in 0usize..40) {
+        fn arbitrary_bodies_never_get_a_5xx_and_refused_ones_never_append(body in bodies(), truncate in 0usize..40) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let e = env();
@@ -748,8 +764,17 @@ mod fuzz {
                     "/v1/contacts/export",
                     "/v1/admin/tenants",
                     "/v1/admin/keys",
+                    "/v1/messages/search",
+                    "/v1/suppressions/lookup",
+                    "/v1/suppressions",
+                    "/v1/suppressions/remove",
+                    "/v1/sends/check",
                 ] {
                     for b in [body.clone(), body[..cut].to_owned()] {
+                        // The server's runner would keep the projections
+                        // at the head; here they are fed by hand.
+                        e.project().await;
+                        let before = e.state.email.log().head();
                         let r = e
                             .send(
                                 Request::post(uri)
@@ -762,10 +787,11 @@ mod fuzz {
                         prop_assert!(r.status.as_u16() < 500, "{uri}: {}", r.text());
                         if !r.status.is_success() {
                             prop_assert_eq!(r.content_type(), PROBLEM);
+                            // A refused body changes nothing.
+                            prop_assert_eq!(e.state.email.log().head(), before, "{}", uri);
                         }
                     }
                 }
-                prop_assert_eq!(e.state.email.log().head(), 0);
                 Ok(())
             })?;
         }

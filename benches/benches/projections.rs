@@ -197,7 +197,8 @@ fn main() {
             for _ in 0..iters {
                 let p = Projections::in_memory();
                 let t = Instant::now();
-                rt.block_on(p.rebuild(log.as_ref(), &[], None)).expect("rebuild");
+                rt.block_on(p.rebuild(log.as_ref(), &[], None))
+                    .expect("rebuild");
                 total += t.elapsed();
             }
             total

@@ -219,7 +219,17 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                 info.tenant
             );
         }
-        let state = AppState::new(email, Arc::new(access)).with_limits(s.limits);
+        // The projections, fed by the runner inside the server; their
+        // fjall stores allow one process, so `mailledger rebuild` and
+        // `mailledger projections` run while the server is stopped.
+        let projections = Arc::new(crate::projections_cmd::open(&s.data_dir)?);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let runner = tokio::spawn(
+            Arc::clone(&projections).run(Arc::clone(&log), stopped.clone()),
+        );
+        let state = AppState::new(email, Arc::new(access))
+            .with_limits(s.limits)
+            .with_projections(Arc::clone(&projections));
         let app = mailledger_api::router(state.clone());
         let listener = tokio::net::TcpListener::bind(&s.listen)
             .await
@@ -231,16 +241,34 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             s.data_dir.display(),
             s.keys_dir.display()
         );
-        // Readiness: the projection runner clears and sets this once it has
-        // caught up; without projections the server is ready once listening.
-        state.ready.set(true);
-        axum::serve(listener, app)
+        // Ready once every projection has caught up with the log's head.
+        let readiness = {
+            let state = state.clone();
+            tokio::spawn(async move { state.become_ready(stopped).await })
+        };
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .context("the server failed")?;
+            .context("the server failed");
         state.ready.set(false);
+        // Stop the runner; a long catch-up is cut short (each batch commits
+        // its state and checkpoint atomically, so nothing is half applied).
+        let _ = stop.send(true);
+        readiness.abort();
+        let mut runner = runner;
+        if tokio::time::timeout(std::time::Duration::from_secs(10), &mut runner)
+            .await
+            .is_err()
+        {
+            runner.abort();
+            let _ = runner.await;
+        }
+        served?;
+        projections
+            .flush()
+            .context("cannot flush the projections")?;
         log.sync().await?;
-        eprintln!("mailledger: stopped; the log is synced");
+        eprintln!("mailledger: stopped; the log and the projections are synced");
         Ok(ExitCode::SUCCESS)
     })
 }

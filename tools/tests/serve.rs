@@ -36,6 +36,16 @@ struct Server {
 
 impl Server {
     fn start(root: &Path) -> Self {
+        Self::spawn(root, true)
+    }
+
+    /// Starts a server on a directory that holds a key already (no key is
+    /// printed).
+    fn start_again(root: &Path) -> Self {
+        Self::spawn(root, false)
+    }
+
+    fn spawn(root: &Path, first: bool) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailledger"));
         base(&mut cmd, root);
         let mut child = cmd
@@ -60,9 +70,11 @@ impl Server {
             let mut sink = String::new();
             let _ = err.read_to_string(&mut sink);
         });
-        let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut first_key = String::new();
-        out.read_line(&mut first_key).unwrap();
+        if first {
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            out.read_line(&mut first_key).unwrap();
+        }
         Self {
             child,
             addr: addr.unwrap(),
@@ -209,4 +221,57 @@ fn init_creates_tenant_default_and_tenants_can_be_listed_and_created() {
     assert!(!text.contains("key-zed"));
     let access = std::fs::read_to_string(root.path().join("data/access.json")).unwrap();
     assert!(!access.contains("key-zed"));
+}
+
+#[test]
+fn the_projection_runner_inside_serve_feeds_queries_and_readiness() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::start(root.path());
+    let key = server.first_key.clone();
+    let wait_for = |server: &Server, path: &str, method: &str, body: &str| -> String {
+        for _ in 0..200 {
+            let (status, text) = server.request(method, path, &key, body);
+            if status == 200 {
+                return text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("{path} never answered 200");
+    };
+    let ready = wait_for(&server, "/readyz", "GET", "");
+    assert!(ready.contains("\"delivery-log\""), "{ready}");
+    let events = r#"{"events": [
+        {"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b11", "type": "sent", "message_id": "m-42",
+         "recipient": "ann@example.org", "occurred_at": "2026-11-22T10:00:00Z"},
+        {"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b12", "type": "bounced", "message_id": "m-42",
+         "recipient": "ann@example.org", "occurred_at": "2026-11-22T10:00:01Z",
+         "class": "hard", "status": "5.1.1", "diagnostic": "550 5.1.1 user unknown"}]}"#;
+    let (status, body) = server.request("POST", "/v1/events", &key, events);
+    assert_eq!(status, 200, "{body}");
+    // Ingest does not wait; the runner applies the events shortly after.
+    let timeline = wait_for(&server, "/v1/messages/m-42", "GET", "");
+    let t: serde_json::Value = serde_json::from_str(&timeline).unwrap();
+    assert_eq!(t["status"], "bounced");
+    assert_eq!(t["timeline"].as_array().unwrap().len(), 2);
+    let (status, check) = server.request(
+        "POST",
+        "/v1/sends/check",
+        &key,
+        r#"{"address": "ann@example.org"}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(check.contains("\"allowed\":false"), "{check}");
+    let (_, metrics) = server.request("GET", "/metrics", &key, "");
+    assert!(
+        metrics.contains("mailledger_projection_lag_events{projection=\"delivery-log\"} 0"),
+        "{metrics}"
+    );
+    assert!(server.terminate().success());
+    // The projections persist in the data directory: after a restart the
+    // message is there at once.
+    let server = Server::start_again(root.path());
+    let again = wait_for(&server, "/readyz", "GET", "");
+    assert!(again.contains("\"lag\":0"), "{again}");
+    let (status, _) = server.request("GET", "/v1/messages/m-42", &key, "");
+    assert_eq!(status, 200);
 }

@@ -38,25 +38,86 @@ pub async fn healthz() -> ApiJson<Health> {
     })
 }
 
-/// Readiness: 200 once the server is ready to take traffic (projections
-/// caught up), 503 before.
+/// Where one projection stands.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProjectionStatus {
+    /// `delivery-log`, `suppressions` or `analytics`.
+    pub name: String,
+    /// The position of the first event it has not applied.
+    pub checkpoint: u64,
+    /// How many events it is behind the log's head.
+    pub lag: u64,
+}
+
+/// A readiness answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: String,
+    /// The position the next record of the log will get.
+    pub head: u64,
+    /// Each projection's checkpoint and lag now (empty when the server runs
+    /// without projections).
+    pub projections: Vec<ProjectionStatus>,
+}
+
+/// Each projection's status against the log's head now.
+fn projection_status(state: &AppState) -> (u64, Vec<ProjectionStatus>) {
+    let head = state.email.log().head();
+    let list = state
+        .projections
+        .as_ref()
+        .map(|p| {
+            p.status(head)
+                .into_iter()
+                .map(|s| ProjectionStatus {
+                    name: s.name.to_owned(),
+                    checkpoint: s.checkpoint,
+                    lag: s.lag,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (head, list)
+}
+
+/// Readiness: 200 once the server is ready to take traffic, 503 before.
+///
+/// With projections the server is ready once every projection has caught
+/// up with the log's head (lag 0) at least once since start; afterwards it
+/// stays ready while projections follow new events (their lag, shown here
+/// and in `/metrics`, is usually a few events). The body shows each
+/// projection's checkpoint and lag; the 503 detail shows them too.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "Not ready yet", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready yet (projections catching up)", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Health>, Problem> {
+pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Readiness>, Problem> {
+    let (head, projections) = projection_status(&state);
     if state.ready.get() {
-        Ok(ApiJson(Health {
+        return Ok(ApiJson(Readiness {
             status: "ready".into(),
-        }))
-    } else {
-        Err(Problem::new(ProblemType::Unavailable, "the server is starting").retry_after(1))
+            head,
+            projections,
+        }));
     }
+    let mut detail = String::from("the server is starting");
+    if !projections.is_empty() {
+        let each: Vec<String> = projections
+            .iter()
+            .map(|p| format!("{} at {} (lag {})", p.name, p.checkpoint, p.lag))
+            .collect();
+        detail = format!(
+            "projections are catching up with the log's head {head}: {}",
+            each.join(", ")
+        );
+    }
+    Err(Problem::new(ProblemType::Unavailable, detail).retry_after(1))
 }
 
 /// Metrics in the Prometheus text format.
@@ -71,6 +132,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .log_head
         .set(i64::try_from(state.email.log().head()).unwrap_or(i64::MAX));
+    for p in projection_status(&state).1 {
+        state
+            .metrics
+            .projection_lag
+            .with_label_values(&[p.name.as_str()])
+            .set(i64::try_from(p.lag).unwrap_or(i64::MAX));
+    }
     let mut res = state.metrics.render().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

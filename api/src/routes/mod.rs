@@ -13,10 +13,14 @@
 //! [`Auth`]: crate::auth::Auth
 
 pub mod admin;
+pub mod analytics;
 pub mod erasure;
 pub mod events;
 pub mod health;
+pub mod messages;
+pub(crate) mod params;
 pub mod schemas;
+pub mod suppressions;
 pub mod webhooks;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -38,6 +42,8 @@ use crate::state::AppState;
     components(schemas(ProblemBody)),
     tags(
         (name = "ingest", description = "Events and provider webhooks in"),
+        (name = "queries", description = "The delivery log and analytics, from the projections (which follow the log; their lag is in /readyz and /metrics)"),
+        (name = "suppressions", description = "The suppression list, manual entries and the check before sending"),
         (name = "erasure", description = "Erasure receipts and data subject exports"),
         (name = "admin", description = "Tenants, API keys and provider secrets (scope admin, operator-wide)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
@@ -97,6 +103,12 @@ pub fn api() -> OpenApiRouter<AppState> {
             admin::set_webhook_secrets,
             admin::remove_webhook_secrets
         ))
-    // Projection-backed routes (messages, suppressions, sends/check,
-    // analytics) go here, each as `.routes(routes!(module::handler))`.
+        .routes(routes!(messages::message))
+        .routes(routes!(messages::list))
+        .routes(routes!(messages::search))
+        .routes(routes!(suppressions::list, suppressions::add))
+        .routes(routes!(suppressions::lookup))
+        .routes(routes!(suppressions::remove))
+        .routes(routes!(suppressions::check))
+        .routes(routes!(analytics::analytics))
 }

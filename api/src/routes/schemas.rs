@@ -127,3 +127,198 @@ pub struct WebhookSecrets {
     /// How far (seconds) a signed timestamp may be from now; default 300.
     max_signature_age_secs: Option<i64>,
 }
+
+/// A message of the delivery log: its summary, recipient and subject opened
+/// (or `{"erased": true}`).
+#[derive(Debug, ToSchema)]
+pub struct MessageSummary {
+    /// The message id.
+    message_id: String,
+    /// The recipient's pseudonym (32 hex digits).
+    contact: String,
+    /// The recipient's address, or `{"erased": true}`.
+    #[schema(value_type = Object)]
+    recipient: Option<serde_json::Value>,
+    /// The subject (when the tenant keeps subjects), or `{"erased": true}`.
+    #[schema(value_type = Object)]
+    subject: Option<serde_json::Value>,
+    /// sent, deferred, delivered, bounced, rejected or complained; null
+    /// before a status event.
+    status: Option<String>,
+    sending_domain: Option<String>,
+    /// The recipient's domain (lower-cased).
+    recipient_domain: Option<String>,
+    tags: Vec<String>,
+    campaign: Option<String>,
+    #[schema(format = DateTime)]
+    first_event_at: String,
+    #[schema(format = DateTime)]
+    last_event_at: String,
+    /// How many events the message has.
+    events: u32,
+}
+
+/// A message with its timeline: the fields of [`MessageSummary`] plus
+/// `timeline`, every event of the message by time.
+#[derive(Debug, ToSchema)]
+pub struct MessageTimeline {
+    message_id: String,
+    /// The recipient's pseudonym (32 hex digits).
+    contact: String,
+    /// The recipient's address, or `{"erased": true}`.
+    #[schema(value_type = Object)]
+    recipient: Option<serde_json::Value>,
+    /// The subject, or `{"erased": true}`.
+    #[schema(value_type = Object)]
+    subject: Option<serde_json::Value>,
+    status: Option<String>,
+    sending_domain: Option<String>,
+    recipient_domain: Option<String>,
+    tags: Vec<String>,
+    campaign: Option<String>,
+    #[schema(format = DateTime)]
+    first_event_at: String,
+    #[schema(format = DateTime)]
+    last_event_at: String,
+    events: u32,
+    /// The events, by `occurred_at` then position.
+    timeline: Vec<ReadEvent>,
+}
+
+/// A page of messages, newest first.
+#[derive(Debug, ToSchema)]
+pub struct MessagePage {
+    items: Vec<MessageSummary>,
+    /// The cursor of the next page; null on the last.
+    next: Option<String>,
+}
+
+/// A suppression entry.
+#[derive(Debug, ToSchema)]
+pub struct SuppressionEntry {
+    /// The contact's pseudonym (32 hex digits).
+    contact: String,
+    /// `all` or a topic.
+    scope: String,
+    /// hard_bounce, soft_bounces, complaint, unsubscribe or manual.
+    reason: String,
+    /// A manual entry's reason text.
+    note: Option<String>,
+    /// Since when (the originating event's time).
+    #[schema(format = DateTime)]
+    since: String,
+    /// The event that made the entry.
+    #[schema(format = Uuid, value_type = String)]
+    event_id: String,
+    /// That event's position in the log.
+    position: u64,
+    /// When it lapses; null: never.
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+    /// Whether it applies now.
+    active: bool,
+}
+
+/// A page of the suppression list.
+#[derive(Debug, ToSchema)]
+pub struct SuppressionPage {
+    items: Vec<SuppressionEntry>,
+    /// The cursor of the next page; null on the last.
+    next: Option<String>,
+}
+
+/// Every entry of one contact.
+#[derive(Debug, ToSchema)]
+pub struct SuppressionLookup {
+    entries: Vec<SuppressionEntry>,
+}
+
+/// The answer of `POST /v1/sends/check`: `{"allowed": true}`, or
+/// `{"allowed": false, ...}` with every other field.
+#[derive(Debug, ToSchema)]
+pub struct SendCheck {
+    allowed: bool,
+    /// hard_bounce, soft_bounces, complaint, unsubscribe or manual.
+    reason: Option<String>,
+    /// The scope of the entry that refuses (`all` or the topic).
+    scope: Option<String>,
+    /// Since when.
+    #[schema(format = DateTime)]
+    since: Option<String>,
+    /// The event that made the entry.
+    #[schema(format = Uuid, value_type = Option<String>)]
+    event_id: Option<String>,
+    /// Its position in the log.
+    position: Option<u64>,
+    /// When the entry lapses; null: never.
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+}
+
+/// Counters of a bucket.
+#[derive(Debug, ToSchema)]
+pub struct AnalyticsCounts {
+    sent: u64,
+    delivered: u64,
+    deferred: u64,
+    rejected: u64,
+    bounced_hard: u64,
+    bounced_soft: u64,
+    bounced_block: u64,
+    bounced_undetermined: u64,
+    complained: u64,
+    /// Human opens.
+    opened: u64,
+    /// Messages with a first human open.
+    unique_opened: u64,
+    /// Opens by privacy proxies and prefetchers.
+    machine_opened: u64,
+    /// Human clicks.
+    clicked: u64,
+    unique_clicked: u64,
+    /// Clicks flagged as bots or made within seconds of delivery.
+    bot_clicked: u64,
+    unsubscribed: u64,
+}
+
+/// Rates; null where the divisor is 0.
+#[derive(Debug, ToSchema)]
+pub struct AnalyticsRates {
+    /// delivered / sent.
+    delivery: Option<f64>,
+    /// bounced / sent.
+    bounce: Option<f64>,
+    /// unique opened / delivered.
+    open: Option<f64>,
+    /// unique clicked / delivered.
+    click: Option<f64>,
+    /// complained / delivered.
+    complaint: Option<f64>,
+}
+
+/// One bucket of an analytics result.
+#[derive(Debug, ToSchema)]
+pub struct AnalyticsBucket {
+    /// The bucket's start.
+    #[schema(format = DateTime)]
+    start: String,
+    /// The group's value; null for totals.
+    group: Option<String>,
+    counts: AnalyticsCounts,
+    rates: AnalyticsRates,
+}
+
+/// The totals of the range.
+#[derive(Debug, ToSchema)]
+pub struct AnalyticsTotal {
+    counts: AnalyticsCounts,
+    rates: AnalyticsRates,
+}
+
+/// An analytics result: buckets with counts, ordered by group then time,
+/// and the range's totals.
+#[derive(Debug, ToSchema)]
+pub struct AnalyticsResult {
+    buckets: Vec<AnalyticsBucket>,
+    total: AnalyticsTotal,
+}

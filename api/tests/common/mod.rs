@@ -1,5 +1,6 @@
-//! Shared test setup: an in-memory log, a key store and an access store in
-//! a temporary directory, and a helper to send one request.
+//! Shared test setup: an in-memory log, in-memory projections, a key store
+//! and an access store in a temporary directory, and a helper to send one
+//! request.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -13,6 +14,7 @@ use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::EmailLedger;
 use mailledger_core::keys::FileKeyStore;
 use mailledger_core::{Ledger, LedgerConfig, MemoryStore};
+use mailledger_projections::Projections;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -20,6 +22,9 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub state: AppState,
     pub admin: String,
+    /// The projections the state holds (not fed by a runner: call
+    /// [`Env::project`] before querying).
+    pub projections: Arc<Projections>,
 }
 
 pub struct Reply {
@@ -57,13 +62,24 @@ pub fn env_with(limits: Limits) -> Env {
     let email = EmailLedger::new(Arc::new(log), Arc::new(keys));
     let access = AccessStore::open(&dir.path().join("data"), &kek).unwrap();
     let (_, admin) = access.bootstrap().unwrap().unwrap();
-    let state = AppState::new(Arc::new(email), Arc::new(access)).with_limits(limits);
+    let projections = Arc::new(Projections::in_memory());
+    let state = AppState::new(Arc::new(email), Arc::new(access))
+        .with_limits(limits)
+        .with_projections(Arc::clone(&projections));
     state.ready.set(true);
     Env {
         dir,
         state,
         admin: admin.as_str().to_owned(),
+        projections,
     }
+}
+
+/// An environment whose state has no projections.
+pub fn env_without_projections() -> Env {
+    let mut e = env();
+    e.state.projections = None;
+    e
 }
 
 impl Env {
@@ -78,6 +94,19 @@ impl Env {
         }
         let (_, k) = self.state.access.create_key(tenant, scopes, None).unwrap();
         k.as_str().to_owned()
+    }
+
+    /// Applies every event up to the log's head to the projections.
+    pub async fn project(&self) {
+        let log = Arc::clone(self.state.email.log());
+        self.projections.catch_up(log.as_ref()).await.unwrap();
+    }
+
+    /// Sends `body` (JSON) and expects 200; returns the JSON answer.
+    pub async fn ok(&self, method: Method, uri: &str, key: &str, body: Option<&Value>) -> Value {
+        let r = self.call(method, uri, Some(key), body).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+        r.json()
     }
 
     pub async fn call(

@@ -1,0 +1,198 @@
+//! Shared parts of the projection-backed routes: the projections (or 503),
+//! and parsing of query parameters and body fields with errors that name
+//! the parameter, never its value.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use mailledger_core::crypto::Personal;
+use mailledger_core::pseudonym::Pseudonym;
+use mailledger_projections::Projections;
+use mailledger_projections::delivery::MAX_PAGE;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::problem::{Problem, ProblemType};
+use crate::state::AppState;
+
+/// The page size when none is given.
+pub const DEFAULT_LIMIT: usize = 50;
+
+/// The longest filter value (a tag, campaign, domain or scope), as the
+/// taxonomy allows.
+const MAX_TEXT: usize = mailledger_core::email::MAX_TEXT_LEN;
+
+/// The projections of `state`, or 503 `projections-unavailable`.
+pub(crate) fn projections(state: &AppState) -> Result<Arc<Projections>, Problem> {
+    state.projections.clone().ok_or_else(|| {
+        Problem::new(
+            ProblemType::ProjectionsUnavailable,
+            "this server runs without projections: queries, suppression checks and analytics are not available",
+        )
+    })
+}
+
+/// Whether `n` looks like a parameter name (so it may be quoted back).
+fn name_ok(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The problem for a query string that does not deserialise: an unknown or
+/// repeated parameter is named; nothing else is quoted.
+pub(crate) fn query_problem(r: &QueryRejection) -> Problem {
+    let text = r.body_text();
+    for (marker, what) in [
+        ("unknown field `", "unknown query parameter"),
+        ("duplicate field `", "query parameter given twice:"),
+    ] {
+        if let Some(rest) = text.split(marker).nth(1) {
+            let name = rest.split('`').next().unwrap_or_default();
+            if name_ok(name) {
+                return Problem::invalid(format!("{what} `{name}`"));
+            }
+            return Problem::invalid(what.trim_end_matches(':').to_owned());
+        }
+    }
+    Problem::invalid("the query string is malformed")
+}
+
+/// Where a value came from, for error messages: `parameter` (query string)
+/// or `field` (JSON body).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Src {
+    /// A query parameter.
+    Query,
+    /// A field of a JSON body.
+    Body,
+}
+
+impl Src {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Query => "parameter",
+            Self::Body => "field",
+        }
+    }
+
+    /// A 400 about `name`.
+    pub(crate) fn bad(self, name: &str, what: &str) -> Problem {
+        Problem::invalid(format!("{} `{name}` {what}", self.word()))
+    }
+}
+
+/// An RFC 3339 time as µs since the epoch.
+pub(crate) fn time(src: Src, name: &str, value: &str) -> Result<i64, Problem> {
+    let t = OffsetDateTime::parse(value, &Rfc3339)
+        .map_err(|_| src.bad(name, "must be an RFC 3339 time, like 2026-11-22T10:00:00Z"))?;
+    i64::try_from(t.unix_timestamp_nanos() / 1000).map_err(|_| src.bad(name, "is out of range"))
+}
+
+/// An optional RFC 3339 time.
+pub(crate) fn opt_time(src: Src, name: &str, value: Option<&str>) -> Result<Option<i64>, Problem> {
+    value.map(|v| time(src, name, v)).transpose()
+}
+
+/// A page size from text: 1 to [`MAX_PAGE`], [`DEFAULT_LIMIT`] when absent.
+pub(crate) fn limit_text(src: Src, value: Option<&str>) -> Result<usize, Problem> {
+    match value {
+        None => Ok(DEFAULT_LIMIT),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| src.bad("limit", &format!("must be an integer from 1 to {MAX_PAGE}"))),
+    }
+}
+
+/// A page size from JSON: 1 to [`MAX_PAGE`], [`DEFAULT_LIMIT`] when absent.
+pub(crate) fn limit_json(value: Option<&serde_json::Value>) -> Result<usize, Problem> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(DEFAULT_LIMIT),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                Src::Body.bad("limit", &format!("must be an integer from 1 to {MAX_PAGE}"))
+            }),
+    }
+}
+
+/// A clear text value (tag, campaign, domain, scope): 1 to 256 bytes, no
+/// `@` (addresses go only in `address` or `recipient` fields of bodies).
+pub(crate) fn text(src: Src, name: &str, value: Option<String>) -> Result<Option<String>, Problem> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_empty() || v.len() > MAX_TEXT => {
+            Err(src.bad(name, &format!("must be 1 to {MAX_TEXT} bytes")))
+        }
+        Some(v) if v.contains('@') => Err(src.bad(
+            name,
+            "may not hold an `@`: addresses go only in request bodies, as `address` or `recipient`",
+        )),
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// A cursor: hex digits, of the length `ok` accepts (the projection checks
+/// the rest).
+pub(crate) fn cursor(
+    src: Src,
+    value: Option<String>,
+    ok: impl Fn(usize) -> bool,
+) -> Result<Option<String>, Problem> {
+    match value {
+        Some(c) if !ok(c.len()) || !c.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Err(src.bad("cursor", "is not one this service returned"))
+        }
+        c => Ok(c),
+    }
+}
+
+/// The length of a delivery log cursor.
+pub(crate) fn message_cursor_len(n: usize) -> bool {
+    n == 64
+}
+
+/// The lengths of a suppression list cursor.
+pub(crate) fn suppression_cursor_len(n: usize) -> bool {
+    n > 0 && n <= 2048 && n.is_multiple_of(2)
+}
+
+/// `true` or `false`.
+pub(crate) fn boolean(src: Src, name: &str, value: Option<&str>) -> Result<bool, Problem> {
+    match value {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(src.bad(name, "must be true or false")),
+    }
+}
+
+/// The pseudonym of `address` in `tenant` (the tenant's secret is made, and
+/// synced, on its first use, so off the async threads).
+pub(crate) async fn pseudonym(
+    state: &AppState,
+    tenant: &str,
+    address: Personal,
+) -> Result<Pseudonym, Problem> {
+    let email = Arc::clone(&state.email);
+    let t = tenant.to_owned();
+    tokio::task::spawn_blocking(move || email.pseudonym(&t, &address))
+        .await
+        .map_err(|_| Problem::internal())?
+        .map_err(Problem::from)
+}
+
+/// Now, in µs since the epoch.
+pub(crate) fn now_micros() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+/// Runs a blocking projection read off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Problem::internal())?
+}
