@@ -152,6 +152,12 @@ enum Command {
         /// Keep (sealed) IP addresses and user agents of opens and clicks.
         #[arg(long)]
         keep_engagement_details: Option<bool>,
+        /// Replaces the suppression rules, as JSON such as {"soft_bounce_threshold": 5}; fields left out take their defaults (hard_bounce, complaint, unsubscribe: true; soft_bounce_threshold 3, soft_bounce_window_days 7, soft_bounce_expiry_days 30).
+        #[arg(long)]
+        suppression: Option<String>,
+        /// Replaces the analytics rules, as JSON such as {"bot_click_window_secs": 5} (default 10; 0 turns the rule off).
+        #[arg(long)]
+        analytics: Option<String>,
     },
     /// Prints the head: the position the next record will get.
     Head,
@@ -324,10 +330,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 tenant,
                 keep_subjects,
                 keep_engagement_details,
+                suppression,
+                analytics,
             } => {
                 let email = email()?;
                 let mut policy = email.policy(&tenant).await?;
-                if keep_subjects.is_some() || keep_engagement_details.is_some() {
+                let changed = keep_subjects.is_some()
+                    || keep_engagement_details.is_some()
+                    || suppression.is_some()
+                    || analytics.is_some();
+                if let Some(j) = suppression {
+                    policy.suppression = serde_json::from_str(&j)
+                        .context("--suppression: not valid suppression rules")?;
+                }
+                if let Some(j) = analytics {
+                    policy.analytics = serde_json::from_str(&j)
+                        .context("--analytics: not valid analytics rules")?;
+                }
+                if changed {
                     policy.keep_subjects = keep_subjects.unwrap_or(policy.keep_subjects);
                     policy.keep_engagement_details =
                         keep_engagement_details.unwrap_or(policy.keep_engagement_details);
