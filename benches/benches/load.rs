@@ -426,10 +426,54 @@ struct Measured {
     query_failures: u64,
     first_query_failure: Option<String>,
     catch_up: Duration,
+    /// Timeline queries before ingest began (the same messages, no load).
+    idle_latency: Vec<Duration>,
+    /// CPU seconds (user + system) of the server and of this bench's
+    /// process during the ingest phase.
+    cpu: Option<(f64, f64)>,
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc`.
+fn cpu_secs(pid: &str) -> Option<f64> {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is the
+    // 3rd field, utime the 14th, stime the 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / ticks)
+}
+
+/// A random warm-up message's path, from an xorshift64 state.
+fn random_warm_message(seed: &mut u64) -> String {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    let m = *seed % WARM_MESSAGES;
+    let (n, i) = (m / (BATCH as u64 / 2), m % (BATCH as u64 / 2));
+    format!("/v1/messages/w-{n}-{i}")
 }
 
 #[allow(clippy::too_many_lines)]
-async fn load(base: String, key: String, secs: u64, clients: usize, query_rate: u64) -> Measured {
+async fn load(
+    base: String,
+    key: String,
+    secs: u64,
+    clients: usize,
+    query_rate: u64,
+    server_pid: u32,
+) -> Measured {
     let client = client();
     // Warm-up: every contact's key, and the messages whose timelines are
     // asked; then wait until the projections show the last of them.
@@ -447,8 +491,20 @@ async fn load(base: String, key: String, secs: u64, clients: usize, query_rate: 
         Duration::from_secs(60),
     )
     .await;
+    // Timelines with nothing else running, for comparison.
+    let mut idle_latency = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..500 {
+        let url = format!("{base}{}", random_warm_message(&mut seed));
+        let t = Instant::now();
+        if let Ok((200, _)) = send(&client, "GET", &url, &key, None).await {
+            idle_latency.push(t.elapsed());
+        }
+    }
 
     let run = Duration::from_secs(secs);
+    let server_pid = server_pid.to_string();
+    let cpu_before = cpu_secs(&server_pid).zip(cpu_secs("self"));
     // A bound besides the clock: 4x the target rate.
     let max_batches = secs * 4 * TARGET_EVENTS_PER_SEC as u64 / BATCH as u64;
     let next = Arc::new(AtomicU64::new(0));
@@ -501,13 +557,7 @@ async fn load(base: String, key: String, secs: u64, clients: usize, query_rate: 
                     && start.elapsed() < run + Duration::from_secs(60)
                 {
                     tick.tick().await;
-                    // xorshift64
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    let m = seed % WARM_MESSAGES;
-                    let (n, i) = (m / (BATCH as u64 / 2), m % (BATCH as u64 / 2));
-                    let url = format!("{base}/v1/messages/w-{n}-{i}");
+                    let url = format!("{base}{}", random_warm_message(&mut seed));
                     let t = Instant::now();
                     match send(&client, "GET", &url, &key, None).await {
                         Ok((200, body)) if body.starts_with(b"{") => latency.push(t.elapsed()),
@@ -531,6 +581,8 @@ async fn load(base: String, key: String, secs: u64, clients: usize, query_rate: 
         query_failures: 0,
         first_query_failure: None,
         catch_up: Duration::ZERO,
+        idle_latency,
+        cpu: None,
     };
     let mut last_batch = None;
     for t in ingesters {
@@ -542,6 +594,9 @@ async fn load(base: String, key: String, secs: u64, clients: usize, query_rate: 
         last_batch = last_batch.max(last);
     }
     m.elapsed = start.elapsed();
+    m.cpu = cpu_before
+        .zip(cpu_secs(&server_pid).zip(cpu_secs("self")))
+        .map(|((s0, c0), (s1, c1))| (s1 - s0, c1 - c0));
     done.store(true, Ordering::Relaxed);
     for t in readers {
         let (latency, failures, first) = t.await.expect("reader task");
@@ -596,7 +651,14 @@ fn main() {
         server.addr
     );
     let base = format!("http://{}", server.addr);
-    let m = rt.block_on(load(base, key, secs, clients, query_rate));
+    let m = rt.block_on(load(
+        base,
+        key,
+        secs,
+        clients,
+        query_rate,
+        server.child.id(),
+    ));
     let clean = server.stop();
     let server_log = server.log.lock().map(|l| l.join("")).unwrap_or_default();
     drop(server);
@@ -625,6 +687,8 @@ fn main() {
     q.sort();
     let mut i = m.ingest_latency.clone();
     i.sort();
+    let mut idle = m.idle_latency.clone();
+    idle.sort();
     println!("\n== load: request latency while ingesting: measured in this run ==");
     println!(
         "{:<44} {:>8} {:>8} {:>8} {:>8} {:>8}  verdict",
@@ -646,6 +710,11 @@ fn main() {
     };
     for (case, v, verdict) in [
         ("load/timeline GET /v1/messages/{id}", &q, verdict),
+        (
+            "load/timeline, before ingest (no load)",
+            &idle,
+            String::new(),
+        ),
         (
             "load/ingest POST /v1/events (100 events)",
             &i,
@@ -680,6 +749,16 @@ fn main() {
         m.catch_up.as_secs_f64(),
         if clean { "exit 0" } else { "NOT CLEAN" }
     );
+    if let Some((server_cpu, client_cpu)) = m.cpu {
+        let wall = m.elapsed.as_secs_f64();
+        println!(
+            "CPU during ingest ({wall:.1} s wall, {} cores): server {server_cpu:.1} s ({:.0}% of one core), \
+             this bench's clients {client_cpu:.1} s ({:.0}%)",
+            std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+            100.0 * server_cpu / wall,
+            100.0 * client_cpu / wall,
+        );
+    }
     if !clean {
         eprintln!("server log:\n{server_log}");
     }

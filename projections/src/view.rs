@@ -173,6 +173,10 @@ impl Projections {
                     timeline.push(e);
                 }
             }
+            // A short read is the stream's end: no second round trip.
+            if records.len() < MAX_READ_BATCH {
+                break;
+            }
         }
         timeline.sort_by_key(|e| (e.event.envelope.occurred_at, e.position));
         let recipient = open(
