@@ -16,7 +16,7 @@
 //! runs `cargo build --release -p mailledger` first (a no-op when it is up
 //! to date), or uses `MAILLEDGER_BIN` when set. Knobs (environment):
 //! `MAILLEDGER_LOAD_SECS` (ingest time, default 10), `MAILLEDGER_LOAD_CLIENTS`
-//! (concurrent ingest clients, default 32), `MAILLEDGER_LOAD_QUERY_RATE`
+//! (concurrent ingest clients, default 16), `MAILLEDGER_LOAD_QUERY_RATE`
 //! (timeline queries per second, default 500), `MAILLEDGER_LOAD_BASELINE_SECS`
 //! (default 5). The server runs with the per-key rate limit off
 //! (`--rate-limit-per-second 0`); everything else is the default
@@ -53,6 +53,8 @@ const WARM_MESSAGES: u64 = CONTACTS;
 const BASELINE_TASKS: usize = 64;
 const TARGET_EVENTS_PER_SEC: f64 = 50_000.0;
 const TARGET_P99: Duration = Duration::from_millis(5);
+/// Timeline queries this slow are listed with the time they began.
+const SLOW: Duration = Duration::from_millis(50);
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -424,6 +426,12 @@ struct Measured {
     ingest_latency: Vec<Duration>,
     query_latency: Vec<Duration>,
     query_failures: u64,
+    /// Timeline queries of at least [`SLOW`]: when they began (since the
+    /// ingest began) and how long they took.
+    slow_queries: Vec<(Duration, Duration)>,
+    /// `GET /healthz` (no storage) at the same time, as a control.
+    health_latency: Vec<Duration>,
+    slow_health: Vec<(Duration, Duration)>,
     first_query_failure: Option<String>,
     catch_up: Duration,
     /// Timeline queries before ingest began (the same messages, no load).
@@ -542,8 +550,9 @@ async fn load(
         })
         .collect();
     // Timeline readers: two paced tasks, each asking for a random warm-up
-    // message.
-    let readers: Vec<_> = (0..2u64)
+    // message; and a third asking for /healthz at the same pace, a control
+    // that touches no storage.
+    let readers: Vec<_> = (0..3u64)
         .map(|r| {
             let (client, base, key, done) =
                 (client.clone(), base.clone(), key.clone(), Arc::clone(&done));
@@ -553,21 +562,32 @@ async fn load(
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (r + 1);
                 let (mut latency, mut failures, mut first_failure) = (Vec::new(), 0u64, None);
+                let mut slow = Vec::new();
                 while !done.load(Ordering::Relaxed)
                     && start.elapsed() < run + Duration::from_secs(60)
                 {
                     tick.tick().await;
-                    let url = format!("{base}{}", random_warm_message(&mut seed));
+                    let url = if r == 2 {
+                        format!("{base}/healthz")
+                    } else {
+                        format!("{base}{}", random_warm_message(&mut seed))
+                    };
                     let t = Instant::now();
                     match send(&client, "GET", &url, &key, None).await {
-                        Ok((200, body)) if body.starts_with(b"{") => latency.push(t.elapsed()),
+                        Ok((200, body)) if body.starts_with(b"{") => {
+                            let took = t.elapsed();
+                            if took >= SLOW && slow.len() < 100 {
+                                slow.push((t - start, took));
+                            }
+                            latency.push(took);
+                        }
                         other => {
                             failures += 1;
                             first_failure.get_or_insert(format!("{other:?}"));
                         }
                     }
                 }
-                (latency, failures, first_failure)
+                (r, latency, failures, first_failure, slow)
             })
         })
         .collect();
@@ -579,6 +599,9 @@ async fn load(
         ingest_latency: Vec::new(),
         query_latency: Vec::new(),
         query_failures: 0,
+        slow_queries: Vec::new(),
+        health_latency: Vec::new(),
+        slow_health: Vec::new(),
         first_query_failure: None,
         catch_up: Duration::ZERO,
         idle_latency,
@@ -599,8 +622,16 @@ async fn load(
         .map(|((s0, c0), (s1, c1))| (s1 - s0, c1 - c0));
     done.store(true, Ordering::Relaxed);
     for t in readers {
-        let (latency, failures, first) = t.await.expect("reader task");
+        let (r, latency, failures, first, slow) = t.await.expect("reader task");
+        if r == 2 {
+            m.health_latency = latency;
+            m.query_failures += failures;
+            m.first_query_failure = m.first_query_failure.or(first);
+            m.slow_health = slow;
+            continue;
+        }
         m.query_latency.extend(latency);
+        m.slow_queries.extend(slow);
         m.query_failures += failures;
         m.first_query_failure = m.first_query_failure.or(first);
     }
@@ -625,7 +656,7 @@ fn main() {
         return;
     }
     let secs: u64 = env_or("MAILLEDGER_LOAD_SECS", 10);
-    let clients: usize = env_or("MAILLEDGER_LOAD_CLIENTS", 32);
+    let clients: usize = env_or("MAILLEDGER_LOAD_CLIENTS", 16);
     let query_rate: u64 = env_or("MAILLEDGER_LOAD_QUERY_RATE", 500);
     let baseline_secs: u64 = env_or("MAILLEDGER_LOAD_BASELINE_SECS", 5);
 
@@ -689,6 +720,8 @@ fn main() {
     i.sort();
     let mut idle = m.idle_latency.clone();
     idle.sort();
+    let mut health = m.health_latency.clone();
+    health.sort();
     println!("\n== load: request latency while ingesting: measured in this run ==");
     println!(
         "{:<44} {:>8} {:>8} {:>8} {:>8} {:>8}  verdict",
@@ -713,6 +746,11 @@ fn main() {
         (
             "load/timeline, before ingest (no load)",
             &idle,
+            String::new(),
+        ),
+        (
+            "load/healthz GET /healthz (control)",
+            &health,
             String::new(),
         ),
         (
@@ -757,6 +795,25 @@ fn main() {
             std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
             100.0 * server_cpu / wall,
             100.0 * client_cpu / wall,
+        );
+    }
+    for (what, slow) in [
+        ("timeline queries", &m.slow_queries),
+        ("/healthz requests", &m.slow_health),
+    ] {
+        if slow.is_empty() {
+            continue;
+        }
+        let mut slow = slow.clone();
+        slow.sort();
+        println!(
+            "{what} over {} ms (start after ingest began: duration): {}",
+            SLOW.as_millis(),
+            slow.iter()
+                .take(20)
+                .map(|(at, took)| format!("{:.2} s: {} ms", at.as_secs_f64(), took.as_millis()))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     if !clean {

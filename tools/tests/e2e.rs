@@ -1,0 +1,825 @@
+//! The README's newcomer path, end to end, against the real `mailledger
+//! serve` on a loopback port: first start prints the admin key; a key is
+//! made with `mailledger key create` while the server runs; the tenant's
+//! webhook secrets are set with `mailledger tenant webhook-secrets`; every
+//! provider's sample webhook (signed where the provider signs) and a
+//! canonical batch go in; then a timeline, a suppression check, an export,
+//! an erasure and its marker, `/metrics` through `promtool check metrics`
+//! (when promtool is on PATH), and SIGTERM with exit status 0.
+//!
+//! Every provider is signed: Postal (RSA, `keys/postal-2048.pk8`), SES (an
+//! SNS SignatureVersion 2 envelope signed with `keys/sns-2048.pk8`, plus the
+//! pre-signed SignatureVersion 1 sample, both trusted through
+//! `keys/sns-cert.pem`), Mailgun (HMAC under a test signing key), SendGrid
+//! (a P-256 key made for this run); Postmark signs nothing and is
+//! authenticated by the API key as the basic-auth password, as Postmark's
+//! webhook URLs carry it. So `require_signatures` stays at its default
+//! (true).
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
+use serde_json::{Value, json};
+
+/// How long a query may take to reflect ingested events (projections apply
+/// them asynchronously).
+const POLL: Duration = Duration::from_secs(10);
+/// The SNS topic of the test notifications (and the only one allowed).
+const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:ses-events";
+const CERT_URL: &str =
+    "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem";
+const MAILGUN_KEY: &str = "e2e-test-only-mailgun-signing-key";
+
+// ------------------------------------------------------------- the process
+
+fn base(cmd: &mut Command, root: &Path) {
+    cmd.arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--keys-dir")
+        .arg(root.join("keys"))
+        .env_remove("MAILLEDGER_KEYS_DIR")
+        .env_remove("MAILLEDGER_KEK_FILE")
+        .env_remove("MAILLEDGER_KEK")
+        .env_remove("MAILLEDGER_LOG")
+        .env_remove("MAILLEDGER_DATA_DIR")
+        .env_remove("MAILLEDGER_CONFIG")
+        .env_remove("MAILLEDGER_LISTEN")
+        .env_remove("MAILLEDGER_DURABILITY");
+}
+
+fn mailledger(root: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailledger"));
+    base(&mut cmd, root);
+    let out = cmd.args(args).stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "mailledger {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The server this test started; killed on drop if still running, so a
+/// failing assertion never leaves it behind.
+struct Server {
+    child: Child,
+    addr: String,
+    admin_key: String,
+    /// What it printed on stderr before listening.
+    banner: String,
+}
+
+impl Server {
+    fn start(root: &Path) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailledger"));
+        base(&mut cmd, root);
+        let child = cmd
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The guard exists before anything can fail.
+        let mut server = Self {
+            child,
+            addr: String::new(),
+            admin_key: String::new(),
+            banner: String::new(),
+        };
+        let mut err = BufReader::new(server.child.stderr.take().unwrap());
+        let mut line = String::new();
+        while server.addr.is_empty() {
+            line.clear();
+            assert!(
+                err.read_line(&mut line).unwrap() > 0,
+                "the server exited: {}",
+                server.banner
+            );
+            server.banner.push_str(&line);
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                server.addr = rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = err.read_to_string(&mut sink);
+        });
+        let mut out = BufReader::new(server.child.stdout.take().unwrap());
+        out.read_line(&mut server.admin_key).unwrap();
+        server.admin_key = server.admin_key.trim().to_owned();
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = out.read_to_string(&mut sink);
+        });
+        server
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        http(&self.addr, method, path, headers, body)
+    }
+
+    /// A JSON request authenticated by `key` as a Bearer token.
+    fn call(&self, method: &str, path: &str, key: &str, body: &Value) -> Reply {
+        let auth = format!("Bearer {key}");
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).unwrap()
+        };
+        self.request(
+            method,
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &bytes,
+        )
+    }
+
+    /// SIGTERM to this server's pid, then its exit status.
+    fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + POLL;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop within {POLL:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ----------------------------------------------------------- a tiny client
+
+/// An HTTP answer.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The JSON body, after asserting the status.
+    fn expect(&self, status: u16, what: &str) -> Value {
+        assert_eq!(self.status, status, "{what}: {}", self.body);
+        self.json()
+    }
+}
+
+/// One HTTP/1.1 request on its own connection (`Connection: close`).
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut rest = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        rest = dechunk(&rest);
+    }
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(rest).unwrap(),
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = std::str::from_utf8(&data[..eol]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        data = &data[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// Calls `f` until it gives a value, for at most [`POLL`].
+fn poll<T>(what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + POLL;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("{what}: not within {POLL:?}; last answer: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+// ------------------------------------------------------ provider signatures
+
+fn testdata(path: &str) -> Vec<u8> {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../api/testdata/webhooks")
+        .join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+fn testdata_text(path: &str) -> String {
+    String::from_utf8(testdata(path)).unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_secs() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(d.as_secs()).unwrap()
+}
+
+fn rsa_sha256(key_file: &str, message: &[u8]) -> String {
+    let key = RsaKeyPair::from_pkcs8(&testdata(key_file)).unwrap();
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &signature::RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        message,
+        &mut sig,
+    )
+    .unwrap();
+    STANDARD.encode(sig)
+}
+
+/// An SES record in an SNS Notification, signed (SignatureVersion 2) with
+/// the test SNS key.
+fn sns_notification(ses_record: &str, message_id: &str) -> Vec<u8> {
+    let mut n = json!({
+        "Type": "Notification",
+        "MessageId": message_id,
+        "TopicArn": TOPIC,
+        "Message": ses_record,
+        "Timestamp": "2026-11-22T10:00:03.100Z",
+        "SigningCertURL": CERT_URL,
+        "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x",
+    });
+    let mut canonical = String::new();
+    for name in [
+        "Message",
+        "MessageId",
+        "Subject",
+        "Timestamp",
+        "TopicArn",
+        "Type",
+    ] {
+        if let Some(v) = n.get(name).and_then(Value::as_str) {
+            canonical.push_str(&format!("{name}\n{v}\n"));
+        }
+    }
+    n["SignatureVersion"] = json!("2");
+    n["Signature"] = json!(rsa_sha256("keys/sns-2048.pk8", canonical.as_bytes()));
+    serde_json::to_vec(&n).unwrap()
+}
+
+/// A Mailgun sample with a `signature` made now under [`MAILGUN_KEY`].
+fn mailgun_body(file: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&testdata(&format!("mailgun/{file}"))).unwrap();
+    let ts = now_secs().to_string();
+    let token = format!("e2e-token-{ts}-{}", uuid::Uuid::new_v4().simple());
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, MAILGUN_KEY.as_bytes()),
+        format!("{ts}{token}").as_bytes(),
+    );
+    v["signature"] = json!({"timestamp": ts, "token": token, "signature": hex(tag.as_ref())});
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// A P-256 key pair for this run and its public key as SendGrid shows it
+/// (base64 DER SubjectPublicKeyInfo).
+fn sendgrid_key() -> (EcdsaKeyPair, String) {
+    let rng = SystemRandom::new();
+    let alg = &signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+    // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING point }
+    let mut spki = vec![
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    spki.extend_from_slice(pair.public_key().as_ref());
+    (pair, STANDARD.encode(spki))
+}
+
+/// The SendGrid signature headers of `body`, signed now.
+fn sendgrid_signature(key: &EcdsaKeyPair, body: &[u8]) -> (String, String) {
+    let ts = now_secs().to_string();
+    let mut signed = ts.clone().into_bytes();
+    signed.extend_from_slice(body);
+    let sig = key.sign(&SystemRandom::new(), &signed).unwrap();
+    (STANDARD.encode(sig.as_ref()), ts)
+}
+
+/// Posts a webhook with the key as a Bearer token and extra headers.
+fn webhook(
+    server: &Server,
+    provider: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let auth = format!("Bearer {key}");
+    let mut all = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    all.extend_from_slice(headers);
+    server.request("POST", &format!("/v1/webhooks/{provider}"), &all, body)
+}
+
+/// Asserts a webhook answer: 200, the authentication, and how many events
+/// were appended.
+fn assert_ingested(r: &Reply, provider: &str, authentication: &str) -> usize {
+    let v = r.expect(200, provider);
+    assert_eq!(v["provider"], provider, "{v}");
+    assert_eq!(v["authentication"], authentication, "{v}");
+    let appended = usize::try_from(v["appended"].as_u64().unwrap()).unwrap();
+    assert!(appended > 0, "{provider}: nothing appended: {v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    appended
+}
+
+// -------------------------------------------------------------- queries
+
+/// `GET /v1/messages/{id}` once the projections show `events` events.
+fn timeline(server: &Server, key: &str, message_id: &str, events: usize) -> Value {
+    poll(&format!("timeline of {message_id}"), || {
+        let r = server.call(
+            "GET",
+            &format!("/v1/messages/{message_id}"),
+            key,
+            &Value::Null,
+        );
+        if r.status != 200 {
+            return Err(format!("{} {}", r.status, r.body));
+        }
+        let v = r.json();
+        match v["timeline"].as_array() {
+            Some(t) if t.len() >= events => Ok(v),
+            _ => Err(r.body),
+        }
+    })
+}
+
+/// `POST /v1/sends/check` until it answers `allowed == expected`.
+fn check_send(server: &Server, key: &str, address: &str, expected: bool) -> Value {
+    poll(&format!("sends/check of {address} == {expected}"), || {
+        let r = server.call("POST", "/v1/sends/check", key, &json!({"address": address}));
+        if r.status != 200 {
+            return Err(format!("{} {}", r.status, r.body));
+        }
+        let v = r.json();
+        if v["allowed"] == json!(expected) {
+            Ok(v)
+        } else {
+            Err(r.body)
+        }
+    })
+}
+
+fn types_of(timeline: &Value) -> Vec<String> {
+    timeline["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Pipes `/metrics` into `promtool check metrics` when promtool is on PATH.
+fn promtool_check(metrics: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("note: promtool is not on PATH; /metrics was not checked with it");
+            return;
+        }
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("promtool check metrics: passed");
+}
+
+// ----------------------------------------------------------------- the test
+
+#[test]
+fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server() {
+    let started = Instant::now();
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::start(root.path());
+
+    // First start: the admin key, once, on stdout; how to make more on stderr.
+    assert!(
+        server.admin_key.starts_with("mlk_"),
+        "{:?}",
+        server.admin_key
+    );
+    assert!(server.banner.contains("first start"), "{}", server.banner);
+    assert!(
+        server.banner.contains("mailledger key create"),
+        "{}",
+        server.banner
+    );
+    let r = server.request("GET", "/healthz", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A key for the application, made with the CLI while the server runs.
+    let out = mailledger(
+        root.path(),
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "default",
+            "--scopes",
+            "ingest,read,erase",
+            "--name",
+            "e2e",
+        ],
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("mlk_") && !key.contains('\n'), "{key}");
+    let key = key.as_str();
+    // No key, or a wrong one: the same 401, as problem+json.
+    let r = server.call("POST", "/v1/events", "mlk_0_nope", &json!({"events": []}));
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("application/problem+json")
+    );
+
+    // The tenant's webhook secrets, set with the CLI while the server runs.
+    let (sendgrid, sendgrid_public) = sendgrid_key();
+    let secrets = root.path().join("webhook-secrets.json");
+    std::fs::write(
+        &secrets,
+        serde_json::to_vec(&json!({
+            "require_signatures": true,
+            "mailgun_signing_key": MAILGUN_KEY,
+            "postal_public_key": testdata_text("keys/postal-2048.pub.b64").trim(),
+            "sendgrid_public_key": sendgrid_public,
+            "sns_certificates": [testdata_text("keys/sns-cert.pem")],
+            "sns_topic_arns": [TOPIC],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let out = mailledger(
+        root.path(),
+        &[
+            "tenant",
+            "webhook-secrets",
+            "--tenant",
+            "default",
+            "--file",
+            secrets.to_str().unwrap(),
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    for p in ["mailgun", "postal", "sendgrid", "ses"] {
+        assert!(said.contains(p), "{said}");
+    }
+
+    // ---- every provider's sample webhook.
+    // Postal: a delivery and a hard failure, RSA-signed.
+    for file in ["message-sent.json", "message-delivery-failed.json"] {
+        let body = testdata(&format!("postal/{file}"));
+        let sig = rsa_sha256("keys/postal-2048.pk8", &body);
+        let r = webhook(
+            &server,
+            "postal",
+            key,
+            &[("X-Postal-Signature-256", &sig)],
+            &body,
+        );
+        assert_ingested(&r, "postal", "verified");
+        // The provider retries: the same event ids, nothing new appended.
+        let again = webhook(
+            &server,
+            "postal",
+            key,
+            &[("X-Postal-Signature-256", &sig)],
+            &body,
+        )
+        .expect(200, "postal retry");
+        assert_eq!(again["appended"], 0, "{again}");
+        assert!(again["duplicates"].as_u64().unwrap() > 0, "{again}");
+    }
+    // SES: a permanent bounce (jane@ and richard@) in a signed SNS envelope,
+    // and the pre-signed SignatureVersion 1 delivery.
+    let body = sns_notification(&testdata_text("ses/notification-bounce.json"), "e2e-ses-1");
+    assert_eq!(
+        assert_ingested(&webhook(&server, "ses", key, &[], &body), "ses", "verified"),
+        2
+    );
+    let body = testdata("ses/sns-notification-v1.json");
+    assert_ingested(&webhook(&server, "ses", key, &[], &body), "ses", "verified");
+    // Postmark signs nothing: the key travels as the basic-auth password.
+    let basic = format!("Basic {}", STANDARD.encode(format!("postmark:{key}")));
+    for file in ["delivery.json", "bounce.json"] {
+        let r = server.request(
+            "POST",
+            "/v1/webhooks/postmark",
+            &[
+                ("Authorization", &basic),
+                ("Content-Type", "application/json"),
+            ],
+            &testdata(&format!("postmark/{file}")),
+        );
+        assert_ingested(&r, "postmark", "provider_does_not_sign");
+    }
+    // Mailgun: HMAC over a fresh timestamp and token.
+    for file in ["delivered.json", "failed-permanent-bounce.json"] {
+        let body = mailgun_body(file);
+        assert_ingested(
+            &webhook(&server, "mailgun", key, &[], &body),
+            "mailgun",
+            "verified",
+        );
+    }
+    // SendGrid: the documented batch, ECDSA-signed.
+    let body = testdata("sendgrid/events.json");
+    let (sig, ts) = sendgrid_signature(&sendgrid, &body);
+    let headers = [
+        ("X-Twilio-Email-Event-Webhook-Signature", sig.as_str()),
+        ("X-Twilio-Email-Event-Webhook-Timestamp", ts.as_str()),
+    ];
+    assert!(
+        assert_ingested(
+            &webhook(&server, "sendgrid", key, &headers, &body),
+            "sendgrid",
+            "verified"
+        ) > 5
+    );
+    // A body that is not what was signed: 401, nothing stored.
+    let mut forged = body.clone();
+    let at = forged.iter().position(|&b| b == b'1').unwrap();
+    forged[at] = b'2';
+    let r = webhook(&server, "sendgrid", key, &headers, &forged);
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // ---- a canonical batch.
+    let batch = json!({"events": [
+        {"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b01", "type": "sent", "message_id": "m-e2e-1",
+         "recipient": "dana@example.org", "occurred_at": "2026-11-22T10:00:00Z",
+         "sending_domain": "mail.example.com", "tags": ["welcome"], "campaign": "november"},
+        {"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b02", "type": "delivered", "message_id": "m-e2e-1",
+         "recipient": "dana@example.org", "occurred_at": "2026-11-22T10:00:02Z",
+         "sending_domain": "mail.example.com", "smtp_response": "250 2.0.0 OK", "mx_host": "mx.example.org"},
+        {"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b03", "type": "opened", "message_id": "m-e2e-1",
+         "recipient": "dana@example.org", "occurred_at": "2026-11-22T10:05:00Z", "machine": false},
+        {"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b04", "type": "sent", "message_id": "m-e2e-2",
+         "recipient": "erin@example.org", "occurred_at": "2026-11-22T11:00:00Z",
+         "sending_domain": "mail.example.com", "tags": ["welcome"]},
+        {"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b05", "type": "bounced", "message_id": "m-e2e-2",
+         "recipient": "erin@example.org", "occurred_at": "2026-11-22T11:00:01Z",
+         "sending_domain": "mail.example.com", "class": "hard", "sub_type": "no_mailbox",
+         "status": "5.1.1", "diagnostic": "550 5.1.1 user unknown"}
+    ]});
+    let first = server
+        .call("POST", "/v1/events", key, &batch)
+        .expect(200, "events");
+    assert_eq!(first["appended"], 5, "{first}");
+    let retry = server
+        .call("POST", "/v1/events", key, &batch)
+        .expect(200, "events retry");
+    assert_eq!(retry["appended"], 0, "{retry}");
+    assert_eq!(retry["duplicates"], 5, "{retry}");
+    let positions = |v: &Value| -> Vec<u64> {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["position"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(positions(&retry), positions(&first), "the same positions");
+
+    // ---- ready once the projections have caught up.
+    poll("readyz", || {
+        let r = server.request("GET", "/readyz", &[], b"");
+        if r.status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{} {}", r.status, r.body))
+        }
+    });
+
+    // ---- a timeline.
+    let t = timeline(&server, key, "m-e2e-1", 3);
+    assert_eq!(t["recipient"], "dana@example.org", "{t}");
+    assert_eq!(types_of(&t), ["sent", "delivered", "opened"], "{t}");
+    let status = t["status"].as_str().unwrap_or_default();
+    assert!(
+        status == "delivered" || status == "opened",
+        "status {status}: {t}"
+    );
+    let t = timeline(&server, key, "m-e2e-2", 2);
+    assert_eq!(t["recipient"], "erin@example.org", "{t}");
+    assert_eq!(t["status"], "bounced", "{t}");
+    // A webhook's message, by the provider's message id.
+    let t = timeline(
+        &server,
+        key,
+        "00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa0680-000000",
+        2,
+    );
+    assert_eq!(t["status"], "bounced", "{t}");
+    // A message nobody sent: 404.
+    let r = server.call("GET", "/v1/messages/m-nobody", key, &Value::Null);
+    assert_eq!(r.status, 404, "{}", r.body);
+    // The delivery log lists what came in.
+    let list = server
+        .call("GET", "/v1/messages?status=bounced", key, &Value::Null)
+        .expect(200, "messages");
+    assert!(list.to_string().contains("m-e2e-2"), "{list}");
+
+    // ---- suppression checks: hard bounces from the batch, SES, Postmark.
+    for address in ["erin@example.org", "jane@example.org", "john@example.org"] {
+        let v = check_send(&server, key, address, false);
+        assert!(!v.to_string().contains(address), "no address echoed: {v}");
+    }
+    check_send(&server, key, "dana@example.org", true);
+
+    // ---- export before erasure: the contact's events, decrypted.
+    let export = server
+        .call(
+            "POST",
+            "/v1/contacts/export",
+            key,
+            &json!({"address": "erin@example.org"}),
+        )
+        .expect(200, "export");
+    assert_eq!(export["erased"], false, "{export}");
+    assert_eq!(export["events"].as_array().unwrap().len(), 2, "{export}");
+    assert!(export.to_string().contains("erin@example.org"), "{export}");
+
+    // ---- erasure, its receipt, and the marker.
+    let receipt = server
+        .call(
+            "POST",
+            "/v1/erasures",
+            key,
+            &json!({"address": "erin@example.org", "request_id": "dsr-e2e-1"}),
+        )
+        .expect(200, "erasure");
+    assert_eq!(receipt["request_id"], "dsr-e2e-1", "{receipt}");
+    assert!(
+        receipt["events_unreadable"].as_u64().unwrap() >= 2,
+        "{receipt}"
+    );
+    let again = server
+        .call("GET", "/v1/erasures/dsr-e2e-1", key, &Value::Null)
+        .expect(200, "receipt");
+    assert_eq!(again, receipt);
+    let t = poll("the erased marker in the timeline", || {
+        let r = server.call("GET", "/v1/messages/m-e2e-2", key, &Value::Null);
+        let v = r.json();
+        if r.status == 200 && v["recipient"] == json!({"erased": true}) {
+            Ok(v)
+        } else {
+            Err(r.body)
+        }
+    });
+    let text = t.to_string();
+    assert!(!text.contains("erin@example.org"), "{text}");
+    assert!(
+        !text.contains("user unknown"),
+        "diagnostic still readable: {text}"
+    );
+    assert_eq!(t["status"], "bounced", "what happened stays: {t}");
+    assert_eq!(
+        t["timeline"][1]["diagnostic"],
+        json!({"erased": true}),
+        "{t}"
+    );
+    // Suppression survives erasure (it is keyed by the pseudonym).
+    check_send(&server, key, "erin@example.org", false);
+    // The export now says erased and holds nothing readable.
+    let export = server
+        .call(
+            "POST",
+            "/v1/contacts/export",
+            key,
+            &json!({"address": "erin@example.org"}),
+        )
+        .expect(200, "export after erasure");
+    assert_eq!(export["erased"], true, "{export}");
+    assert!(!export.to_string().contains("erin@example.org"), "{export}");
+    assert!(!export.to_string().contains("user unknown"), "{export}");
+
+    // ---- metrics: Prometheus text that promtool accepts.
+    let r = server.request("GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/plain"),
+        "{:?}",
+        r.header("content-type")
+    );
+    for canary in ["@example.org", "mlk_", MAILGUN_KEY] {
+        assert!(!r.body.contains(canary), "{canary} in /metrics");
+    }
+    promtool_check(&r.body);
+
+    // ---- SIGTERM: a clean stop.
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}");
+    eprintln!("e2e: {:?}", started.elapsed());
+}
