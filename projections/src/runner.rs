@@ -199,9 +199,9 @@ where
 }
 
 /// Runs `f` for each slot on a thread of its own.
-fn each<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
-    if items.len() == 1 {
-        return f(&items[0]);
+fn each<T: Sync>(items: &[T], parallel: bool, f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    if !parallel || items.len() == 1 {
+        return items.iter().try_for_each(f);
     }
     std::thread::scope(|s| {
         let handles: Vec<_> = items.iter().map(|i| s.spawn(|| f(i))).collect();
@@ -247,7 +247,11 @@ pub(crate) async fn advance(
                 total: until - start,
             });
         }
-        tokio::task::spawn_blocking(move || each(&owned, |s| s.apply(&records, &inputs, next)))
+        // A small batch is cheaper applied on one thread than handed to three.
+        let parallel = records.len() >= 2048;
+        tokio::task::spawn_blocking(move || {
+            each(&owned, parallel, |s| s.apply(&records, &inputs, next))
+        })
     })
     .await
 }
@@ -305,7 +309,7 @@ fn build_batch(
     inputs: &[Input],
     next: u64,
 ) -> Result<()> {
-    each(building, |b| {
+    each(building, true, |b| {
         let f = b.from.load(Ordering::Acquire);
         if f < next {
             apply_to(
