@@ -72,6 +72,55 @@ pub struct CanonicalEvent {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+impl CanonicalEvent {
+    /// An event of `event_type` to `recipient` with only these fields set;
+    /// the caller fills in the type's own fields (adapters, manual entries).
+    #[must_use]
+    pub fn new(
+        id: Uuid,
+        event_type: &str,
+        recipient: Personal,
+        occurred_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            event_type: event_type.to_owned(),
+            message_id: None,
+            recipient: Some(recipient),
+            occurred_at,
+            provider: None,
+            provider_event_id: None,
+            tags: Vec::new(),
+            campaign: None,
+            sending_domain: None,
+            raw: None,
+            subject: None,
+            size: None,
+            reason: None,
+            detail: None,
+            attempt: None,
+            smtp_code: None,
+            enhanced_status: None,
+            mx_host: None,
+            next_retry_at: None,
+            smtp_response: None,
+            tls: None,
+            class: None,
+            sub_type: None,
+            status: None,
+            diagnostic: None,
+            feedback_type: None,
+            ip: None,
+            user_agent: None,
+            machine: None,
+            url: None,
+            bot: None,
+            scope: None,
+            expires_at: None,
+        }
+    }
+}
+
 /// Fields any event type may carry.
 const COMMON: &[&str] = &[
     "id",
