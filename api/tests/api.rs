@@ -650,6 +650,8 @@ async fn every_route_is_in_the_openapi_document() {
         ("POST", "/v1/admin/keys"),
         ("GET", "/v1/admin/keys"),
         ("POST", "/v1/admin/keys/{id}/revoke"),
+        ("GET", "/v1/admin/projections"),
+        ("POST", "/v1/admin/projections/rebuild"),
         ("PUT", "/v1/admin/tenants/{tenant}/webhook-secrets"),
         ("DELETE", "/v1/admin/tenants/{tenant}/webhook-secrets"),
         ("POST", "/v1/webhooks/{provider}"),

@@ -862,3 +862,79 @@ async fn a_removal_without_a_reason_waits_for_the_suppression_list_or_says_retry
     assert!(r.headers.contains_key(axum::http::header::RETRY_AFTER));
     assert_eq!(e.state.email.log().head(), head);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_rebuild_swaps_in_the_same_state_while_queries_go_on() {
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest, Scope::Read]);
+    let admin = e.key("acme", &[Scope::Admin]);
+    let events: Vec<Value> = (0..50)
+        .map(|i| {
+            at(
+                &uuid(),
+                "sent",
+                &format!("r{i}@example.org"),
+                &format!("m-{i}"),
+                "2026-11-22T10:00:00Z",
+            )
+        })
+        .collect();
+    ingest(&e, &key, events).await;
+    e.project().await;
+    let before = e
+        .ok(Method::GET, "/v1/messages?limit=100", &key, None)
+        .await;
+    assert_eq!(ids(&before).len(), 50);
+
+    let bad = e
+        .call(
+            Method::POST,
+            "/v1/admin/projections/rebuild",
+            Some(&admin),
+            Some(&json!({"projection": "nope"})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let forbidden = e
+        .call(
+            Method::POST,
+            "/v1/admin/projections/rebuild",
+            Some(&key),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/admin/projections/rebuild",
+            Some(&admin),
+            Some(&json!({"projection": "all"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    // Queries answer while it runs, and the rebuilt stores give the same.
+    let mut finished = false;
+    for _ in 0..200 {
+        let during = e
+            .ok(Method::GET, "/v1/messages?limit=100", &key, None)
+            .await;
+        assert_eq!(ids(&during).len(), 50);
+        let s = e
+            .ok(Method::GET, "/v1/admin/projections", &admin, None)
+            .await;
+        if s["rebuild"]["running"] == json!(false) {
+            assert_eq!(s["rebuild"]["error"], Value::Null);
+            assert_eq!(s["rebuild"]["projections"].as_array().unwrap().len(), 3);
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(finished, "the rebuild finished");
+    let after = e
+        .ok(Method::GET, "/v1/messages?limit=100", &key, None)
+        .await;
+    assert_eq!(before, after);
+}

@@ -66,11 +66,27 @@ pub struct Status {
     pub lag: u64,
 }
 
+/// The state of the last rebuild started with [`Projections::start_rebuild`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RebuildStatus {
+    /// The projections it rebuilds.
+    pub projections: Vec<String>,
+    /// Whether it is still running.
+    pub running: bool,
+    /// Events applied so far.
+    pub done: u64,
+    /// Events it will apply in all (grows when the log does).
+    pub total: u64,
+    /// Why it failed, if it did (the old stores stay in use).
+    pub error: Option<String>,
+}
+
 /// The three projections, their stores, and the runner that feeds them.
 pub struct Projections {
     slots: Vec<Arc<Slot>>,
     root: Option<PathBuf>,
     caught_up: watch::Sender<u64>,
+    rebuild: std::sync::Mutex<Option<RebuildStatus>>,
 }
 
 impl std::fmt::Debug for Projections {
@@ -152,6 +168,7 @@ impl Projections {
             slots,
             root,
             caught_up: watch::channel(min).0,
+            rebuild: std::sync::Mutex::new(None),
         }
     }
 
@@ -289,6 +306,79 @@ impl Projections {
         let r = runner::rebuild_slots(log, &slots, self.root.as_deref(), progress).await;
         self.publish();
         r
+    }
+
+    /// Starts [`Projections::rebuild`] in the background (all projections
+    /// when `names` is empty) and returns at once: `false` when a rebuild is
+    /// already running. Reads go on meanwhile; [`Projections::rebuild_status`]
+    /// shows progress.
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn start_rebuild(
+        self: &Arc<Self>,
+        log: Arc<dyn EventLog>,
+        names: Vec<String>,
+    ) -> Result<bool> {
+        for n in &names {
+            self.slot(n)?;
+        }
+        {
+            let mut st = self
+                .rebuild
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if st.as_ref().is_some_and(|s| s.running) {
+                return Ok(false);
+            }
+            *st = Some(RebuildStatus {
+                projections: if names.is_empty() {
+                    NAMES.iter().map(|n| (*n).to_owned()).collect()
+                } else {
+                    names.clone()
+                },
+                running: true,
+                ..RebuildStatus::default()
+            });
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let progress = |p: Progress| {
+                if let Some(s) = me
+                    .rebuild
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .as_mut()
+                {
+                    s.done = p.done;
+                    s.total = p.total;
+                }
+            };
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let result = me.rebuild(log.as_ref(), &refs, Some(&progress)).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "projection rebuild failed");
+            }
+            if let Some(s) = me
+                .rebuild
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_mut()
+            {
+                s.running = false;
+                s.error = result.err().map(|e| e.to_string());
+            }
+        });
+        Ok(true)
+    }
+
+    /// The last rebuild started with [`Projections::start_rebuild`], if any.
+    #[must_use]
+    pub fn rebuild_status(&self) -> Option<RebuildStatus> {
+        self.rebuild
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Makes every projection's committed state durable.

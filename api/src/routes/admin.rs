@@ -281,3 +281,139 @@ pub async fn remove_webhook_secrets(
     blocking(&state.access, move |a| a.set_webhook_secrets(&tenant, None)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Which projections to rebuild.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RebuildRequest {
+    /// `delivery-log`, `suppressions`, `analytics`, or `all` (the default).
+    pub projection: Option<String>,
+}
+
+/// Each projection's place, and the last rebuild started here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionsStatus {
+    /// The log's head.
+    pub head: u64,
+    /// Each projection's checkpoint and lag.
+    pub projections: Vec<ProjectionState>,
+    /// The last rebuild started through this API, if any.
+    pub rebuild: Option<RebuildState>,
+}
+
+/// One projection's place.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionState {
+    /// Its name.
+    pub name: String,
+    /// The position of the first event it has not applied.
+    pub checkpoint: u64,
+    /// Events it is behind the head.
+    pub lag: u64,
+}
+
+/// A rebuild's progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RebuildState {
+    /// The projections it rebuilds.
+    pub projections: Vec<String>,
+    /// Whether it is still running.
+    pub running: bool,
+    /// Events applied so far.
+    pub done: u64,
+    /// Events to apply in all.
+    pub total: u64,
+    /// Why it failed, if it did (the old stores stay in use).
+    pub error: Option<String>,
+}
+
+fn projections_status(state: &AppState) -> Result<ProjectionsStatus, Problem> {
+    let p = crate::routes::params::projections(state)?;
+    let head = state.email.log().head();
+    Ok(ProjectionsStatus {
+        head,
+        projections: p
+            .status(head)
+            .into_iter()
+            .map(|s| ProjectionState {
+                name: s.name.to_owned(),
+                checkpoint: s.checkpoint,
+                lag: s.lag,
+            })
+            .collect(),
+        rebuild: p.rebuild_status().map(|r| RebuildState {
+            projections: r.projections,
+            running: r.running,
+            done: r.done,
+            total: r.total,
+            error: r.error,
+        }),
+    })
+}
+
+/// Each projection's checkpoint and lag, and the progress of the last
+/// rebuild started through `POST /v1/admin/projections/rebuild`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/projections",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Where each projection stands", body = ProjectionsStatus),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "No projections on this server", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn projections(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+) -> Result<ApiJson<ProjectionsStatus>, Problem> {
+    Ok(ApiJson(projections_status(&state)?))
+}
+
+/// Rebuilds projections from position 0 into fresh stores in the
+/// background and swaps each in when done; queries go on reading the old
+/// stores meanwhile. Answers 202 at once; `GET /v1/admin/projections`
+/// shows progress. 409 while another rebuild runs.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/projections/rebuild",
+    tag = "admin",
+    request_body = RebuildRequest,
+    responses(
+        (status = 202, description = "Started", body = ProjectionsStatus),
+        (status = 400, description = "An unknown projection", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "A rebuild is running", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "No projections on this server", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn rebuild_projections(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+    ApiJson(req): ApiJson<RebuildRequest>,
+) -> Result<(StatusCode, ApiJson<ProjectionsStatus>), Problem> {
+    let p = crate::routes::params::projections(&state)?;
+    let names = match req.projection.as_deref() {
+        None | Some("all") => Vec::new(),
+        Some(n) if mailledger_projections::NAMES.contains(&n) => vec![n.to_owned()],
+        Some(_) => {
+            return Err(Problem::invalid(
+                "field `projection`: one of delivery-log, suppressions, analytics, all",
+            ));
+        }
+    };
+    let started = p
+        .start_rebuild(Arc::clone(state.email.log()), names)
+        .map_err(|_| Problem::invalid("field `projection`: no such projection"))?;
+    if !started {
+        return Err(Problem::new(
+            ProblemType::Conflict,
+            "a rebuild is running: wait for it (GET /v1/admin/projections)",
+        ));
+    }
+    Ok((StatusCode::ACCEPTED, ApiJson(projections_status(&state)?)))
+}

@@ -99,6 +99,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::create_tenant, admin::list_tenants))
         .routes(routes!(admin::create_key, admin::list_keys))
         .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::projections))
+        .routes(routes!(admin::rebuild_projections))
         .routes(routes!(
             admin::set_webhook_secrets,
             admin::remove_webhook_secrets
