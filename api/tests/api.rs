@@ -684,6 +684,36 @@ async fn every_route_is_in_the_openapi_document() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_waits_for_an_append_permit_instead_of_failing() {
+    let e = std::sync::Arc::new(env_with(Limits {
+        max_concurrent_appends: 1,
+        ..Limits::default()
+    }));
+    let key = e.key("acme", &[Scope::Ingest]);
+    let held = std::sync::Arc::clone(&e.state.appends)
+        .try_acquire_owned()
+        .unwrap();
+    let task = {
+        let e = std::sync::Arc::clone(&e);
+        let body = json!({ "events": [event(&uuid(), "sent", "ann@example.org", "m-1")] });
+        tokio::spawn(async move {
+            e.call(Method::POST, "/v1/events", Some(&key), Some(&body))
+                .await
+                .status
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !task.is_finished(),
+        "the append waits while the permit is held"
+    );
+    assert_eq!(e.state.email.log().head(), 0);
+    drop(held);
+    assert_eq!(task.await.unwrap(), StatusCode::OK);
+    assert_eq!(e.state.email.log().head(), 1);
+}
+
 #[tokio::test]
 async fn requests_over_the_concurrency_limit_answer_503_with_retry_after() {
     let e = env_with(Limits {

@@ -17,6 +17,7 @@
 //! max_events_per_request = 1000
 //! request_timeout_ms = 30000
 //! max_concurrent_requests = 1024
+//! max_concurrent_appends = 4
 //! rate_limit_per_second = 1000.0
 //! rate_limit_burst = 2000
 //! ```
@@ -62,6 +63,9 @@ pub struct ServeArgs {
     /// Requests handled at once; more are answered 503 [default: 1024].
     #[arg(long, env = "MAILLEDGER_MAX_CONCURRENT_REQUESTS")]
     max_concurrent_requests: Option<usize>,
+    /// Ingest requests sealing and appending at once; more wait [default: 4].
+    #[arg(long, env = "MAILLEDGER_MAX_CONCURRENT_APPENDS")]
+    max_concurrent_appends: Option<usize>,
     /// Requests per second per API key; 0 turns the limit off [default: 1000].
     #[arg(long, env = "MAILLEDGER_RATE_LIMIT_PER_SECOND")]
     rate_limit_per_second: Option<f64>,
@@ -128,6 +132,9 @@ fn settings(cli: &Cli, args: &ServeArgs) -> Result<Settings> {
     }
     if let Some(v) = args.max_concurrent_requests {
         limits.max_concurrent_requests = v;
+    }
+    if let Some(v) = args.max_concurrent_appends {
+        limits.max_concurrent_appends = v;
     }
     if let Some(v) = args.rate_limit_per_second {
         limits.rate_limit_per_second = v;

@@ -90,6 +90,11 @@ pub(crate) async fn append_events(
         .map(|e| (e.id, e.event_type.clone()))
         .collect();
     let started = Instant::now();
+    let _permit = state
+        .appends
+        .acquire()
+        .await
+        .map_err(|_| Problem::internal())?;
     let out = state.email.append(tenant, events).await?;
     state
         .metrics
