@@ -102,19 +102,11 @@ pub fn unhex(text: &str, len: usize) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The 16-byte key of a message id (blake3, so keys have one length and
-/// hold no message id in clear).
+/// The 16-byte key of a message id: the hash that names its stream in the
+/// log ([`mailledger_core::email::message_hash`]).
 #[must_use]
 pub fn message_key(message_id: &str) -> [u8; 16] {
-    // The derived key is computed once: deriving it per call cost more than
-    // hashing the id.
-    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
-    let key =
-        KEY.get_or_init(|| blake3::derive_key("mailledger 2026-11 projection message key v1", b""));
-    let h = blake3::keyed_hash(key, message_id.as_bytes());
-    let mut k = [0u8; 16];
-    k.copy_from_slice(&h.as_bytes()[..16]);
-    k
+    mailledger_core::email::message_hash(message_id)
 }
 
 #[cfg(test)]

@@ -161,12 +161,14 @@ fn decode(records: Vec<Record>) -> Result<(Vec<Record>, Vec<Input>)> {
 }
 
 /// Reads the batches of `[from, until)` and hands each to `apply`, reading
-/// and decoding the next batch while `apply` works on the current one.
+/// and decoding the next batch while `apply` works on the current one;
+/// reports progress once each batch is applied.
 async fn pipeline<F>(
     log: &dyn EventLog,
     from: u64,
     until: u64,
     max: usize,
+    progress: Option<&(dyn Fn(Progress) + Sync)>,
     mut apply: F,
 ) -> Result<u64>
 where
@@ -191,6 +193,12 @@ where
         };
         done.map_err(|_| Error::Stopped)??;
         at = next;
+        if let Some(p) = progress {
+            p(Progress {
+                done: at - from,
+                total: until - from,
+            });
+        }
         match following {
             Some(f) => current = f?,
             None => return Ok(at),
@@ -235,24 +243,25 @@ pub(crate) async fn advance(
     progress: Option<&(dyn Fn(Progress) + Sync)>,
 ) -> Result<u64> {
     let start = slots.iter().map(|s| s.checkpoint()).min().unwrap_or(until);
-    pipeline(log, start, until, batch, |(records, inputs, next)| {
-        let owned: Vec<Arc<Slot>> = slots
-            .iter()
-            .filter(|s| s.checkpoint() < next)
-            .cloned()
-            .collect();
-        if let Some(p) = progress {
-            p(Progress {
-                done: next - start,
-                total: until - start,
-            });
-        }
-        // A small batch is cheaper applied on one thread than handed to three.
-        let parallel = records.len() >= 2048;
-        tokio::task::spawn_blocking(move || {
-            each(&owned, parallel, |s| s.apply(&records, &inputs, next))
-        })
-    })
+    pipeline(
+        log,
+        start,
+        until,
+        batch,
+        progress,
+        |(records, inputs, next)| {
+            let owned: Vec<Arc<Slot>> = slots
+                .iter()
+                .filter(|s| s.checkpoint() < next)
+                .cloned()
+                .collect();
+            // A small batch is cheaper applied on one thread than handed to three.
+            let parallel = records.len() >= 2048;
+            tokio::task::spawn_blocking(move || {
+                each(&owned, parallel, |s| s.apply(&records, &inputs, next))
+            })
+        },
+    )
     .await
 }
 
@@ -372,14 +381,9 @@ pub(crate) async fn rebuild_slots(
             start,
             until,
             REBUILD_BATCH,
+            progress,
             |(records, inputs, next)| {
                 let b = Arc::clone(&building);
-                if let Some(p) = progress {
-                    p(Progress {
-                        done: next - start,
-                        total: until - start,
-                    });
-                }
                 tokio::task::spawn_blocking(move || build_batch(&b, &records, &inputs, next))
             },
         )

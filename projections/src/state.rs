@@ -82,6 +82,30 @@ pub fn checkpoint(store: &dyn StateStore) -> Result<u64> {
     }
 }
 
+/// Feeds `visit` the pairs of `iter`, backwards when `reverse`, until it
+/// returns false.
+fn drive<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    iter: impl DoubleEndedIterator<Item = Result<(K, V)>>,
+    reverse: bool,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<()> {
+    let mut step = |item: Result<(K, V)>| item.map(|(k, v)| visit(k.as_ref(), v.as_ref()));
+    if reverse {
+        for item in iter.rev() {
+            if !step(item)? {
+                break;
+            }
+        }
+    } else {
+        for item in iter {
+            if !step(item)? {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Projection state in memory: nothing survives the process.
 #[derive(Debug, Default)]
 pub struct MemoryState {
@@ -137,20 +161,7 @@ impl StateStore for MemoryState {
             std::ops::Bound::Included(start),
             std::ops::Bound::Excluded(end),
         ));
-        if reverse {
-            for (k, v) in range.rev() {
-                if !visit(k, v) {
-                    break;
-                }
-            }
-        } else {
-            for (k, v) in range {
-                if !visit(k, v) {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        drive(range.map(|(k, v)| Ok((k, v))), reverse, visit)
     }
 
     fn commit(&self, writes: Vec<Write>) -> Result<()> {
@@ -218,25 +229,11 @@ impl StateStore for FjallState {
         if start >= end {
             return Ok(());
         }
-        let iter = self.ks.range(start..end);
-        let mut step = |g: fjall::Guard| -> Result<bool> {
-            let (k, v) = g.into_inner().map_err(fj)?;
-            Ok(visit(&k, &v))
-        };
-        if reverse {
-            for g in iter.rev() {
-                if !step(g)? {
-                    break;
-                }
-            }
-        } else {
-            for g in iter {
-                if !step(g)? {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        let iter = self
+            .ks
+            .range(start..end)
+            .map(|g| g.into_inner().map_err(fj));
+        drive(iter, reverse, visit)
     }
 
     fn commit(&self, writes: Vec<Write>) -> Result<()> {

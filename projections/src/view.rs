@@ -78,6 +78,16 @@ fn summary_json(row: &MessageRow, recipient: Option<&Field>, subject: Option<&Fi
 /// When a sealed field does not open under a live key (corruption) or the
 /// key store fails.
 pub fn row_json(email: &EmailLedger, tenant: &str, row: &MessageRow) -> Result<Value> {
+    let (r, s) = open_row(email, tenant, row)?;
+    Ok(summary_json(row, r.as_ref(), s.as_ref()))
+}
+
+/// A row's recipient and subject, opened.
+fn open_row(
+    email: &EmailLedger,
+    tenant: &str,
+    row: &MessageRow,
+) -> Result<(Option<Field>, Option<Field>)> {
     let r = open(
         email,
         tenant,
@@ -92,7 +102,7 @@ pub fn row_json(email: &EmailLedger, tenant: &str, row: &MessageRow) -> Result<V
         FieldName::Subject,
         row.subject.as_ref(),
     )?;
-    Ok(summary_json(row, r.as_ref(), s.as_ref()))
+    Ok((r, s))
 }
 
 impl MessageView {
@@ -179,20 +189,7 @@ impl Projections {
             }
         }
         timeline.sort_by_key(|e| (e.event.envelope.occurred_at, e.position));
-        let recipient = open(
-            email,
-            tenant,
-            &row.contact,
-            FieldName::Recipient,
-            row.recipient.as_ref(),
-        )?;
-        let subject = open(
-            email,
-            tenant,
-            &row.contact,
-            FieldName::Subject,
-            row.subject.as_ref(),
-        )?;
+        let (recipient, subject) = open_row(email, tenant, &row)?;
         Ok(Some(MessageView {
             row,
             recipient,

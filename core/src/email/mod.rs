@@ -168,13 +168,22 @@ pub struct Appended {
 /// one).
 #[must_use]
 pub fn message_stream(message_id: &str) -> String {
-    let h = blake3::derive_key(MESSAGE_STREAM_CONTEXT, message_id.as_bytes());
     let mut s = String::with_capacity(40);
     s.push_str("message-");
-    for b in &h[..16] {
+    for b in message_hash(message_id) {
         s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+/// The 16-byte hash of a message id that names its stream, for indexes
+/// that key messages by a fixed-length value holding no message id.
+#[must_use]
+pub fn message_hash(message_id: &str) -> [u8; 16] {
+    let h = blake3::derive_key(MESSAGE_STREAM_CONTEXT, message_id.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&h[..16]);
+    k
 }
 
 /// The event id of the `erased` event for a request: the same request id
