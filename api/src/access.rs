@@ -226,7 +226,10 @@ impl Caller {
     /// Whether the key has `scope`.
     #[must_use]
     pub fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope)
+        // The admin scope manages every tenant, so only the operator
+        // tenant's keys may carry it; any other tenant's admin key (say, an
+        // edited access file) is refused here, where every route checks.
+        self.scopes.contains(&scope) && (scope != Scope::Admin || self.tenant == DEFAULT_TENANT)
     }
 }
 
@@ -642,6 +645,11 @@ impl AccessStore {
         scopes.dedup();
         if scopes.is_empty() {
             return Err(AccessError::Invalid("give at least one scope".into()));
+        }
+        if scopes.contains(&Scope::Admin) && tenant != DEFAULT_TENANT {
+            return Err(AccessError::Invalid(format!(
+                "the admin scope manages every tenant: only keys of the operator tenant `{DEFAULT_TENANT}` may have it"
+            )));
         }
         if let Some(n) = name
             && (n.is_empty()

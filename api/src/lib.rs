@@ -109,8 +109,9 @@ async fn problem_bodies(res: Response) -> Response {
         return res;
     }
     let allow = res.headers().get(header::ALLOW).cloned();
+    // The problem's own status, so the answer and its body agree (a bare
+    // 431 from hyper, say, becomes a 400 `invalid-request`).
     let mut out = Problem::for_status(status).into_response();
-    *out.status_mut() = status;
     if let Some(a) = allow {
         out.headers_mut().insert(header::ALLOW, a);
     }

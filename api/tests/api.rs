@@ -365,17 +365,16 @@ async fn metrics_have_the_expected_families_and_no_address() {
     }
     assert!(!text.contains("canary"), "{text}");
     assert!(!text.contains(&key));
-    // Projection lag is a gauge vec the lead sets.
-    e.state
-        .metrics
-        .projection_lag
-        .with_label_values(&["delivery"])
-        .set(7);
+    // Each scrape reports every projection's lag under its own name.
     let r = e.call(Method::GET, "/metrics", None, None).await;
-    assert!(
-        r.text()
-            .contains("mailledger_projection_lag_events{projection=\"delivery\"} 7")
-    );
+    for name in mailledger_projections::NAMES {
+        assert!(
+            r.text().contains(&format!(
+                "mailledger_projection_lag_events{{projection=\"{name}\"}}"
+            )),
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -629,13 +628,17 @@ async fn every_route_is_in_the_openapi_document() {
             );
             assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
             // Every operation documents its responses, and the
-            // authenticated ones their security.
+            // authenticated ones (everything under /v1/) their security.
             assert!(op["responses"].is_object(), "{method} {path}");
+            if path.starts_with("/v1/") {
+                assert!(
+                    op["security"].as_array().is_some_and(|s| !s.is_empty()),
+                    "{method} {path} documents no security"
+                );
+            }
         }
     }
-    // Every route the router serves is documented: each one answers a
-    // method not in the document with 405 (the path exists), and each
-    // served route below is in the document.
+    // Every route the router serves (this list) is in the document.
     let served = [
         ("GET", "/healthz"),
         ("GET", "/readyz"),
@@ -682,6 +685,42 @@ async fn every_route_is_in_the_openapi_document() {
             "schema {name} is referenced but missing"
         );
     }
+}
+
+#[tokio::test]
+async fn only_the_operator_tenant_holds_the_admin_scope() {
+    let e = env();
+    e.state.access.create_tenant("acme").unwrap();
+    // Neither the API nor the store gives another tenant's key the admin
+    // scope, which would let it reach every tenant.
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/admin/keys",
+            Some(&e.admin),
+            Some(&json!({"tenant": "acme", "scopes": ["admin"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        e.state
+            .access
+            .create_key("acme", &[Scope::Admin], None)
+            .is_err()
+    );
+    // And a key that carries it anyway (an edited access file) is refused.
+    let forged = mailledger_api::access::Caller {
+        tenant: "acme".into(),
+        key_id: "k".into(),
+        scopes: vec![Scope::Admin, Scope::Read],
+    };
+    assert!(!forged.has(Scope::Admin));
+    assert!(forged.has(Scope::Read));
+    let operator = mailledger_api::access::Caller {
+        tenant: "default".into(),
+        ..forged
+    };
+    assert!(operator.has(Scope::Admin));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

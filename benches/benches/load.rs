@@ -37,7 +37,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use mailledger_benches::{summary_header, summary_line};
+use mailledger_benches::{percentile, summary_header, summary_line};
 use mailledger_core::Durability;
 use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::{CanonicalEvent, EmailLedger, parse_event};
@@ -403,14 +403,6 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn ms(d: Duration) -> String {

@@ -80,6 +80,22 @@ pub fn record(n: u64) -> NewEvent {
     NewEvent::new(uuid::Uuid::now_v7(), "sent", payload)
 }
 
+/// The `p` quantile (0 to 1) of `sorted` samples, by nearest rank: the
+/// smallest sample with at least `p` of all samples at or below it.
+#[must_use]
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    if sorted.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
 /// When this run began, set by [`criterion`].
 static RUN_START: OnceLock<SystemTime> = OnceLock::new();
 
@@ -227,6 +243,16 @@ mod tests {
     use super::*;
 
     const ESTIMATES: &str = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":1.0,"upper_bound":3.0},"point_estimate":2.5,"standard_error":0.1},"median":{"point_estimate":2.0}}"#;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let ms = |n: u64| std::time::Duration::from_millis(n);
+        let samples: Vec<_> = (1..=100).map(ms).collect();
+        assert_eq!(percentile(&samples, 0.99), ms(99));
+        assert_eq!(percentile(&samples, 0.5), ms(50));
+        assert_eq!(percentile(&samples, 1.0), ms(100));
+        assert_eq!(percentile(&[], 0.99), ms(0));
+    }
 
     #[test]
     fn the_mean_is_read_from_criterion_estimates() {

@@ -24,10 +24,11 @@ pub fn open(data_dir: &Path) -> Result<Projections> {
 /// Prints each projection's checkpoint and lag, as JSON lines.
 pub fn status(log: &Arc<dyn EventLog>, data_dir: &Path) -> Result<ExitCode> {
     let p = open(data_dir)?;
-    for s in p.status(log.head()) {
+    let head = log.head();
+    for s in p.status(head) {
         println!(
             "{}",
-            serde_json::json!({"projection": s.name, "checkpoint": s.checkpoint, "head": log.head(), "lag": s.lag})
+            serde_json::json!({"projection": s.name, "checkpoint": s.checkpoint, "head": head, "lag": s.lag})
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,8 @@
 //! The admin API (scope `admin`): tenants, API keys, webhook secrets.
 //!
 //! The admin scope is operator-wide: an admin key manages every tenant, not
-//! only its own. The same operations are `mailledger tenant …` and
+//! only its own, so only keys of the operator tenant `default` may carry it
+//! (`Caller::has` and `AccessStore::create_key` enforce this). The same operations are `mailledger tenant …` and
 //! `mailledger key …` on the command line.
 
 use std::sync::Arc;

@@ -128,7 +128,6 @@ pub async fn receive(
     };
     let body = body.map_err(|r| body_problem(&r))?;
     let tenant = auth.tenant().to_owned();
-    let secrets = state.access.webhook_secrets(&tenant)?;
     let count = |outcome: &str| {
         state
             .metrics
@@ -136,11 +135,22 @@ pub async fn receive(
             .with_label_values(&[provider.as_str(), outcome])
             .inc();
     };
+    // Opening the sealed secrets reads the access file and decrypts: off
+    // the async threads, with the parse.
+    let access = std::sync::Arc::clone(&state.access);
+    let t = tenant.clone();
     let parsed = tokio::task::spawn_blocking(move || {
-        crate::webhooks::parse(provider, &headers, &body, &secrets, now_secs())
+        let secrets = access.webhook_secrets(&t)?;
+        Ok::<_, crate::access::AccessError>(crate::webhooks::parse(
+            provider,
+            &headers,
+            &body,
+            &secrets,
+            now_secs(),
+        ))
     })
     .await
-    .map_err(|_| Problem::internal())?;
+    .map_err(|_| Problem::internal())??;
     let outcome = match parsed {
         Ok(o) => o,
         Err(e) => {

@@ -233,8 +233,29 @@ fn mail_of(record: &Node<'_>, mail: &Node<'_>) -> Result<Mail, WebhookError> {
         message_id: mail.opt_str("messageId")?.and_then(util::message_id),
         sending_domain,
         tags: util::tags(custom.iter().map(String::as_str)),
-        raw: util::raw(record.value()),
+        raw: own_raw(record.value()),
     })
+}
+
+/// The record as kept (sealed) with each recipient's event: only when it
+/// names that recipient alone. A record for several recipients lists them
+/// all, and a copy sealed under one contact's key would outlive another's
+/// erasure; the message headers (To, Cc, From) are dropped for the same
+/// reason.
+fn own_raw(record: &Value) -> Option<mailledger_core::crypto::Personal> {
+    let destinations = record
+        .pointer("/mail/destination")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if destinations > 1 {
+        return None;
+    }
+    let mut copy = record.clone();
+    if let Some(Value::Object(mail)) = copy.get_mut("mail") {
+        mail.remove("headers");
+        mail.remove("commonHeaders");
+    }
+    util::raw(&copy)
 }
 
 /// A canonical event of an SES record for the recipient at `index` of its
