@@ -20,9 +20,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use mailledger_core::crypto::{Personal, SecretKey};
+use mailledger_core::crypto::Personal;
 use mailledger_core::email::{ContactRef, EmailLedger, message_stream, parse_event};
-use mailledger_core::keys::{FileKeyStore, KeyStore, generate_kek_file, read_kek_file};
+use mailledger_core::keys::{FileKeyStore, KeyStore, generate_kek_file};
 use mailledger_core::pseudonym::Pseudonym;
 use mailledger_core::{
     Direction, Durability, EventLog, ExpectedVersion, LedgerConfig, NewEvent, Record, StreamAppend,
@@ -396,13 +396,9 @@ fn open_keys(
         );
     }
     let generated = keys_dir.join(GENERATED_KEK);
-    let kek = if let Some(f) = kek_file {
-        read_kek_file(f)?
-    } else if let Ok(hex) = std::env::var("MAILLEDGER_KEK") {
-        SecretKey::from_hex(&hex).context("MAILLEDGER_KEK")?
-    } else if generated.exists() {
-        read_kek_file(&generated)?
-    } else if create {
+    let nothing_configured =
+        kek_file.is_none() && std::env::var_os("MAILLEDGER_KEK").is_none() && !generated.exists();
+    let kek = if create && nothing_configured {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(keys_dir)
             .with_context(|| format!("cannot create {}", keys_dir.display()))?;
@@ -413,9 +409,7 @@ fn open_keys(
         );
         kek
     } else {
-        bail!(
-            "no key-encryption key: pass --kek-file, set MAILLEDGER_KEK_FILE or MAILLEDGER_KEK, or run `mailledger init` to generate one"
-        );
+        admin::find_kek(keys_dir, kek_file)?
     };
     Ok(Arc::new(FileKeyStore::open(keys_dir, &kek)?))
 }

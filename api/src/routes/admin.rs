@@ -297,20 +297,9 @@ pub struct ProjectionsStatus {
     /// The log's head.
     pub head: u64,
     /// Each projection's checkpoint and lag.
-    pub projections: Vec<ProjectionState>,
+    pub projections: Vec<crate::routes::health::ProjectionStatus>,
     /// The last rebuild started through this API, if any.
     pub rebuild: Option<RebuildState>,
-}
-
-/// One projection's place.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProjectionState {
-    /// Its name.
-    pub name: String,
-    /// The position of the first event it has not applied.
-    pub checkpoint: u64,
-    /// Events it is behind the head.
-    pub lag: u64,
 }
 
 /// A rebuild's progress.
@@ -330,18 +319,10 @@ pub struct RebuildState {
 
 fn projections_status(state: &AppState) -> Result<ProjectionsStatus, Problem> {
     let p = crate::routes::params::projections(state)?;
-    let head = state.email.log().head();
+    let (head, projections) = crate::routes::health::projection_status(state);
     Ok(ProjectionsStatus {
         head,
-        projections: p
-            .status(head)
-            .into_iter()
-            .map(|s| ProjectionState {
-                name: s.name.to_owned(),
-                checkpoint: s.checkpoint,
-                lag: s.lag,
-            })
-            .collect(),
+        projections,
         rebuild: p.rebuild_status().map(|r| RebuildState {
             projections: r.projections,
             running: r.running,

@@ -1,8 +1,6 @@
 //! Erasure and export: `POST /v1/erasures`, `GET /v1/erasures/{request_id}`,
 //! `POST /v1/contacts/export`. Addresses travel only in request bodies.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use mailledger_core::crypto::Personal;
 use mailledger_core::email::{ContactRef, ErasureReceipt};
@@ -166,12 +164,8 @@ pub async fn export(
     ApiJson(req): ApiJson<ExportRequest>,
 ) -> Result<ApiJson<ExportResponse>, Problem> {
     let tenant = auth.tenant().to_owned();
-    let email = Arc::clone(&state.email);
-    let t = tenant.clone();
     // The tenant's secret is made (and synced) on its first use.
-    let contact = tokio::task::spawn_blocking(move || email.pseudonym(&t, &req.address))
-        .await
-        .map_err(|_| Problem::internal())??;
+    let contact = crate::routes::params::pseudonym(&state, &tenant, req.address).await?;
     let stream = contact.stream();
     let log = state.email.log();
     let mut events = Vec::new();

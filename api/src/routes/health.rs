@@ -62,7 +62,7 @@ pub struct Readiness {
 }
 
 /// Each projection's status against the log's head now.
-fn projection_status(state: &AppState) -> (u64, Vec<ProjectionStatus>) {
+pub(crate) fn projection_status(state: &AppState) -> (u64, Vec<ProjectionStatus>) {
     let head = state.email.log().head();
     let list = state
         .projections

@@ -605,7 +605,7 @@ pub fn parse(
     }
     match provider {
         Provider::Postal => postal::parse(headers, body, secrets),
-        Provider::Ses => ses::parse(headers, body, secrets, now_unix_secs),
+        Provider::Ses => ses::parse(body, secrets, now_unix_secs),
         Provider::Postmark => postmark::parse(body),
         Provider::Mailgun => mailgun::parse(body, secrets, now_unix_secs),
         Provider::Sendgrid => sendgrid::parse(headers, body, secrets, now_unix_secs),

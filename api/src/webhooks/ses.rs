@@ -3,7 +3,6 @@
 //! `TopicArn`, `Message`, `Signature`, ...) around the SES record in
 //! `Message`.
 
-use http::HeaderMap;
 use mailledger_core::email::{BounceClass, CanonicalEvent};
 use ring::signature;
 use serde_json::Value;
@@ -28,7 +27,6 @@ const SKIPPED: &[&str] = &[
 ];
 
 pub(crate) fn parse(
-    _headers: &HeaderMap,
     body: &[u8],
     secrets: &ProviderSecrets,
     now_unix_secs: i64,
