@@ -688,6 +688,66 @@ async fn every_route_is_in_the_openapi_document() {
 }
 
 #[tokio::test]
+async fn export_and_erasure_reach_only_the_callers_tenant() {
+    let e = env();
+    let acme = e.key("acme", &[Scope::Ingest, Scope::Read, Scope::Erase]);
+    let globex = e.key("globex", &[Scope::Ingest, Scope::Read, Scope::Erase]);
+    let body = json!({"events": [event(&uuid(), "sent", "ann@example.org", "m-1")]});
+    let r = e
+        .call(Method::POST, "/v1/events", Some(&acme), Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let addr = json!({"address": "ann@example.org"});
+    // Globex holds nothing about ann: its export is empty, like any
+    // unknown contact's.
+    let unknown = e
+        .call(
+            Method::POST,
+            "/v1/contacts/export",
+            Some(&globex),
+            Some(&json!({"address": "nobody@example.org"})),
+        )
+        .await;
+    let other = e
+        .call(
+            Method::POST,
+            "/v1/contacts/export",
+            Some(&globex),
+            Some(&addr),
+        )
+        .await;
+    assert_eq!(other.status, unknown.status);
+    assert_eq!(other.json()["events"], json!([]));
+    assert_eq!(other.json()["events"], unknown.json()["events"]);
+    // Globex erasing "ann" destroys its own contact only: acme still reads her.
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/erasures",
+            Some(&globex),
+            Some(&json!({"address": "ann@example.org", "request_id": "g-1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let mine = e
+        .call(
+            Method::POST,
+            "/v1/contacts/export",
+            Some(&acme),
+            Some(&addr),
+        )
+        .await
+        .json();
+    assert_eq!(mine["erased"], false);
+    assert_eq!(mine["events"][0]["recipient"], "ann@example.org");
+    // And acme's receipt lookup does not see globex's request.
+    let r = e
+        .call(Method::GET, "/v1/erasures/g-1", Some(&acme), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn only_the_operator_tenant_holds_the_admin_scope() {
     let e = env();
     e.state.access.create_tenant("acme").unwrap();
