@@ -39,9 +39,7 @@ use mailledger_core::email::{BounceClass, EventBody, SealedEvent};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{
-    dec, enc, message_key, prefix_end, push_part, tenant_key, time_bytes, time_from,
-};
+use crate::codec::{dec, enc, prefix_end, push_part, start_key, tenant_key, time_bytes, time_from};
 use crate::error::{Error, Result};
 use crate::projection::{Input, Projection, policy, store_policy};
 use crate::state::{StateStore, Tx};
@@ -211,23 +209,71 @@ pub struct Analytics;
 #[derive(Default)]
 struct Batch {
     buckets: FxHashMap<Vec<u8>, Counts>,
-    messages: FxHashMap<Vec<u8>, MessageState>,
+    // Each message state read in the batch, and whether the batch changed it.
+    messages: FxHashMap<Vec<u8>, (MessageState, bool)>,
+    // The tenant whose bot-click window (µs) was last read, and that window.
+    window: Option<(String, i64)>,
+    // Reused to build keys, so a key already in a map costs no allocation.
+    key: Vec<u8>,
+}
+
+/// The state of the message whose key is in `key`, read once per batch.
+fn message<'b>(
+    messages: &'b mut FxHashMap<Vec<u8>, (MessageState, bool)>,
+    tx: &mut Tx<'_>,
+    key: &[u8],
+) -> Result<&'b mut (MessageState, bool)> {
+    if !messages.contains_key(key) {
+        let state = match tx.get(key)? {
+            Some(v) => dec(v, "an analytics message state")?,
+            None => MessageState::default(),
+        };
+        messages.insert(key.to_vec(), (state, false));
+    }
+    messages
+        .get_mut(key)
+        .ok_or_else(|| Error::Corrupt("analytics message state vanished".into()))
+}
+
+/// Adds `c` to the bucket of `dim`, `value` and `hour`, building its key in
+/// `key`.
+#[allow(clippy::too_many_arguments)]
+fn add(
+    buckets: &mut FxHashMap<Vec<u8>, Counts>,
+    key: &mut Vec<u8>,
+    tenant: &str,
+    dim: Dimension,
+    value: &str,
+    hour: i64,
+    c: &Counts,
+) {
+    write_bucket_key(key, tenant, dim, value, hour);
+    match buckets.get_mut(key.as_slice()) {
+        Some(b) => b.add(c),
+        None => {
+            buckets.insert(key.clone(), *c);
+        }
+    }
+}
+
+/// The tenant's bot-click window in µs as of the event being applied, read
+/// once per batch and tenant (a policy event in the batch clears `window`).
+fn bot_click_window(
+    window: &mut Option<(String, i64)>,
+    tx: &mut Tx<'_>,
+    tenant: &str,
+) -> Result<i64> {
+    if let Some((t, w)) = window.as_ref()
+        && t == tenant
+    {
+        return Ok(*w);
+    }
+    let w = i64::from(policy(tx, tenant)?.analytics.bot_click_window_secs) * 1_000_000;
+    *window = Some((tenant.to_owned(), w));
+    Ok(w)
 }
 
 impl Batch {
-    fn message<'b>(&'b mut self, tx: &mut Tx<'_>, key: &[u8]) -> Result<&'b mut MessageState> {
-        if !self.messages.contains_key(key) {
-            let state = match tx.get(key)? {
-                Some(v) => dec(v, "an analytics message state")?,
-                None => MessageState::default(),
-            };
-            self.messages.insert(key.to_vec(), state);
-        }
-        self.messages
-            .get_mut(key)
-            .ok_or_else(|| Error::Corrupt("analytics message state vanished".into()))
-    }
-
     fn flush(self, tx: &mut Tx<'_>) -> Result<()> {
         for (k, delta) in self.buckets {
             let mut c: Counts = match tx.get(&k)? {
@@ -237,24 +283,25 @@ impl Batch {
             c.add(&delta);
             tx.put(k, enc(&c)?);
         }
-        for (k, m) in self.messages {
-            tx.put(k, enc(&m)?);
+        for (k, (m, changed)) in self.messages {
+            if changed {
+                tx.put(k, enc(&m)?);
+            }
         }
         Ok(())
     }
 }
 
-fn bucket_key(tenant: &str, dim: Dimension, value: &str, hour: i64) -> Vec<u8> {
-    let mut k = tenant_key(tenant, BUCKETS);
+fn write_bucket_key(k: &mut Vec<u8>, tenant: &str, dim: Dimension, value: &str, hour: i64) {
+    start_key(k, tenant, BUCKETS);
     k.push(dim.byte());
-    push_part(&mut k, value.as_bytes());
+    push_part(k, value.as_bytes());
     k.extend_from_slice(&time_bytes(hour));
-    k
 }
 
-fn message_state_key(tenant: &str, mkey: &[u8; 16]) -> Vec<u8> {
-    let mut k = tenant_key(tenant, MESSAGES);
-    k.extend_from_slice(mkey);
+fn bucket_key(tenant: &str, dim: Dimension, value: &str, hour: i64) -> Vec<u8> {
+    let mut k = Vec::new();
+    write_bucket_key(&mut k, tenant, dim, value, hour);
     k
 }
 
@@ -292,25 +339,41 @@ impl Projection for Analytics {
 
 fn apply_one(tx: &mut Tx<'_>, batch: &mut Batch, record: &Record, input: &Input) -> Result<()> {
     let tenant = record.tenant.as_str();
-    let event: &SealedEvent = match input {
-        Input::Policy(p) => return store_policy(tx, tenant, p),
-        Input::Email(e) => e,
+    let Batch {
+        buckets,
+        messages,
+        window,
+        key,
+    } = batch;
+    let (event, mkey): (&SealedEvent, _) = match input {
+        Input::Policy(p) => {
+            *window = None;
+            return store_policy(tx, tenant, p);
+        }
+        Input::Email(e, mkey) => (e, mkey),
         Input::Other => return Ok(()),
     };
     let env = &event.envelope;
     let at = env.occurred_at;
-    let mkey = env
-        .message_id
-        .as_deref()
-        .map(|m| message_state_key(tenant, &message_key(m)));
+    // The message's state, when the event names a message.
+    let mut state = match mkey {
+        Some(m) => {
+            start_key(key, tenant, MESSAGES);
+            key.extend_from_slice(m);
+            Some(message(messages, tx, key)?)
+        }
+        None => None,
+    };
     let mut c = Counts::default();
     match &event.body {
         EventBody::MessageSent { .. } => c.sent = 1,
         EventBody::Delivered { .. } => {
             c.delivered = 1;
-            if let Some(k) = &mkey {
-                let m = batch.message(tx, k)?;
-                m.delivered_at = m.delivered_at.or(Some(at));
+            if let Some((m, changed)) = state.as_deref_mut()
+                && m.delivered_at.is_none()
+            {
+                m.delivered_at = Some(at);
+                *changed = true;
             }
         }
         EventBody::DeliveryDeferred { .. } => c.deferred = 1,
@@ -325,34 +388,33 @@ fn apply_one(tx: &mut Tx<'_>, batch: &mut Batch, record: &Record, input: &Input)
         EventBody::Opened { machine: true, .. } => c.machine_opened = 1,
         EventBody::Opened { .. } => {
             c.opened = 1;
-            if let Some(k) = &mkey {
-                let m = batch.message(tx, k)?;
-                if !m.opened {
-                    m.opened = true;
-                    c.unique_opened = 1;
-                }
+            if let Some((m, changed)) = state.as_deref_mut()
+                && !m.opened
+            {
+                m.opened = true;
+                *changed = true;
+                c.unique_opened = 1;
             }
         }
         EventBody::LinkClicked { bot, .. } => {
-            let window = i64::from(policy(tx, tenant)?.analytics.bot_click_window_secs) * 1_000_000;
-            let mut state = None;
-            if let Some(k) = &mkey {
-                state = Some(batch.message(tx, k)?);
-            }
+            let delivered = state.as_ref().and_then(|(m, _)| m.delivered_at);
             let scanner = *bot
-                || (window > 0
-                    && state
-                        .as_ref()
-                        .and_then(|m| m.delivered_at)
-                        .is_some_and(|d| at >= d && at - d < window));
+                || match delivered {
+                    Some(d) if at >= d => {
+                        let w = bot_click_window(window, tx, tenant)?;
+                        w > 0 && at - d < w
+                    }
+                    _ => false,
+                };
             if scanner {
                 c.bot_clicked = 1;
             } else {
                 c.clicked = 1;
-                if let Some(m) = state
+                if let Some((m, changed)) = state.as_deref_mut()
                     && !m.clicked
                 {
                     m.clicked = true;
+                    *changed = true;
                     c.unique_clicked = 1;
                 }
             }
@@ -365,44 +427,50 @@ fn apply_one(tx: &mut Tx<'_>, batch: &mut Batch, record: &Record, input: &Input)
     if c.is_zero() {
         return Ok(());
     }
-    // An event without attributes takes its message's.
-    let mut attrs = Attributes {
-        tags: env.tags.clone(),
-        campaign: env.campaign.clone(),
-        sending_domain: env.sending_domain.clone(),
-    };
-    if let Some(k) = &mkey {
-        let m = batch.message(tx, k)?;
+    // An event without attributes takes its message's; the first event
+    // that has them gives them to its message.
+    let own = !env.tags.is_empty() || env.campaign.is_some() || env.sending_domain.is_some();
+    let mut kept: Option<&Attributes> = None;
+    if let Some((m, changed)) = state {
         match &m.attributes {
-            Some(s) => {
-                if attrs.tags.is_empty() {
-                    attrs.tags.clone_from(&s.tags);
-                }
-                if attrs.campaign.is_none() {
-                    attrs.campaign.clone_from(&s.campaign);
-                }
-                if attrs.sending_domain.is_none() {
-                    attrs.sending_domain.clone_from(&s.sending_domain);
-                }
+            Some(_) => kept = m.attributes.as_ref(),
+            None if own => {
+                m.attributes = Some(Attributes {
+                    tags: env.tags.clone(),
+                    campaign: env.campaign.clone(),
+                    sending_domain: env.sending_domain.clone(),
+                });
+                *changed = true;
             }
-            None if attrs != Attributes::default() => m.attributes = Some(attrs.clone()),
             None => {}
         }
     }
+    let tags = match kept {
+        Some(a) if env.tags.is_empty() => &a.tags,
+        _ => &env.tags,
+    };
+    let campaign = env
+        .campaign
+        .as_deref()
+        .or_else(|| kept.and_then(|a| a.campaign.as_deref()));
+    let sending_domain = env
+        .sending_domain
+        .as_deref()
+        .or_else(|| kept.and_then(|a| a.sending_domain.as_deref()));
     let hour = hour_of(at);
-    let mut add = |key: Vec<u8>| batch.buckets.entry(key).or_default().add(&c);
-    add(bucket_key(tenant, Dimension::Total, "", hour));
-    for t in &attrs.tags {
-        add(bucket_key(tenant, Dimension::Tag, t, hour));
+    let mut count = |dim, value: &str| add(buckets, key, tenant, dim, value, hour, &c);
+    count(Dimension::Total, "");
+    for t in tags {
+        count(Dimension::Tag, t);
     }
-    if let Some(v) = &attrs.campaign {
-        add(bucket_key(tenant, Dimension::Campaign, v, hour));
+    if let Some(v) = campaign {
+        count(Dimension::Campaign, v);
     }
-    if let Some(v) = &attrs.sending_domain {
-        add(bucket_key(tenant, Dimension::SendingDomain, v, hour));
+    if let Some(v) = sending_domain {
+        count(Dimension::SendingDomain, v);
     }
     if let Some(v) = &env.recipient_domain {
-        add(bucket_key(tenant, Dimension::RecipientDomain, v, hour));
+        count(Dimension::RecipientDomain, v);
     }
     Ok(())
 }

@@ -17,10 +17,16 @@ use crate::error::{Error, Result};
 #[must_use]
 pub fn tenant_key(tenant: &str, table: u8) -> Vec<u8> {
     let mut k = Vec::with_capacity(tenant.len() + 64);
-    k.extend_from_slice(tenant.as_bytes());
-    k.push(0);
-    k.push(table);
+    start_key(&mut k, tenant, table);
     k
+}
+
+/// Replaces `key` with [`tenant_key`]'s prefix, reusing its allocation.
+pub fn start_key(key: &mut Vec<u8>, tenant: &str, table: u8) {
+    key.clear();
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.push(table);
 }
 
 /// Appends a length-prefixed part.

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::{
-    dec, enc, hex, message_key, prefix_end, push_part, tenant_key, time_bytes, unhex,
+    dec, enc, hex, message_key, prefix_end, push_part, start_key, tenant_key, time_bytes, unhex,
 };
 use crate::error::{Error, Result};
 use crate::projection::{Input, Projection};
@@ -196,38 +196,46 @@ fn index_prefix(tenant: &str, kind: u8, value: &[u8]) -> Vec<u8> {
     k
 }
 
-fn index_key(tenant: &str, kind: u8, value: &[u8], place: &[u8; 16], mkey: &[u8; 16]) -> Vec<u8> {
-    let mut k = index_prefix(tenant, kind, value);
-    k.extend_from_slice(place);
-    k.extend_from_slice(mkey);
+fn row_key(tenant: &str, mkey: &[u8; 16]) -> Vec<u8> {
+    let mut k = Vec::new();
+    write_row_key(&mut k, tenant, mkey);
     k
 }
 
-fn row_key(tenant: &str, mkey: &[u8; 16]) -> Vec<u8> {
-    let mut k = tenant_key(tenant, ROWS);
+fn write_row_key(k: &mut Vec<u8>, tenant: &str, mkey: &[u8; 16]) {
+    start_key(k, tenant, ROWS);
     k.extend_from_slice(mkey);
-    k
 }
 
 /// A row decoded during a batch: as the store held it, and as the batch
 /// leaves it. Written back, with its index changes, once at the batch's end.
 struct Cached {
-    tenant: String,
     mkey: [u8; 16],
     stored: Option<MessageRow>,
     row: MessageRow,
 }
 
+/// Rows by row key.
 type Rows = FxHashMap<Vec<u8>, Cached>;
 
 /// Writes each row and the index entries that changed between its stored
 /// and final state (so a status that changes twice in a batch writes once).
 fn flush(tx: &mut Tx<'_>, rows: Rows) -> Result<()> {
     for (k, c) in rows {
-        let (t, m, row) = (c.tenant.as_str(), &c.mkey, &c.row);
+        let (m, row) = (&c.mkey, &c.row);
+        // The row key is `tenant \0 M` and the message key.
+        let tenant = &k[..k.len().saturating_sub(18)];
         let place = row.place();
-        let mut put =
-            |kind: u8, value: &[u8]| tx.put(index_key(t, kind, value, &place, m), Vec::new());
+        let index = |kind: u8, value: &[u8]| {
+            let mut key = Vec::with_capacity(tenant.len() + 37 + value.len());
+            key.extend_from_slice(tenant);
+            key.extend_from_slice(&[0, INDEX, kind]);
+            push_part(&mut key, value);
+            key.extend_from_slice(&place);
+            key.extend_from_slice(m);
+            key
+        };
+        let mut put = |kind: u8, value: &[u8]| tx.put_blind(index(kind, value), Vec::new());
         let old = c.stored.as_ref();
         if old.is_none() {
             put(b'T', b"");
@@ -254,10 +262,11 @@ fn flush(tx: &mut Tx<'_>, rows: Rows) -> Result<()> {
                 put(b'S', s.as_str().as_bytes());
             }
             if let Some(s) = old_status {
-                tx.delete(index_key(t, b'S', s.as_str().as_bytes(), &place, m));
+                tx.delete_blind(index(b'S', s.as_str().as_bytes()));
             }
         }
-        tx.put(k, enc(row)?);
+        let value = enc(row)?;
+        tx.put(k, value);
     }
     Ok(())
 }
@@ -269,7 +278,7 @@ impl Projection for DeliveryLog {
 
     fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {
         let mut rows = Rows::default();
-        apply_one(tx, &mut rows, record, input)?;
+        apply_one(tx, &mut rows, &mut Vec::new(), record, input)?;
         flush(tx, rows)
     }
 
@@ -281,29 +290,34 @@ impl Projection for DeliveryLog {
         from: u64,
     ) -> Result<()> {
         let mut rows = Rows::default();
+        let mut key = Vec::new();
         for (r, i) in records.iter().zip(inputs) {
             if r.position >= from {
-                apply_one(tx, &mut rows, r, i)?;
+                apply_one(tx, &mut rows, &mut key, r, i)?;
             }
         }
         flush(tx, rows)
     }
 }
 
-fn apply_one(tx: &mut Tx<'_>, rows: &mut Rows, record: &Record, input: &Input) -> Result<()> {
-    let Input::Email(event) = input else {
+fn apply_one(
+    tx: &mut Tx<'_>,
+    rows: &mut Rows,
+    key: &mut Vec<u8>,
+    record: &Record,
+    input: &Input,
+) -> Result<()> {
+    let Input::Email(event, Some(mkey)) = input else {
         return Ok(());
     };
     let env = &event.envelope;
     let Some(message_id) = env.message_id.as_deref() else {
         return Ok(());
     };
-    let tenant = record.tenant.as_str();
-    let mkey = message_key(message_id);
-    let rk = row_key(tenant, &mkey);
-    if !rows.contains_key(&rk) {
+    write_row_key(key, record.tenant.as_str(), mkey);
+    if !rows.contains_key(key.as_slice()) {
         let stored: Option<MessageRow> = tx
-            .get(&rk)?
+            .get(key)?
             .map(|v| dec(v, "a delivery log row"))
             .transpose()?;
         let row = stored.clone().unwrap_or_else(|| MessageRow {
@@ -323,16 +337,15 @@ fn apply_one(tx: &mut Tx<'_>, rows: &mut Rows, record: &Record, input: &Input) -
             events: 0,
         });
         rows.insert(
-            rk.clone(),
+            key.clone(),
             Cached {
-                tenant: tenant.to_owned(),
-                mkey,
+                mkey: *mkey,
                 stored,
                 row,
             },
         );
     }
-    let Some(cached) = rows.get_mut(&rk) else {
+    let Some(cached) = rows.get_mut(key.as_slice()) else {
         return Ok(());
     };
     let row = &mut cached.row;

@@ -5,7 +5,7 @@ use mailledger_core::email::{
     POLICY_EVENT, POLICY_STREAM, SealedEvent, TenantPolicy, decode_payload, is_email_type,
 };
 
-use crate::codec::{dec, enc, tenant_key};
+use crate::codec::{dec, enc, message_key, tenant_key};
 use crate::error::Result;
 use crate::state::Tx;
 
@@ -13,8 +13,10 @@ use crate::state::Tx;
 /// and handed to every projection.
 #[derive(Debug)]
 pub enum Input {
-    /// An email event, personal fields still sealed.
-    Email(Box<SealedEvent>),
+    /// An email event, personal fields still sealed, and the key of its
+    /// message ([`crate::codec::message_key`]) when it names one: computed
+    /// once here for every projection.
+    Email(Box<SealedEvent>, Option<[u8; 16]>),
     /// A change of the tenant's policy (it carries the suppression and
     /// analytics rules).
     Policy(TenantPolicy),
@@ -30,10 +32,9 @@ impl Input {
     /// or policy record that does not decode.
     pub fn decode(record: &Record) -> Result<Self> {
         if is_email_type(&record.event_type) {
-            return Ok(Self::Email(Box::new(decode_payload(
-                record.position,
-                &record.payload,
-            )?)));
+            let event: SealedEvent = decode_payload(record.position, &record.payload)?;
+            let key = event.envelope.message_id.as_deref().map(message_key);
+            return Ok(Self::Email(Box::new(event), key));
         }
         if record.event_type == POLICY_EVENT && record.stream == POLICY_STREAM {
             let policy = serde_json::from_slice(&record.payload).map_err(|_| {

@@ -16,14 +16,23 @@ use mailledger_core::{Direction, EventLog, Record, TenantFilter};
 
 use crate::error::{Error, Result};
 use crate::projection::{Input, Projection};
-use crate::state::{CHECKPOINT_KEY, FjallState, MemoryState, StateStore, Tx, checkpoint};
+use crate::state::{CHECKPOINT_KEY, FjallState, Frozen, MemoryState, StateStore, Tx, checkpoint};
 
 /// Records read and applied per batch.
 pub const BATCH: usize = 4096;
 
-/// Records per batch of a rebuild: larger batches let each projection keep
-/// more decoded state between its writes.
+/// Events a rebuild applies between its commits: larger commits let each
+/// projection keep more decoded state between its writes, and write fewer,
+/// larger tables.
 pub const REBUILD_BATCH: usize = 100_000;
+
+/// Records a rebuild reads and decodes as one batch; it reads two such
+/// batches at once.
+const REBUILD_READ: usize = 8192;
+
+/// Decoded batches queued for each rebuild worker: bounds the memory a
+/// rebuild holds while letting a slow projection fall this far behind.
+const REBUILD_QUEUE: usize = 4;
 
 /// Where a projection's stores live: `DIR/NAME/gen-N`, with `DIR/NAME/CURRENT`
 /// naming the one in use. A rebuild writes `gen-(N+1)` and swaps.
@@ -77,7 +86,6 @@ impl Slot {
             records,
             inputs,
             next,
-            false,
         )?;
         self.checkpoint.store(next, Ordering::Release);
         Ok(())
@@ -93,17 +101,12 @@ pub(crate) fn apply_to(
     records: &[Record],
     inputs: &[Input],
     next: u64,
-    bulk: bool,
 ) -> Result<()> {
     let mut tx = Tx::new(store);
     projection.apply_batch(&mut tx, records, inputs, from)?;
     let mut writes = tx.into_writes();
     writes.push((CHECKPOINT_KEY.to_vec(), Some(next.to_be_bytes().to_vec())));
-    if bulk {
-        store.commit_bulk(writes)
-    } else {
-        store.commit(writes)
-    }
+    store.commit(writes)
 }
 
 /// A batch read and decoded: records, their inputs, and the position after.
@@ -142,22 +145,34 @@ async fn read_batch(log: &dyn EventLog, from: u64, until: u64, max: usize) -> Re
     Ok((records, inputs, next))
 }
 
-/// Decodes a batch; a large one on two threads.
+/// Decodes a batch.
 fn decode(records: Vec<Record>) -> Result<(Vec<Record>, Vec<Input>)> {
-    let decode_all = |rs: &[Record]| rs.iter().map(Input::decode).collect::<Result<Vec<_>>>();
-    if records.len() < 8192 {
-        let inputs = decode_all(&records)?;
-        return Ok((records, inputs));
-    }
-    let (a, b) = records.split_at(records.len() / 2);
-    let (ia, ib) = std::thread::scope(|s| {
-        let hb = s.spawn(|| decode_all(b));
-        let ia = decode_all(a);
-        (ia, hb.join().unwrap_or(Err(Error::Stopped)))
-    });
-    let mut inputs = ia?;
-    inputs.extend(ib?);
+    let inputs = records
+        .iter()
+        .map(Input::decode)
+        .collect::<Result<Vec<_>>>()?;
     Ok((records, inputs))
+}
+
+/// Reads and decodes up to two batches of [`REBUILD_READ`] records from
+/// `at` (stopping before `until`), both at once.
+async fn read_ahead(log: &dyn EventLog, at: u64, until: u64) -> Result<Vec<Decoded>> {
+    let step = REBUILD_READ as u64;
+    let mid = at.saturating_add(step).min(until);
+    let end = mid.saturating_add(step).min(until);
+    if mid >= end {
+        return Ok(vec![read_batch(log, at, mid, REBUILD_READ).await?]);
+    }
+    let (first, second) = tokio::join!(
+        read_batch(log, at, mid, REBUILD_READ),
+        read_batch(log, mid, end, REBUILD_READ)
+    );
+    let first = first?;
+    // A first batch that stopped short of `mid` found the log's end.
+    if first.2 < mid {
+        return Ok(vec![first]);
+    }
+    Ok(vec![first, second?])
 }
 
 /// Reads the batches of `[from, until)` and hands each to `apply`, reading
@@ -311,29 +326,171 @@ struct Building {
     generation: u64,
 }
 
-/// Applies a decoded batch to every fresh store that has not reached `next`.
-fn build_batch(
-    building: &[Building],
-    records: &[Record],
-    inputs: &[Input],
-    next: u64,
-) -> Result<()> {
-    each(building, true, |b| {
-        let f = b.from.load(Ordering::Acquire);
-        if f < next {
-            apply_to(
-                b.slot.projection.as_ref(),
-                b.store.as_ref(),
-                f,
-                records,
-                inputs,
-                next,
-                true,
-            )?;
-            b.from.store(next, Ordering::Release);
-        }
-        Ok(())
+/// A decoded batch shared by every projection's worker.
+type Shared = Arc<Decoded>;
+
+/// A rebuild worker: applies each batch it receives to its fresh store,
+/// committing (with the checkpoint) once at least [`REBUILD_BATCH`] events
+/// are pending, and when the batches end.
+///
+/// A commit is handed to a thread of its own, so applying goes on while it
+/// is written; the overlay reads the writes in flight until the next one.
+fn build_worker(b: &Building, batches: &mut tokio::sync::mpsc::Receiver<Shared>) -> Result<()> {
+    let projection = b.slot.projection.as_ref();
+    let store = b.store.as_ref();
+    // A rendezvous: a hand-over waits for the previous commit to finish, so
+    // at most one is in flight.
+    let (commits, committed) = std::sync::mpsc::sync_channel::<(Arc<Frozen>, u64)>(0);
+    std::thread::scope(|s| {
+        let committer = s.spawn(move || -> Result<()> {
+            for (frozen, next) in committed {
+                let mut writes = frozen.sorted();
+                let checkpoint = next.to_be_bytes();
+                let at = writes.partition_point(|w| w.0 < CHECKPOINT_KEY);
+                writes.insert(at, (CHECKPOINT_KEY, Some(&checkpoint[..])));
+                store.commit_bulk(&writes)?;
+                b.from.store(next, Ordering::Release);
+            }
+            Ok(())
+        });
+        let hand_over = |tx: &mut Tx<'_>, next: u64| commits.send((tx.freeze(), next)).is_ok();
+        let applied = (|| {
+            let mut tx = Tx::new(store);
+            let mut pending = 0usize;
+            let mut at = b.from.load(Ordering::Acquire);
+            while let Some(batch) = batches.blocking_recv() {
+                let (records, inputs, next) = batch.as_ref();
+                if *next <= at {
+                    continue;
+                }
+                projection.apply_batch(&mut tx, records, inputs, at)?;
+                pending += records.len();
+                at = *next;
+                // A failed hand-over means the committer stopped: its error
+                // is the one to report.
+                if pending >= REBUILD_BATCH {
+                    if !hand_over(&mut tx, at) {
+                        return Ok(());
+                    }
+                    pending = 0;
+                }
+            }
+            if pending > 0 {
+                hand_over(&mut tx, at);
+            }
+            Ok(())
+        })();
+        drop(commits);
+        let committed = committer.join().unwrap_or(Err(Error::Stopped));
+        applied.and(committed)
     })
+}
+
+/// Feeds `[start, until)` to every building projection: one reader reads
+/// and decodes each batch once and hands it to a worker per projection, so
+/// each projection goes at its own pace (a slow one does not hold the
+/// others, nor the reader, until its queue is full).
+async fn build_range(
+    log: &dyn EventLog,
+    building: &Arc<Vec<Building>>,
+    until: u64,
+    progress: Option<&(dyn Fn(Progress) + Sync)>,
+) -> Result<()> {
+    let start = building
+        .iter()
+        .map(|b| b.from.load(Ordering::Acquire))
+        .min()
+        .unwrap_or(until);
+    if start >= until {
+        return Ok(());
+    }
+    let mut senders = Vec::with_capacity(building.len());
+    let mut workers = Vec::with_capacity(building.len());
+    for i in 0..building.len() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Shared>(REBUILD_QUEUE);
+        let all = Arc::clone(building);
+        senders.push(tx);
+        workers.push(tokio::task::spawn_blocking(move || {
+            build_worker(&all[i], &mut rx)
+        }));
+    }
+    let report = |p: &(dyn Fn(Progress) + Sync)| {
+        let done = building
+            .iter()
+            .map(|b| b.from.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(until);
+        p(Progress {
+            done: done.saturating_sub(start),
+            total: until - start,
+        });
+    };
+    let send_all = |chunks: Vec<Decoded>| {
+        let senders = &senders;
+        async move {
+            for chunk in chunks {
+                let chunk = Arc::new(chunk);
+                let mut sent = false;
+                for s in senders {
+                    // A worker that stopped has dropped its queue; its
+                    // error is collected below.
+                    sent |= s.send(Arc::clone(&chunk)).await.is_ok();
+                }
+                if !sent {
+                    return false;
+                }
+            }
+            true
+        }
+    };
+    let mut at = start;
+    let mut read_error = None;
+    // The next batches are read and decoded while these are handed over.
+    let mut current = read_ahead(log, at, until).await;
+    loop {
+        let chunks = match current {
+            Ok(c) => c,
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        };
+        let next = chunks.last().map_or(at, |c| c.2);
+        if next <= at {
+            break;
+        }
+        let (sent, following) = if next < until {
+            let (s, f) = tokio::join!(send_all(chunks), read_ahead(log, next, until));
+            (s, Some(f))
+        } else {
+            (send_all(chunks).await, None)
+        };
+        if !sent {
+            break;
+        }
+        at = next;
+        if let Some(p) = progress {
+            report(p);
+        }
+        match following {
+            Some(f) => current = f,
+            None => break,
+        }
+    }
+    drop(senders);
+    let mut out = read_error.map_or(Ok(()), Err);
+    for w in workers {
+        let r = w.await.unwrap_or(Err(Error::Stopped));
+        if out.is_ok() {
+            out = r;
+        }
+    }
+    if out.is_ok()
+        && let Some(p) = progress
+    {
+        report(p);
+    }
+    out
 }
 
 /// Rebuilds `slots` into fresh stores, reading the log once for all, and
@@ -370,24 +527,7 @@ pub(crate) async fn rebuild_slots(
     // Catch up with the head, twice: the second pass takes what was
     // appended during the first, so the swap below finds little to do.
     for _ in 0..2 {
-        let until = log.head();
-        let start = building
-            .iter()
-            .map(|b| b.from.load(Ordering::Acquire))
-            .min()
-            .unwrap_or(until);
-        pipeline(
-            log,
-            start,
-            until,
-            REBUILD_BATCH,
-            progress,
-            |(records, inputs, next)| {
-                let b = Arc::clone(&building);
-                tokio::task::spawn_blocking(move || build_batch(&b, &records, &inputs, next))
-            },
-        )
-        .await?;
+        build_range(log, &building, log.head(), progress).await?;
     }
     for b in building.iter() {
         let slot = &b.slot;

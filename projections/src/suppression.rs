@@ -183,113 +183,151 @@ impl Projection for SuppressionList {
     }
 
     fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {
-        let tenant = record.tenant.as_str();
-        let event = match input {
-            Input::Policy(p) => return store_policy(tx, tenant, p),
-            Input::Email(e) => e,
-            Input::Other => return Ok(()),
-        };
-        if !matches!(
-            event.body,
-            EventBody::Bounced { .. }
-                | EventBody::ComplaintReceived { .. }
-                | EventBody::SubscriptionChanged { .. }
-                | EventBody::SuppressionAdded { .. }
-                | EventBody::SuppressionRemoved { .. }
-        ) {
-            return Ok(());
-        }
-        let rules: SuppressionRules = policy(tx, tenant)?.suppression;
-        let contact = event.envelope.contact;
-        let at = event.envelope.occurred_at;
-        let entry = |scope: &str, reason: Reason| Entry {
-            contact,
-            scope: scope.to_owned(),
-            reason,
-            note: None,
-            since: at,
-            event_id: record.event_id,
-            position: record.position,
-            expires_at: None,
-        };
-        match &event.body {
-            EventBody::Bounced {
-                class: BounceClass::Hard,
-                ..
-            } if rules.hard_bounce => upsert(tx, tenant, entry(ALL, Reason::HardBounce))?,
-            EventBody::Bounced {
-                class: BounceClass::Soft,
-                ..
-            } if rules.soft_bounce_threshold > 0 => {
-                let window = i64::from(rules.soft_bounce_window_days) * DAY_MICROS;
-                let key = soft_key(tenant, &contact);
-                let mut times: Vec<i64> = match tx.get(&key)? {
-                    Some(v) => dec(v, "soft bounce history")?,
-                    None => Vec::new(),
-                };
-                times.push(at);
-                times.sort_unstable();
-                let newest = times.last().copied().unwrap_or(at);
-                times.retain(|t| *t >= newest.saturating_sub(window));
-                let threshold = rules.soft_bounce_threshold as usize;
-                // Keep no more history than the rule can use.
-                if times.len() > threshold {
-                    times.drain(..times.len() - threshold);
-                }
-                let in_window = times
-                    .iter()
-                    .filter(|t| **t <= at && **t >= at.saturating_sub(window))
-                    .count();
-                tx.put(key, enc(&times)?);
-                if in_window >= threshold {
-                    let mut e = entry(ALL, Reason::SoftBounces);
-                    e.expires_at = Some(
-                        at.saturating_add(i64::from(rules.soft_bounce_expiry_days) * DAY_MICROS),
-                    );
-                    upsert(tx, tenant, e)?;
-                }
+        apply_one(tx, &mut None, record, input)
+    }
+
+    fn apply_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        records: &[Record],
+        inputs: &[Input],
+        from: u64,
+    ) -> Result<()> {
+        let mut rules = None;
+        for (r, i) in records.iter().zip(inputs) {
+            if r.position >= from {
+                apply_one(tx, &mut rules, r, i)?;
             }
-            EventBody::ComplaintReceived { .. } if rules.complaint => {
-                upsert(tx, tenant, entry(ALL, Reason::Complaint))?;
-            }
-            EventBody::SubscriptionChanged {
-                subscribed: false,
-                scope,
-            } if rules.unsubscribe => upsert(tx, tenant, entry(scope, Reason::Unsubscribe))?,
-            EventBody::SubscriptionChanged {
-                subscribed: true,
-                scope,
-            } => {
-                let key = entry_key(tenant, &contact, scope);
-                if get_entry(tx, &key)?.is_some_and(|e| e.reason == Reason::Unsubscribe) {
-                    tx.delete(key);
-                }
-            }
-            EventBody::SuppressionAdded {
-                reason,
-                scope,
-                expires_at,
-            } => {
-                let mut e = entry(scope, Reason::Manual);
-                e.note.clone_from(reason);
-                e.expires_at = *expires_at;
-                upsert(tx, tenant, e)?;
-            }
-            EventBody::SuppressionRemoved { reason, scope } => {
-                let key = entry_key(tenant, &contact, scope);
-                if let Some(old) = get_entry(tx, &key)?
-                    && (old.reason != Reason::Complaint || reason.is_some())
-                {
-                    tx.delete(key);
-                    if scope == ALL {
-                        tx.delete(soft_key(tenant, &contact));
-                    }
-                }
-            }
-            _ => {}
         }
         Ok(())
     }
+}
+
+/// The rules of the tenant last read in this batch, so a batch decodes a
+/// tenant's policy once (a policy event clears it).
+type RulesCache = Option<(String, SuppressionRules)>;
+
+fn apply_one(
+    tx: &mut Tx<'_>,
+    cache: &mut RulesCache,
+    record: &Record,
+    input: &Input,
+) -> Result<()> {
+    let tenant = record.tenant.as_str();
+    let event = match input {
+        Input::Policy(p) => {
+            *cache = None;
+            return store_policy(tx, tenant, p);
+        }
+        Input::Email(e, _) => e,
+        Input::Other => return Ok(()),
+    };
+    if !matches!(
+        event.body,
+        EventBody::Bounced { .. }
+            | EventBody::ComplaintReceived { .. }
+            | EventBody::SubscriptionChanged { .. }
+            | EventBody::SuppressionAdded { .. }
+            | EventBody::SuppressionRemoved { .. }
+    ) {
+        return Ok(());
+    }
+    let rules = match cache {
+        Some((t, rules)) if t == tenant => *rules,
+        _ => {
+            let rules = policy(tx, tenant)?.suppression;
+            *cache = Some((tenant.to_owned(), rules));
+            rules
+        }
+    };
+    let contact = event.envelope.contact;
+    let at = event.envelope.occurred_at;
+    let entry = |scope: &str, reason: Reason| Entry {
+        contact,
+        scope: scope.to_owned(),
+        reason,
+        note: None,
+        since: at,
+        event_id: record.event_id,
+        position: record.position,
+        expires_at: None,
+    };
+    match &event.body {
+        EventBody::Bounced {
+            class: BounceClass::Hard,
+            ..
+        } if rules.hard_bounce => upsert(tx, tenant, entry(ALL, Reason::HardBounce))?,
+        EventBody::Bounced {
+            class: BounceClass::Soft,
+            ..
+        } if rules.soft_bounce_threshold > 0 => {
+            let window = i64::from(rules.soft_bounce_window_days) * DAY_MICROS;
+            let key = soft_key(tenant, &contact);
+            let mut times: Vec<i64> = match tx.get(&key)? {
+                Some(v) => dec(v, "soft bounce history")?,
+                None => Vec::new(),
+            };
+            times.push(at);
+            times.sort_unstable();
+            let newest = times.last().copied().unwrap_or(at);
+            times.retain(|t| *t >= newest.saturating_sub(window));
+            let threshold = rules.soft_bounce_threshold as usize;
+            // Keep no more history than the rule can use.
+            if times.len() > threshold {
+                times.drain(..times.len() - threshold);
+            }
+            let in_window = times
+                .iter()
+                .filter(|t| **t <= at && **t >= at.saturating_sub(window))
+                .count();
+            tx.put(key, enc(&times)?);
+            if in_window >= threshold {
+                let mut e = entry(ALL, Reason::SoftBounces);
+                e.expires_at =
+                    Some(at.saturating_add(i64::from(rules.soft_bounce_expiry_days) * DAY_MICROS));
+                upsert(tx, tenant, e)?;
+            }
+        }
+        EventBody::ComplaintReceived { .. } if rules.complaint => {
+            upsert(tx, tenant, entry(ALL, Reason::Complaint))?;
+        }
+        EventBody::SubscriptionChanged {
+            subscribed: false,
+            scope,
+        } if rules.unsubscribe => upsert(tx, tenant, entry(scope, Reason::Unsubscribe))?,
+        EventBody::SubscriptionChanged {
+            subscribed: true,
+            scope,
+        } => {
+            let key = entry_key(tenant, &contact, scope);
+            if get_entry(tx, &key)?.is_some_and(|e| e.reason == Reason::Unsubscribe) {
+                tx.delete(key);
+            }
+        }
+        EventBody::SuppressionAdded {
+            reason,
+            scope,
+            expires_at,
+        } => {
+            let mut e = entry(scope, Reason::Manual);
+            e.note.clone_from(reason);
+            e.expires_at = *expires_at;
+            upsert(tx, tenant, e)?;
+        }
+        EventBody::SuppressionRemoved { reason, scope } => {
+            let key = entry_key(tenant, &contact, scope);
+            if let Some(old) = get_entry(tx, &key)?
+                && (old.reason != Reason::Complaint || reason.is_some())
+            {
+                tx.delete(key);
+                if scope == ALL {
+                    tx.delete(soft_key(tenant, &contact));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl SuppressionList {
