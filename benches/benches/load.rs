@@ -551,25 +551,27 @@ async fn load(
             tokio::spawn(async move {
                 let mut tick =
                     tokio::time::interval(Duration::from_secs_f64(2.0 / query_rate.max(1) as f64));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // Each query is timed from when it was due, not from when
+                // it was sent: a stall that delays sends counts in full
+                // (no coordinated omission). Late ticks fire at once.
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
                 let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (r + 1);
                 let (mut latency, mut failures, mut first_failure) = (Vec::new(), 0u64, None);
                 let mut slow = Vec::new();
                 while !done.load(Ordering::Relaxed)
                     && start.elapsed() < run + Duration::from_secs(60)
                 {
-                    tick.tick().await;
+                    let due = tick.tick().await.into_std();
                     let url = if r == 2 {
                         format!("{base}/healthz")
                     } else {
                         format!("{base}{}", random_warm_message(&mut seed))
                     };
-                    let t = Instant::now();
                     match send(&client, "GET", &url, &key, None).await {
                         Ok((200, body)) if body.starts_with(b"{") => {
-                            let took = t.elapsed();
+                            let took = due.elapsed();
                             if took >= SLOW && slow.len() < 100 {
-                                slow.push((t - start, took));
+                                slow.push((due.saturating_duration_since(start), took));
                             }
                             latency.push(took);
                         }

@@ -49,6 +49,21 @@ pub use view::{MessageView, analytics_json, entry_json, row_json};
 use runner::Slot;
 use state::{FjallState, MemoryState, StateStore};
 
+/// The nice value of the live runner's threads ([`Projections::spawn_runner`]).
+pub const RUNNER_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to [`RUNNER_NICE`], best effort.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux a nice value is per thread, and threads inherit it.
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), RUNNER_NICE) {
+            tracing::warn!(error = %e, "cannot lower the projection runner's priority");
+        }
+    }
+}
+
 /// How long the live runner lets appends gather before applying them.
 pub const LIVE_GATHER: Duration = Duration::from_millis(20);
 
@@ -280,6 +295,47 @@ impl Projections {
                 }
             }
         }
+    }
+
+    /// Runs [`Projections::run`] on a thread of its own, at a lower CPU
+    /// priority (nice [`RUNNER_NICE`], where the system allows it; the
+    /// threads it starts inherit it), until `stop` turns true. Queries and
+    /// appends come first when the CPU is short: the projections then lag
+    /// (observably) and catch up when it is not.
+    ///
+    /// # Errors
+    /// When the thread or its runtime cannot be started.
+    pub fn spawn_runner(
+        self: &Arc<Self>,
+        log: Arc<dyn EventLog>,
+        mut stop: watch::Receiver<bool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let this = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("projections".into())
+            .spawn(move || {
+                lower_priority();
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the projection runner");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let run = this.run(log, stop.clone());
+                    // Stopping cuts a catch-up short: each batch commits its
+                    // state and checkpoint atomically, so nothing is half
+                    // applied.
+                    tokio::select! {
+                        () = run => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                });
+            })
     }
 
     /// Rebuilds the named projections (all when `names` is empty) from

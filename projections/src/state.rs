@@ -194,7 +194,7 @@ impl StateStore for MemoryState {
 /// rebuild adds one table per commit, and merging four at a time rewrote
 /// the next level over and over: a tenth of a rebuild's work. Point reads
 /// probe each first-level table's filter, so this stays small.
-const L0_THRESHOLD: u8 = 16;
+const L0_THRESHOLD: u8 = 8;
 
 /// Projection state in a fjall database of its own.
 pub struct FjallState {

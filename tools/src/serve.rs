@@ -231,9 +231,9 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         // `mailledger projections` run while the server is stopped.
         let projections = Arc::new(crate::projections_cmd::open(&s.data_dir)?);
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let runner = tokio::spawn(
-            Arc::clone(&projections).run(Arc::clone(&log), stopped.clone()),
-        );
+        let runner = projections
+            .spawn_runner(Arc::clone(&log), stopped.clone())
+            .context("cannot start the projection runner")?;
         let state = AppState::new(email, Arc::new(access))
             .with_limits(s.limits)
             .with_projections(Arc::clone(&projections));
@@ -262,13 +262,12 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         // its state and checkpoint atomically, so nothing is half applied).
         let _ = stop.send(true);
         readiness.abort();
-        let mut runner = runner;
-        if tokio::time::timeout(std::time::Duration::from_secs(10), &mut runner)
+        let joined = tokio::task::spawn_blocking(move || runner.join());
+        if tokio::time::timeout(std::time::Duration::from_secs(10), joined)
             .await
             .is_err()
         {
-            runner.abort();
-            let _ = runner.await;
+            tracing::warn!("the projection runner did not stop within 10 s");
         }
         served?;
         projections
