@@ -670,6 +670,16 @@ impl<S: Store> Writer<S> {
 }
 
 fn read_stream_version<S: Store>(store: &S, tenant: &str, stream: &str) -> Result<Option<u64>> {
+    // A stream's index entries are never removed, so a stream with any
+    // event has its version 0. That point read settles a new stream (most
+    // message streams are new when first appended to) through the store's
+    // filters; a backwards range scan would visit every table.
+    if store
+        .get(Space::Streams, &stream_key(tenant, stream, 0))?
+        .is_none()
+    {
+        return Ok(None);
+    }
     let start = stream_prefix(tenant, stream);
     let end = stream_end(tenant, stream);
     let mut found = None;

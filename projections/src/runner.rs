@@ -24,7 +24,7 @@ pub const BATCH: usize = 4096;
 /// Events a rebuild applies between its commits: larger commits let each
 /// projection keep more decoded state between its writes, and write fewer,
 /// larger tables.
-pub const REBUILD_BATCH: usize = 100_000;
+pub const REBUILD_BATCH: usize = 250_000;
 
 /// Records a rebuild reads and decodes as one batch; it reads two such
 /// batches at once.
