@@ -978,6 +978,34 @@ async fn a_postmark_webhook_is_appended_once_however_often_it_is_retried() {
 }
 
 #[tokio::test]
+async fn postmark_events_of_two_recipients_at_one_instant_are_both_kept() {
+    // Postmark's deliveries, opens and clicks carry no event id: one
+    // message delivered to two recipients in the same instant must still
+    // give two events, and each retried one must still be a duplicate.
+    let e = env();
+    let key = e.key("acme", &[Scope::Ingest]);
+    let john = sample("postmark/delivery.json");
+    assert!(john.contains("john@example.org"));
+    let jane = john.replace("john@example.org", "jane@example.org");
+    let a = webhook(&e, "postmark", &key, john.clone()).await;
+    let b = webhook(&e, "postmark", &key, jane.clone()).await;
+    assert_eq!(a.json()["appended"], 1, "{}", a.text());
+    assert_eq!(b.json()["appended"], 1, "{}", b.text());
+    assert_ne!(a.json()["events"][0]["id"], b.json()["events"][0]["id"]);
+    let head = e.state.email.log().head();
+    for (body, first) in [(john, &a), (jane, &b)] {
+        let again = webhook(&e, "postmark", &key, body).await;
+        assert_eq!(again.json()["duplicates"], 1, "{}", again.text());
+        assert_eq!(again.json()["events"][0]["id"], first.json()["events"][0]["id"]);
+    }
+    assert_eq!(e.state.email.log().head(), head);
+    // The same payload for another tenant is that tenant's own event.
+    let other = e.key("globex", &[Scope::Ingest]);
+    let c = webhook(&e, "postmark", &other, sample("postmark/delivery.json")).await;
+    assert_eq!(c.json()["appended"], 1, "{}", c.text());
+}
+
+#[tokio::test]
 async fn malformed_or_unknown_webhooks_are_refused_and_nothing_is_stored() {
     let e = env();
     let key = e.key("acme", &[Scope::Ingest]);

@@ -138,16 +138,29 @@ pub async fn receive(
     // Opening the sealed secrets reads the access file and decrypts: off
     // the async threads, with the parse.
     let access = std::sync::Arc::clone(&state.access);
+    let email = std::sync::Arc::clone(&state.email);
     let t = tenant.clone();
     let parsed = tokio::task::spawn_blocking(move || {
         let secrets = access.webhook_secrets(&t)?;
-        Ok::<_, crate::access::AccessError>(crate::webhooks::parse(
-            provider,
-            &headers,
-            &body,
-            &secrets,
-            now_secs(),
-        ))
+        let mut parsed = crate::webhooks::parse(provider, &headers, &body, &secrets, now_secs());
+        // Ids that do not tell recipients apart are made per recipient,
+        // through the recipient's pseudonym.
+        if let Ok(WebhookOutcome::Events {
+            events,
+            recipient_scoped,
+            ..
+        }) = &mut parsed
+        {
+            for i in std::mem::take(recipient_scoped) {
+                if let Some(e) = events.get_mut(i)
+                    && let Some(recipient) = &e.recipient
+                {
+                    let contact = email.pseudonym(&t, recipient)?;
+                    e.id = crate::webhooks::scope_to_recipient(e.id, &contact);
+                }
+            }
+        }
+        Ok::<_, Problem>(parsed)
     })
     .await
     .map_err(|_| Problem::internal())??;
@@ -167,6 +180,7 @@ pub async fn receive(
             events,
             skipped,
             authentication: a,
+            ..
         } => {
             let appended = if events.is_empty() {
                 None

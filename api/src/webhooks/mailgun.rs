@@ -78,6 +78,7 @@ pub(crate) fn parse(
                 event_type: known,
             }],
             authentication,
+            recipient_scoped: Vec::new(),
         });
     }
     let severity = data.opt_str("severity")?;
@@ -270,5 +271,6 @@ pub(crate) fn parse(
         events: vec![util::checked(ev)?],
         skipped: Vec::new(),
         authentication,
+        recipient_scoped: Vec::new(),
     })
 }

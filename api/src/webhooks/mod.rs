@@ -160,7 +160,9 @@
 //! have no event id; `provider_event_id` = id source =
 //! `<RecordType>:<MessageID or ->:<time as sent>` (Postmark's times have
 //! 100 ns precision), plus `:suppress` / `:reactivate` for subscription
-//! changes. **Signature:** none exists (see above).
+//! changes; such an id does not tell the recipients of one message apart,
+//! so the route makes it per recipient with [`scope_to_recipient`] (through
+//! the recipient's keyed pseudonym). **Signature:** none exists (see above).
 //!
 //! # Mailgun
 //!
@@ -243,7 +245,7 @@ use mailledger_core::email::CanonicalEvent;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-pub use util::{EVENT_ID_CONTEXT, derive_event_id};
+pub use util::{EVENT_ID_CONTEXT, derive_event_id, scope_to_recipient};
 
 /// The largest webhook body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -447,6 +449,14 @@ pub enum WebhookOutcome {
         skipped: Vec<Skipped>,
         /// How the request was authenticated.
         authentication: Authentication,
+        /// Indices of events whose provider gives no event id of its own
+        /// and whose derived id does not tell recipients apart (a Postmark
+        /// delivery, open or click: record type, message and time). Their
+        /// ids must be made per recipient with [`scope_to_recipient`] once
+        /// the recipient's pseudonym is known (the adapter has no tenant
+        /// secret, and an unkeyed hash of the address would outlive an
+        /// erasure).
+        recipient_scoped: Vec<usize>,
     },
     /// An SNS subscription (un)confirmation.
     SubscriptionConfirmation(SnsConfirmation),

@@ -88,6 +88,7 @@ pub(crate) fn parse(
             event_type,
         }],
         authentication,
+        recipient_scoped: Vec::new(),
     };
     if let Some(known) = SKIPPED.iter().copied().find(|s| *s == name) {
         return Ok(skip(known));
@@ -168,6 +169,7 @@ pub(crate) fn parse(
         events: vec![util::checked(ev)?],
         skipped: Vec::new(),
         authentication,
+        recipient_scoped: Vec::new(),
     })
 }
 

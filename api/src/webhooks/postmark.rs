@@ -39,6 +39,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
             event_type,
         }],
         authentication,
+        recipient_scoped: Vec::new(),
     };
     if let Some(known) = SKIPPED.iter().copied().find(|s| *s == record_type) {
         return Ok(skip(known, "RecordType"));
@@ -56,67 +57,70 @@ pub(crate) fn parse(body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
         );
         Ok((id, time))
     };
-    let (event_type, id_source, provider_event_id, recipient_field, time) = match record_type {
-        "Delivery" | "Open" | "Click" => {
-            let time_field = if record_type == "Delivery" {
-                "DeliveredAt"
-            } else {
-                "ReceivedAt"
-            };
-            let (id, time) = composite(time_field)?;
-            let event_type = match record_type {
-                "Delivery" => "delivered",
-                "Open" => "opened",
-                _ => "clicked",
-            };
-            (event_type, id.clone(), id, "Recipient", time)
-        }
-        "Bounce" | "SpamComplaint" => {
-            let id_node = root.req("ID")?;
-            let id = root
-                .opt_scalar("ID")?
-                .ok_or_else(|| id_node.error(json::EMPTY))?;
-            let bounce_type = root.opt_str("Type")?.unwrap_or("Unknown");
-            if record_type == "Bounce"
-                && let Some(not_bounce) = NOT_BOUNCES.iter().copied().find(|s| *s == bounce_type)
-            {
-                return Ok(skip(not_bounce, "Type"));
+    let (event_type, id_source, provider_event_id, recipient_field, time, composite_id) =
+        match record_type {
+            "Delivery" | "Open" | "Click" => {
+                let time_field = if record_type == "Delivery" {
+                    "DeliveredAt"
+                } else {
+                    "ReceivedAt"
+                };
+                let (id, time) = composite(time_field)?;
+                let event_type = match record_type {
+                    "Delivery" => "delivered",
+                    "Open" => "opened",
+                    _ => "clicked",
+                };
+                (event_type, id.clone(), id, "Recipient", time, true)
             }
-            let event_type = match (record_type, bounce_type) {
-                ("SpamComplaint", _) | (_, "SpamComplaint") => "complained",
-                (_, "ManuallyDeactivated") => "suppressed",
-                (_, "TemplateRenderingFailed") => "rejected",
-                _ => "bounced",
-            };
-            let time = root.req("BouncedAt")?;
-            (
-                event_type,
-                format!("{record_type}:{id}"),
-                util::provider_event_id(&id_node, id)?,
-                "Email",
-                time,
-            )
-        }
-        "SubscriptionChange" => {
-            let (mut id, time) = composite("ChangedAt")?;
-            let suppress = root.opt_bool("SuppressSending")?.unwrap_or(true);
-            id.push_str(if suppress { ":suppress" } else { ":reactivate" });
-            let by_recipient = root.opt_str("Origin")? == Some("Recipient")
-                && root.opt_str("SuppressionReason")? == Some("ManualSuppression");
-            let event_type = match (suppress, by_recipient) {
-                (true, true) => "unsubscribed",
-                (true, false) => "suppressed",
-                (false, true) => "resubscribed",
-                (false, false) => "unsuppressed",
-            };
-            (event_type, id.clone(), id, "Recipient", time)
-        }
-        _ => {
-            return Err(WebhookError::UnknownEvent {
-                field: "RecordType".to_owned(),
-            });
-        }
-    };
+            "Bounce" | "SpamComplaint" => {
+                let id_node = root.req("ID")?;
+                let id = root
+                    .opt_scalar("ID")?
+                    .ok_or_else(|| id_node.error(json::EMPTY))?;
+                let bounce_type = root.opt_str("Type")?.unwrap_or("Unknown");
+                if record_type == "Bounce"
+                    && let Some(not_bounce) =
+                        NOT_BOUNCES.iter().copied().find(|s| *s == bounce_type)
+                {
+                    return Ok(skip(not_bounce, "Type"));
+                }
+                let event_type = match (record_type, bounce_type) {
+                    ("SpamComplaint", _) | (_, "SpamComplaint") => "complained",
+                    (_, "ManuallyDeactivated") => "suppressed",
+                    (_, "TemplateRenderingFailed") => "rejected",
+                    _ => "bounced",
+                };
+                let time = root.req("BouncedAt")?;
+                (
+                    event_type,
+                    format!("{record_type}:{id}"),
+                    util::provider_event_id(&id_node, id)?,
+                    "Email",
+                    time,
+                    false,
+                )
+            }
+            "SubscriptionChange" => {
+                let (mut id, time) = composite("ChangedAt")?;
+                let suppress = root.opt_bool("SuppressSending")?.unwrap_or(true);
+                id.push_str(if suppress { ":suppress" } else { ":reactivate" });
+                let by_recipient = root.opt_str("Origin")? == Some("Recipient")
+                    && root.opt_str("SuppressionReason")? == Some("ManualSuppression");
+                let event_type = match (suppress, by_recipient) {
+                    (true, true) => "unsubscribed",
+                    (true, false) => "suppressed",
+                    (false, true) => "resubscribed",
+                    (false, false) => "unsuppressed",
+                };
+                (event_type, id.clone(), id, "Recipient", time, true)
+            }
+            _ => {
+                return Err(WebhookError::UnknownEvent {
+                    field: "RecordType".to_owned(),
+                });
+            }
+        };
     let provider_event_id = util::provider_event_id(&time, provider_event_id)?;
     let mut ev = util::event(
         P,
@@ -188,5 +192,8 @@ pub(crate) fn parse(body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
         events: vec![util::checked(ev)?],
         skipped: Vec::new(),
         authentication,
+        // A composite id names no recipient: two recipients of one message
+        // at the same instant would share it.
+        recipient_scoped: if composite_id { vec![0] } else { Vec::new() },
     })
 }

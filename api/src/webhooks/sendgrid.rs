@@ -206,5 +206,6 @@ pub(crate) fn parse(
         events,
         skipped,
         authentication,
+        recipient_scoped: Vec::new(),
     })
 }

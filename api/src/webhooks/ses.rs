@@ -76,6 +76,7 @@ pub(crate) fn parse(
         events,
         skipped,
         authentication,
+        recipient_scoped: Vec::new(),
     })
 }
 
@@ -103,6 +104,7 @@ fn raw_delivery(
         events,
         skipped,
         authentication: Authentication::Unverified,
+        recipient_scoped: Vec::new(),
     })
 }
 

@@ -35,6 +35,26 @@ pub fn derive_event_id(provider: Provider, id_source: &str) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The blake3 `derive_key` context of [`scope_to_recipient`]. Never changes.
+pub const RECIPIENT_ID_CONTEXT: &str =
+    "mailledger 2026-11 provider webhook event id per recipient v1";
+
+/// A derived event id made specific to one recipient: blake3 `derive_key`
+/// under [`RECIPIENT_ID_CONTEXT`] of the id's 16 bytes ‖ the recipient's
+/// pseudonym (keyed by the tenant's secret, so the id reveals nothing of
+/// the address), first 16 bytes, as a UUID version 8. The same provider
+/// event for the same recipient always gives the same id.
+#[must_use]
+pub fn scope_to_recipient(id: Uuid, contact: &mailledger_core::pseudonym::Pseudonym) -> Uuid {
+    let mut input = Vec::with_capacity(16 + contact.as_bytes().len());
+    input.extend_from_slice(id.as_bytes());
+    input.extend_from_slice(contact.as_bytes());
+    let key = blake3::derive_key(RECIPIENT_ID_CONTEXT, &input);
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&key[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 /// The latest instant accepted (the end of year 9999).
 const MAX_UNIX: f64 = 253_402_300_799.0;
 
