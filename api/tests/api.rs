@@ -996,7 +996,10 @@ async fn postmark_events_of_two_recipients_at_one_instant_are_both_kept() {
     for (body, first) in [(john, &a), (jane, &b)] {
         let again = webhook(&e, "postmark", &key, body).await;
         assert_eq!(again.json()["duplicates"], 1, "{}", again.text());
-        assert_eq!(again.json()["events"][0]["id"], first.json()["events"][0]["id"]);
+        assert_eq!(
+            again.json()["events"][0]["id"],
+            first.json()["events"][0]["id"]
+        );
     }
     assert_eq!(e.state.email.log().head(), head);
     // The same payload for another tenant is that tenant's own event.

@@ -46,6 +46,7 @@ fn events_of(out: WebhookOutcome) -> (Vec<CanonicalEvent>, Vec<Skipped>, Authent
             events,
             skipped,
             authentication,
+            ..
         } => (events, skipped, authentication),
         WebhookOutcome::SubscriptionConfirmation(c) => panic!("not events: {c:?}"),
     }
