@@ -23,7 +23,10 @@ pub const BATCH: usize = 4096;
 
 /// Events a rebuild applies between its commits: larger commits let each
 /// projection keep more decoded state between its writes, and write fewer,
-/// larger tables.
+/// larger tables (so less merging of them). A rebuild worker holds up to
+/// two commits' writes (one being written, one being applied): for the
+/// delivery log, on the order of 100 MB at this size. An interrupted
+/// rebuild resumes from its last commit.
 pub const REBUILD_BATCH: usize = 250_000;
 
 /// Records a rebuild reads and decodes as one batch; it reads two such
