@@ -44,6 +44,9 @@ use crate::error::{Error, Result};
 use crate::projection::{Input, Projection, policy, store_policy};
 use crate::state::{StateStore, Tx};
 
+/// The version of this projection's state layout ([`Projection::format`]).
+pub const FORMAT: u32 = 1;
+
 /// The projection's name.
 pub const NAME: &str = "analytics";
 
@@ -312,6 +315,10 @@ fn hour_of(micros: i64) -> i64 {
 impl Projection for Analytics {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn format(&self) -> u32 {
+        FORMAT
     }
 
     fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {

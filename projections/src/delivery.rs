@@ -46,6 +46,9 @@ use crate::error::{Error, Result};
 use crate::projection::{Input, Projection};
 use crate::state::{StateStore, Tx};
 
+/// The version of this projection's state layout ([`Projection::format`]).
+pub const FORMAT: u32 = 1;
+
 /// The projection's name.
 pub const NAME: &str = "delivery-log";
 
@@ -274,6 +277,10 @@ fn flush(tx: &mut Tx<'_>, rows: Rows) -> Result<()> {
 impl Projection for DeliveryLog {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn format(&self) -> u32 {
+        FORMAT
     }
 
     fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {

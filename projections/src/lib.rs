@@ -147,7 +147,23 @@ impl Projections {
                     }
                 }
             }
-            let store = FjallState::open(&runner::generation_dir(dir, name, generation))?;
+            let path = runner::generation_dir(dir, name, generation);
+            let mut store = FjallState::open(&path)?;
+            if !state::stamp_format(&store, p.format())? {
+                // Derived data in a layout this build does not read: start
+                // over, and the runner rebuilds it from the log.
+                tracing::warn!(
+                    projection = name,
+                    format = p.format(),
+                    "projection state is in another format; rebuilding it from the log"
+                );
+                drop(store);
+                std::fs::remove_dir_all(&path).map_err(|e| {
+                    Error::Storage(format!("cannot remove the outdated {name} store: {e}"))
+                })?;
+                store = FjallState::open(&path)?;
+                state::stamp_format(&store, p.format())?;
+            }
             slots.push(Arc::new(Slot::new(p, Arc::new(store), generation)?));
         }
         Ok(Self::with_slots(slots, Some(dir.to_path_buf())))
@@ -158,7 +174,12 @@ impl Projections {
     pub fn in_memory() -> Self {
         let slots = all()
             .into_iter()
-            .filter_map(|p| Slot::new(p, Arc::new(MemoryState::new()), 0).ok())
+            .filter_map(|p| {
+                // Stamped like a store on disk, so the two compare equal.
+                let store = MemoryState::new();
+                state::stamp_format(&store, p.format()).ok()?;
+                Slot::new(p, Arc::new(store), 0).ok()
+            })
             .map(Arc::new)
             .collect();
         Self::with_slots(slots, None)

@@ -61,6 +61,11 @@ pub trait Projection: Send + Sync + 'static {
     /// The projection's name, such as `delivery-log`.
     fn name(&self) -> &'static str;
 
+    /// The version of the projection's state layout (keys and values).
+    /// Raise it with any change to that layout: a store written under
+    /// another version is dropped on open and rebuilt from the log.
+    fn format(&self) -> u32;
+
     /// Applies one record.
     ///
     /// # Errors

@@ -16,7 +16,9 @@ use mailledger_core::{Direction, EventLog, Record, TenantFilter};
 
 use crate::error::{Error, Result};
 use crate::projection::{Input, Projection};
-use crate::state::{CHECKPOINT_KEY, FjallState, Frozen, MemoryState, StateStore, Tx, checkpoint};
+use crate::state::{
+    CHECKPOINT_KEY, FjallState, Frozen, MemoryState, StateStore, Tx, checkpoint, stamp_format,
+};
 
 /// Records read and applied per batch.
 pub const BATCH: usize = 4096;
@@ -517,6 +519,25 @@ pub(crate) async fn rebuild_slots(
                 generation,
             ))?),
             None => Arc::new(MemoryState::new()),
+        };
+        // A half-built store of another format (left by an older build) is
+        // not resumed: rebuilt from the start.
+        let store = if stamp_format(store.as_ref(), slot.projection.format())? {
+            store
+        } else {
+            match root {
+                Some(root) => {
+                    let path = generation_dir(root, slot.projection.name(), generation);
+                    drop(store);
+                    std::fs::remove_dir_all(&path).map_err(|e| {
+                        Error::Storage(format!("cannot remove an outdated rebuild store: {e}"))
+                    })?;
+                    let fresh: Arc<dyn StateStore> = Arc::new(FjallState::open(&path)?);
+                    stamp_format(fresh.as_ref(), slot.projection.format())?;
+                    fresh
+                }
+                None => store,
+            }
         };
         let from = AtomicU64::new(checkpoint(store.as_ref())?);
         building.push(Building {

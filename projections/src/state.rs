@@ -20,6 +20,30 @@ use crate::error::{Error, Result};
 /// a 0 byte, so it never collides with state.
 pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
 
+/// The key holding the version of the layout a store's state was written
+/// in ([`crate::Projection::format`]), as 4 big-endian bytes.
+pub const FORMAT_KEY: &[u8] = b"\x00format";
+
+/// Whether `store` holds state in layout `format`. An empty store (no
+/// checkpoint, no format) is stamped with it and holds; a store with state
+/// but no format predates versioning and does not.
+///
+/// # Errors
+/// A storage failure.
+pub fn stamp_format(store: &dyn StateStore, format: u32) -> Result<bool> {
+    match store.get(FORMAT_KEY)? {
+        Some(v) => Ok(v.as_slice() == format.to_be_bytes()),
+        None if checkpoint(store)? == 0 => {
+            store.commit(vec![(
+                FORMAT_KEY.to_vec(),
+                Some(format.to_be_bytes().to_vec()),
+            )])?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 /// One write of a batch: a value, or `None` to delete the key.
 pub type Write = (Vec<u8>, Option<Vec<u8>>);
 
@@ -126,8 +150,8 @@ impl MemoryState {
         Self::default()
     }
 
-    /// Every pair but the checkpoint: what two builds of a projection must
-    /// agree on.
+    /// Every pair but the checkpoint and format: what two builds of a
+    /// projection must agree on.
     #[must_use]
     pub fn dump(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let map = self
@@ -135,7 +159,7 @@ impl MemoryState {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.iter()
-            .filter(|(k, _)| k.as_slice() != CHECKPOINT_KEY)
+            .filter(|(k, _)| k.as_slice() != CHECKPOINT_KEY && k.as_slice() != FORMAT_KEY)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }

@@ -42,6 +42,9 @@ use crate::error::{Error, Result};
 use crate::projection::{Input, Projection, policy, store_policy};
 use crate::state::{StateStore, Tx};
 
+/// The version of this projection's state layout ([`Projection::format`]).
+pub const FORMAT: u32 = 1;
+
 /// The projection's name.
 pub const NAME: &str = "suppressions";
 
@@ -180,6 +183,10 @@ fn upsert(tx: &mut Tx<'_>, tenant: &str, new: Entry) -> Result<()> {
 impl Projection for SuppressionList {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn format(&self) -> u32 {
+        FORMAT
     }
 
     fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {

@@ -11,7 +11,7 @@ use mailledger_core::keys::FileKeyStore;
 use mailledger_core::{EventLog, Ledger, LedgerConfig, MemoryStore};
 use mailledger_projections::analytics::{Dimension, Granularity, Query};
 use mailledger_projections::delivery::{MessageFilter, Status};
-use mailledger_projections::state::{MemoryState, StateStore};
+use mailledger_projections::state::{FORMAT_KEY, FjallState, MemoryState, StateStore};
 use mailledger_projections::suppression::{Decision, Reason};
 use mailledger_projections::{Projections, analytics, delivery, suppression};
 use proptest::prelude::*;
@@ -885,6 +885,69 @@ async fn a_fjall_rebuild_is_swapped_in_and_survives_reopen() {
         after
     );
     assert!(p.rebuild(f.log.as_ref(), &["nope"], None).await.is_err());
+}
+
+#[tokio::test]
+async fn a_store_in_another_format_is_dropped_and_rebuilt_from_the_log() {
+    let f = fx();
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<Value> = (0..100)
+        .map(|i| {
+            ev(
+                "sent",
+                &format!("x{}@example.org", i % 10),
+                Some(&format!("m{i}")),
+                T0 + i,
+                json!({}),
+            )
+        })
+        .collect();
+    append(&f, "t", &events).await;
+    let p = Projections::open(dir.path()).unwrap();
+    p.catch_up(f.log.as_ref()).await.unwrap();
+    let before = p
+        .messages("t", &MessageFilter::default(), None, 1000)
+        .unwrap();
+    assert_eq!(before.items.len(), 100);
+    drop(p);
+    // A build with another layout of the delivery log wrote this store;
+    // it also left a row this build would misread.
+    {
+        let store = FjallState::open(&dir.path().join("delivery-log/gen-0")).unwrap();
+        store
+            .commit(vec![
+                (FORMAT_KEY.to_vec(), Some(999u32.to_be_bytes().to_vec())),
+                (b"t\0Mbogus-row-key-".to_vec(), Some(b"not a row".to_vec())),
+            ])
+            .unwrap();
+    }
+    let p = Projections::open(dir.path()).unwrap();
+    let head = f.log.head();
+    let lag = |p: &Projections, name: &str| {
+        p.status(head)
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .lag
+    };
+    assert_eq!(
+        lag(&p, delivery::NAME),
+        head,
+        "the delivery log starts over"
+    );
+    assert_eq!(lag(&p, suppression::NAME), 0, "the others are kept");
+    p.catch_up(f.log.as_ref()).await.unwrap();
+    assert_eq!(
+        p.messages("t", &MessageFilter::default(), None, 1000)
+            .unwrap(),
+        before
+    );
+    let store = p.store(delivery::NAME).unwrap();
+    assert_eq!(store.get(b"t\0Mbogus-row-key-").unwrap(), None);
+    assert_eq!(
+        store.get(FORMAT_KEY).unwrap(),
+        Some(delivery::FORMAT.to_be_bytes().to_vec())
+    );
 }
 
 /// A store that fails its n-th commit, as a crash mid-rebuild would stop it.
