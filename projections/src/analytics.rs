@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{dec, enc, prefix_end, push_part, start_key, tenant_key, time_bytes, time_from};
 use crate::error::{Error, Result};
-use crate::projection::{Input, Projection, policy, store_policy};
+use crate::projection::{Input, Projection, from_position, policy, store_policy};
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
@@ -335,10 +335,8 @@ impl Projection for Analytics {
         from: u64,
     ) -> Result<()> {
         let mut batch = Batch::default();
-        for (r, i) in records.iter().zip(inputs) {
-            if r.position >= from {
-                apply_one(tx, &mut batch, r, i)?;
-            }
+        for (r, i) in from_position(records, inputs, from) {
+            apply_one(tx, &mut batch, r, i)?;
         }
         batch.flush(tx)
     }

@@ -43,7 +43,7 @@ use crate::codec::{
     dec, enc, hex, message_key, prefix_end, push_part, start_key, tenant_key, time_bytes, unhex,
 };
 use crate::error::{Error, Result};
-use crate::projection::{Input, Projection};
+use crate::projection::{Input, Projection, from_position};
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
@@ -298,10 +298,8 @@ impl Projection for DeliveryLog {
     ) -> Result<()> {
         let mut rows = Rows::default();
         let mut key = Vec::new();
-        for (r, i) in records.iter().zip(inputs) {
-            if r.position >= from {
-                apply_one(tx, &mut rows, &mut key, r, i)?;
-            }
+        for (r, i) in from_position(records, inputs, from) {
+            apply_one(tx, &mut rows, &mut key, r, i)?;
         }
         flush(tx, rows)
     }

@@ -87,13 +87,23 @@ pub trait Projection: Send + Sync + 'static {
         inputs: &[Input],
         from: u64,
     ) -> Result<()> {
-        for (r, i) in records.iter().zip(inputs) {
-            if r.position >= from {
-                self.apply(tx, r, i)?;
-            }
+        for (r, i) in from_position(records, inputs, from) {
+            self.apply(tx, r, i)?;
         }
         Ok(())
     }
+}
+
+/// The records of a batch at or after position `from`, each with its input.
+pub(crate) fn from_position<'a>(
+    records: &'a [Record],
+    inputs: &'a [Input],
+    from: u64,
+) -> impl Iterator<Item = (&'a Record, &'a Input)> {
+    records
+        .iter()
+        .zip(inputs)
+        .filter(move |(r, _)| r.position >= from)
 }
 
 /// The table of a projection's copy of each tenant's policy.

@@ -39,7 +39,7 @@ use uuid::Uuid;
 use crate::codec::{dec, enc, hex, prefix_end, push_part, tenant_key, unhex};
 use crate::delivery::{MAX_PAGE, Page};
 use crate::error::{Error, Result};
-use crate::projection::{Input, Projection, policy, store_policy};
+use crate::projection::{Input, Projection, from_position, policy, store_policy};
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
@@ -201,10 +201,8 @@ impl Projection for SuppressionList {
         from: u64,
     ) -> Result<()> {
         let mut rules = None;
-        for (r, i) in records.iter().zip(inputs) {
-            if r.position >= from {
-                apply_one(tx, &mut rules, r, i)?;
-            }
+        for (r, i) in from_position(records, inputs, from) {
+            apply_one(tx, &mut rules, r, i)?;
         }
         Ok(())
     }

@@ -828,22 +828,26 @@ async fn checkpoints_report_lag_and_the_live_runner_follows_the_head() {
     task.await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fjall_rebuild_is_swapped_in_and_survives_reopen() {
-    let f = fx();
-    let dir = tempfile::tempdir().unwrap();
-    let events: Vec<Value> = (0..500)
+/// `n` messages, one `sent` event each, to `contacts` recipients in turn.
+fn sent(n: i64, contacts: i64) -> Vec<Value> {
+    (0..n)
         .map(|i| {
             ev(
                 "sent",
-                &format!("x{}@example.org", i % 50),
+                &format!("x{}@example.org", i % contacts),
                 Some(&format!("m{i}")),
                 T0 + i,
                 json!({}),
             )
         })
-        .collect();
-    append(&f, "t", &events).await;
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fjall_rebuild_is_swapped_in_and_survives_reopen() {
+    let f = fx();
+    let dir = tempfile::tempdir().unwrap();
+    append(&f, "t", &sent(500, 50)).await;
     let p = Projections::open(dir.path()).unwrap();
     p.catch_up(f.log.as_ref()).await.unwrap();
     let before = p
@@ -891,18 +895,7 @@ async fn a_fjall_rebuild_is_swapped_in_and_survives_reopen() {
 async fn a_store_in_another_format_is_dropped_and_rebuilt_from_the_log() {
     let f = fx();
     let dir = tempfile::tempdir().unwrap();
-    let events: Vec<Value> = (0..100)
-        .map(|i| {
-            ev(
-                "sent",
-                &format!("x{}@example.org", i % 10),
-                Some(&format!("m{i}")),
-                T0 + i,
-                json!({}),
-            )
-        })
-        .collect();
-    append(&f, "t", &events).await;
+    append(&f, "t", &sent(100, 10)).await;
     let p = Projections::open(dir.path()).unwrap();
     p.catch_up(f.log.as_ref()).await.unwrap();
     let before = p
