@@ -43,7 +43,7 @@ use tokio::sync::watch;
 
 pub use error::{Error, Result};
 pub use projection::{Input, Projection};
-pub use runner::{BATCH, Progress};
+pub use runner::{BATCH, Progress, RebuildSizes};
 pub use view::{MessageView, analytics_json, entry_json, row_json};
 
 use runner::Slot;
@@ -102,6 +102,7 @@ pub struct Projections {
     root: Option<PathBuf>,
     caught_up: watch::Sender<u64>,
     rebuild: std::sync::Mutex<Option<RebuildStatus>>,
+    rebuild_sizes: RebuildSizes,
 }
 
 impl std::fmt::Debug for Projections {
@@ -148,21 +149,13 @@ impl Projections {
                 }
             }
             let path = runner::generation_dir(dir, name, generation);
-            let mut store = FjallState::open(&path)?;
-            if !state::stamp_format(&store, p.format())? {
-                // Derived data in a layout this build does not read: start
-                // over, and the runner rebuilds it from the log.
+            let (store, reset) = FjallState::open_stamped(&path, p.format())?;
+            if reset {
                 tracing::warn!(
                     projection = name,
                     format = p.format(),
-                    "projection state is in another format; rebuilding it from the log"
+                    "projection state was in another format; rebuilding it from the log"
                 );
-                drop(store);
-                std::fs::remove_dir_all(&path).map_err(|e| {
-                    Error::Storage(format!("cannot remove the outdated {name} store: {e}"))
-                })?;
-                store = FjallState::open(&path)?;
-                state::stamp_format(&store, p.format())?;
             }
             slots.push(Arc::new(Slot::new(p, Arc::new(store), generation)?));
         }
@@ -174,13 +167,13 @@ impl Projections {
     pub fn in_memory() -> Self {
         let slots = all()
             .into_iter()
-            .filter_map(|p| {
-                // Stamped like a store on disk, so the two compare equal.
+            .map(|p| {
+                // Stamped like a store on disk, so the two compare equal. A
+                // memory store's reads and commits do not fail.
                 let store = MemoryState::new();
-                state::stamp_format(&store, p.format()).ok()?;
-                Slot::new(p, Arc::new(store), 0).ok()
+                let _ = state::stamp_format(&store, p.format());
+                Arc::new(Slot::with_checkpoint(p, Arc::new(store), 0, 0))
             })
-            .map(Arc::new)
             .collect();
         Self::with_slots(slots, None)
     }
@@ -205,7 +198,15 @@ impl Projections {
             root,
             caught_up: watch::channel(min).0,
             rebuild: std::sync::Mutex::new(None),
+            rebuild_sizes: RebuildSizes::default(),
         }
+    }
+
+    /// Sets how rebuilds read and commit (default [`RebuildSizes::default`]).
+    #[must_use]
+    pub fn with_rebuild_sizes(mut self, sizes: RebuildSizes) -> Self {
+        self.rebuild_sizes = sizes;
+        self
     }
 
     fn slot(&self, name: &str) -> Result<&Arc<Slot>> {
@@ -380,7 +381,14 @@ impl Projections {
                 .map(|n| self.slot(n).cloned())
                 .collect::<Result<_>>()?
         };
-        let r = runner::rebuild_slots(log, &slots, self.root.as_deref(), progress).await;
+        let r = runner::rebuild_slots(
+            log,
+            &slots,
+            self.root.as_deref(),
+            self.rebuild_sizes,
+            progress,
+        )
+        .await;
         self.publish();
         r
     }

@@ -23,17 +23,30 @@ use crate::state::{
 /// Records read and applied per batch.
 pub const BATCH: usize = 4096;
 
-/// Events a rebuild applies between its commits: larger commits let each
-/// projection keep more decoded state between its writes, and write fewer,
-/// larger tables (so less merging of them). A rebuild worker holds up to
-/// two commits' writes (one being written, one being applied): for the
-/// delivery log, on the order of 100 MB at this size. An interrupted
-/// rebuild resumes from its last commit.
-pub const REBUILD_BATCH: usize = 250_000;
+/// How a rebuild reads and commits. The defaults suit a real log; tests set
+/// small sizes to cross many reads and commits in a short history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildSizes {
+    /// Records read and decoded as one batch (two such batches are read at
+    /// once). Default 8,192.
+    pub read: usize,
+    /// Events applied between commits: larger commits let each projection
+    /// keep more decoded state between its writes, and write fewer, larger
+    /// tables (so less merging of them). A rebuild worker holds up to two
+    /// commits' writes (one being written, one being applied): for the
+    /// delivery log, on the order of 100 MB at the default. An interrupted
+    /// rebuild resumes from its last commit. Default 250,000.
+    pub commit: usize,
+}
 
-/// Records a rebuild reads and decodes as one batch; it reads two such
-/// batches at once.
-const REBUILD_READ: usize = 8192;
+impl Default for RebuildSizes {
+    fn default() -> Self {
+        Self {
+            read: 8192,
+            commit: 250_000,
+        }
+    }
+}
 
 /// Decoded batches queued for each rebuild worker: bounds the memory a
 /// rebuild holds while letting a slow projection fall this far behind.
@@ -59,13 +72,23 @@ impl Slot {
         generation: u64,
     ) -> Result<Self> {
         let cp = checkpoint(store.as_ref())?;
-        Ok(Self {
+        Ok(Self::with_checkpoint(projection, store, generation, cp))
+    }
+
+    /// A slot over `store`, whose checkpoint is `checkpoint`.
+    pub(crate) fn with_checkpoint(
+        projection: Box<dyn Projection>,
+        store: Arc<dyn StateStore>,
+        generation: u64,
+        checkpoint: u64,
+    ) -> Self {
+        Self {
             projection,
             store: RwLock::new(store),
             write: Mutex::new(()),
-            checkpoint: AtomicU64::new(cp),
+            checkpoint: AtomicU64::new(checkpoint),
             generation: AtomicU64::new(generation),
-        })
+        }
     }
 
     pub(crate) fn store(&self) -> Arc<dyn StateStore> {
@@ -159,18 +182,18 @@ fn decode(records: Vec<Record>) -> Result<(Vec<Record>, Vec<Input>)> {
     Ok((records, inputs))
 }
 
-/// Reads and decodes up to two batches of [`REBUILD_READ`] records from
-/// `at` (stopping before `until`), both at once.
-async fn read_ahead(log: &dyn EventLog, at: u64, until: u64) -> Result<Vec<Decoded>> {
-    let step = REBUILD_READ as u64;
+/// Reads and decodes up to two batches of `read` records from `at`
+/// (stopping before `until`), both at once.
+async fn read_ahead(log: &dyn EventLog, at: u64, until: u64, read: usize) -> Result<Vec<Decoded>> {
+    let step = read.max(1) as u64;
     let mid = at.saturating_add(step).min(until);
     let end = mid.saturating_add(step).min(until);
     if mid >= end {
-        return Ok(vec![read_batch(log, at, mid, REBUILD_READ).await?]);
+        return Ok(vec![read_batch(log, at, mid, read).await?]);
     }
     let (first, second) = tokio::join!(
-        read_batch(log, at, mid, REBUILD_READ),
-        read_batch(log, mid, end, REBUILD_READ)
+        read_batch(log, at, mid, read),
+        read_batch(log, mid, end, read)
     );
     let first = first?;
     // A first batch that stopped short of `mid` found the log's end.
@@ -335,12 +358,16 @@ struct Building {
 type Shared = Arc<Decoded>;
 
 /// A rebuild worker: applies each batch it receives to its fresh store,
-/// committing (with the checkpoint) once at least [`REBUILD_BATCH`] events
+/// committing (with the checkpoint) once at least `commit` events
 /// are pending, and when the batches end.
 ///
 /// A commit is handed to a thread of its own, so applying goes on while it
 /// is written; the overlay reads the writes in flight until the next one.
-fn build_worker(b: &Building, batches: &mut tokio::sync::mpsc::Receiver<Shared>) -> Result<()> {
+fn build_worker(
+    b: &Building,
+    batches: &mut tokio::sync::mpsc::Receiver<Shared>,
+    commit: usize,
+) -> Result<()> {
     let projection = b.slot.projection.as_ref();
     let store = b.store.as_ref();
     // A rendezvous: a hand-over waits for the previous commit to finish, so
@@ -373,7 +400,7 @@ fn build_worker(b: &Building, batches: &mut tokio::sync::mpsc::Receiver<Shared>)
                 at = *next;
                 // A failed hand-over means the committer stopped: its error
                 // is the one to report.
-                if pending >= REBUILD_BATCH {
+                if pending >= commit {
                     if !hand_over(&mut tx, at) {
                         return Ok(());
                     }
@@ -399,6 +426,7 @@ async fn build_range(
     log: &dyn EventLog,
     building: &Arc<Vec<Building>>,
     until: u64,
+    sizes: RebuildSizes,
     progress: Option<&(dyn Fn(Progress) + Sync)>,
 ) -> Result<()> {
     let start = building
@@ -416,7 +444,7 @@ async fn build_range(
         let all = Arc::clone(building);
         senders.push(tx);
         workers.push(tokio::task::spawn_blocking(move || {
-            build_worker(&all[i], &mut rx)
+            build_worker(&all[i], &mut rx, sizes.commit)
         }));
     }
     let report = |p: &(dyn Fn(Progress) + Sync)| {
@@ -451,7 +479,7 @@ async fn build_range(
     let mut at = start;
     let mut read_error = None;
     // The next batches are read and decoded while these are handed over.
-    let mut current = read_ahead(log, at, until).await;
+    let mut current = read_ahead(log, at, until, sizes.read).await;
     loop {
         let chunks = match current {
             Ok(c) => c,
@@ -465,7 +493,7 @@ async fn build_range(
             break;
         }
         let (sent, following) = if next < until {
-            let (s, f) = tokio::join!(send_all(chunks), read_ahead(log, next, until));
+            let (s, f) = tokio::join!(send_all(chunks), read_ahead(log, next, until, sizes.read));
             (s, Some(f))
         } else {
             (send_all(chunks).await, None)
@@ -507,36 +535,27 @@ pub(crate) async fn rebuild_slots(
     log: &dyn EventLog,
     slots: &[Arc<Slot>],
     root: Option<&Path>,
+    sizes: RebuildSizes,
     progress: Option<&(dyn Fn(Progress) + Sync)>,
 ) -> Result<()> {
     let mut building = Vec::with_capacity(slots.len());
     for slot in slots {
         let generation = slot.generation.load(Ordering::Acquire) + 1;
-        let store: Arc<dyn StateStore> = match root {
-            Some(root) => Arc::new(FjallState::open(&generation_dir(
-                root,
-                slot.projection.name(),
-                generation,
-            ))?),
-            None => Arc::new(MemoryState::new()),
-        };
         // A half-built store of another format (left by an older build) is
-        // not resumed: rebuilt from the start.
-        let store = if stamp_format(store.as_ref(), slot.projection.format())? {
-            store
-        } else {
-            match root {
-                Some(root) => {
-                    let path = generation_dir(root, slot.projection.name(), generation);
-                    drop(store);
-                    std::fs::remove_dir_all(&path).map_err(|e| {
-                        Error::Storage(format!("cannot remove an outdated rebuild store: {e}"))
-                    })?;
-                    let fresh: Arc<dyn StateStore> = Arc::new(FjallState::open(&path)?);
-                    stamp_format(fresh.as_ref(), slot.projection.format())?;
-                    fresh
-                }
-                None => store,
+        // started over rather than resumed.
+        let format = slot.projection.format();
+        let store: Arc<dyn StateStore> = match root {
+            Some(root) => Arc::new(
+                FjallState::open_stamped(
+                    &generation_dir(root, slot.projection.name(), generation),
+                    format,
+                )?
+                .0,
+            ),
+            None => {
+                let store = MemoryState::new();
+                stamp_format(&store, format)?;
+                Arc::new(store)
             }
         };
         let from = AtomicU64::new(checkpoint(store.as_ref())?);
@@ -551,7 +570,7 @@ pub(crate) async fn rebuild_slots(
     // Catch up with the head, twice: the second pass takes what was
     // appended during the first, so the swap below finds little to do.
     for _ in 0..2 {
-        build_range(log, &building, log.head(), progress).await?;
+        build_range(log, &building, log.head(), sizes, progress).await?;
     }
     for b in building.iter() {
         let slot = &b.slot;

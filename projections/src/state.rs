@@ -255,6 +255,28 @@ impl FjallState {
     }
 }
 
+impl FjallState {
+    /// Opens the store in `dir` for state in layout `format`
+    /// ([`stamp_format`]). A store in another layout is derived data this
+    /// build cannot read: it is removed and a fresh one opened, for the
+    /// runner to rebuild from the log. Returns whether that happened.
+    ///
+    /// # Errors
+    /// When the store cannot be opened, stamped or removed.
+    pub fn open_stamped(dir: &Path, format: u32) -> Result<(Self, bool)> {
+        let store = Self::open(dir)?;
+        if stamp_format(&store, format)? {
+            return Ok((store, false));
+        }
+        drop(store);
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| Error::Storage(format!("cannot remove an outdated store: {e}")))?;
+        let fresh = Self::open(dir)?;
+        stamp_format(&fresh, format)?;
+        Ok((fresh, true))
+    }
+}
+
 impl StateStore for FjallState {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.ks.get(key).map_err(fj)?.map(|v| v.to_vec()))
