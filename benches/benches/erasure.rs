@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion};
+use criterion::BatchSize;
 use mailledger_benches::ledger;
 use mailledger_core::Durability;
 use mailledger_core::crypto::{Personal, SecretKey};
@@ -62,13 +62,8 @@ async fn erase(email: &EmailLedger, contact: &str) -> Duration {
     took
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn main() {
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = mailledger_benches::criterion();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -107,8 +102,8 @@ fn main() {
         results.push((
             events,
             contacts,
-            percentile(&samples, 0.5),
-            percentile(&samples, 0.99),
+            mailledger_benches::percentile(&samples, 0.5),
+            mailledger_benches::percentile(&samples, 0.99),
         ));
     }
     println!("\n== erasure latency (fjall, sync), measured in this run ==");

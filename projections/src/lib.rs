@@ -192,7 +192,7 @@ impl Projections {
     }
 
     fn with_slots(slots: Vec<Arc<Slot>>, root: Option<PathBuf>) -> Self {
-        let min = slots.iter().map(|s| s.checkpoint()).min().unwrap_or(0);
+        let min = Slot::reached(&slots).unwrap_or(0);
         Self {
             slots,
             root,
@@ -244,7 +244,7 @@ impl Projections {
     }
 
     fn publish(&self) {
-        let min = self.slots.iter().map(|s| s.checkpoint()).min().unwrap_or(0);
+        let min = Slot::reached(&self.slots).unwrap_or(0);
         self.caught_up.send_replace(min);
     }
 
@@ -309,7 +309,7 @@ impl Projections {
             // later.
             let lag = log
                 .head()
-                .saturating_sub(self.slots.iter().map(|s| s.checkpoint()).min().unwrap_or(0));
+                .saturating_sub(Slot::reached(&self.slots).unwrap_or(0));
             if lag < BATCH as u64 {
                 tokio::select! {
                     () = tokio::time::sleep(LIVE_GATHER) => {}

@@ -99,6 +99,12 @@ impl Slot {
         self.checkpoint.load(Ordering::Acquire)
     }
 
+    /// The checkpoint every slot has reached: the smallest (`None` for no
+    /// slots).
+    pub(crate) fn reached(slots: &[Arc<Slot>]) -> Option<u64> {
+        slots.iter().map(|s| s.checkpoint()).min()
+    }
+
     /// Applies a decoded batch ending before `next` to the live store.
     fn apply(&self, records: &[Record], inputs: &[Input], next: u64) -> Result<()> {
         let _w = self.write.lock().unwrap_or_else(PoisonError::into_inner);
@@ -285,7 +291,7 @@ pub(crate) async fn advance(
     batch: usize,
     progress: Option<&(dyn Fn(Progress) + Sync)>,
 ) -> Result<u64> {
-    let start = slots.iter().map(|s| s.checkpoint()).min().unwrap_or(until);
+    let start = Slot::reached(slots).unwrap_or(until);
     pipeline(
         log,
         start,
