@@ -1,6 +1,5 @@
 //! Queries that open sealed fields: what the API and the CLI show.
 
-use mailledger_core::MAX_READ_BATCH;
 use mailledger_core::email::{EmailLedger, Field, FieldName, ReadEvent, message_stream, rfc3339};
 use mailledger_core::pseudonym::Pseudonym;
 use serde_json::{Value, json};
@@ -168,26 +167,9 @@ impl Projections {
         let Some(row) = DeliveryLog::message(store.as_ref(), tenant, message_id)? else {
             return Ok(None);
         };
-        let stream = message_stream(message_id);
-        let mut timeline = Vec::new();
-        let mut version = 0;
-        loop {
-            let records = email
-                .log()
-                .read_stream(tenant, &stream, version, MAX_READ_BATCH)
-                .await?;
-            let Some(last) = records.last() else { break };
-            version = last.stream_version + 1;
-            for r in &records {
-                if let Some(e) = email.open(r)? {
-                    timeline.push(e);
-                }
-            }
-            // A short read is the stream's end: no second round trip.
-            if records.len() < MAX_READ_BATCH {
-                break;
-            }
-        }
+        let (mut timeline, _) = email
+            .open_stream(tenant, &message_stream(message_id), usize::MAX)
+            .await?;
         timeline.sort_by_key(|e| (e.event.envelope.occurred_at, e.position));
         let (recipient, subject) = open_row(email, tenant, &row)?;
         Ok(Some(MessageView {

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use mailledger_core::crypto::Personal;
-use mailledger_core::email::{ContactRef, ErasureReceipt};
+use mailledger_core::email::{ContactRef, ErasureReceipt, EventBody, ReadEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -166,30 +166,14 @@ pub async fn export(
     let tenant = auth.tenant().to_owned();
     // The tenant's secret is made (and synced) on its first use.
     let contact = crate::routes::params::pseudonym(&state, &tenant, req.address).await?;
-    let stream = contact.stream();
-    let log = state.email.log();
-    let mut events = Vec::new();
-    let mut erased = false;
-    let mut version = 0;
-    let mut truncated = false;
-    loop {
-        let batch = log.read_stream(&tenant, &stream, version, 1000).await?;
-        let Some(last) = batch.last() else { break };
-        version = last.stream_version + 1;
-        for r in &batch {
-            if let Some(e) = state.email.open(r)? {
-                erased |= e.is_erased() || r.event_type == "erased";
-                if events.len() >= MAX_EXPORT_EVENTS {
-                    truncated = true;
-                    break;
-                }
-                events.push(e.to_json());
-            }
-        }
-        if truncated {
-            break;
-        }
-    }
+    let (opened, truncated) = state
+        .email
+        .open_stream(&tenant, &contact.stream(), MAX_EXPORT_EVENTS)
+        .await?;
+    let erased = opened
+        .iter()
+        .any(|e| e.is_erased() || matches!(e.event.body, EventBody::ContactErased { .. }));
+    let events = opened.iter().map(ReadEvent::to_json).collect();
     Ok(ApiJson(ExportResponse {
         contact: contact.to_string(),
         erased,

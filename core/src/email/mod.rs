@@ -610,6 +610,42 @@ impl EmailLedger {
         })
     }
 
+    /// The email events of `stream`, opened ([`EmailLedger::open`]), in
+    /// stream order: at most `max`, and whether more were left out.
+    ///
+    /// # Errors
+    /// A read failure, or as [`EmailLedger::open`].
+    pub async fn open_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        max: usize,
+    ) -> Result<(Vec<ReadEvent>, bool)> {
+        let mut events = Vec::new();
+        let mut version = 0;
+        loop {
+            let records = self
+                .log
+                .read_stream(tenant, stream, version, crate::log::MAX_READ_BATCH)
+                .await?;
+            let Some(last) = records.last() else { break };
+            version = last.stream_version + 1;
+            for r in &records {
+                if let Some(e) = self.open(r)? {
+                    if events.len() == max {
+                        return Ok((events, true));
+                    }
+                    events.push(e);
+                }
+            }
+            // A short read is the stream's end: no second round trip.
+            if records.len() < crate::log::MAX_READ_BATCH {
+                break;
+            }
+        }
+        Ok((events, false))
+    }
+
     /// Opens an email record: personal fields in plaintext, or
     /// [`Field::Erased`] where the contact's key was destroyed. `None` for a
     /// record that is not an email event (such as a policy change).
