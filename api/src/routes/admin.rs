@@ -44,10 +44,7 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&AccessStore) -> Result<T, AccessError> + Send + 'static,
 ) -> Result<T, Problem> {
     let a = Arc::clone(access);
-    tokio::task::spawn_blocking(move || f(&a))
-        .await
-        .map_err(|_| Problem::internal())?
-        .map_err(Problem::from)
+    crate::routes::params::blocking(move || f(&a).map_err(Problem::from)).await
 }
 
 /// `POST /v1/admin/tenants`.

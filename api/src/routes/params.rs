@@ -177,10 +177,7 @@ pub(crate) async fn pseudonym(
 ) -> Result<Pseudonym, Problem> {
     let email = Arc::clone(&state.email);
     let t = tenant.to_owned();
-    tokio::task::spawn_blocking(move || email.pseudonym(&t, &address))
-        .await
-        .map_err(|_| Problem::internal())?
-        .map_err(Problem::from)
+    blocking(move || email.pseudonym(&t, &address).map_err(Problem::from)).await
 }
 
 /// Now, in µs since the epoch.
@@ -188,7 +185,8 @@ pub(crate) fn now_micros() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
-/// Runs a blocking projection read off the async threads.
+/// Runs blocking work (a projection read, a key file, an access store
+/// operation) off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
 ) -> Result<T, Problem> {

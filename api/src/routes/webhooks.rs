@@ -140,7 +140,7 @@ pub async fn receive(
     let access = std::sync::Arc::clone(&state.access);
     let email = std::sync::Arc::clone(&state.email);
     let t = tenant.clone();
-    let parsed = tokio::task::spawn_blocking(move || {
+    let parsed = crate::routes::params::blocking(move || {
         let secrets = access.webhook_secrets(&t)?;
         let mut parsed = crate::webhooks::parse(provider, &headers, &body, &secrets, now_secs());
         // Ids that do not tell recipients apart are made per recipient,
@@ -160,10 +160,9 @@ pub async fn receive(
                 }
             }
         }
-        Ok::<_, Problem>(parsed)
+        Ok(parsed)
     })
-    .await
-    .map_err(|_| Problem::internal())??;
+    .await?;
     let outcome = match parsed {
         Ok(o) => o,
         Err(e) => {
@@ -221,9 +220,12 @@ pub async fn receive(
             let record = sub.clone();
             let access = std::sync::Arc::clone(&state.access);
             let t = tenant.clone();
-            tokio::task::spawn_blocking(move || access.record_sns_subscription(&t, record))
-                .await
-                .map_err(|_| Problem::internal())??;
+            crate::routes::params::blocking(move || {
+                access
+                    .record_sns_subscription(&t, record)
+                    .map_err(Problem::from)
+            })
+            .await?;
             count("subscription");
             tracing::info!(tenant = %tenant, topic = %sub.topic_arn, "SNS subscription confirmation recorded (not followed)");
             Ok(ApiJson(WebhookResponse {
