@@ -16,7 +16,7 @@ use mailledger_core::crypto::Personal;
 use mailledger_core::email::{CanonicalEvent, rfc3339};
 use mailledger_projections::entry_json;
 use mailledger_projections::suppression::{ALL, Decision, Reason};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::auth::{Auth, scope};
 use crate::json::ApiJson;
 use crate::problem::{Problem, ProblemBody, ProblemType};
-use crate::routes::events::append_events;
+use crate::routes::events::{EventOutcome, append_events};
 use crate::routes::params::{self, Src};
 use crate::routes::schemas;
 use crate::state::AppState;
@@ -110,17 +110,6 @@ pub struct RemoveSuppression {
     pub id: Option<String>,
 }
 
-/// The event a manual change appended.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct SuppressionChange {
-    /// The event id.
-    pub id: Uuid,
-    /// Its position in the log.
-    pub position: u64,
-    /// True when the log held the id already: nothing was written.
-    pub duplicate: bool,
-}
-
 /// The scope of a body, `all` when absent.
 fn scope_of(value: Option<String>) -> Result<String, Problem> {
     Ok(params::text(Src::Body, "scope", value)?.unwrap_or_else(|| ALL.to_owned()))
@@ -157,7 +146,7 @@ async fn append_one(
     state: &AppState,
     tenant: &str,
     event: CanonicalEvent,
-) -> Result<ApiJson<SuppressionChange>, Problem> {
+) -> Result<ApiJson<EventOutcome>, Problem> {
     let out = append_events(state, tenant, vec![event])
         .await
         .map_err(|p| {
@@ -168,12 +157,11 @@ async fn append_one(
                 _ => p,
             }
         })?;
-    let a = out.events.first().ok_or_else(Problem::internal)?;
-    Ok(ApiJson(SuppressionChange {
-        id: a.id,
-        position: a.position,
-        duplicate: a.duplicate,
-    }))
+    out.events
+        .into_iter()
+        .next()
+        .map(ApiJson)
+        .ok_or_else(Problem::internal)
 }
 
 /// The tenant's suppression list, a page at a time, in pseudonym order.
@@ -261,7 +249,7 @@ pub async fn lookup(
     tag = "suppressions",
     request_body = AddSuppression,
     responses(
-        (status = 200, description = "The `suppressed` event (or the one already holding this id)", body = SuppressionChange),
+        (status = 200, description = "The `suppressed` event (or the one already holding this id)", body = EventOutcome),
         (status = 400, description = "A bad field, named", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the ingest scope", body = ProblemBody, content_type = "application/problem+json"),
@@ -273,7 +261,7 @@ pub async fn add(
     State(state): State<AppState>,
     auth: Auth<scope::Ingest>,
     ApiJson(req): ApiJson<AddSuppression>,
-) -> Result<ApiJson<SuppressionChange>, Problem> {
+) -> Result<ApiJson<EventOutcome>, Problem> {
     params::projections(&state)?;
     let scope = scope_of(req.scope)?;
     let reason = params::text(Src::Body, "reason", Some(req.reason))?;
@@ -309,7 +297,7 @@ pub async fn add(
     tag = "suppressions",
     request_body = RemoveSuppression,
     responses(
-        (status = 200, description = "The `unsuppressed` event (or the one already holding this id)", body = SuppressionChange),
+        (status = 200, description = "The `unsuppressed` event (or the one already holding this id)", body = EventOutcome),
         (status = 400, description = "A bad field, named", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the ingest scope", body = ProblemBody, content_type = "application/problem+json"),
@@ -322,7 +310,7 @@ pub async fn remove(
     State(state): State<AppState>,
     auth: Auth<scope::Ingest>,
     ApiJson(req): ApiJson<RemoveSuppression>,
-) -> Result<ApiJson<SuppressionChange>, Problem> {
+) -> Result<ApiJson<EventOutcome>, Problem> {
     let p = params::projections(&state)?;
     let scope = scope_of(req.scope)?;
     let reason = params::text(Src::Body, "reason", req.reason)?;
