@@ -566,7 +566,12 @@ impl Analytics {
             let Ok(hour) = <[u8; 8]>::try_from(hour).map(time_from) else {
                 return true;
             };
-            if hour < from || hour >= to {
+            if hour >= to {
+                // The totals series is in hour order: nothing further is in
+                // range. Grouped series go on with the next value.
+                return q.group_by != Dimension::Total;
+            }
+            if hour < from {
                 return true;
             }
             match dec::<Counts>(v, "an analytics bucket") {
@@ -574,7 +579,9 @@ impl Analytics {
                     let start = hour.div_euclid(size) * size;
                     let group = String::from_utf8_lossy(value).into_owned();
                     grouped.entry((group, start)).or_default().add(&c);
-                    total.add(&c);
+                    if q.group_by == Dimension::Total {
+                        total.add(&c);
+                    }
                     true
                 }
                 Err(e) => {
