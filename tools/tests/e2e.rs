@@ -18,10 +18,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -41,90 +41,11 @@ const MAILGUN_KEY: &str = "e2e-test-only-mailgun-signing-key";
 
 // ------------------------------------------------------------- the process
 
-fn base(cmd: &mut Command, root: &Path) {
-    cmd.arg("--data-dir")
-        .arg(root.join("data"))
-        .arg("--keys-dir")
-        .arg(root.join("keys"))
-        .env_remove("MAILLEDGER_KEYS_DIR")
-        .env_remove("MAILLEDGER_KEK_FILE")
-        .env_remove("MAILLEDGER_KEK")
-        .env_remove("MAILLEDGER_LOG")
-        .env_remove("MAILLEDGER_DATA_DIR")
-        .env_remove("MAILLEDGER_CONFIG")
-        .env_remove("MAILLEDGER_LISTEN")
-        .env_remove("MAILLEDGER_DURABILITY");
-}
+mod common;
 
-fn mailledger(root: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailledger"));
-    base(&mut cmd, root);
-    let out = cmd.args(args).stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "mailledger {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The server this test started; killed on drop if still running, so a
-/// failing assertion never leaves it behind.
-struct Server {
-    child: Child,
-    addr: String,
-    admin_key: String,
-    /// What it printed on stderr before listening.
-    banner: String,
-}
+use common::{Server, run_ok as mailledger};
 
 impl Server {
-    fn start(root: &Path) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailledger"));
-        base(&mut cmd, root);
-        let child = cmd
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The guard exists before anything can fail.
-        let mut server = Self {
-            child,
-            addr: String::new(),
-            admin_key: String::new(),
-            banner: String::new(),
-        };
-        let mut err = BufReader::new(server.child.stderr.take().unwrap());
-        let mut line = String::new();
-        while server.addr.is_empty() {
-            line.clear();
-            assert!(
-                err.read_line(&mut line).unwrap() > 0,
-                "the server exited: {}",
-                server.banner
-            );
-            server.banner.push_str(&line);
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                server.addr = rest.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = err.read_to_string(&mut sink);
-        });
-        let mut out = BufReader::new(server.child.stdout.take().unwrap());
-        out.read_line(&mut server.admin_key).unwrap();
-        server.admin_key = server.admin_key.trim().to_owned();
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = out.read_to_string(&mut sink);
-        });
-        server
-    }
-
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         http(&self.addr, method, path, headers, body)
     }
@@ -146,35 +67,6 @@ impl Server {
             ],
             &bytes,
         )
-    }
-
-    /// SIGTERM to this server's pid, then its exit status.
-    fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + POLL;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not stop within {POLL:?} of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -500,13 +392,13 @@ fn promtool_check(metrics: &str) {
 fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server() {
     let started = Instant::now();
     let root = tempfile::tempdir().unwrap();
-    let mut server = Server::start(root.path());
+    let mut server = Server::start(root.path(), true);
 
     // First start: the admin key, once, on stdout; how to make more on stderr.
     assert!(
-        server.admin_key.starts_with("mlk_"),
+        server.first_key.starts_with("mlk_"),
         "{:?}",
-        server.admin_key
+        server.first_key
     );
     assert!(server.banner.contains("first start"), "{}", server.banner);
     assert!(

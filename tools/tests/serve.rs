@@ -2,86 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 
-fn base(cmd: &mut Command, root: &Path) {
-    cmd.arg("--data-dir")
-        .arg(root.join("data"))
-        .arg("--keys-dir")
-        .arg(root.join("keys"))
-        .env_remove("MAILLEDGER_KEYS_DIR")
-        .env_remove("MAILLEDGER_KEK_FILE")
-        .env_remove("MAILLEDGER_KEK")
-        .env_remove("MAILLEDGER_LOG")
-        .env_remove("MAILLEDGER_DATA_DIR")
-        .env_remove("MAILLEDGER_CONFIG")
-        .env_remove("MAILLEDGER_LISTEN");
-}
+mod common;
 
-fn mailledger(root: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailledger"));
-    base(&mut cmd, root);
-    cmd.args(args).output().unwrap()
-}
-
-/// A running server, stopped with SIGTERM on drop if still running.
-struct Server {
-    child: Child,
-    addr: String,
-    first_key: String,
-}
+use common::{Server, run as mailledger};
 
 impl Server {
-    fn start(root: &Path) -> Self {
-        Self::spawn(root, true)
-    }
-
-    /// Starts a server on a directory that holds a key already (no key is
-    /// printed).
-    fn start_again(root: &Path) -> Self {
-        Self::spawn(root, false)
-    }
-
-    fn spawn(root: &Path, first: bool) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailledger"));
-        base(&mut cmd, root);
-        let mut child = cmd
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut addr = None;
-        let mut line = String::new();
-        while addr.is_none() {
-            line.clear();
-            assert!(err.read_line(&mut line).unwrap() > 0, "the server exited");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                addr = rest.split_whitespace().next().map(str::to_owned);
-            }
-        }
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = err.read_to_string(&mut sink);
-        });
-        let mut first_key = String::new();
-        if first {
-            let mut out = BufReader::new(child.stdout.take().unwrap());
-            out.read_line(&mut first_key).unwrap();
-        }
-        Self {
-            child,
-            addr: addr.unwrap(),
-            first_key: first_key.trim().to_owned(),
-        }
-    }
-
     /// Sends one request; returns the status and body.
     fn request(&self, method: &str, path: &str, key: &str, body: &str) -> (u16, String) {
         let mut s = TcpStream::connect(&self.addr).unwrap();
@@ -101,29 +29,12 @@ impl Server {
         let body = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
         (status, body)
     }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[test]
 fn key_create_prints_just_a_key_that_authenticates_while_the_server_runs() {
     let root = tempfile::tempdir().unwrap();
-    let mut server = Server::start(root.path());
+    let mut server = Server::start(root.path(), true);
     assert!(server.first_key.starts_with("mlk_"), "{}", server.first_key);
     let out = mailledger(
         root.path(),
@@ -226,7 +137,7 @@ fn init_creates_tenant_default_and_tenants_can_be_listed_and_created() {
 #[test]
 fn the_projection_runner_inside_serve_feeds_queries_and_readiness() {
     let root = tempfile::tempdir().unwrap();
-    let mut server = Server::start(root.path());
+    let mut server = Server::start(root.path(), true);
     let key = server.first_key.clone();
     let wait_for = |server: &Server, path: &str, method: &str, body: &str| -> String {
         for _ in 0..200 {
@@ -269,7 +180,7 @@ fn the_projection_runner_inside_serve_feeds_queries_and_readiness() {
     assert!(server.terminate().success());
     // The projections persist in the data directory: after a restart the
     // message is there at once.
-    let server = Server::start_again(root.path());
+    let server = Server::start(root.path(), false);
     let again = wait_for(&server, "/readyz", "GET", "");
     assert!(again.contains("\"lag\":0"), "{again}");
     let (status, _) = server.request("GET", "/v1/messages/m-42", &key, "");
