@@ -135,9 +135,11 @@ pub fn parse_mean(json: &str) -> Option<f64> {
     v["mean"]["point_estimate"].as_f64()
 }
 
-/// Where criterion writes, found as criterion finds it: `CRITERION_HOME`,
-/// then `CARGO_TARGET_DIR`, then `target/criterion` here or above (cargo
-/// runs a bench in its package's directory).
+/// Where criterion writes, found as criterion 0.8 finds it:
+/// `CRITERION_HOME`, then `CARGO_TARGET_DIR`, then the target directory
+/// `cargo metadata` names, then `./target/criterion`. (Looking upwards from
+/// the working directory instead found a stale `benches/target` first and
+/// printed "not measured" for cases this run had measured.)
 fn criterion_dir() -> Option<PathBuf> {
     if let Some(h) = std::env::var_os("CRITERION_HOME") {
         return Some(PathBuf::from(h));
@@ -145,16 +147,18 @@ fn criterion_dir() -> Option<PathBuf> {
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
         return Some(PathBuf::from(t).join("criterion"));
     }
-    let mut dir = std::env::current_dir().ok()?;
-    loop {
-        let candidate = dir.join("target/criterion");
-        if candidate.is_dir() {
-            return Some(candidate);
-        }
-        if !dir.pop() {
-            return None;
-        }
-    }
+    let from_metadata = std::env::var_os("CARGO").and_then(|cargo| {
+        let out = std::process::Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["target_directory"].as_str().map(PathBuf::from)
+    });
+    Some(from_metadata.map_or_else(
+        || PathBuf::from("target/criterion"),
+        |t| t.join("criterion"),
+    ))
 }
 
 /// One line of a summary: a case, its baseline and its target.
