@@ -3,6 +3,11 @@
 //! state of the events before its checkpoint: no event applied twice, none
 //! lost. Then the last restart finishes and equals a rebuild from 0.
 //!
+//! The same for a rebuild into fresh stores: killed again and again, each
+//! half-built store holds exactly the events before its own checkpoint, the
+//! next run resumes it from there, and the finished rebuild equals one done
+//! in a single pass.
+//!
 //! `MAILLEDGER_PROJECTION_CRASH_ROUNDS` sets the rounds (default 20).
 
 #![allow(clippy::unwrap_used)]
@@ -17,7 +22,7 @@ use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::{EmailLedger, parse_event, rfc3339};
 use mailledger_core::keys::FileKeyStore;
 use mailledger_core::{EventLog, Ledger, LedgerConfig};
-use mailledger_projections::state::{StateStore, checkpoint};
+use mailledger_projections::state::{FjallState, StateStore, checkpoint};
 use mailledger_projections::{NAMES, Projections};
 
 const EVENTS: usize = 30_000;
@@ -77,16 +82,67 @@ async fn write_log(log: &Arc<dyn EventLog>, keys: &std::path::Path) {
     }
 }
 
+/// A pseudo-random pause before a kill (xorshift, seeded from the clock).
+struct Pauses(u64);
+
+impl Pauses {
+    fn new() -> Self {
+        Self(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1,
+        )
+    }
+
+    fn next(&mut self, min_ms: u64, spread_ms: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(min_ms + self.0 % spread_ms)
+    }
+}
+
+/// Starts the child on `log_dir` and `proj_dir` (`extra` appended to its
+/// arguments), waits for its `ready`, lets it run for `pause`, and kills it.
+/// Returns whether it had finished first.
+fn run_and_kill(
+    log_dir: &std::path::Path,
+    proj_dir: &std::path::Path,
+    extra: &[&str],
+    pause: Duration,
+) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_projection-runner"))
+        .arg(log_dir)
+        .arg(proj_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    std::thread::sleep(pause);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    matches!(lines.next(), Some(Ok(l)) if l == "done")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn state_and_checkpoint_agree_after_every_kill() {
     let dir = tempfile::tempdir().unwrap();
     let log_dir = dir.path().join("log");
     let proj_dir = dir.path().join("projections");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let open_log = || -> Arc<dyn EventLog> {
         let store = mailledger_fjall::FjallStore::open(&log_dir).unwrap();
         Arc::new(Ledger::open(store, LedgerConfig::new()).unwrap())
@@ -97,31 +153,13 @@ fn state_and_checkpoint_agree_after_every_kill() {
         rt.block_on(write_log(&log, &dir.path().join("keys")));
     }
     eprintln!("wrote {EVENTS} events in {:?}", started.elapsed());
-    let mut seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let mut pauses = Pauses::new();
     let mut killed_mid_way = 0;
     // One fresh in-memory build per projection, advanced to each round's
     // checkpoint (checkpoints never move back).
     let fresh: Vec<Projections> = NAMES.iter().map(|_| Projections::in_memory()).collect();
     for round in 0..rounds() {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_projection-runner"))
-            .arg(&log_dir)
-            .arg(&proj_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "ready", "round {round}");
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(5 + seed % 120));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        run_and_kill(&log_dir, &proj_dir, &[], pauses.next(5, 120));
         // After the kill: each projection's state is that of the events
         // before its checkpoint, computed afresh from the log.
         let log = open_log();
@@ -159,6 +197,104 @@ fn state_and_checkpoint_agree_after_every_kill() {
     for name in NAMES {
         assert_eq!(
             dump(p.store(name).unwrap().as_ref()),
+            dump(rebuilt.store(name).unwrap().as_ref()),
+            "{name}"
+        );
+    }
+}
+
+/// The generation `proj_dir/NAME/CURRENT` names (0 when absent).
+fn current_generation(proj_dir: &std::path::Path, name: &str) -> u64 {
+    std::fs::read_to_string(proj_dir.join(name).join("CURRENT"))
+        .map(|s| s.trim().trim_start_matches("gen-").parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_interrupted_rebuild_resumes_from_its_own_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let proj_dir = dir.path().join("projections");
+    let rt = runtime();
+    let log: Arc<dyn EventLog> = {
+        let store = mailledger_fjall::FjallStore::open(&log_dir).unwrap();
+        Arc::new(Ledger::open(store, LedgerConfig::new()).unwrap())
+    };
+    rt.block_on(write_log(&log, &dir.path().join("keys")));
+    drop(log);
+    let open_log = || -> Arc<dyn EventLog> {
+        let store = mailledger_fjall::FjallStore::open(&log_dir).unwrap();
+        Arc::new(Ledger::open(store, LedgerConfig::new()).unwrap())
+    };
+    let mut pauses = Pauses::new();
+    // Per projection: the half-built generation and its checkpoint seen
+    // after the previous kill, and a fresh build to compare with.
+    let mut last: Vec<Option<(u64, u64)>> = vec![None; NAMES.len()];
+    let mut fresh: Vec<Projections> = NAMES.iter().map(|_| Projections::in_memory()).collect();
+    let mut resumed = 0;
+    for round in 0..rounds().min(12) {
+        let finished = run_and_kill(&log_dir, &proj_dir, &["rebuild"], pauses.next(30, 400));
+        let log = open_log();
+        for (i, name) in NAMES.iter().enumerate() {
+            let building = current_generation(&proj_dir, name) + 1;
+            let path = proj_dir.join(name).join(format!("gen-{building}"));
+            if !path.exists() {
+                // This projection's rebuild had finished and was swapped in.
+                last[i] = None;
+                continue;
+            }
+            let store = FjallState::open(&path).unwrap();
+            let cp = checkpoint(&store).unwrap();
+            if let Some((generation, before)) = last[i]
+                && generation == building
+            {
+                assert!(
+                    cp >= before,
+                    "round {round}: {name} went back from {before} to {cp}: the rebuild started over"
+                );
+                if before > 0 {
+                    resumed += 1;
+                }
+            }
+            last[i] = Some((building, cp));
+            if cp < checkpoint(fresh[i].store(name).unwrap().as_ref()).unwrap() {
+                fresh[i] = Projections::in_memory();
+            }
+            rt.block_on(fresh[i].catch_up_with(log.as_ref(), cp, None))
+                .unwrap();
+            let expected = fresh[i].store(name).unwrap();
+            assert_eq!(checkpoint(expected.as_ref()).unwrap(), cp);
+            assert_eq!(
+                dump(&store),
+                dump(expected.as_ref()),
+                "round {round}: the half-built {name} at checkpoint {cp} holds exactly the events before it"
+            );
+        }
+        if finished {
+            eprintln!("round {round}: the rebuild finished before the kill");
+        }
+    }
+    eprintln!("{resumed} resumed half-built stores checked");
+    assert!(resumed > 0, "no run resumed a half-built store");
+    // A last run finishes; the swapped-in stores equal a one-pass rebuild.
+    let status = Command::new(env!("CARGO_BIN_EXE_projection-runner"))
+        .arg(&log_dir)
+        .arg(&proj_dir)
+        .arg("rebuild")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the last rebuild failed: {status}");
+    let log = open_log();
+    let p = Projections::open(&proj_dir).unwrap();
+    let rebuilt = Projections::in_memory();
+    rt.block_on(rebuilt.rebuild(log.as_ref(), &[], None))
+        .unwrap();
+    for name in NAMES {
+        let store = p.store(name).unwrap();
+        assert_eq!(checkpoint(store.as_ref()).unwrap(), log.head(), "{name}");
+        assert_eq!(
+            dump(store.as_ref()),
             dump(rebuilt.store(name).unwrap().as_ref()),
             "{name}"
         );
