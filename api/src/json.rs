@@ -54,13 +54,41 @@ where
                 "the body must be JSON, with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|r| body_problem(&r))?;
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| Problem::invalid(describe_json_error(&e)))
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        parse(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON request body read but not yet parsed, for handlers that parse it
+/// elsewhere (on the [`IngestPool`](crate::IngestPool)): the checks of
+/// [`ApiJson`] but the parse, which [`parse`] does.
+#[derive(Debug, Clone)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(&req) {
+            return Err(Problem::new(
+                ProblemType::UnsupportedMediaType,
+                "the body must be JSON, with Content-Type: application/json",
+            ));
+        }
+        Bytes::from_request(req, state)
+            .await
+            .map(JsonBytes)
+            .map_err(|r| body_problem(&r))
+    }
+}
+
+/// Parses a JSON body as [`ApiJson`] does: 400 naming the field, or the
+/// line and column, never a value.
+///
+/// # Errors
+/// The 400 problem.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|e| Problem::invalid(describe_json_error(&e)))
 }
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {

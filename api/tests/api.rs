@@ -7,7 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
-use common::{env, env_with, event, uuid};
+use common::{Env, env, env_with, env_with_ingest_pool, event, uuid};
 use mailledger_api::{Limits, Scope};
 use serde_json::{Value, json};
 
@@ -152,7 +152,13 @@ async fn another_tenants_receipt_answers_exactly_like_a_missing_one() {
 
 #[tokio::test]
 async fn a_retried_batch_appends_nothing_and_returns_the_same_positions() {
-    let e = env();
+    // Inline, and on the ingest pool that `mailledger serve` uses.
+    for e in [env(), env_with_ingest_pool()] {
+        retried_batch(&e).await;
+    }
+}
+
+async fn retried_batch(e: &Env) {
     let key = e.key("acme", &[Scope::Ingest]);
     let body = json!({"events": [
         event(&uuid(), "sent", "ann@example.org", "m-1"),
@@ -180,6 +186,21 @@ async fn a_retried_batch_appends_nothing_and_returns_the_same_positions() {
             .collect()
     };
     assert_eq!(positions(&first.json()), positions(&again.json()));
+    assert_eq!(e.state.email.log().head(), head);
+    // A bad event in a batch: 400 naming it, and nothing written.
+    let bad = json!({"events": [
+        event(&uuid(), "sent", "cy@example.org", "m-3"),
+        {"id": uuid(), "type": "sent"},
+    ]});
+    let r = e
+        .call(Method::POST, "/v1/events", Some(&key), Some(&bad))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("event 1"),
+        "{}",
+        r.text()
+    );
     assert_eq!(e.state.email.log().head(), head);
 }
 

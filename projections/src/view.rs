@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::analytics::{Analytics, Bucket, Counts, Query};
 use crate::delivery::{DeliveryLog, MessageFilter, MessageRow, Page, SealedRef};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::suppression::{Decision, Entry, SuppressionList};
 use crate::{Projections, analytics, delivery, suppression};
 
@@ -164,7 +164,13 @@ impl Projections {
         message_id: &str,
     ) -> Result<Option<MessageView>> {
         let store = self.store(delivery::NAME)?;
-        let Some(row) = DeliveryLog::message(store.as_ref(), tenant, message_id)? else {
+        // A store read can wait (on the store's locks, on the disk): off
+        // the async threads, like the log reads below.
+        let (t, m) = (tenant.to_owned(), message_id.to_owned());
+        let row = tokio::task::spawn_blocking(move || DeliveryLog::message(store.as_ref(), &t, &m))
+            .await
+            .map_err(|_| Error::Stopped)??;
+        let Some(row) = row else {
             return Ok(None);
         };
         let (mut timeline, _) = email

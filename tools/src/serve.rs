@@ -32,7 +32,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use mailledger_api::access::{AccessStore, DEFAULT_TENANT};
-use mailledger_api::{AppState, Limits};
+use mailledger_api::{AppState, IngestPool, Limits};
 use mailledger_core::email::EmailLedger;
 use mailledger_core::{Durability, LedgerConfig};
 use serde::Deserialize;
@@ -234,7 +234,12 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         let runner = projections
             .spawn_runner(Arc::clone(&log), stopped.clone())
             .context("cannot start the projection runner")?;
+        // Ingest work on threads of its own, so queries never wait behind
+        // it in one task queue.
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let ingest = IngestPool::new(threads).context("cannot start the ingest threads")?;
         let state = AppState::new(email, Arc::new(access))
+            .with_ingest_pool(Arc::new(ingest))
             .with_limits(s.limits)
             .with_projections(Arc::clone(&projections));
         let app = mailledger_api::router(state.clone());

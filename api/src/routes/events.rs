@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Auth, scope};
-use crate::json::ApiJson;
+use crate::json::{self, ApiJson, JsonBytes};
 use crate::problem::{Problem, ProblemBody};
 use crate::routes::schemas;
 use crate::state::AppState;
@@ -170,10 +170,14 @@ pub(crate) async fn append_events(
 pub async fn ingest(
     State(state): State<AppState>,
     auth: Auth<scope::Ingest>,
-    ApiJson(body): ApiJson<IngestBody>,
+    JsonBytes(body): JsonBytes,
 ) -> Result<ApiJson<IngestResponse>, Problem> {
-    let events = parse_batch(&body.events, state.limits.max_events_per_request)?;
-    append_events(&state, auth.tenant(), events)
-        .await
-        .map(ApiJson)
+    let tenant = auth.tenant().to_owned();
+    let st = state.clone();
+    let work = async move {
+        let body: IngestBody = json::parse(&body)?;
+        let events = parse_batch(&body.events, st.limits.max_events_per_request)?;
+        append_events(&st, &tenant, events).await
+    };
+    state.run_ingest(work).await.map(ApiJson)
 }

@@ -228,11 +228,9 @@ pub async fn lookup(
     let p = params::projections(&state)?;
     let contact = params::pseudonym(&state, auth.tenant(), req.address).await?;
     let now = params::now_micros();
-    let entries: Vec<Value> = p
-        .suppressions_of(auth.tenant(), &contact)?
-        .iter()
-        .map(|e| entry_json(e, now))
-        .collect();
+    let tenant = auth.tenant().to_owned();
+    let found = params::blocking(move || Ok(p.suppressions_of(&tenant, &contact)?)).await?;
+    let entries: Vec<Value> = found.iter().map(|e| entry_json(e, now)).collect();
     Ok(ApiJson(json!({ "entries": entries })))
 }
 
@@ -368,12 +366,11 @@ pub async fn check(
     let p = params::projections(&state)?;
     let scope = params::text(Src::Body, "scope", req.scope)?;
     let contact = params::pseudonym(&state, auth.tenant(), req.address).await?;
-    let decision = p.check(
-        auth.tenant(),
-        &contact,
-        scope.as_deref(),
-        params::now_micros(),
-    )?;
+    let tenant = auth.tenant().to_owned();
+    let decision = params::blocking(move || {
+        Ok(p.check(&tenant, &contact, scope.as_deref(), params::now_micros())?)
+    })
+    .await?;
     let body = match decision {
         Decision::Allowed => {
             state

@@ -128,6 +128,18 @@ pub async fn receive(
     };
     let body = body.map_err(|r| body_problem(&r))?;
     let tenant = auth.tenant().to_owned();
+    let work = deliver(state.clone(), tenant, provider, headers, body);
+    state.run_ingest(work).await.map(ApiJson)
+}
+
+/// Checks, maps and appends one webhook delivery for `tenant`.
+async fn deliver(
+    state: AppState,
+    tenant: String,
+    provider: Provider,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<WebhookResponse, Problem> {
     let count = |outcome: &str| {
         state
             .metrics
@@ -187,7 +199,7 @@ pub async fn receive(
                 Some(append_events(&state, &tenant, events).await?)
             };
             count("events");
-            Ok(ApiJson(WebhookResponse {
+            Ok(WebhookResponse {
                 provider: provider.as_str().to_owned(),
                 authentication: authentication(a).to_owned(),
                 appended: appended.as_ref().map_or(0, |r| r.appended),
@@ -201,7 +213,7 @@ pub async fn receive(
                     })
                     .collect(),
                 subscription_confirmation: None,
-            }))
+            })
         }
         WebhookOutcome::SubscriptionConfirmation(c) => {
             let sub = SnsSubscription {
@@ -228,7 +240,7 @@ pub async fn receive(
             .await?;
             count("subscription");
             tracing::info!(tenant = %tenant, topic = %sub.topic_arn, "SNS subscription confirmation recorded (not followed)");
-            Ok(ApiJson(WebhookResponse {
+            Ok(WebhookResponse {
                 provider: provider.as_str().to_owned(),
                 authentication: authentication(c.authentication).to_owned(),
                 appended: 0,
@@ -236,7 +248,7 @@ pub async fn receive(
                 events: Vec::new(),
                 skipped: Vec::new(),
                 subscription_confirmation: Some(sub),
-            }))
+            })
         }
     }
 }

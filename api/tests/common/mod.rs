@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use mailledger_api::{AccessStore, AppState, Limits, Scope, router};
+use mailledger_api::{AccessStore, AppState, IngestPool, Limits, Scope, router};
 use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::EmailLedger;
 use mailledger_core::keys::FileKeyStore;
@@ -73,6 +73,16 @@ pub fn env_with(limits: Limits) -> Env {
         admin: admin.as_str().to_owned(),
         projections,
     }
+}
+
+/// An environment whose ingest work runs on an [`IngestPool`], as in
+/// `mailledger serve`.
+pub fn env_with_ingest_pool() -> Env {
+    let mut e = env();
+    e.state = e
+        .state
+        .with_ingest_pool(Arc::new(IngestPool::new(1).unwrap()));
+    e
 }
 
 /// An environment whose state has no projections.
