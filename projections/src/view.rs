@@ -164,18 +164,17 @@ impl Projections {
         message_id: &str,
     ) -> Result<Option<MessageView>> {
         let store = self.store(delivery::NAME)?;
-        // A store read can wait (on the store's locks, on the disk): off
-        // the async threads, like the log reads below.
+        // A store read can wait (on the store's locks, on the disk), so it
+        // runs off the async threads, like the log's reads; the row and the
+        // timeline are read at once, since neither needs the other.
         let (t, m) = (tenant.to_owned(), message_id.to_owned());
-        let row = tokio::task::spawn_blocking(move || DeliveryLog::message(store.as_ref(), &t, &m))
-            .await
-            .map_err(|_| Error::Stopped)??;
-        let Some(row) = row else {
+        let row = tokio::task::spawn_blocking(move || DeliveryLog::message(store.as_ref(), &t, &m));
+        let stream = message_stream(message_id);
+        let (row, timeline) = tokio::join!(row, email.open_stream(tenant, &stream, usize::MAX));
+        let Some(row) = row.map_err(|_| Error::Stopped)?? else {
             return Ok(None);
         };
-        let (mut timeline, _) = email
-            .open_stream(tenant, &message_stream(message_id), usize::MAX)
-            .await?;
+        let (mut timeline, _) = timeline?;
         timeline.sort_by_key(|e| (e.event.envelope.occurred_at, e.position));
         let (recipient, subject) = open_row(email, tenant, &row)?;
         Ok(Some(MessageView {
