@@ -52,14 +52,17 @@ use crate::routes::health::OpenApiJson;
 /// The OpenAPI document of every route [`router`] serves.
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::api().into_openapi()
+    let mut doc = routes::api().into_openapi();
+    routes::add_common_responses(&mut doc);
+    doc
 }
 
 /// The API over `state`, with every layer: metrics, panic guard, problem
 /// bodies for bare error statuses, timeout, body limit and concurrency
 /// limit.
 pub fn router(state: AppState) -> Router {
-    let (router, doc) = routes::api().split_for_parts();
+    let (router, mut doc) = routes::api().split_for_parts();
+    routes::add_common_responses(&mut doc);
     let doc = OpenApiJson(Arc::new(doc.to_pretty_json().unwrap_or_default()));
     with_layers(router.layer(axum::Extension(doc)), state)
 }

@@ -665,10 +665,33 @@ async fn every_route_is_in_the_openapi_document() {
             // Every operation documents its responses, and the
             // authenticated ones (everything under /v1/) their security.
             assert!(op["responses"].is_object(), "{method} {path}");
+            // What the layers answer is documented everywhere it can be:
+            // 500 and 503 on every route, 401, 403 and 429 (with its
+            // Retry-After) on every authenticated one, 413 with a body.
+            let responses = &op["responses"];
+            for status in ["500", "503"] {
+                assert!(
+                    responses[status].is_object(),
+                    "{method} {path} lacks {status}"
+                );
+            }
+            if op["requestBody"].is_object() {
+                assert!(responses["413"].is_object(), "{method} {path} lacks 413");
+            }
             if path.starts_with("/v1/") {
                 assert!(
                     op["security"].as_array().is_some_and(|s| !s.is_empty()),
                     "{method} {path} documents no security"
+                );
+                for status in ["401", "403", "429"] {
+                    assert!(
+                        responses[status].is_object(),
+                        "{method} {path} lacks {status}"
+                    );
+                }
+                assert!(
+                    responses["429"]["headers"]["Retry-After"].is_object(),
+                    "{method} {path}: 429 without Retry-After"
                 );
             }
         }

@@ -108,7 +108,6 @@ pub struct KeysQuery {
     responses(
         (status = 201, description = "Created", body = TenantInfo),
         (status = 400, description = "A bad name", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The tenant exists", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -130,7 +129,6 @@ pub async fn create_tenant(
     tag = "admin",
     responses(
         (status = 200, description = "The tenants", body = TenantList),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))
@@ -152,7 +150,6 @@ pub async fn list_tenants(
     responses(
         (status = 201, description = "Created", body = CreatedKey),
         (status = 400, description = "No scopes or a bad name", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -185,7 +182,6 @@ pub async fn create_key(
     responses(
         (status = 200, description = "The keys", body = KeyList),
         (status = 400, description = "An unknown query parameter", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))
@@ -208,7 +204,6 @@ pub async fn list_keys(
     params(("id" = String, Path, description = "The key id (the part after `mlk_`)")),
     responses(
         (status = 200, description = "Revoked", body = KeyInfo),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such key", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -237,7 +232,6 @@ pub async fn revoke_key(
     responses(
         (status = 204, description = "Set"),
         (status = 400, description = "A field that is not a webhook setting, or a value of the wrong type", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -265,7 +259,6 @@ pub async fn set_webhook_secrets(
     params(("tenant" = String, Path, description = "The tenant")),
     responses(
         (status = 204, description = "Removed (or none were set)"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -338,7 +331,6 @@ fn projections_status(state: &AppState) -> Result<ProjectionsStatus, Problem> {
     tag = "admin",
     responses(
         (status = 200, description = "Where each projection stands", body = ProjectionsStatus),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -363,7 +355,6 @@ pub async fn projections(
     responses(
         (status = 202, description = "Started", body = ProjectionsStatus),
         (status = 400, description = "An unknown projection", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "A rebuild is running", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server", body = ProblemBody, content_type = "application/problem+json"),

@@ -50,7 +50,6 @@ pub struct AnalyticsParams {
     responses(
         (status = 200, description = "Buckets and totals", body = schemas::AnalyticsResult),
         (status = 400, description = "A bad or missing parameter, named", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the read scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server (`projections-unavailable`)", body = ProblemBody, content_type = "application/problem+json"),
     ),

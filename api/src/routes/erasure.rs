@@ -95,7 +95,6 @@ pub struct ExportResponse {
     responses(
         (status = 200, description = "The receipt", body = Receipt),
         (status = 400, description = "A bad address or request id", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the erase scope", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))
@@ -125,7 +124,6 @@ pub async fn erase(
     responses(
         (status = 200, description = "The receipt", body = Receipt),
         (status = 400, description = "A malformed request id", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such erasure", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))
@@ -153,7 +151,6 @@ pub async fn receipt(
     responses(
         (status = 200, description = "The contact's events", body = ExportResponse),
         (status = 400, description = "Not an address", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the read scope", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))

@@ -160,10 +160,7 @@ pub(crate) async fn append_events(
     responses(
         (status = 200, description = "Appended (or already present)", body = IngestResponse),
         (status = 400, description = "A malformed event, named by index and field; nothing was written", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the ingest scope", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))
 )]

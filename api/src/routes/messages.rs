@@ -168,7 +168,6 @@ async fn page(
     params(("id" = String, Path, description = "The message id (percent-encoded)")),
     responses(
         (status = 200, description = "The message and its timeline", body = schemas::MessageTimeline),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the read scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such message", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server (`projections-unavailable`)", body = ProblemBody, content_type = "application/problem+json"),
@@ -200,7 +199,6 @@ pub async fn message(
     responses(
         (status = 200, description = "A page of messages", body = schemas::MessagePage),
         (status = 400, description = "A bad parameter, named", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the read scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server (`projections-unavailable`)", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -240,7 +238,6 @@ pub async fn list(
     responses(
         (status = 200, description = "A page of messages", body = schemas::MessagePage),
         (status = 400, description = "A bad field, named", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the read scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server (`projections-unavailable`)", body = ProblemBody, content_type = "application/problem+json"),
     ),

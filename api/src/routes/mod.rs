@@ -3,8 +3,10 @@
 //! # Adding a route
 //!
 //! Write the handler with a `#[utoipa::path(...)]` annotation (method, path,
-//! tag, request body, responses with [`ProblemBody`] for errors, and
-//! `security(("bearer" = []), ("basic" = []))` when it takes an [`Auth`]),
+//! tag, request body, responses with [`ProblemBody`] for the errors the
+//! handler itself answers, and `security(("bearer" = []), ("basic" = []))`
+//! when it takes an [`Auth`]; the 401, 403, 413, 429, 500 and 503 of the
+//! layers and of `Auth` are added by [`add_common_responses`]),
 //! derive `ToSchema` for its bodies, and add it to [`api`] with
 //! `.routes(routes!(handler))`. Never add a route with a plain `.route()`:
 //! going through `routes!` is what keeps `/openapi.json` complete, and the
@@ -84,7 +86,97 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// Every route of the API, with its OpenAPI description.
+/// The responses the layers every route goes through, and [`Auth`], give:
+/// (status, description, to whom: `Any` operation, a `Secured` one, one
+/// that takes a `Body`).
+///
+/// [`Auth`]: crate::auth::Auth
+const COMMON_RESPONSES: [(&str, &str, Applies); 6] = [
+    ("401", "No valid API key", Applies::Secured),
+    (
+        "403",
+        "The key lacks the scope this route needs",
+        Applies::Secured,
+    ),
+    ("413", "Body over the limit", Applies::Body),
+    (
+        "429",
+        "Rate limited (per key); Retry-After says when to try again",
+        Applies::Secured,
+    ),
+    (
+        "500",
+        "An internal error (details are logged, never sent)",
+        Applies::Any,
+    ),
+    (
+        "503",
+        "The request timed out, or the server is at its concurrency limit",
+        Applies::Any,
+    ),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Applies {
+    Any,
+    Secured,
+    Body,
+}
+
+/// Adds [`COMMON_RESPONSES`] to every operation of `doc` that can give
+/// them and does not describe them itself, so no route's documentation
+/// drifts from what its layers answer.
+pub(crate) fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{Object, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, header::Header};
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let body = op.request_body.is_some();
+            for (status, description, applies) in COMMON_RESPONSES {
+                let applies = match applies {
+                    Applies::Any => true,
+                    Applies::Secured => secured,
+                    Applies::Body => body,
+                };
+                if !applies {
+                    continue;
+                }
+                if let Some(own) = op.responses.responses.get_mut(status) {
+                    // A route's own 503 (no projections, say) can still
+                    // also be the layers' one.
+                    if let (RefOr::T(own), "503") = (own, status) {
+                        own.description = format!("{}; or: {description}", own.description);
+                    }
+                    continue;
+                }
+                let mut response = ResponseBuilder::new().description(description).content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ProblemBody")))
+                        .build(),
+                );
+                if status == "429" {
+                    response = response
+                        .header("Retry-After", Header::new(Object::with_type(Type::Integer)));
+                }
+                op.responses
+                    .responses
+                    .insert(status.to_owned(), response.build().into());
+            }
+        }
+    }
+}
+
+/// Every route of the API, with its OpenAPI description (completed by
+/// [`add_common_responses`]).
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))

@@ -176,7 +176,6 @@ async fn append_one(
     responses(
         (status = 200, description = "A page of entries", body = schemas::SuppressionPage),
         (status = 400, description = "A bad parameter, named", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the read scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server (`projections-unavailable`)", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -214,7 +213,6 @@ pub async fn list(
     responses(
         (status = 200, description = "The contact's entries", body = schemas::SuppressionLookup),
         (status = 400, description = "Not an address, or a bad field", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the read scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server (`projections-unavailable`)", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -249,7 +247,6 @@ pub async fn lookup(
     responses(
         (status = 200, description = "The `suppressed` event (or the one already holding this id)", body = EventOutcome),
         (status = 400, description = "A bad field, named", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the ingest scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server (`projections-unavailable`)", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -297,7 +294,6 @@ pub async fn add(
     responses(
         (status = 200, description = "The `unsuppressed` event (or the one already holding this id)", body = EventOutcome),
         (status = 400, description = "A bad field, named", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the ingest scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The entry is a complaint's and no `reason` was given (`reason-required`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server (`projections-unavailable`), or the suppression list is catching up (`unavailable`, retry)", body = ProblemBody, content_type = "application/problem+json"),
@@ -352,7 +348,6 @@ pub async fn remove(
     responses(
         (status = 200, description = "The decision", body = schemas::SendCheck),
         (status = 400, description = "Not an address, or a bad field", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key has neither the ingest nor the read scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "No projections on this server (`projections-unavailable`)", body = ProblemBody, content_type = "application/problem+json"),
     ),

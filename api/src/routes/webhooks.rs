@@ -111,7 +111,6 @@ fn now_secs() -> i64 {
         (status = 401, description = "No valid API key, or a bad provider signature", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the ingest scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such provider", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The tenant has no secret for this provider (the provider retries)", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))
