@@ -2,9 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use mailledger_core::{Space, Store, WriteBatch};
 
@@ -28,17 +30,10 @@ fn keys_dir(data_dir: &Path) -> std::path::PathBuf {
 }
 
 fn mailledger(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailledger"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--keys-dir")
-        .arg(keys_dir(data_dir))
-        .env_remove("MAILLEDGER_KEYS_DIR")
-        .env_remove("MAILLEDGER_KEK_FILE")
-        .env_remove("MAILLEDGER_KEK")
+    // The data directory and, beside it, the keys directory, with no
+    // MAILLEDGER_* setting of the caller's environment.
+    let mut child = common::command(data_dir.parent().unwrap())
         .args(args)
-        .env_remove("MAILLEDGER_LOG")
-        .env_remove("MAILLEDGER_DATA_DIR")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
