@@ -48,12 +48,6 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(&req) {
-            return Err(Problem::new(
-                ProblemType::UnsupportedMediaType,
-                "the body must be JSON, with Content-Type: application/json",
-            ));
-        }
         let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
         parse(&bytes).map(ApiJson)
     }
