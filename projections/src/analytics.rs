@@ -321,12 +321,6 @@ impl Projection for Analytics {
         FORMAT
     }
 
-    fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {
-        let mut batch = Batch::default();
-        apply_one(tx, &mut batch, record, input)?;
-        batch.flush(tx)
-    }
-
     fn apply_batch(
         &self,
         tx: &mut Tx<'_>,

@@ -283,12 +283,6 @@ impl Projection for DeliveryLog {
         FORMAT
     }
 
-    fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {
-        let mut rows = Rows::default();
-        apply_one(tx, &mut rows, &mut Vec::new(), record, input)?;
-        flush(tx, rows)
-    }
-
     fn apply_batch(
         &self,
         tx: &mut Tx<'_>,

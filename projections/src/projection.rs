@@ -51,12 +51,13 @@ impl Input {
 
 /// A view of the log kept up to date event by event.
 ///
-/// `apply` is called once per record, in log order, from the projection's
-/// checkpoint on; its writes go through `tx`, which the runner commits
-/// atomically with the new checkpoint. It must be deterministic: the same
-/// records in the same order give the same state, however they are batched
-/// (a rebuild from position 0 must equal incremental application). It may
-/// not look at the clock or at anything but `tx` and the record.
+/// `apply_batch` is called with the records of the log in order, from the
+/// projection's checkpoint on; its writes go through `tx`, which the runner
+/// commits atomically with the new checkpoint. It must be deterministic:
+/// the same records in the same order give the same state, however they
+/// are batched (a rebuild from position 0 must equal incremental
+/// application). It may not look at the clock or at anything but `tx` and
+/// the records.
 pub trait Projection: Send + Sync + 'static {
     /// The projection's name, such as `delivery-log`.
     fn name(&self) -> &'static str;
@@ -66,32 +67,22 @@ pub trait Projection: Send + Sync + 'static {
     /// another version is dropped on open and rebuilt from the log.
     fn format(&self) -> u32;
 
-    /// Applies one record.
+    /// Applies a batch of records, in order: `records[i]` decoded as
+    /// `inputs[i]`, skipping those before position `from`. A projection
+    /// may keep decoded state across the batch (rows, counters) and write
+    /// it once at the end, provided the result is the same as one record
+    /// at a time.
     ///
     /// # Errors
     /// A storage failure or undecodable state; the batch is then not
     /// committed and the runner stops.
-    fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()>;
-
-    /// Applies a batch of records, in order: `records[i]` decoded as
-    /// `inputs[i]`, skipping those before position `from`. The default calls
-    /// [`Projection::apply`] for each; a projection may override it to keep
-    /// decoded state across the batch, provided the result is the same.
-    ///
-    /// # Errors
-    /// As [`Projection::apply`].
     fn apply_batch(
         &self,
         tx: &mut Tx<'_>,
         records: &[Record],
         inputs: &[Input],
         from: u64,
-    ) -> Result<()> {
-        for (r, i) in from_position(records, inputs, from) {
-            self.apply(tx, r, i)?;
-        }
-        Ok(())
-    }
+    ) -> Result<()>;
 }
 
 /// The records of a batch at or after position `from`, each with its input.

@@ -189,10 +189,6 @@ impl Projection for SuppressionList {
         FORMAT
     }
 
-    fn apply(&self, tx: &mut Tx<'_>, record: &Record, input: &Input) -> Result<()> {
-        apply_one(tx, &mut None, record, input)
-    }
-
     fn apply_batch(
         &self,
         tx: &mut Tx<'_>,
