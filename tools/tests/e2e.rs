@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
+use mailledger_api::webhooks::signing;
+use ring::signature::EcdsaKeyPair;
 use serde_json::{Value, json};
 
 /// How long a query may take to reflect ingested events (projections apply
@@ -186,10 +186,6 @@ fn testdata_text(path: &str) -> String {
     String::from_utf8(testdata(path)).unwrap()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn now_secs() -> i64 {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -198,16 +194,7 @@ fn now_secs() -> i64 {
 }
 
 fn rsa_sha256(key_file: &str, message: &[u8]) -> String {
-    let key = RsaKeyPair::from_pkcs8(&testdata(key_file)).unwrap();
-    let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(
-        &signature::RSA_PKCS1_SHA256,
-        &SystemRandom::new(),
-        message,
-        &mut sig,
-    )
-    .unwrap();
-    STANDARD.encode(sig)
+    signing::rsa_sha256(&testdata(key_file), message)
 }
 
 /// An SES record in an SNS Notification, signed (SignatureVersion 2) with
@@ -245,37 +232,15 @@ fn mailgun_body(file: &str) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(&testdata(&format!("mailgun/{file}"))).unwrap();
     let ts = now_secs().to_string();
     let token = format!("e2e-token-{ts}-{}", uuid::Uuid::new_v4().simple());
-    let tag = ring::hmac::sign(
-        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, MAILGUN_KEY.as_bytes()),
-        format!("{ts}{token}").as_bytes(),
-    );
-    v["signature"] = json!({"timestamp": ts, "token": token, "signature": hex(tag.as_ref())});
+    let signature = signing::mailgun_signature(MAILGUN_KEY, &ts, &token);
+    v["signature"] = json!({"timestamp": ts, "token": token, "signature": signature});
     serde_json::to_vec(&v).unwrap()
-}
-
-/// A P-256 key pair for this run and its public key as SendGrid shows it
-/// (base64 DER SubjectPublicKeyInfo).
-fn sendgrid_key() -> (EcdsaKeyPair, String) {
-    let rng = SystemRandom::new();
-    let alg = &signature::ECDSA_P256_SHA256_ASN1_SIGNING;
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
-    // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING point }
-    let mut spki = vec![
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-    ];
-    spki.extend_from_slice(pair.public_key().as_ref());
-    (pair, STANDARD.encode(spki))
 }
 
 /// The SendGrid signature headers of `body`, signed now.
 fn sendgrid_signature(key: &EcdsaKeyPair, body: &[u8]) -> (String, String) {
     let ts = now_secs().to_string();
-    let mut signed = ts.clone().into_bytes();
-    signed.extend_from_slice(body);
-    let sig = key.sign(&SystemRandom::new(), &signed).unwrap();
-    (STANDARD.encode(sig.as_ref()), ts)
+    (signing::sendgrid_signature(key, &ts, body), ts)
 }
 
 /// Posts a webhook with the key as a Bearer token and extra headers.
@@ -436,7 +401,7 @@ fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server(
     );
 
     // The tenant's webhook secrets, set with the CLI while the server runs.
-    let (sendgrid, sendgrid_public) = sendgrid_key();
+    let (sendgrid, sendgrid_public) = signing::sendgrid_key();
     let secrets = root.path().join("webhook-secrets.json");
     std::fs::write(
         &secrets,

@@ -231,6 +231,8 @@ mod postal;
 mod postmark;
 mod sendgrid;
 mod ses;
+#[cfg(any(test, feature = "test-util"))]
+pub mod signing;
 mod util;
 mod verify;
 

@@ -10,8 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use mailledger_core::email::{BounceClass, CanonicalEvent};
 use proptest::prelude::*;
-use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
+use ring::signature::EcdsaKeyPair;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -112,21 +111,8 @@ fn flip_byte(body: &[u8], needle: &str) -> Vec<u8> {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn rsa_sign(key_file: &str, message: &[u8]) -> String {
-    let key = RsaKeyPair::from_pkcs8(&testdata(key_file)).unwrap();
-    let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(
-        &signature::RSA_PKCS1_SHA256,
-        &SystemRandom::new(),
-        message,
-        &mut sig,
-    )
-    .unwrap();
-    STANDARD.encode(sig)
+    signing::rsa_sha256(&testdata(key_file), message)
 }
 
 // ---------------------------------------------------------------- Postal
@@ -952,11 +938,8 @@ fn mailgun_secrets() -> ProviderSecrets {
 
 fn mailgun_sign(v: &mut Value, key: &str, timestamp: i64, token: &str) {
     let ts = timestamp.to_string();
-    let tag = ring::hmac::sign(
-        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes()),
-        format!("{ts}{token}").as_bytes(),
-    );
-    v["signature"] = json!({"timestamp": ts, "token": token, "signature": hex(tag.as_ref())});
+    let signature = signing::mailgun_signature(key, &ts, token);
+    v["signature"] = json!({"timestamp": ts, "token": token, "signature": signature});
 }
 
 fn mailgun_body(file: &str, timestamp: i64) -> Vec<u8> {
@@ -1130,32 +1113,11 @@ fn mailgun_signatures_are_refused_when_token_key_field_or_time_is_wrong() {
 
 // -------------------------------------------------------------- SendGrid
 
-/// A P-256 key pair made for this test run, and its public key as SendGrid
-/// shows it (base64 DER SubjectPublicKeyInfo).
-fn sendgrid_key() -> (EcdsaKeyPair, String) {
-    let rng = SystemRandom::new();
-    let alg = &signature::ECDSA_P256_SHA256_ASN1_SIGNING;
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
-    // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING point }
-    let mut spki = vec![
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-    ];
-    spki.extend_from_slice(pair.public_key().as_ref());
-    (pair, STANDARD.encode(spki))
-}
-
 fn sendgrid_headers(key: &EcdsaKeyPair, timestamp: i64, body: &[u8]) -> HeaderMap {
     let ts = timestamp.to_string();
-    let mut signed = ts.clone().into_bytes();
-    signed.extend_from_slice(body);
-    let sig = key.sign(&SystemRandom::new(), &signed).unwrap();
+    let sig = signing::sendgrid_signature(key, &ts, body);
     header_map(&[
-        (
-            "X-Twilio-Email-Event-Webhook-Signature",
-            STANDARD.encode(sig.as_ref()),
-        ),
+        ("X-Twilio-Email-Event-Webhook-Signature", sig),
         ("X-Twilio-Email-Event-Webhook-Timestamp", ts),
     ])
 }
@@ -1169,7 +1131,7 @@ fn sendgrid_secrets(public: &str) -> ProviderSecrets {
 
 #[test]
 fn sendgrid_documented_batch_maps_to_canonical_events() {
-    let (key, public) = sendgrid_key();
+    let (key, public) = signing::sendgrid_key();
     let body = testdata("sendgrid/events.json");
     let out = parse(
         Provider::Sendgrid,
@@ -1246,7 +1208,7 @@ fn sendgrid_documented_batch_maps_to_canonical_events() {
 
 #[test]
 fn sendgrid_signatures_are_refused_when_body_key_header_or_time_is_wrong() {
-    let (key, public) = sendgrid_key();
+    let (key, public) = signing::sendgrid_key();
     let body = testdata("sendgrid/events.json");
     let headers = sendgrid_headers(&key, NOW, &body);
     let secrets = sendgrid_secrets(&public);
@@ -1261,7 +1223,7 @@ fn sendgrid_signatures_are_refused_when_body_key_header_or_time_is_wrong() {
             what: "header X-Twilio-Email-Event-Webhook-Signature"
         }
     );
-    let (_, other_public) = sendgrid_key();
+    let (_, other_public) = signing::sendgrid_key();
     assert!(matches!(
         send(&headers, &body, &sendgrid_secrets(&other_public)),
         Err(WebhookError::BadSignature { .. })
@@ -1311,7 +1273,7 @@ fn signed_samples(timestamp: i64) -> Vec<(Provider, HeaderMap, Vec<u8>, Provider
         "r-1",
     ))
     .unwrap();
-    let (key, public) = sendgrid_key();
+    let (key, public) = signing::sendgrid_key();
     let sendgrid_body = testdata("sendgrid/events.json");
     vec![
         (
