@@ -1,6 +1,6 @@
 //! The mailledger HTTP API.
 //!
-//! [`router`] builds the axum [`Router`](axum::Router) over an [`AppState`]:
+//! [`router`] builds the axum [`Router`] over an [`AppState`]:
 //! the email ledger, the [`access`] store (tenants, API keys, provider
 //! secrets), [`metrics`], [`Limits`] and the readiness flag.
 //!

@@ -6,7 +6,7 @@
 //! tag, request body, responses with [`ProblemBody`] for the errors the
 //! handler itself answers, and `security(("bearer" = []), ("basic" = []))`
 //! when it takes an [`Auth`]; the 401, 403, 413, 429, 500 and 503 of the
-//! layers and of `Auth` are added by [`add_common_responses`]),
+//! layers and of `Auth` are added by `add_common_responses`),
 //! derive `ToSchema` for its bodies, and add it to [`api`] with
 //! `.routes(routes!(handler))`. Never add a route with a plain `.route()`:
 //! going through `routes!` is what keeps `/openapi.json` complete, and the
@@ -176,7 +176,7 @@ pub(crate) fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
 }
 
 /// Every route of the API, with its OpenAPI description (completed by
-/// [`add_common_responses`]).
+/// `add_common_responses`).
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))

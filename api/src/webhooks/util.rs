@@ -40,7 +40,7 @@ pub const RECIPIENT_ID_CONTEXT: &str =
     "mailledger 2026-11 provider webhook event id per recipient v1";
 
 /// A derived event id made specific to one recipient: blake3 `derive_key`
-/// under [`RECIPIENT_ID_CONTEXT`] of the id's 16 bytes ‖ the recipient's
+/// under `RECIPIENT_ID_CONTEXT` of the id's 16 bytes ‖ the recipient's
 /// pseudonym (keyed by the tenant's secret, so the id reveals nothing of
 /// the address), first 16 bytes, as a UUID version 8. The same provider
 /// event for the same recipient always gives the same id.
