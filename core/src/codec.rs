@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::record::{Hash, Record};
+use crate::wire::{Reader, WireError};
 
 /// The format version this build writes.
 pub const FORMAT_VERSION: u8 = 1;
@@ -230,8 +231,20 @@ fn split(frame: &[u8]) -> Result<(&[u8], &[u8], Hash), FrameError> {
 }
 
 fn decode_body(body: &[u8], hash: Hash) -> Result<RecordRef<'_>, FrameError> {
-    let mut b = Body(body);
-    let record = RecordRef {
+    let mut b = Reader::new(body, MAX_BODY_LEN);
+    let record =
+        read_body(&mut b, hash).map_err(|e| FrameError::Undecodable(e.reason().to_owned()))?;
+    if b.remaining() > 0 {
+        return Err(FrameError::Undecodable(format!(
+            "{} trailing bytes",
+            b.remaining()
+        )));
+    }
+    Ok(record)
+}
+
+fn read_body<'a>(b: &mut Reader<'a>, hash: Hash) -> Result<RecordRef<'a>, WireError> {
+    Ok(RecordRef {
         position: b.u64()?,
         tenant: b.str()?,
         stream: b.str()?,
@@ -243,78 +256,7 @@ fn decode_body(body: &[u8], hash: Hash) -> Result<RecordRef<'_>, FrameError> {
         metadata: b.bytes()?,
         prev_hash: b.array()?,
         hash,
-    };
-    if !b.0.is_empty() {
-        return Err(FrameError::Undecodable(format!(
-            "{} trailing bytes",
-            b.0.len()
-        )));
-    }
-    Ok(record)
-}
-
-/// The unread rest of a body, read value by value as bincode 2.0.1's
-/// standard configuration writes them (see the module documentation).
-///
-/// Written by hand because bincode's serde decoder visits each byte of a
-/// fixed array as an element of its own (48 visits a record) and was most
-/// of a log read's decoding time. It accepts exactly the bodies bincode
-/// accepts, with the same values: a property test holds it to bincode.
-struct Body<'a>(&'a [u8]);
-
-fn undecodable(reason: &str) -> FrameError {
-    FrameError::Undecodable(reason.to_owned())
-}
-
-impl<'a> Body<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        if n > self.0.len() {
-            return Err(undecodable("unexpected end"));
-        }
-        let (taken, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(taken)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    /// A varint: one byte up to 250; else 251, 252 or 253 and a u16, u32 or
-    /// u64, little-endian (a longer form of a small value is accepted, as
-    /// bincode accepts it).
-    fn u64(&mut self) -> Result<u64, FrameError> {
-        let [first] = self.array()?;
-        Ok(match first {
-            0..=250 => u64::from(first),
-            251 => u64::from(u16::from_le_bytes(self.array()?)),
-            252 => u64::from(u32::from_le_bytes(self.array()?)),
-            253 => u64::from_le_bytes(self.array()?),
-            _ => return Err(undecodable("malformed body")),
-        })
-    }
-
-    /// A zig-zag varint.
-    fn i64(&mut self) -> Result<i64, FrameError> {
-        let n = self.u64()?;
-        // n >> 1 is below 2^63, so it fits; odd n are the negatives.
-        let half = i64::from_le_bytes((n >> 1).to_le_bytes());
-        Ok(if n & 1 == 0 { half } else { !half })
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], FrameError> {
-        let len = self.u64()?;
-        match usize::try_from(len) {
-            Ok(len) if len <= MAX_BODY_LEN => self.take(len),
-            _ => Err(undecodable("length limit exceeded")),
-        }
-    }
-
-    fn str(&mut self) -> Result<&'a str, FrameError> {
-        std::str::from_utf8(self.bytes()?).map_err(|_| undecodable("invalid UTF-8"))
-    }
+    })
 }
 
 /// Decodes a frame without checking its hash: the fast path for reads of a

@@ -31,6 +31,7 @@ mod memory;
 pub mod pseudonym;
 mod record;
 mod store;
+mod wire;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;

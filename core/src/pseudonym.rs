@@ -71,6 +71,11 @@ impl Pseudonym {
         Ok(Self(p))
     }
 
+    /// The pseudonym with these bytes, as stored.
+    pub(crate) const fn from_array(bytes: [u8; PSEUDONYM_LEN]) -> Self {
+        Self(bytes)
+    }
+
     /// The raw bytes.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; PSEUDONYM_LEN] {

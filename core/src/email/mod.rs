@@ -30,6 +30,7 @@
 
 mod canonical;
 mod model;
+mod payload;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -235,15 +236,8 @@ pub fn encode_payload(event: &SealedEvent) -> Result<Vec<u8>> {
 /// payload.
 pub fn decode_payload(position: u64, payload: &[u8]) -> Result<SealedEvent> {
     match payload.split_first() {
-        Some((&PAYLOAD_FORMAT, body)) => {
-            let (event, used): (SealedEvent, usize) =
-                bincode::serde::decode_from_slice(body, codec())
-                    .map_err(|_| Error::corrupt(position, "email payload does not decode"))?;
-            if used != body.len() {
-                return Err(Error::corrupt(position, "email payload has trailing bytes"));
-            }
-            Ok(event)
-        }
+        Some((&PAYLOAD_FORMAT, body)) => payload::decode(body)
+            .ok_or_else(|| Error::corrupt(position, "email payload does not decode")),
         Some((v, _)) => Err(Error::corrupt(
             position,
             format!("email payload format {v} is not known to this build"),

@@ -1,0 +1,366 @@
+//! The decoder of format 1 payloads (see the module documentation of
+//! [`crate::email`]), written against the layout with [`crate::wire`]
+//! rather than through bincode's serde decoder; `decode_payload` uses it,
+//! and property tests hold it to bincode's, byte for byte. Unlike bincode's
+//! (without a limit), it never allocates a length a corrupt payload claims
+//! before checking it against the bytes there are.
+
+use crate::crypto::{NONCE_LEN, Sealed};
+use crate::email::model::{
+    BounceClass, EmailEventOf, Envelope, EventBody, RejectReason, SealedEvent,
+};
+use crate::pseudonym::Pseudonym;
+use crate::wire::{Reader, WireError};
+
+type Result<T> = std::result::Result<T, WireError>;
+
+/// Reads a whole `SealedEvent` from `body` (the payload after its format
+/// byte); `None` when the bytes are not one, or are followed by more.
+pub(crate) fn decode(body: &[u8]) -> Option<SealedEvent> {
+    let mut r = Reader::new(body, usize::MAX);
+    let event = event(&mut r).ok()?;
+    (r.remaining() == 0).then_some(event)
+}
+
+fn event(r: &mut Reader<'_>) -> Result<SealedEvent> {
+    Ok(EmailEventOf {
+        envelope: envelope(r)?,
+        body: body(r)?,
+    })
+}
+
+fn sealed(r: &mut Reader<'_>) -> Result<Sealed> {
+    let nonce: [u8; NONCE_LEN] = r.array()?;
+    Ok(Sealed::from_parts(nonce, r.bytes()?.to_vec()))
+}
+
+fn opt_sealed(r: &mut Reader<'_>) -> Result<Option<Sealed>> {
+    if r.some()? {
+        sealed(r).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn opt<T>(
+    r: &mut Reader<'_>,
+    read: impl FnOnce(&mut Reader<'_>) -> Result<T>,
+) -> Result<Option<T>> {
+    if r.some()? {
+        read(r).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn envelope(r: &mut Reader<'_>) -> Result<Envelope<Sealed>> {
+    let message_id = r.opt_string()?;
+    let contact = Pseudonym::from_array(r.array()?);
+    let key_generation = r.u32()?;
+    let occurred_at = r.i64()?;
+    let provider = r.opt_string()?;
+    let provider_event_id = r.opt_string()?;
+    let count = r.len()?;
+    // Never more room than the bytes left could fill.
+    let mut tags = Vec::with_capacity(count.min(r.remaining()));
+    for _ in 0..count {
+        tags.push(r.string()?);
+    }
+    Ok(Envelope {
+        message_id,
+        contact,
+        key_generation,
+        occurred_at,
+        provider,
+        provider_event_id,
+        tags,
+        campaign: r.opt_string()?,
+        sending_domain: r.opt_string()?,
+        recipient_domain: r.opt_string()?,
+        recipient: opt_sealed(r)?,
+        raw: opt_sealed(r)?,
+    })
+}
+
+fn body(r: &mut Reader<'_>) -> Result<EventBody<Sealed>> {
+    Ok(match r.u32()? {
+        0 => EventBody::MessageSent {
+            subject: opt_sealed(r)?,
+            size: opt(r, |r| r.u64())?,
+        },
+        1 => EventBody::MessageRejected {
+            reason: match r.u32()? {
+                0 => RejectReason::Suppressed,
+                1 => RejectReason::Invalid,
+                2 => RejectReason::Policy,
+                3 => RejectReason::Quota,
+                _ => return Err(WireError::Malformed),
+            },
+            detail: r.opt_string()?,
+        },
+        2 => EventBody::DeliveryDeferred {
+            attempt: opt(r, |r| r.u32())?,
+            smtp_code: opt(r, |r| r.u16())?,
+            enhanced_status: r.opt_string()?,
+            mx_host: r.opt_string()?,
+            next_retry_at: opt(r, |r| r.i64())?,
+        },
+        3 => EventBody::Delivered {
+            smtp_response: r.opt_string()?,
+            mx_host: r.opt_string()?,
+            tls: opt(r, |r| r.bool())?,
+        },
+        4 => EventBody::Bounced {
+            class: match r.u32()? {
+                0 => BounceClass::Hard,
+                1 => BounceClass::Soft,
+                2 => BounceClass::Block,
+                3 => BounceClass::Undetermined,
+                _ => return Err(WireError::Malformed),
+            },
+            sub_type: r.opt_string()?,
+            status: r.opt_string()?,
+            diagnostic: opt_sealed(r)?,
+        },
+        5 => EventBody::ComplaintReceived {
+            feedback_type: r.opt_string()?,
+        },
+        6 => EventBody::Opened {
+            ip: opt_sealed(r)?,
+            user_agent: opt_sealed(r)?,
+            machine: r.bool()?,
+        },
+        7 => EventBody::LinkClicked {
+            url: sealed(r)?,
+            ip: opt_sealed(r)?,
+            user_agent: opt_sealed(r)?,
+            bot: r.bool()?,
+        },
+        8 => EventBody::SubscriptionChanged {
+            subscribed: r.bool()?,
+            scope: r.string()?,
+        },
+        9 => EventBody::SuppressionAdded {
+            reason: r.opt_string()?,
+            scope: r.string()?,
+            expires_at: opt(r, |r| r.i64())?,
+        },
+        10 => EventBody::SuppressionRemoved {
+            reason: r.opt_string()?,
+            scope: r.string()?,
+        },
+        11 => EventBody::ContactErased {
+            request_id: r.string()?,
+            events_unreadable: r.u64()?,
+        },
+        _ => return Err(WireError::Malformed),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// bincode's own serde decoder: the reference. With a limit, since
+    /// without one it allocates whatever length the bytes claim first (and
+    /// aborts the process on a claim of exabytes), which the hand decoder
+    /// never does: it checks a length against the bytes left.
+    fn reference(body: &[u8]) -> Option<SealedEvent> {
+        let config = bincode::config::standard().with_limit::<{ 1 << 20 }>();
+        bincode::serde::decode_from_slice::<SealedEvent, _>(body, config)
+            .ok()
+            .filter(|(_, used)| *used == body.len())
+            .map(|(e, _)| e)
+    }
+
+    fn encode(event: &SealedEvent) -> Vec<u8> {
+        bincode::serde::encode_to_vec(event, bincode::config::standard()).unwrap_or_default()
+    }
+
+    fn sealed_value() -> impl Strategy<Value = Sealed> {
+        (
+            any::<[u8; NONCE_LEN]>(),
+            prop::collection::vec(any::<u8>(), 0..40),
+        )
+            .prop_map(|(n, c)| Sealed::from_parts(n, c))
+    }
+
+    fn text() -> impl Strategy<Value = Option<String>> {
+        prop::option::of("\\PC{0,12}")
+    }
+
+    fn envelope_value() -> impl Strategy<Value = Envelope<Sealed>> {
+        (
+            (
+                text(),
+                any::<[u8; 16]>(),
+                any::<u32>(),
+                any::<i64>(),
+                text(),
+                text(),
+            ),
+            (
+                prop::collection::vec("\\PC{0,8}", 0..4),
+                text(),
+                text(),
+                text(),
+                prop::option::of(sealed_value()),
+                prop::option::of(sealed_value()),
+            ),
+        )
+            .prop_map(
+                |(
+                    (message_id, contact, key_generation, occurred_at, provider, provider_event_id),
+                    (tags, campaign, sending_domain, recipient_domain, recipient, raw),
+                )| Envelope {
+                    message_id,
+                    contact: Pseudonym::from_array(contact),
+                    key_generation,
+                    occurred_at,
+                    provider,
+                    provider_event_id,
+                    tags,
+                    campaign,
+                    sending_domain,
+                    recipient_domain,
+                    recipient,
+                    raw,
+                },
+            )
+    }
+
+    fn body_value() -> impl Strategy<Value = EventBody<Sealed>> {
+        let s = || prop::option::of(sealed_value());
+        prop_oneof![
+            (s(), any::<Option<u64>>())
+                .prop_map(|(subject, size)| EventBody::MessageSent { subject, size }),
+            (0..4u8, text()).prop_map(|(r, detail)| EventBody::MessageRejected {
+                reason: [
+                    RejectReason::Suppressed,
+                    RejectReason::Invalid,
+                    RejectReason::Policy,
+                    RejectReason::Quota
+                ][usize::from(r)],
+                detail
+            }),
+            (
+                any::<Option<u32>>(),
+                any::<Option<u16>>(),
+                text(),
+                text(),
+                any::<Option<i64>>()
+            )
+                .prop_map(
+                    |(attempt, smtp_code, enhanced_status, mx_host, next_retry_at)| {
+                        EventBody::DeliveryDeferred {
+                            attempt,
+                            smtp_code,
+                            enhanced_status,
+                            mx_host,
+                            next_retry_at,
+                        }
+                    }
+                ),
+            (text(), text(), any::<Option<bool>>()).prop_map(|(smtp_response, mx_host, tls)| {
+                EventBody::Delivered {
+                    smtp_response,
+                    mx_host,
+                    tls,
+                }
+            }),
+            (0..4u8, text(), text(), s()).prop_map(|(c, sub_type, status, diagnostic)| {
+                EventBody::Bounced {
+                    class: [
+                        BounceClass::Hard,
+                        BounceClass::Soft,
+                        BounceClass::Block,
+                        BounceClass::Undetermined,
+                    ][usize::from(c)],
+                    sub_type,
+                    status,
+                    diagnostic,
+                }
+            }),
+            text().prop_map(|feedback_type| EventBody::ComplaintReceived { feedback_type }),
+            (s(), s(), any::<bool>()).prop_map(|(ip, user_agent, machine)| EventBody::Opened {
+                ip,
+                user_agent,
+                machine
+            }),
+            (sealed_value(), s(), s(), any::<bool>()).prop_map(|(url, ip, user_agent, bot)| {
+                EventBody::LinkClicked {
+                    url,
+                    ip,
+                    user_agent,
+                    bot,
+                }
+            }),
+            (any::<bool>(), "\\PC{0,8}").prop_map(|(subscribed, scope)| {
+                EventBody::SubscriptionChanged { subscribed, scope }
+            }),
+            (text(), "\\PC{0,8}", any::<Option<i64>>()).prop_map(|(reason, scope, expires_at)| {
+                EventBody::SuppressionAdded {
+                    reason,
+                    scope,
+                    expires_at,
+                }
+            }),
+            (text(), "\\PC{0,8}")
+                .prop_map(|(reason, scope)| EventBody::SuppressionRemoved { reason, scope }),
+            ("\\PC{0,8}", any::<u64>()).prop_map(|(request_id, events_unreadable)| {
+                EventBody::ContactErased {
+                    request_id,
+                    events_unreadable,
+                }
+            }),
+        ]
+    }
+
+    fn event_value() -> impl Strategy<Value = SealedEvent> {
+        (envelope_value(), body_value())
+            .prop_map(|(envelope, body)| EmailEventOf { envelope, body })
+    }
+
+    #[test]
+    fn a_payload_claiming_exabytes_is_refused_without_allocating_them() {
+        // message_id: Some, then a string of 2^60 bytes that is not there.
+        let mut body = vec![1, 253];
+        body.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        body.extend_from_slice(b"short");
+        assert_eq!(decode(&body), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_hand_decoder_reads_every_event_bincode_writes(event in event_value()) {
+            let body = encode(&event);
+            prop_assert_eq!(decode(&body), Some(event));
+        }
+
+        #[test]
+        fn the_hand_decoder_reads_exactly_what_bincode_reads(
+            event in event_value(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+            cut in prop::option::of(any::<prop::sample::Index>()),
+        ) {
+            let mut body = encode(&event);
+            for (at, byte) in &edits {
+                let i = at.index(body.len());
+                body[i] = *byte;
+            }
+            if let Some(cut) = cut {
+                body.truncate(cut.index(body.len() + 1));
+            }
+            prop_assert_eq!(decode(&body), reference(&body));
+        }
+
+        #[test]
+        fn the_hand_decoder_refuses_what_bincode_refuses(bytes in prop::collection::vec(any::<u8>(), 0..160)) {
+            prop_assert_eq!(decode(&bytes), reference(&bytes));
+        }
+    }
+}
