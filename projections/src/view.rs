@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::analytics::{Analytics, Bucket, Counts, Query};
 use crate::delivery::{DeliveryLog, MessageFilter, MessageRow, Page, SealedRef};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::suppression::{Decision, Entry, SuppressionList};
 use crate::{Projections, analytics, delivery, suppression};
 
@@ -164,17 +164,12 @@ impl Projections {
         message_id: &str,
     ) -> Result<Option<MessageView>> {
         let store = self.store(delivery::NAME)?;
-        // A store read can wait (on the store's locks, on the disk), so it
-        // runs off the async threads, like the log's reads; the row and the
-        // timeline are read at once, since neither needs the other.
-        let (t, m) = (tenant.to_owned(), message_id.to_owned());
-        let row = tokio::task::spawn_blocking(move || DeliveryLog::message(store.as_ref(), &t, &m));
-        let stream = message_stream(message_id);
-        let (row, timeline) = tokio::join!(row, email.open_stream(tenant, &stream, usize::MAX));
-        let Some(row) = row.map_err(|_| Error::Stopped)?? else {
+        let Some(row) = DeliveryLog::message(store.as_ref(), tenant, message_id)? else {
             return Ok(None);
         };
-        let (mut timeline, _) = timeline?;
+        let (mut timeline, _) = email
+            .open_stream(tenant, &message_stream(message_id), usize::MAX)
+            .await?;
         timeline.sort_by_key(|e| (e.event.envelope.occurred_at, e.position));
         let (recipient, subject) = open_row(email, tenant, &row)?;
         Ok(Some(MessageView {

@@ -180,7 +180,17 @@ pub async fn message(
     Path(id): Path<String>,
 ) -> Result<ApiJson<Value>, Problem> {
     let p = params::projections(&state)?;
-    match p.message(&state.email, auth.tenant(), &id).await? {
+    let email = std::sync::Arc::clone(&state.email);
+    let tenant = auth.tenant().to_owned();
+    // The lookup reads stores in place, which can wait (on a store's locks,
+    // on the disk): on a blocking thread, never on the async threads that
+    // answer everything else.
+    let view = params::blocking(move || {
+        let handle = tokio::runtime::Handle::current();
+        Ok(handle.block_on(p.message(&email, &tenant, &id))?)
+    })
+    .await?;
+    match view {
         Some(view) => Ok(ApiJson(view.to_json())),
         None => Err(Problem::not_found("message")),
     }
