@@ -309,15 +309,7 @@ impl std::fmt::Debug for AccessStore {
 }
 
 fn now() -> String {
-    mailledger_core::email::rfc3339(
-        i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_micros(),
-        )
-        .unwrap_or(i64::MAX),
-    )
+    mailledger_core::email::rfc3339(mailledger_core::now_micros())
 }
 
 fn hex(bytes: &[u8]) -> String {

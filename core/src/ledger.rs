@@ -18,7 +18,6 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use tokio::sync::{oneshot, watch};
@@ -203,12 +202,6 @@ fn stream_end(tenant: &str, stream: &str) -> Vec<u8> {
         *last = 1;
     }
     k
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 impl<S: Store> Ledger<S> {
@@ -417,7 +410,7 @@ impl<S: Store> Writer<S> {
         }
         let mut g = Group {
             head: self.head,
-            recorded_at: now_micros().max(self.last_recorded),
+            recorded_at: crate::now_micros().max(self.last_recorded),
             ..Group::default()
         };
         let mut replies = Vec::with_capacity(jobs.len());

@@ -48,3 +48,13 @@ pub use record::{
     TenantFilter, validate_event, validate_stream, validate_tenant,
 };
 pub use store::{Space, Store, Visit, WriteBatch};
+
+/// Now, in microseconds since the Unix epoch: the clock of `recorded_at`
+/// and of every time the ledger stamps (the end of time if the clock is
+/// past it, the epoch if it is before).
+#[must_use]
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}

@@ -180,10 +180,7 @@ pub(crate) async fn pseudonym(
     blocking(move || email.pseudonym(&t, &address).map_err(Problem::from)).await
 }
 
-/// Now, in µs since the epoch.
-pub(crate) fn now_micros() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
+pub(crate) use mailledger_core::now_micros;
 
 /// Runs blocking work (a projection read, a key file, an access store
 /// operation) off the async threads.

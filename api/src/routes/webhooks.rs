@@ -85,10 +85,7 @@ fn problem(e: &WebhookError) -> Problem {
 }
 
 fn now_secs() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+    mailledger_core::now_micros() / 1_000_000
 }
 
 /// Receives a provider webhook: checks its signature, maps it onto

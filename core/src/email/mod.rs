@@ -281,13 +281,6 @@ fn validate_request_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-fn now_micros() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
-}
-
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -718,7 +711,7 @@ impl EmailLedger {
         let t = tenant.to_owned();
         let erasure = blocking(move || keys.destroy(&t, &p, len)).await?;
         let (generation, events) = erasure.map_or((0, 0), |e| (e.generation, e.events));
-        let erased_at = now_micros();
+        let erased_at = crate::now_micros();
         let event: SealedEvent = EmailEventOf {
             envelope: Envelope {
                 message_id: None,
