@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mailledger_core::crypto::{Cipher, Sealed, SecretKey};
+use mailledger_core::hex;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
@@ -310,16 +311,6 @@ impl std::fmt::Debug for AccessStore {
 
 fn now() -> String {
     mailledger_core::email::rfc3339(mailledger_core::now_micros())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 fn random_hex(n: usize) -> Result<String, AccessError> {

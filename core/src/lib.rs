@@ -49,6 +49,18 @@ pub use record::{
 };
 pub use store::{Space, Store, Visit, WriteBatch};
 
+/// Lower-case hex of `bytes`.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// Now, in microseconds since the Unix epoch: the clock of `recorded_at`
 /// and of every time the ledger stamps (the end of time if the clock is
 /// past it, the epoch if it is before).

@@ -80,17 +80,7 @@ pub fn dec<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
         .map_err(|_| Error::Corrupt(format!("{what} does not decode")))
 }
 
-/// Lower-case hex.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
+pub use mailledger_core::hex;
 
 /// Parses hex of exactly `len` bytes.
 #[must_use]

@@ -26,7 +26,7 @@ use mailledger_core::keys::{FileKeyStore, KeyStore, generate_kek_file};
 use mailledger_core::pseudonym::Pseudonym;
 use mailledger_core::{
     Direction, Durability, EventLog, ExpectedVersion, LedgerConfig, NewEvent, Record, StreamAppend,
-    TenantFilter, VerifyProgress,
+    TenantFilter, VerifyProgress, hex,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -551,16 +551,6 @@ async fn append_records(
         log.head()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 fn opaque(bytes: &[u8]) -> serde_json::Value {

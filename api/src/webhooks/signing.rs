@@ -7,11 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
 
-/// Lower-case hex digits of `bytes`.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use mailledger_core::hex;
 
 /// The base64 RSA PKCS#1 v1.5 SHA-256 signature of `message` under a PKCS#8
 /// key (Postal's, and SNS's signature version 2).
