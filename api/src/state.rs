@@ -168,7 +168,7 @@ pub struct AppState {
 /// a timeline query queued behind a dozen ingest batches waits for all of
 /// them. With ingest on threads of its own, the kernel shares the cores
 /// between the two and a query waits for no batch (the load bench's
-/// timeline p90 while ingesting fell from 11 to 29 ms to 5 to 8 ms).
+/// timeline p90 while ingesting fell from 11 to 29 ms to 5 to 6 ms).
 pub struct IngestPool {
     runtime: Option<tokio::runtime::Runtime>,
 }
