@@ -81,38 +81,35 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    /// A varint u64 (a longer form of a small value is accepted, as bincode
-    /// accepts it).
-    pub(crate) fn u64(&mut self) -> Result<u64> {
+    /// A varint whose widest form is `widest` (251: u16, 252: u32, 253:
+    /// u64). A longer form of a small value is accepted, as bincode
+    /// accepts it; a form wider than the type is not.
+    fn varint(&mut self, widest: u8) -> Result<u64> {
         let first = self.byte()?;
+        if first > widest {
+            return Err(WireError::Malformed);
+        }
         Ok(match first {
             0..=250 => u64::from(first),
             251 => u64::from(u16::from_le_bytes(self.array()?)),
             252 => u64::from(u32::from_le_bytes(self.array()?)),
-            253 => u64::from_le_bytes(self.array()?),
-            _ => return Err(WireError::Malformed),
+            _ => u64::from_le_bytes(self.array()?),
         })
     }
 
-    /// A varint u32: as [`Reader::u64`] without the u64 form.
+    /// A varint u64.
+    pub(crate) fn u64(&mut self) -> Result<u64> {
+        self.varint(253)
+    }
+
+    /// A varint u32.
     pub(crate) fn u32(&mut self) -> Result<u32> {
-        let first = self.byte()?;
-        Ok(match first {
-            0..=250 => u32::from(first),
-            251 => u32::from(u16::from_le_bytes(self.array()?)),
-            252 => u32::from_le_bytes(self.array()?),
-            _ => return Err(WireError::Malformed),
-        })
+        u32::try_from(self.varint(252)?).map_err(|_| WireError::Malformed)
     }
 
-    /// A varint u16: as [`Reader::u32`] without the u32 form.
+    /// A varint u16.
     pub(crate) fn u16(&mut self) -> Result<u16> {
-        let first = self.byte()?;
-        Ok(match first {
-            0..=250 => u16::from(first),
-            251 => u16::from_le_bytes(self.array()?),
-            _ => return Err(WireError::Malformed),
-        })
+        u16::try_from(self.varint(251)?).map_err(|_| WireError::Malformed)
     }
 
     /// A zig-zag varint i64.

@@ -332,6 +332,58 @@ mod tests {
         assert_eq!(decode(&body), None);
     }
 
+    #[test]
+    fn every_varint_form_of_a_u32_and_a_u16_is_read_or_refused_as_bincode_does() {
+        let envelope = Envelope {
+            message_id: None,
+            contact: Pseudonym::from_array([7; 16]),
+            key_generation: 5,
+            occurred_at: 0,
+            provider: None,
+            provider_event_id: None,
+            tags: Vec::new(),
+            campaign: None,
+            sending_domain: None,
+            recipient_domain: None,
+            recipient: None,
+            raw: None,
+        };
+        let at_body = bincode::serde::encode_to_vec(&envelope, bincode::config::standard())
+            .unwrap_or_default()
+            .len();
+        let event = EmailEventOf {
+            envelope,
+            body: EventBody::DeliveryDeferred {
+                attempt: None,
+                smtp_code: Some(5),
+                enhanced_status: None,
+                mx_host: None,
+                next_retry_at: None,
+            },
+        };
+        let body = encode(&event);
+        // key_generation (a u32) follows the message id's None tag and the
+        // 16 bytes of the contact; smtp_code (a u16) follows the variant
+        // index, attempt's None tag and its own Some tag.
+        for at in [17, at_body + 3] {
+            assert_eq!(body[at], 5);
+            let forms: [&[u8]; 8] = [
+                &[5],
+                &[251, 5, 0],
+                &[252, 5, 0, 0, 0],
+                &[253, 5, 0, 0, 0, 0, 0, 0, 0],
+                &[254, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                &[255, 5],
+                &[251, 5],
+                &[250],
+            ];
+            for form in forms {
+                let changed = [&body[..at], form, &body[at + 1..]].concat();
+                assert_eq!(decode(&changed), reference(&changed), "{form:?} at {at}");
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
