@@ -433,28 +433,6 @@ struct Measured {
     cpu: Option<(f64, f64)>,
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc`.
-fn cpu_secs(pid: &str) -> Option<f64> {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let ticks = *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(100.0)
-    });
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): state is the
-    // 3rd field, utime the 14th, stime the 15th.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let user: f64 = fields.get(11)?.parse().ok()?;
-    let system: f64 = fields.get(12)?.parse().ok()?;
-    Some((user + system) / ticks)
-}
-
 /// A random warm-up message's path, from an xorshift64 state.
 fn random_warm_message(seed: &mut u64) -> String {
     *seed ^= *seed << 13;
@@ -504,7 +482,8 @@ async fn load(
 
     let run = Duration::from_secs(secs);
     let server_pid = server_pid.to_string();
-    let cpu_before = cpu_secs(&server_pid).zip(cpu_secs("self"));
+    let cpu_before =
+        mailledger_benches::cpu_secs(&server_pid).zip(mailledger_benches::cpu_secs("self"));
     // A bound besides the clock: 4x the target rate.
     let max_batches = secs * 4 * TARGET_EVENTS_PER_SEC as u64 / BATCH as u64;
     let next = Arc::new(AtomicU64::new(0));
@@ -612,7 +591,7 @@ async fn load(
     }
     m.elapsed = start.elapsed();
     m.cpu = cpu_before
-        .zip(cpu_secs(&server_pid).zip(cpu_secs("self")))
+        .zip(mailledger_benches::cpu_secs(&server_pid).zip(mailledger_benches::cpu_secs("self")))
         .map(|((s0, c0), (s1, c1))| (s1 - s0, c1 - c0));
     done.store(true, Ordering::Relaxed);
     for t in readers {
