@@ -227,8 +227,8 @@ fn message<'b>(
     key: &[u8],
 ) -> Result<&'b mut (MessageState, bool)> {
     if !messages.contains_key(key) {
-        let state = match tx.get(key)? {
-            Some(v) => dec(v, "an analytics message state")?,
+        let state = match tx.read(key)? {
+            Some(v) => dec(&v, "an analytics message state")?,
             None => MessageState::default(),
         };
         messages.insert(key.to_vec(), (state, false));
@@ -279,8 +279,8 @@ fn bot_click_window(
 impl Batch {
     fn flush(self, tx: &mut Tx<'_>) -> Result<()> {
         for (k, delta) in self.buckets {
-            let mut c: Counts = match tx.get(&k)? {
-                Some(v) => dec(v, "an analytics bucket")?,
+            let mut c: Counts = match tx.read(&k)? {
+                Some(v) => dec(&v, "an analytics bucket")?,
                 None => Counts::default(),
             };
             c.add(&delta);

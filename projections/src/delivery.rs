@@ -316,8 +316,8 @@ fn apply_one(
     write_row_key(key, record.tenant.as_str(), mkey);
     if !rows.contains_key(key.as_slice()) {
         let stored: Option<MessageRow> = tx
-            .get(key)?
-            .map(|v| dec(v, "a delivery log row"))
+            .read(key)?
+            .map(|v| dec(&v, "a delivery log row"))
             .transpose()?;
         let row = stored.clone().unwrap_or_else(|| MessageRow {
             message_id: message_id.to_owned(),

@@ -393,9 +393,15 @@ fn build_worker(
         });
         let hand_over = |tx: &mut Tx<'_>, next: u64| commits.send((tx.freeze(), next)).is_ok();
         let applied = (|| {
-            let mut tx = Tx::new(store);
-            let mut pending = 0usize;
             let mut at = b.from.load(Ordering::Acquire);
+            // A store at checkpoint 0 holds no state (the checkpoint is
+            // written with every commit of state).
+            let mut tx = if at == 0 {
+                Tx::over_empty(store)
+            } else {
+                Tx::new(store)
+            };
+            let mut pending = 0usize;
             while let Some(batch) = batches.blocking_recv() {
                 let (records, inputs, next) = batch.as_ref();
                 if *next <= at {

@@ -7,11 +7,13 @@
 //! and is written in the same atomic batch as the state it covers, so after
 //! any crash the state is exactly that of the events before the checkpoint.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use crate::error::{Error, Result};
 
@@ -348,7 +350,16 @@ pub struct Tx<'a> {
     // The previous batch, on its way into the store: read before the
     // store, which may not have its writes yet.
     pending: Option<Arc<Frozen>>,
+    // Over a store that started empty: hashes of every key written through
+    // `put`/`delete` so far. A key whose hash is missing was never written,
+    // so its read skips the store. `None` when the store did not start
+    // empty, or once more than `WRITTEN_LIMIT` keys were written.
+    written: Option<FxHashSet<u64>>,
 }
+
+/// The most key hashes a [`Tx::over_empty`] keeps (about 128 MiB at most);
+/// past it, reads go to the store again.
+const WRITTEN_LIMIT: usize = 8 << 20;
 
 /// The overlay of [`Tx`]: each key read or written, its value as the batch
 /// sees it, and whether the batch wrote it.
@@ -470,6 +481,19 @@ impl<'a> Tx<'a> {
             overlay: FxHashMap::default(),
             blind: Vec::new(),
             pending: None,
+            written: None,
+        }
+    }
+
+    /// An empty overlay over a store that holds no state yet (a rebuild
+    /// from position 0). It remembers which keys its batches wrote, so
+    /// reading a key never written (a new message, a new contact) costs no
+    /// lookup in the store.
+    #[must_use]
+    pub fn over_empty(store: &'a dyn StateStore) -> Self {
+        Self {
+            written: Some(FxHashSet::default()),
+            ..Self::new(store)
         }
     }
 
@@ -479,18 +503,56 @@ impl<'a> Tx<'a> {
     /// A storage failure.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<&[u8]>> {
         if !self.overlay.contains_key(key) {
-            let in_flight = self
-                .pending
-                .as_ref()
-                .and_then(|p| p.overlay.get(key))
-                .map(|(v, _)| v.clone());
-            let v = match in_flight {
-                Some(v) => v,
-                None => self.store.get(key)?,
-            };
+            let v = self.read_past_overlay(key)?.map(Cow::into_owned);
             self.overlay.insert(key.to_vec(), (v, false));
         }
         Ok(self.overlay.get(key).and_then(|(v, _)| v.as_deref()))
+    }
+
+    /// The value of `key` as this batch sees it, like [`Tx::get`], but
+    /// not kept in the overlay: for a projection that keeps what it reads
+    /// for the rest of the batch itself and writes it back with
+    /// [`Tx::put`].
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn read(&self, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>> {
+        match self.overlay.get(key) {
+            Some((v, _)) => Ok(v.as_deref().map(Cow::Borrowed)),
+            None => self.read_past_overlay(key),
+        }
+    }
+
+    /// The value of `key` in the batch on its way into the store, else in
+    /// the store.
+    fn read_past_overlay(&self, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>> {
+        if let Some((v, _)) = self.pending.as_ref().and_then(|p| p.overlay.get(key)) {
+            return Ok(v.as_deref().map(Cow::Borrowed));
+        }
+        if self
+            .written
+            .as_ref()
+            .is_some_and(|w| !w.contains(&FxBuildHasher.hash_one(key)))
+        {
+            return Ok(None);
+        }
+        Ok(self.store.get(key)?.map(Cow::Owned))
+    }
+
+    /// Notes the keys of the overlay's writes as written (see
+    /// [`Tx::over_empty`]).
+    fn note_written(&mut self) {
+        if let Some(w) = &mut self.written {
+            w.extend(
+                self.overlay
+                    .iter()
+                    .filter(|(_, (_, written))| *written)
+                    .map(|(k, _)| FxBuildHasher.hash_one(k.as_slice())),
+            );
+            if w.len() > WRITTEN_LIMIT {
+                self.written = None;
+            }
+        }
     }
 
     /// Sets `key` to `value`.
@@ -534,6 +596,7 @@ impl<'a> Tx<'a> {
     /// is applied: until the next `freeze`, this overlay reads them as if
     /// they were in the store.
     pub fn freeze(&mut self) -> Arc<Frozen> {
+        self.note_written();
         let capacity = self.overlay.len();
         let frozen = Arc::new(Frozen {
             overlay: std::mem::replace(
@@ -551,6 +614,7 @@ impl<'a> Tx<'a> {
     ///
     /// The writes come sorted by key, one per key.
     pub fn take_writes(&mut self) -> Vec<Write> {
+        self.note_written();
         let mut writes = Vec::with_capacity(self.overlay.len() + self.blind.len());
         writes.extend(
             self.overlay
@@ -658,6 +722,59 @@ mod tests {
             assert_eq!(tx.get(b"c").expect("get"), None);
             assert_eq!(frozen.sorted().len(), 2);
         }
+    }
+
+    /// A store in memory that counts its point reads.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryState,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    impl StateStore for Counting {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.get(key)
+        }
+        fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            reverse: bool,
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<()> {
+            self.inner.scan(start, end, reverse, visit)
+        }
+        fn commit(&self, writes: Vec<Write>) -> Result<()> {
+            self.inner.commit(writes)
+        }
+        fn flush(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_tx_over_an_empty_store_reads_earlier_batches_back_and_never_looks_up_unwritten_keys() {
+        let store = Counting::default();
+        let gets = || store.gets.load(std::sync::atomic::Ordering::Relaxed);
+        let mut tx = Tx::over_empty(&store);
+        tx.put(b"row".to_vec(), b"1".to_vec());
+        tx.put(b"gone".to_vec(), b"x".to_vec());
+        store.commit_bulk(&tx.freeze().sorted()).expect("commit");
+        tx.delete(b"gone".to_vec());
+        tx.put(b"other".to_vec(), b"2".to_vec());
+        store.commit_bulk(&tx.freeze().sorted()).expect("commit");
+        // `row` is in neither the overlay nor the batch in flight.
+        assert_eq!(tx.get(b"row").expect("get"), Some(&b"1"[..]));
+        assert_eq!(tx.read(b"gone").expect("read"), None);
+        assert_eq!(gets(), 1, "only the key of an earlier batch was looked up");
+        assert_eq!(tx.get(b"new").expect("get"), None);
+        assert_eq!(tx.read(b"never").expect("read"), None);
+        assert_eq!(gets(), 1, "keys never written are not looked up");
+        // An overlay over a store that may hold state looks every key up.
+        let mut plain = Tx::new(&store);
+        assert_eq!(plain.get(b"new").expect("get"), None);
+        assert_eq!(gets(), 2);
     }
 
     /// The plain way: a stable sort, then the last of each key.
