@@ -276,9 +276,37 @@ impl<S: Store> Ledger<S> {
     }
 }
 
+std::thread_local! {
+    /// Whether this thread may block: set by [`on_blocking_thread`].
+    static MAY_BLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on the calling thread, telling the ledger that the thread may
+/// block: reads that would move to tokio's blocking pool (so as not to
+/// stall an async worker) run in place instead, which saves a hand-over to
+/// another thread and back on each read.
+///
+/// Call it only on a thread that may block: a blocking-pool thread, a
+/// thread of one's own, or `main` around `Handle::block_on`; never on an
+/// async runtime's worker.
+pub fn on_blocking_thread<T>(f: impl FnOnce() -> T) -> T {
+    /// Puts the flag back, also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MAY_BLOCK.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Restore(MAY_BLOCK.with(|m| m.replace(true)));
+    f()
+}
+
 async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
+    if MAY_BLOCK.with(std::cell::Cell::get) {
+        return f();
+    }
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|_| Error::Closed)?
@@ -1100,6 +1128,43 @@ mod tests {
         };
         assert_eq!(TenantHead::decode(&th.encode()), Some(th));
         assert_eq!(TenantHead::decode(&[0; 47]), None);
+    }
+
+    #[test]
+    fn reads_run_in_place_on_a_thread_that_may_block() {
+        use crate::{EventLog, ExpectedVersion, MemoryStore, NewEvent};
+        // One blocking thread, kept busy: a read that hands over to the
+        // blocking pool cannot finish until it is free.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let log = Ledger::open(MemoryStore::new(), LedgerConfig::new()).unwrap();
+        let event = NewEvent::new(uuid::Uuid::now_v7(), "sent", b"{}".to_vec());
+        rt.block_on(log.append_to_stream("t", "s", ExpectedVersion::NoStream, vec![event]))
+            .unwrap();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let busy = rt.spawn_blocking(move || wait.recv());
+        let handed_over = rt.block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(200),
+                log.read_stream("t", "s", 0, 10),
+            )
+            .await
+        });
+        assert!(
+            handed_over.is_err(),
+            "without the marker the read waits for the pool"
+        );
+        let in_place = on_blocking_thread(|| rt.block_on(log.read_stream("t", "s", 0, 10)));
+        assert_eq!(in_place.unwrap().len(), 1, "with it the read runs here");
+        assert!(
+            !MAY_BLOCK.with(std::cell::Cell::get),
+            "the marker is cleared afterwards"
+        );
+        release.send(()).unwrap();
+        rt.block_on(busy).unwrap().unwrap();
     }
 
     #[test]

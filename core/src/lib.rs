@@ -37,7 +37,7 @@ mod wire;
 pub mod conformance;
 
 pub use error::{Error, ErrorKind, Result, StoreError};
-pub use ledger::{Durability, Ledger, LedgerConfig};
+pub use ledger::{Durability, Ledger, LedgerConfig, on_blocking_thread};
 pub use log::{
     EventLog, MAX_READ_BATCH, ProgressFn, ReadBatch, Subscription, VerifyProgress, VerifyReport,
 };

@@ -187,7 +187,9 @@ pub(crate) use mailledger_core::now_micros;
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
 ) -> Result<T, Problem> {
-    tokio::task::spawn_blocking(f)
+    // The closure may block, so the ledger's reads inside it run in place
+    // rather than hopping to yet another blocking thread.
+    tokio::task::spawn_blocking(|| mailledger_core::on_blocking_thread(f))
         .await
         .map_err(|_| Problem::internal())?
 }
