@@ -272,44 +272,8 @@ impl<S: Store> Ledger<S> {
         f: impl FnOnce(&Shared<S>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let shared = Arc::clone(&self.shared);
-        run_blocking(move || f(&shared)).await
+        crate::blocking::run(move || f(&shared)).await
     }
-}
-
-std::thread_local! {
-    /// Whether this thread may block: set by [`on_blocking_thread`].
-    static MAY_BLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` on the calling thread, telling the ledger that the thread may
-/// block: reads that would move to tokio's blocking pool (so as not to
-/// stall an async worker) run in place instead, which saves a hand-over to
-/// another thread and back on each read.
-///
-/// Call it only on a thread that may block: a blocking-pool thread, a
-/// thread of one's own, or `main` around `Handle::block_on`; never on an
-/// async runtime's worker.
-pub fn on_blocking_thread<T>(f: impl FnOnce() -> T) -> T {
-    /// Puts the flag back, also when `f` panics.
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            MAY_BLOCK.with(|m| m.set(self.0));
-        }
-    }
-    let _restore = Restore(MAY_BLOCK.with(|m| m.replace(true)));
-    f()
-}
-
-async fn run_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    if MAY_BLOCK.with(std::cell::Cell::get) {
-        return f();
-    }
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| Error::Closed)?
 }
 
 impl<S: Store> Drop for Ledger<S> {
@@ -1004,7 +968,7 @@ impl<S: Store> SubscriptionSource for SourceHandle<S> {
     ) -> Result<ReadBatch> {
         let shared = Arc::clone(&self.0);
         let filter = filter.clone();
-        run_blocking(move || shared.read_all(&filter, from, Direction::Forward, max)).await
+        crate::blocking::run(move || shared.read_all(&filter, from, Direction::Forward, max)).await
     }
 
     fn is_closed(&self) -> bool {
@@ -1157,10 +1121,10 @@ mod tests {
             handed_over.is_err(),
             "without the marker the read waits for the pool"
         );
-        let in_place = on_blocking_thread(|| rt.block_on(log.read_stream("t", "s", 0, 10)));
+        let in_place = crate::on_blocking_thread(|| rt.block_on(log.read_stream("t", "s", 0, 10)));
         assert_eq!(in_place.unwrap().len(), 1, "with it the read runs here");
         assert!(
-            !MAY_BLOCK.with(std::cell::Cell::get),
+            !crate::blocking::may_block(),
             "the marker is cleared afterwards"
         );
         release.send(()).unwrap();

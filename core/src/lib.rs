@@ -20,6 +20,7 @@
 //! # }).unwrap();
 //! ```
 
+mod blocking;
 pub mod codec;
 pub mod crypto;
 pub mod email;
@@ -36,8 +37,9 @@ mod wire;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
+pub use blocking::on_blocking_thread;
 pub use error::{Error, ErrorKind, Result, StoreError};
-pub use ledger::{Durability, Ledger, LedgerConfig, on_blocking_thread};
+pub use ledger::{Durability, Ledger, LedgerConfig};
 pub use log::{
     EventLog, MAX_READ_BATCH, ProgressFn, ReadBatch, Subscription, VerifyProgress, VerifyReport,
 };

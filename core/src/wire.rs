@@ -158,12 +158,20 @@ impl<'a> Reader<'a> {
         self.str().map(str::to_owned)
     }
 
-    /// An optional owned string.
-    pub(crate) fn opt_string(&mut self) -> Result<Option<String>> {
+    /// An `Option` of what `read` reads.
+    pub(crate) fn opt<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<Option<T>> {
         if self.some()? {
-            self.string().map(Some)
+            read(self).map(Some)
         } else {
             Ok(None)
         }
+    }
+
+    /// An optional owned string.
+    pub(crate) fn opt_string(&mut self) -> Result<Option<String>> {
+        self.opt(Self::string)
     }
 }

@@ -355,6 +355,7 @@ pub struct Tx<'a> {
     // so its read skips the store. `None` when the store did not start
     // empty, or once more than `WRITTEN_LIMIT` keys were written.
     written: Option<FxHashSet<u64>>,
+    written_limit: usize,
 }
 
 /// The most key hashes a [`Tx::over_empty`] keeps (about 128 MiB at most);
@@ -407,16 +408,14 @@ fn sort_writes<K: AsRef<[u8]>, V>(writes: &mut Vec<(K, V)>) {
     sort_from(&mut order, writes, 0);
     let mut slots: Vec<Option<(K, V)>> = writes.drain(..).map(Some).collect();
     // Equal keys come latest first: the first of each run is the one kept.
-    let mut kept: Option<usize> = None;
     for &(_, i) in &order {
-        let Some(k) = slots.get(i).and_then(Option::as_ref).map(|w| w.0.as_ref()) else {
+        let Some(w) = slots.get_mut(i).and_then(Option::take) else {
             continue;
         };
-        if kept.is_some_and(|j| writes.get(j).is_some_and(|w: &(K, V)| w.0.as_ref() == k)) {
-            continue;
-        }
-        if let Some(w) = slots.get_mut(i).and_then(Option::take) {
-            kept = Some(writes.len());
+        if writes
+            .last()
+            .is_none_or(|kept| kept.0.as_ref() != w.0.as_ref())
+        {
             writes.push(w);
         }
     }
@@ -482,6 +481,7 @@ impl<'a> Tx<'a> {
             blind: Vec::new(),
             pending: None,
             written: None,
+            written_limit: WRITTEN_LIMIT,
         }
     }
 
@@ -491,8 +491,14 @@ impl<'a> Tx<'a> {
     /// lookup in the store.
     #[must_use]
     pub fn over_empty(store: &'a dyn StateStore) -> Self {
+        Self::over_empty_up_to(store, WRITTEN_LIMIT)
+    }
+
+    /// [`Tx::over_empty`], remembering at most `limit` key hashes.
+    fn over_empty_up_to(store: &'a dyn StateStore, limit: usize) -> Self {
         Self {
             written: Some(FxHashSet::default()),
+            written_limit: limit,
             ..Self::new(store)
         }
     }
@@ -549,7 +555,7 @@ impl<'a> Tx<'a> {
                     .filter(|(_, (_, written))| *written)
                     .map(|(k, _)| FxBuildHasher.hash_one(k.as_slice())),
             );
-            if w.len() > WRITTEN_LIMIT {
+            if w.len() > self.written_limit {
                 self.written = None;
             }
         }
@@ -774,6 +780,22 @@ mod tests {
         // An overlay over a store that may hold state looks every key up.
         let mut plain = Tx::new(&store);
         assert_eq!(plain.get(b"new").expect("get"), None);
+        assert_eq!(gets(), 2);
+    }
+
+    #[test]
+    fn past_its_limit_a_tx_over_an_empty_store_looks_every_key_up_again() {
+        let store = Counting::default();
+        let gets = || store.gets.load(std::sync::atomic::Ordering::Relaxed);
+        let mut tx = Tx::over_empty_up_to(&store, 2);
+        for k in [&b"a"[..], b"b", b"c"] {
+            tx.put(k.to_vec(), b"1".to_vec());
+        }
+        store.commit_bulk(&tx.freeze().sorted()).expect("commit");
+        store.commit_bulk(&tx.freeze().sorted()).expect("commit");
+        assert_eq!(tx.get(b"never").expect("get"), None);
+        assert_eq!(gets(), 1, "three keys are past the limit of two");
+        assert_eq!(tx.read(b"c").expect("read").as_deref(), Some(&b"1"[..]));
         assert_eq!(gets(), 2);
     }
 

@@ -281,12 +281,6 @@ fn validate_request_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| Error::Closed)?
-}
-
 /// Email events over a log and a key store; see the module docs.
 pub struct EmailLedger {
     log: Arc<dyn EventLog>,
@@ -451,7 +445,7 @@ impl EmailLedger {
             if !still.is_empty() {
                 let keys = Arc::clone(&self.keys);
                 let owned_tenant = tenant.to_owned();
-                blocking(move || keys.ensure(&owned_tenant, &still)).await?;
+                crate::blocking::run(move || keys.ensure(&owned_tenant, &still)).await?;
             }
         }
         let ids: Vec<Uuid> = checked.iter().map(|c| c.id).collect();
@@ -687,7 +681,7 @@ impl EmailLedger {
             ContactRef::Address(a) => {
                 let keys = Arc::clone(&self.keys);
                 let t = tenant.to_owned();
-                let secret = blocking(move || keys.tenant_secret(&t)).await?;
+                let secret = crate::blocking::run(move || keys.tenant_secret(&t)).await?;
                 Pseudonym::of(&secret, &a)?
             }
         };
@@ -709,7 +703,7 @@ impl EmailLedger {
         }
         let keys = Arc::clone(&self.keys);
         let t = tenant.to_owned();
-        let erasure = blocking(move || keys.destroy(&t, &p, len)).await?;
+        let erasure = crate::blocking::run(move || keys.destroy(&t, &p, len)).await?;
         let (generation, events) = erasure.map_or((0, 0), |e| (e.generation, e.events));
         let erased_at = crate::now_micros();
         let event: SealedEvent = EmailEventOf {

@@ -35,22 +35,7 @@ fn sealed(r: &mut Reader<'_>) -> Result<Sealed> {
 }
 
 fn opt_sealed(r: &mut Reader<'_>) -> Result<Option<Sealed>> {
-    if r.some()? {
-        sealed(r).map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
-fn opt<T>(
-    r: &mut Reader<'_>,
-    read: impl FnOnce(&mut Reader<'_>) -> Result<T>,
-) -> Result<Option<T>> {
-    if r.some()? {
-        read(r).map(Some)
-    } else {
-        Ok(None)
-    }
+    r.opt(sealed)
 }
 
 fn envelope(r: &mut Reader<'_>) -> Result<Envelope<Sealed>> {
@@ -86,7 +71,7 @@ fn body(r: &mut Reader<'_>) -> Result<EventBody<Sealed>> {
     Ok(match r.u32()? {
         0 => EventBody::MessageSent {
             subject: opt_sealed(r)?,
-            size: opt(r, |r| r.u64())?,
+            size: r.opt(Reader::u64)?,
         },
         1 => EventBody::MessageRejected {
             reason: match r.u32()? {
@@ -99,16 +84,16 @@ fn body(r: &mut Reader<'_>) -> Result<EventBody<Sealed>> {
             detail: r.opt_string()?,
         },
         2 => EventBody::DeliveryDeferred {
-            attempt: opt(r, |r| r.u32())?,
-            smtp_code: opt(r, |r| r.u16())?,
+            attempt: r.opt(Reader::u32)?,
+            smtp_code: r.opt(Reader::u16)?,
             enhanced_status: r.opt_string()?,
             mx_host: r.opt_string()?,
-            next_retry_at: opt(r, |r| r.i64())?,
+            next_retry_at: r.opt(Reader::i64)?,
         },
         3 => EventBody::Delivered {
             smtp_response: r.opt_string()?,
             mx_host: r.opt_string()?,
-            tls: opt(r, |r| r.bool())?,
+            tls: r.opt(Reader::bool)?,
         },
         4 => EventBody::Bounced {
             class: match r.u32()? {
@@ -143,7 +128,7 @@ fn body(r: &mut Reader<'_>) -> Result<EventBody<Sealed>> {
         9 => EventBody::SuppressionAdded {
             reason: r.opt_string()?,
             scope: r.string()?,
-            expires_at: opt(r, |r| r.i64())?,
+            expires_at: r.opt(Reader::i64)?,
         },
         10 => EventBody::SuppressionRemoved {
             reason: r.opt_string()?,
