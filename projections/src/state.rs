@@ -224,6 +224,8 @@ const L0_THRESHOLD: u8 = 8;
 
 /// Projection state in a fjall database of its own.
 pub struct FjallState {
+    // Stopped first: it holds a clone of the keyspace.
+    _reaper: mailledger_fjall::MemtableReaper,
     db: fjall::Database,
     ks: fjall::Keyspace,
 }
@@ -253,7 +255,12 @@ impl FjallState {
                 ))
             })
             .map_err(fj)?;
-        Ok(Self { db, ks })
+        let reaper = mailledger_fjall::MemtableReaper::start(vec![ks.clone()]).map_err(fj)?;
+        Ok(Self {
+            _reaper: reaper,
+            db,
+            ks,
+        })
     }
 }
 

@@ -9,7 +9,11 @@
 //! a batch torn by a crash whole, so a record is either fully present with
 //! its index entries, or absent.
 
+mod reaper;
+
 use std::path::Path;
+
+pub use reaper::MemtableReaper;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use mailledger_core::{Space, Store, StoreError, Visit, WriteBatch};
@@ -18,6 +22,8 @@ const BACKEND: &str = "fjall";
 
 /// The log kept in a fjall database.
 pub struct FjallStore {
+    // Stopped first: it holds clones of the keyspaces.
+    _reaper: MemtableReaper,
     db: Database,
     spaces: [Keyspace; 4],
 }
@@ -48,7 +54,12 @@ impl FjallStore {
             open(Space::Streams).map_err(err)?,
             open(Space::Tenants).map_err(err)?,
         ];
-        Ok(Self { db, spaces })
+        let reaper = MemtableReaper::start(spaces.to_vec()).map_err(err)?;
+        Ok(Self {
+            _reaper: reaper,
+            db,
+            spaces,
+        })
     }
 
     fn space(&self, space: Space) -> &Keyspace {
