@@ -361,6 +361,31 @@ async fn send(
     Ok((status, bytes))
 }
 
+/// The server's own latency histogram of `GET /v1/messages/{id}`, from
+/// `/metrics`: (upper bound in seconds, cumulative count) per bucket.
+async fn timeline_histogram(client: &HttpClient, base: &str) -> Vec<(f64, u64)> {
+    let Ok((200, body)) = send(client, "GET", &format!("{base}/metrics"), "", None).await else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| {
+            l.starts_with("mailledger_http_request_duration_seconds_bucket")
+                && l.contains(r#"route="/v1/messages/{id}""#)
+                && l.contains(r#"method="GET""#)
+        })
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// POSTs one batch; `Ok(())` when all of it was appended.
 async fn ingest(client: &HttpClient, base: &str, key: &str, events: String) -> Result<(), String> {
     let url = format!("{base}/v1/events");
@@ -431,6 +456,10 @@ struct Measured {
     /// CPU seconds (user + system) of the server and of this bench's
     /// process during the ingest phase.
     cpu: Option<(f64, f64)>,
+    /// The server's own histogram of timeline queries during the ingest
+    /// phase (from accepting the request to the response, not counting
+    /// the network and the client): (upper bound in seconds, count).
+    server_timeline: Vec<(f64, u64)>,
 }
 
 /// A random warm-up message's path, from an xorshift64 state.
@@ -480,6 +509,7 @@ async fn load(
         }
     }
 
+    let histogram_before = timeline_histogram(&client, &base).await;
     let run = Duration::from_secs(secs);
     let server_pid = server_pid.to_string();
     let cpu_before =
@@ -520,33 +550,42 @@ async fn load(
             })
         })
         .collect();
-    // Timeline readers: two paced tasks, each asking for a random warm-up
-    // message; and a third asking for /healthz at the same pace, a control
-    // that touches no storage.
+    // Timeline readers: two paced threads, each asking for a random
+    // warm-up message; and a third asking for /healthz at the same pace, a
+    // control that touches no storage. Each has a thread, a runtime and a
+    // client of its own, as a dashboard is not the process that forwards
+    // webhooks (on the ingesters' runtime a reply would wait for ingest
+    // tasks' turns), and paces itself with the thread's sleep, which wakes
+    // within microseconds, not with tokio's timer, whose millisecond ticks
+    // would add up to a millisecond to each query.
+    let period = Duration::from_secs_f64(2.0 / query_rate.max(1) as f64);
     let readers: Vec<_> = (0..3u64)
         .map(|r| {
-            let (client, base, key, done) =
-                (client.clone(), base.clone(), key.clone(), Arc::clone(&done));
-            tokio::spawn(async move {
-                let mut tick =
-                    tokio::time::interval(Duration::from_secs_f64(2.0 / query_rate.max(1) as f64));
-                // Each query is timed from when it was due, not from when
-                // it was sent: a stall that delays sends counts in full
-                // (no coordinated omission). Late ticks fire at once.
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let (base, key, done) = (base.clone(), key.clone(), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("reader runtime");
+                let client = self::client();
                 let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (r + 1);
                 let (mut latency, mut failures, mut first_failure) = (Vec::new(), 0u64, None);
                 let mut slow = Vec::new();
+                let mut due = Instant::now();
                 while !done.load(Ordering::Relaxed)
                     && start.elapsed() < run + Duration::from_secs(60)
                 {
-                    let due = tick.tick().await.into_std();
+                    // Each query is timed from when it was due, not from
+                    // when it was sent: a stall that delays sends counts
+                    // in full (no coordinated omission).
+                    due += period;
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
                     let url = if r == 2 {
                         format!("{base}/healthz")
                     } else {
                         format!("{base}{}", random_warm_message(&mut seed))
                     };
-                    match send(&client, "GET", &url, &key, None).await {
+                    match rt.block_on(send(&client, "GET", &url, &key, None)) {
                         Ok((200, body)) if body.starts_with(b"{") => {
                             let took = due.elapsed();
                             if took >= SLOW && slow.len() < 100 {
@@ -579,6 +618,7 @@ async fn load(
         catch_up: Duration::ZERO,
         idle_latency,
         cpu: None,
+        server_timeline: Vec::new(),
     };
     let mut last_batch = None;
     for t in ingesters {
@@ -594,8 +634,22 @@ async fn load(
         .zip(mailledger_benches::cpu_secs(&server_pid).zip(mailledger_benches::cpu_secs("self")))
         .map(|((s0, c0), (s1, c1))| (s1 - s0, c1 - c0));
     done.store(true, Ordering::Relaxed);
-    for t in readers {
-        let (r, latency, failures, first, slow) = t.await.expect("reader task");
+    let readers: Vec<_> = readers
+        .into_iter()
+        .map(|t| t.join().expect("reader thread"))
+        .collect();
+    let histogram_after = timeline_histogram(&client, &base).await;
+    m.server_timeline = histogram_after
+        .iter()
+        .map(|&(le, n)| {
+            let before = histogram_before
+                .iter()
+                .find(|b| b.0 == le)
+                .map_or(0, |b| b.1);
+            (le, n.saturating_sub(before))
+        })
+        .collect();
+    for (r, latency, failures, first, slow) in readers {
         if r == 2 {
             m.health_latency = latency;
             m.query_failures += failures;
@@ -768,6 +822,23 @@ fn main() {
             std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
             100.0 * server_cpu / wall,
             100.0 * client_cpu / wall,
+        );
+    }
+    if let Some(&(_, total)) = m.server_timeline.last()
+        && total > 0
+    {
+        println!(
+            "timeline queries as the server timed them (share answered within each bound): {}",
+            m.server_timeline
+                .iter()
+                .filter(|(le, _)| le.is_finite() && *le <= 0.1)
+                .map(|(le, n)| format!(
+                    "{} ms {:.2}%",
+                    le * 1000.0,
+                    100.0 * *n as f64 / total as f64
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     for (what, slow) in [

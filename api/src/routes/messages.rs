@@ -183,8 +183,8 @@ pub async fn message(
     let email = std::sync::Arc::clone(&state.email);
     let tenant = auth.tenant().to_owned();
     // The lookup reads stores in place, which can wait (on a store's locks,
-    // on the disk): on a blocking thread, never on the async threads that
-    // answer everything else.
+    // on the disk), so it runs as blocking work: never holding up the
+    // requests queued on its async thread.
     let view = params::blocking(move || {
         let handle = tokio::runtime::Handle::current();
         Ok(handle.block_on(p.message(&email, &tenant, &id))?)

@@ -107,7 +107,11 @@ fn reap(shared: &Shared, keyspaces: &[Keyspace]) {
 
 impl Drop for MemtableReaper {
     fn drop(&mut self) {
-        *self.shared.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        *self
+            .shared
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
         self.shared.wake.notify_all();
         if let Some(thread) = self.thread.take() {
             // The thread cannot panic short of an allocation failure; a
@@ -138,7 +142,11 @@ mod tests {
         while first.strong_count() == fjalls && Instant::now() < deadline {
             std::thread::sleep(PERIOD);
         }
-        assert_eq!(first.strong_count(), fjalls + 1, "the reaper never took the memtable");
+        assert_eq!(
+            first.strong_count(),
+            fjalls + 1,
+            "the reaper never took the memtable"
+        );
         // Flush it, then rotate again: the rotation retires the versions
         // that still held the flushed memtable.
         ks.rotate_memtable_and_wait().expect("flush");
