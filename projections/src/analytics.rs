@@ -329,6 +329,7 @@ impl Projection for Analytics {
         from: u64,
     ) -> Result<()> {
         let mut batch = Batch::default();
+        batch.messages.reserve(records.len());
         for (r, i) in from_position(records, inputs, from) {
             apply_one(tx, &mut batch, r, i)?;
         }

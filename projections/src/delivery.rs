@@ -290,7 +290,7 @@ impl Projection for DeliveryLog {
         inputs: &[Input],
         from: u64,
     ) -> Result<()> {
-        let mut rows = Rows::default();
+        let mut rows = Rows::with_capacity_and_hasher(records.len(), Default::default());
         let mut key = Vec::new();
         for (r, i) in from_position(records, inputs, from) {
             apply_one(tx, &mut rows, &mut key, r, i)?;

@@ -159,11 +159,17 @@ async fn read_batch(log: &dyn EventLog, from: u64, until: u64, max: usize) -> Re
             .read_all(&TenantFilter::All, next, Direction::Forward, want)
             .await?;
         let before = next;
-        for r in batch.records {
-            if r.position < until {
-                next = r.position + 1;
-                records.push(r);
-            }
+        // Records come in position order; the whole batch is usually
+        // kept, and then taken as it is rather than moved record by record.
+        let mut batch_records = batch.records;
+        batch_records.truncate(batch_records.partition_point(|r| r.position < until));
+        if let Some(last) = batch_records.last() {
+            next = last.position + 1;
+        }
+        if records.is_empty() {
+            records = batch_records;
+        } else {
+            records.append(&mut batch_records);
         }
         match batch.next {
             Some(n) if n > next => next = n.min(until),
@@ -181,10 +187,10 @@ async fn read_batch(log: &dyn EventLog, from: u64, until: u64, max: usize) -> Re
 
 /// Decodes a batch.
 fn decode(records: Vec<Record>) -> Result<(Vec<Record>, Vec<Input>)> {
-    let inputs = records
-        .iter()
-        .map(Input::decode)
-        .collect::<Result<Vec<_>>>()?;
+    let mut inputs = Vec::with_capacity(records.len());
+    for r in &records {
+        inputs.push(Input::decode(r)?);
+    }
     Ok((records, inputs))
 }
 
