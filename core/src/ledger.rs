@@ -3,11 +3,21 @@
 //! One writer thread owns sequencing. Appends queue to it; it takes every
 //! append waiting (up to [`LedgerConfig::max_group_records`]), checks each
 //! against the stream versions and the event-id index, assigns positions,
-//! chains hashes per tenant, and commits the whole group as one atomic store
-//! batch followed by one sync: group commit, where no append waits longer
-//! than the sync in flight before it plus its own. Only then does it publish
-//! the new head and answer the callers, so reads never see a record that
-//! is not yet acknowledged.
+//! chains hashes per tenant, and hands the whole group to a committer
+//! thread, which writes it as one atomic store batch followed by one sync:
+//! group commit, where no append waits longer than the sync in flight
+//! before it plus its own. Only then does the committer publish the new
+//! head and answer the callers, so reads never see a record that is not
+//! yet acknowledged.
+//!
+//! The two threads form a pipeline: the writer prepares the next group
+//! while the committer writes the previous one (at most one group is in
+//! flight), so preparing and committing overlap instead of adding up. The
+//! writer prepares on top of the group in flight: it checks event ids and
+//! stream versions against that group's too, and a group that only repeats
+//! ids of the group in flight is answered after that group is durable. A
+//! failed commit poisons the log, and every group prepared on top of it is
+//! answered with an error, never written.
 //!
 //! Chain heads live in the `Tenants` space: per tenant its last position,
 //! last hash and record count, written in the same batch as the records
@@ -227,6 +237,8 @@ impl<S: Store> Ledger<S> {
             last_recorded,
             tenants,
             versions: HashMap::new(),
+            inflight_ids: HashMap::new(),
+            inflight_versions: HashMap::new(),
             config,
         };
         let handle = thread::Builder::new()
@@ -351,11 +363,33 @@ fn load_tenants<S: Store>(store: &S, head: u64) -> Result<HashMap<String, Tenant
 
 struct Writer<S: Store> {
     shared: Arc<Shared<S>>,
+    // The head, last recording time and chain heads as the last prepared
+    // group leaves them (durable once the committer has written it).
     head: u64,
     last_recorded: i64,
     tenants: HashMap<String, TenantHead>,
-    versions: HashMap<(String, String), Option<u64>>,
+    // Stream versions of committed groups (a bounded cache).
+    versions: Versions,
+    // What the group handed to the committer and perhaps not yet written
+    // adds: its event ids and stream versions.
+    inflight_ids: Ids,
+    inflight_versions: Versions,
     config: LedgerConfig,
+}
+
+/// Where an append's answer goes.
+type Reply = oneshot::Sender<Result<Vec<AppendOutcome>>>;
+/// Positions by tenant and event id.
+type Ids = HashMap<(String, Uuid), u64>;
+/// Stream versions by tenant and stream (`None`: no such stream).
+type Versions = HashMap<(String, String), Option<u64>>;
+
+/// A prepared group, for the committer: the batch, the head it leads to,
+/// and each caller's answer once the batch is durable.
+struct Prepared {
+    batch: WriteBatch,
+    head: u64,
+    replies: Vec<(Reply, Result<Vec<AppendOutcome>>)>,
 }
 
 #[derive(Default)]
@@ -364,8 +398,8 @@ struct Group {
     head: u64,
     recorded_at: i64,
     tenants: HashMap<String, TenantHead>,
-    versions: HashMap<(String, String), Option<u64>>,
-    ids: HashMap<(String, Uuid), u64>,
+    versions: Versions,
+    ids: Ids,
 }
 
 #[derive(Clone, Copy)]
@@ -377,28 +411,54 @@ enum Slot {
 
 impl<S: Store> Writer<S> {
     fn run(mut self, rx: &mpsc::Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut records: usize = first.streams.iter().map(|s| s.events.len()).sum();
-            let mut jobs = vec![first];
-            while records < self.config.max_group_records {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        records += job.streams.iter().map(|s| s.events.len()).sum::<usize>();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
-                }
+        let shared = Arc::clone(&self.shared);
+        // A rendezvous: handing a group over waits until the committer has
+        // written the one before, so at most one group is in flight.
+        let (commits, committed) = mpsc::sync_channel::<Prepared>(0);
+        thread::scope(|scope| {
+            let committer = thread::Builder::new()
+                .name("mailledger-commit".into())
+                .spawn_scoped(scope, move || commit_groups(&shared, &committed));
+            if let Err(e) = committer {
+                tracing::error!(error = %e, "cannot start the committer; the log stops accepting appends");
+                self.shared.poisoned.store(true, Ordering::SeqCst);
             }
-            self.run_group(jobs);
-        }
+            while let Ok(first) = rx.recv() {
+                let mut records: usize = first.streams.iter().map(|s| s.events.len()).sum();
+                let mut jobs = vec![first];
+                while records < self.config.max_group_records {
+                    match rx.try_recv() {
+                        Ok(job) => {
+                            records += job.streams.iter().map(|s| s.events.len()).sum::<usize>();
+                            jobs.push(job);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let Some((prepared, ids, versions)) = self.prepare(jobs) else {
+                    continue;
+                };
+                if let Err(mpsc::SendError(p)) = commits.send(prepared) {
+                    // The committer is gone (it could not start).
+                    for (reply, _) in p.replies {
+                        let _ = reply.send(Err(Error::Poisoned));
+                    }
+                }
+                self.settle(ids, versions);
+            }
+            drop(commits);
+        });
     }
 
-    fn run_group(&mut self, jobs: Vec<Job>) {
+    /// Prepares a group on top of the one in flight; `None` when the log
+    /// is poisoned (the callers are answered here). Returns the group's
+    /// event ids and stream versions beside it, for [`Writer::settle`].
+    fn prepare(&mut self, jobs: Vec<Job>) -> Option<(Prepared, Ids, Versions)> {
         if self.shared.poisoned.load(Ordering::SeqCst) {
             for job in jobs {
                 let _ = job.reply.send(Err(Error::Poisoned));
             }
-            return;
+            return None;
         }
         let mut g = Group {
             head: self.head,
@@ -415,33 +475,35 @@ impl<S: Store> Writer<S> {
                 g.batch
                     .put(Space::Tenants, tenant.as_bytes().to_vec(), th.encode());
             }
-            let sync = self.shared.durability == Durability::Sync;
-            if let Err(e) = self.shared.store.commit(std::mem::take(&mut g.batch), sync) {
-                tracing::error!(error = %e, "append failed; the log stops accepting appends");
-                self.shared.poisoned.store(true, Ordering::SeqCst);
-                let mut e = Some(e);
-                for (reply, _) in replies {
-                    let err = e.take().map_or(Error::Poisoned, Error::Storage);
-                    let _ = reply.send(Err(err));
-                }
-                return;
-            }
-            self.head = g.head;
-            self.last_recorded = g.recorded_at;
-            self.tenants.extend(g.tenants);
-            if self.versions.len() + g.versions.len() > self.config.stream_cache_entries {
-                self.versions.clear();
-            }
-            self.versions.extend(g.versions);
-            self.shared.head.send_replace(self.head);
         }
-        for (reply, result) in replies {
-            let _ = reply.send(result);
+        // The next group is prepared on top of this one.
+        self.head = g.head;
+        self.last_recorded = g.recorded_at;
+        self.tenants.extend(g.tenants);
+        let prepared = Prepared {
+            batch: g.batch,
+            head: g.head,
+            replies,
+        };
+        Some((prepared, g.ids, g.versions))
+    }
+
+    /// Called once the committer has taken the group just prepared (with
+    /// its `ids` and `versions`), which means the group before it is
+    /// written: that group's ids are in the store and its versions join
+    /// the cache of committed ones; the new group is the one in flight.
+    fn settle(&mut self, ids: Ids, versions: Versions) {
+        self.inflight_ids = ids;
+        let written = std::mem::replace(&mut self.inflight_versions, versions);
+        if self.versions.len() + written.len() > self.config.stream_cache_entries {
+            self.versions.clear();
         }
+        self.versions.extend(written);
     }
 
     fn lookup_id(&self, g: &Group, tenant: &str, id: Uuid) -> Result<Option<u64>> {
-        if let Some(&p) = g.ids.get(&(tenant.to_owned(), id)) {
+        let key = (tenant.to_owned(), id);
+        if let Some(&p) = g.ids.get(&key).or_else(|| self.inflight_ids.get(&key)) {
             return Ok(Some(p));
         }
         let value = self
@@ -458,10 +520,12 @@ impl<S: Store> Writer<S> {
 
     fn version(&mut self, g: &Group, tenant: &str, stream: &str) -> Result<Option<u64>> {
         let key = (tenant.to_owned(), stream.to_owned());
-        if let Some(&v) = g.versions.get(&key) {
-            return Ok(v);
-        }
-        if let Some(&v) = self.versions.get(&key) {
+        if let Some(&v) = g
+            .versions
+            .get(&key)
+            .or_else(|| self.inflight_versions.get(&key))
+            .or_else(|| self.versions.get(&key))
+        {
             return Ok(v);
         }
         let v = read_stream_version(&self.shared.store, tenant, stream)?;
@@ -651,6 +715,39 @@ impl<S: Store> Writer<S> {
             }
         }
         Ok(outcomes)
+    }
+}
+
+/// The committer: writes each prepared group (one atomic batch, synced
+/// when the log is durable), then publishes its head and answers its
+/// callers. After a failed write the log is poisoned: that group's callers
+/// get the error, and every later group (prepared on top of it) is
+/// answered with [`Error::Poisoned`] and not written.
+fn commit_groups<S: Store>(shared: &Shared<S>, groups: &mpsc::Receiver<Prepared>) {
+    let sync = shared.durability == Durability::Sync;
+    for group in groups {
+        if shared.poisoned.load(Ordering::SeqCst) {
+            for (reply, _) in group.replies {
+                let _ = reply.send(Err(Error::Poisoned));
+            }
+            continue;
+        }
+        if !group.batch.is_empty() {
+            if let Err(e) = shared.store.commit(group.batch, sync) {
+                tracing::error!(error = %e, "append failed; the log stops accepting appends");
+                shared.poisoned.store(true, Ordering::SeqCst);
+                let mut e = Some(e);
+                for (reply, _) in group.replies {
+                    let err = e.take().map_or(Error::Poisoned, Error::Storage);
+                    let _ = reply.send(Err(err));
+                }
+                continue;
+            }
+            shared.head.send_replace(group.head);
+        }
+        for (reply, result) in group.replies {
+            let _ = reply.send(result);
+        }
     }
 }
 
@@ -1092,6 +1189,177 @@ mod tests {
         };
         assert_eq!(TenantHead::decode(&th.encode()), Some(th));
         assert_eq!(TenantHead::decode(&[0; 47]), None);
+    }
+
+    /// A store whose next commit, once armed, waits until released, then
+    /// succeeds or fails as told: a group held in flight.
+    struct Gated {
+        inner: crate::MemoryStore,
+        gate: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<bool>)>>,
+    }
+
+    impl Gated {
+        /// Arms the gate: returns (entered, release).
+        fn arm(&self) -> (mpsc::Receiver<()>, mpsc::Sender<bool>) {
+            let (entered_tx, entered) = mpsc::channel();
+            let (release, release_rx) = mpsc::channel();
+            *self.gate.lock().unwrap() = Some((entered_tx, release_rx));
+            (entered, release)
+        }
+    }
+
+    impl Store for Gated {
+        fn backend(&self) -> &'static str {
+            "gated"
+        }
+        fn commit(&self, batch: WriteBatch, sync: bool) -> Result<(), crate::StoreError> {
+            let gate = self.gate.lock().unwrap().take();
+            if let Some((entered, release)) = gate {
+                entered.send(()).unwrap();
+                if !release.recv().unwrap() {
+                    return Err(crate::StoreError::new("gated", "refused"));
+                }
+            }
+            self.inner.commit(batch, sync)
+        }
+        fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, crate::StoreError> {
+            self.inner.get(space, key)
+        }
+        fn scan(
+            &self,
+            space: Space,
+            start: &[u8],
+            end: Option<&[u8]>,
+            reverse: bool,
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> Visit,
+        ) -> Result<(), crate::StoreError> {
+            self.inner.scan(space, start, end, reverse, visit)
+        }
+        fn sync(&self) -> Result<(), crate::StoreError> {
+            self.inner.sync()
+        }
+    }
+
+    fn gated_log() -> Arc<Ledger<Gated>> {
+        let store = Gated {
+            inner: crate::MemoryStore::new(),
+            gate: Mutex::new(None),
+        };
+        Arc::new(Ledger::open(store, LedgerConfig::new()).unwrap())
+    }
+
+    fn event(id: Uuid) -> crate::NewEvent {
+        crate::NewEvent::new(id, "sent", b"{}".to_vec())
+    }
+
+    #[test]
+    fn appends_prepared_while_the_group_before_commits_see_its_ids_and_versions() {
+        use crate::{EventLog, ExpectedVersion};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let log = gated_log();
+        let (entered, release) = log.store().arm();
+        let x = Uuid::now_v7();
+        let first = rt.spawn({
+            let log = Arc::clone(&log);
+            async move {
+                log.append_to_stream("t", "s", ExpectedVersion::NoStream, vec![event(x)])
+                    .await
+            }
+        });
+        entered.recv().unwrap();
+        // The first group is in flight; these are prepared on top of it.
+        let again = rt.spawn({
+            let log = Arc::clone(&log);
+            async move {
+                log.append_to_stream("t", "s", ExpectedVersion::Any, vec![event(x)])
+                    .await
+            }
+        });
+        let next = rt.spawn({
+            let log = Arc::clone(&log);
+            async move {
+                log.append_to_stream(
+                    "t",
+                    "s",
+                    ExpectedVersion::Exact(0),
+                    vec![event(Uuid::now_v7())],
+                )
+                .await
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            !again.is_finished() && !next.is_finished(),
+            "answered before the group they build on was durable"
+        );
+        assert_eq!(log.head(), 0, "head published before its commit");
+        release.send(true).unwrap();
+        let first = rt.block_on(first).unwrap().unwrap();
+        let again = rt.block_on(again).unwrap().unwrap();
+        let next = rt.block_on(next).unwrap().unwrap();
+        assert_eq!(first.positions, vec![0]);
+        assert_eq!(
+            (again.positions, again.duplicates),
+            (vec![0], 1),
+            "the id in flight was appended again"
+        );
+        assert_eq!((next.positions, next.stream_version), (vec![1], Some(1)));
+        assert_eq!(
+            rt.block_on(log.read_stream("t", "s", 0, 10)).unwrap().len(),
+            2
+        );
+        rt.block_on(log.verify(&crate::TenantFilter::All, 0..log.head(), None))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_failed_commit_fails_the_group_prepared_on_top_of_it_unwritten() {
+        use crate::{EventLog, ExpectedVersion};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let log = gated_log();
+        let (entered, release) = log.store().arm();
+        let first = rt.spawn({
+            let log = Arc::clone(&log);
+            async move {
+                log.append_to_stream(
+                    "t",
+                    "s",
+                    ExpectedVersion::NoStream,
+                    vec![event(Uuid::now_v7())],
+                )
+                .await
+            }
+        });
+        entered.recv().unwrap();
+        let second = rt.spawn({
+            let log = Arc::clone(&log);
+            async move {
+                log.append_to_stream(
+                    "t",
+                    "s",
+                    ExpectedVersion::Exact(0),
+                    vec![event(Uuid::now_v7())],
+                )
+                .await
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        release.send(false).unwrap();
+        assert!(matches!(
+            rt.block_on(first).unwrap(),
+            Err(Error::Storage(_))
+        ));
+        assert!(matches!(rt.block_on(second).unwrap(), Err(Error::Poisoned)));
+        let mut records = 0;
+        log.store()
+            .inner
+            .scan(Space::Log, &[], None, false, &mut |_, _| {
+                records += 1;
+                Visit::Continue
+            })
+            .unwrap();
+        assert_eq!(records, 0, "a group prepared on a failed one was written");
+        assert_eq!(log.head(), 0);
     }
 
     #[test]
