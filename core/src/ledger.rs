@@ -1252,6 +1252,22 @@ mod tests {
         crate::NewEvent::new(id, "sent", b"{}".to_vec())
     }
 
+    /// Appends one event of id `id` to stream `s` of tenant `t`, in the
+    /// background.
+    fn spawn_append(
+        rt: &tokio::runtime::Runtime,
+        log: &Arc<Ledger<Gated>>,
+        expected: crate::ExpectedVersion,
+        id: Uuid,
+    ) -> tokio::task::JoinHandle<Result<AppendOutcome>> {
+        use crate::EventLog;
+        let log = Arc::clone(log);
+        rt.spawn(async move {
+            log.append_to_stream("t", "s", expected, vec![event(id)])
+                .await
+        })
+    }
+
     #[test]
     fn appends_prepared_while_the_group_before_commits_see_its_ids_and_versions() {
         use crate::{EventLog, ExpectedVersion};
@@ -1259,34 +1275,11 @@ mod tests {
         let log = gated_log();
         let (entered, release) = log.store().arm();
         let x = Uuid::now_v7();
-        let first = rt.spawn({
-            let log = Arc::clone(&log);
-            async move {
-                log.append_to_stream("t", "s", ExpectedVersion::NoStream, vec![event(x)])
-                    .await
-            }
-        });
+        let first = spawn_append(&rt, &log, ExpectedVersion::NoStream, x);
         entered.recv().unwrap();
         // The first group is in flight; these are prepared on top of it.
-        let again = rt.spawn({
-            let log = Arc::clone(&log);
-            async move {
-                log.append_to_stream("t", "s", ExpectedVersion::Any, vec![event(x)])
-                    .await
-            }
-        });
-        let next = rt.spawn({
-            let log = Arc::clone(&log);
-            async move {
-                log.append_to_stream(
-                    "t",
-                    "s",
-                    ExpectedVersion::Exact(0),
-                    vec![event(Uuid::now_v7())],
-                )
-                .await
-            }
-        });
+        let again = spawn_append(&rt, &log, ExpectedVersion::Any, x);
+        let next = spawn_append(&rt, &log, ExpectedVersion::Exact(0), Uuid::now_v7());
         std::thread::sleep(std::time::Duration::from_millis(200));
         assert!(
             !again.is_finished() && !next.is_finished(),
@@ -1318,31 +1311,9 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let log = gated_log();
         let (entered, release) = log.store().arm();
-        let first = rt.spawn({
-            let log = Arc::clone(&log);
-            async move {
-                log.append_to_stream(
-                    "t",
-                    "s",
-                    ExpectedVersion::NoStream,
-                    vec![event(Uuid::now_v7())],
-                )
-                .await
-            }
-        });
+        let first = spawn_append(&rt, &log, ExpectedVersion::NoStream, Uuid::now_v7());
         entered.recv().unwrap();
-        let second = rt.spawn({
-            let log = Arc::clone(&log);
-            async move {
-                log.append_to_stream(
-                    "t",
-                    "s",
-                    ExpectedVersion::Exact(0),
-                    vec![event(Uuid::now_v7())],
-                )
-                .await
-            }
-        });
+        let second = spawn_append(&rt, &log, ExpectedVersion::Exact(0), Uuid::now_v7());
         std::thread::sleep(std::time::Duration::from_millis(200));
         release.send(false).unwrap();
         assert!(matches!(
