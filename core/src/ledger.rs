@@ -439,7 +439,9 @@ impl<S: Store> Writer<S> {
                     continue;
                 };
                 if let Err(mpsc::SendError(p)) = commits.send(prepared) {
-                    // The committer is gone (it could not start).
+                    // The committer is gone (it could not start, or it
+                    // panicked): nothing more can be written.
+                    self.shared.poisoned.store(true, Ordering::SeqCst);
                     for (reply, _) in p.replies {
                         let _ = reply.send(Err(Error::Poisoned));
                     }
