@@ -477,6 +477,7 @@ impl<S: Store> Writer<S> {
                 g.batch
                     .put(Space::Tenants, tenant.as_bytes().to_vec(), th.encode());
             }
+            sort_puts(&mut g.batch.puts);
         }
         // The next group is prepared on top of this one.
         self.head = g.head;
@@ -718,6 +719,17 @@ impl<S: Store> Writer<S> {
         }
         Ok(outcomes)
     }
+}
+
+/// Orders a batch's puts by space and key, keeping puts of one key in
+/// their order (a later one wins). A group's stream-index keys land at
+/// random places in the store's ordered structures (a memtable skiplist
+/// for fjall); inserted in order, each insert finds most of its search
+/// path still in cache from the one before. Durable appends of sealed
+/// events in batches of 100 went from 57,867 and 59,142/s to 67,151 and
+/// 74,498/s (interleaved).
+fn sort_puts(puts: &mut [(Space, Vec<u8>, Vec<u8>)]) {
+    puts.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
 }
 
 /// The committer: writes each prepared group (one atomic batch, synced
@@ -1181,6 +1193,33 @@ impl<S: Store> EventLog for Ledger<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sorted_puts_keep_the_order_of_puts_to_one_key() {
+        // Puts to a few keys of two spaces, interleaved, each numbered.
+        let mut puts: Vec<(Space, Vec<u8>, Vec<u8>)> = (0..200u8)
+            .map(|n| {
+                let space = if n % 3 == 0 {
+                    Space::Log
+                } else {
+                    Space::Streams
+                };
+                (space, vec![b"cab"[usize::from(n % 3)]; 2], vec![n])
+            })
+            .collect();
+        sort_puts(&mut puts);
+        assert!(
+            puts.windows(2)
+                .all(|w| (w[0].0, &w[0].1) <= (w[1].0, &w[1].1)),
+            "not in order of space and key"
+        );
+        assert!(
+            puts.windows(2)
+                .filter(|w| (w[0].0, &w[0].1) == (w[1].0, &w[1].1))
+                .all(|w| w[0].2 < w[1].2),
+            "puts to one key changed their order"
+        );
+    }
 
     #[test]
     fn tenant_head_round_trips() {
