@@ -29,7 +29,6 @@ pub mod keys;
 mod ledger;
 mod log;
 mod memory;
-mod priority;
 pub mod pseudonym;
 mod record;
 mod store;
@@ -45,7 +44,6 @@ pub use log::{
     EventLog, MAX_READ_BATCH, ProgressFn, ReadBatch, Subscription, VerifyProgress, VerifyReport,
 };
 pub use memory::MemoryStore;
-pub use priority::lower_thread_priority;
 pub use record::{
     AppendOutcome, Direction, ExpectedVersion, GENESIS_HASH, Hash, MAX_EVENT_BYTES,
     MAX_EVENT_TYPE_LEN, MAX_LINKS, MAX_STREAM_LEN, MAX_TENANT_LEN, NewEvent, Record, StreamAppend,

@@ -52,6 +52,18 @@ use state::{FjallState, MemoryState, StateStore};
 /// The nice value of the live runner's threads ([`Projections::spawn_runner`]).
 pub const RUNNER_NICE: i32 = 10;
 
+/// Lowers the calling thread's CPU priority to [`RUNNER_NICE`], best effort.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux a nice value is per thread, and threads inherit it.
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), RUNNER_NICE) {
+            tracing::warn!(error = %e, "cannot lower the projection runner's priority");
+        }
+    }
+}
+
 /// How long the live runner lets appends gather before applying them.
 pub const LIVE_GATHER: Duration = Duration::from_millis(20);
 
@@ -324,7 +336,7 @@ impl Projections {
         std::thread::Builder::new()
             .name("projections".into())
             .spawn(move || {
-                mailledger_core::lower_thread_priority(RUNNER_NICE, "projection runner");
+                lower_priority();
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
