@@ -184,27 +184,13 @@ pub(crate) use mailledger_core::now_micros;
 
 /// Runs blocking work (a projection read, a key file, an access store
 /// operation) so that it never holds up the other requests of its async
-/// thread.
-///
-/// On a multi-threaded runtime (the server's) it runs right here, inside
-/// `block_in_place`: tokio hands this thread's other tasks to another
-/// thread meanwhile, and the request saves two hand-overs between threads,
-/// which on a busy machine cost more than the work (a timeline lookup's
-/// p99 while ingesting fell from 9 to 11 ms to 6 to 8 ms). Elsewhere (a
-/// current-thread runtime, as in tests) it goes to the blocking pool.
+/// thread: [`mailledger_core::run_blocking`].
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
 ) -> Result<T, Problem> {
-    // The closure may block, so the ledger's reads inside it run in place
-    // rather than hopping to yet another blocking thread.
-    if tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::MultiThread
-    {
-        return tokio::task::block_in_place(|| mailledger_core::on_blocking_thread(f));
-    }
-    tokio::task::spawn_blocking(|| mailledger_core::on_blocking_thread(f))
+    mailledger_core::run_blocking(f)
         .await
-        .map_err(|_| Problem::internal())?
+        .unwrap_or_else(|| Err(Problem::internal()))
 }
 
 #[cfg(test)]
