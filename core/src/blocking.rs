@@ -101,8 +101,14 @@ mod tests {
             waited
         });
         let (waited, marked) = rt.block_on(done).unwrap().unwrap();
-        assert!(waited.is_ok(), "the other task did not run while the work blocked");
-        assert!(marked, "the work is not marked as on a thread that may block");
+        assert!(
+            waited.is_ok(),
+            "the other task did not run while the work blocked"
+        );
+        assert!(
+            marked,
+            "the work is not marked as on a thread that may block"
+        );
         assert!(!may_block(), "the marker leaked out");
     }
 }

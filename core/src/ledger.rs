@@ -726,8 +726,8 @@ impl<S: Store> Writer<S> {
 /// random places in the store's ordered structures (a memtable skiplist
 /// for fjall); inserted in order, each insert finds most of its search
 /// path still in cache from the one before. Durable appends of sealed
-/// events in batches of 100 went from 57,867 and 59,142/s to 67,151 and
-/// 74,498/s (interleaved).
+/// events in batches of 100 went from 54,321 and 61,766/s to 64,401 and
+/// 68,414/s (interleaved).
 fn sort_puts(puts: &mut [(Space, Vec<u8>, Vec<u8>)]) {
     puts.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
 }
