@@ -694,6 +694,7 @@ async fn load(
 }
 
 fn main() {
+    mailledger_benches::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test") {
         println!("load: skipped (run it with `cargo bench -p mailledger-benches --bench load`)");

@@ -3,14 +3,10 @@
 //! verifies the log underneath.
 
 mod admin;
+mod allocator;
 mod location;
 mod projections_cmd;
 mod serve;
-
-// The writer's per-record allocations spent a third of its time in glibc's
-// malloc (perf, append benchmark); mimalloc removes most of that.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -199,6 +195,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MAILLEDGER_LOG_LEVEL")

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 
 mod common;
 
-use common::{Server, run as mailledger};
+use common::{Server, command, run as mailledger};
 
 impl Server {
     /// Sends one request; returns the status and body.
@@ -68,6 +68,41 @@ fn key_create_prints_just_a_key_that_authenticates_while_the_server_runs() {
     // The first key still works; SIGTERM stops the server cleanly.
     let (status, _) = server.request("GET", "/v1/admin/tenants", &server.first_key.clone(), "");
     assert_eq!(status, 200);
+    assert!(server.terminate().success());
+}
+
+/// The value of `name` in the environment of process `pid`.
+fn environment_of(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ.split(|&b| b == 0).find_map(|entry| {
+        let entry = String::from_utf8_lossy(entry);
+        entry
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(str::to_owned)
+    })
+}
+
+#[test]
+fn the_server_keeps_freed_memory_for_reuse_unless_the_environment_says_otherwise() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cmd = command(root.path());
+    cmd.env_remove("MIMALLOC_PURGE_DELAY");
+    let mut server = Server::start_with(cmd, true);
+    assert_eq!(
+        environment_of(server.child.id(), "MIMALLOC_PURGE_DELAY").as_deref(),
+        Some("-1"),
+        "the server runs with mimalloc's purge off"
+    );
+    assert!(server.terminate().success());
+    // An operator's own setting is kept.
+    let mut cmd = command(root.path());
+    cmd.env("MIMALLOC_PURGE_DELAY", "250");
+    let mut server = Server::start_with(cmd, false);
+    assert_eq!(
+        environment_of(server.child.id(), "MIMALLOC_PURGE_DELAY").as_deref(),
+        Some("250")
+    );
     assert!(server.terminate().success());
 }
 

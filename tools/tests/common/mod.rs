@@ -62,7 +62,13 @@ impl Server {
     /// Starts `mailledger serve` on `root`; `prints_key` when this is the
     /// directory's first start, which prints an admin key.
     pub fn start(root: &Path, prints_key: bool) -> Self {
-        let child = command(root)
+        Self::start_with(command(root), prints_key)
+    }
+
+    /// Starts `COMMAND serve` ([`command`], perhaps with settings of the
+    /// test's own); `prints_key` as for [`Server::start`].
+    pub fn start_with(mut command: Command, prints_key: bool) -> Self {
+        let child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
