@@ -763,6 +763,106 @@ pub async fn links_index_an_event_in_further_streams(open_store: OpenStore) {
         .unwrap();
 }
 
+/// Every record of the log, read forward from position 0.
+async fn read_everything(log: &dyn EventLog) -> Vec<crate::Record> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let batch = log
+            .read_all(&TenantFilter::All, from, Direction::Forward, 100)
+            .await
+            .unwrap();
+        out.extend(batch.records);
+        match batch.next {
+            Some(n) if n > from && n < log.head() => from = n,
+            _ => return out,
+        }
+    }
+}
+
+/// The stored frame of every position below `head`.
+fn frames(store: &Arc<dyn Store>, head: u64) -> Vec<Vec<u8>> {
+    (0..head)
+        .map(|p| {
+            store
+                .get(Space::Log, &p.to_be_bytes())
+                .unwrap()
+                .expect("a frame at every position below the head")
+        })
+        .collect()
+}
+
+pub async fn no_append_changes_a_record_already_written(open_store: OpenStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let first = events(3);
+    let (before, raw) = {
+        let o = open(open_store, dir.path(), Durability::Sync);
+        o.log
+            .append_to_stream("t", "message-1", ExpectedVersion::NoStream, first.clone())
+            .await
+            .unwrap();
+        o.log
+            .append_to_stream("u", "message-1", ExpectedVersion::NoStream, events(2))
+            .await
+            .unwrap();
+        let before = read_everything(o.log.as_ref()).await;
+        assert_eq!(before.len(), 5);
+        let raw = frames(&o.store, 5);
+        // The same ids with other contents: answered with the original
+        // positions, the records left as they were.
+        let changed: Vec<NewEvent> = first
+            .iter()
+            .map(|e| NewEvent::new(e.id, "bounced", b"{\"changed\":true}".to_vec()))
+            .collect();
+        let out = o
+            .log
+            .append_to_stream("t", "message-1", ExpectedVersion::Any, changed.clone())
+            .await
+            .unwrap();
+        assert_eq!(out.positions, vec![0, 1, 2]);
+        let out = o
+            .log
+            .append_to_stream("t", "message-9", ExpectedVersion::Any, changed)
+            .await
+            .unwrap();
+        assert_eq!(out.positions, vec![0, 1, 2]);
+        // Conflicts write nothing, anywhere.
+        for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(0)] {
+            assert!(
+                o.log
+                    .append_to_stream("t", "message-1", expected, events(2))
+                    .await
+                    .is_err()
+            );
+        }
+        // New events go after, never over.
+        let out = o
+            .log
+            .append_to_stream("t", "message-1", ExpectedVersion::Exact(2), events(2))
+            .await
+            .unwrap();
+        assert_eq!(out.positions, vec![5, 6]);
+        (before, raw)
+    };
+    let o = open(open_store, dir.path(), Durability::Sync);
+    o.log
+        .append_to_stream("t", "message-2", ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
+    let after = read_everything(o.log.as_ref()).await;
+    assert_eq!(after.len(), 8);
+    assert_eq!(
+        after[..5],
+        before[..],
+        "records already written are unchanged"
+    );
+    assert_eq!(frames(&o.store, 5), raw, "their stored bytes too");
+    o.log
+        .verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
+}
+
 /// Expands to one `#[tokio::test]` per check, for a backend's `OpenStore`.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -780,6 +880,7 @@ macro_rules! conformance_tests {
             reopen_continues_positions_versions_and_chains,
             eight_concurrent_writers_keep_a_dense_order,
             links_index_an_event_in_further_streams,
+            no_append_changes_a_record_already_written,
         );
     };
     (@each $open:expr; $($name:ident),* $(,)?) => {
