@@ -30,6 +30,7 @@ pub const KEEP_FREED_MEMORY: &str = "-1";
 /// keeps the process id, arguments and open files, and happens before any
 /// thread starts. Where it fails, the process goes on with mimalloc's
 /// defaults.
+#[cfg(unix)]
 pub fn keep_freed_memory() {
     use std::os::unix::process::CommandExt;
     if std::env::var_os(PURGE_DELAY).is_some() {
@@ -49,3 +50,7 @@ pub fn keep_freed_memory() {
         .env(PURGE_DELAY, KEEP_FREED_MEMORY)
         .exec();
 }
+
+/// Elsewhere the process runs with mimalloc's defaults.
+#[cfg(not(unix))]
+pub fn keep_freed_memory() {}
