@@ -16,7 +16,7 @@ pub const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
 /// mimalloc's own default (1 s, and a purge then takes every free range,
 /// however recently freed) returned and faulted back in the memory of
 /// each rebuild commit and ingest batch: without the purge a rebuild
-/// took 4 to 18% less CPU per event (four interleaved pairs of runs,
+/// took 4 to 18% less CPU per event (six interleaved pairs of runs,
 /// 2026-11-24). The price is that the resident size stays near its peak
 /// (ARCHITECTURE.md, "Memory").
 pub const KEEP_FREED_MEMORY: &str = "-1";

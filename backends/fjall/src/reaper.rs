@@ -5,8 +5,8 @@
 //! memtable rotation). When the version it drops holds the last reference
 //! to a flushed memtable, the memtable (a skiplist of some 200,000 records
 //! when it holds 64 MiB of log records) is freed under the lock: 50 to
-//! 330 ms here (cache misses, and waits for a core), during which every read and write of
-//! the keyspace waits. A timeline query while ingesting saw them as its p99.
+//! 330 ms here (cache misses, and waits for a core), during which every
+//! read and write of the keyspace waits. A timeline query while ingesting saw them as its p99.
 //!
 //! [`MemtableReaper`] takes its own reference to each keyspace's active
 //! memtable soon after it becomes active, and lets go of it only once it
