@@ -176,24 +176,23 @@ fn settings(cli: &Cli, args: &ServeArgs) -> Result<Settings> {
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// A future that resolves on SIGTERM or SIGINT, with both handlers
+/// installed before it returns: a signal that arrives between "listening"
+/// and the server's first poll of the future must stop it gracefully, not
+/// kill it (the default action).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    eprintln!("mailledger: stopping: finishing requests in flight");
+        eprintln!("mailledger: stopping: finishing requests in flight");
+    })
 }
 
 /// Runs `mailledger serve`.
@@ -243,6 +242,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             .with_limits(s.limits)
             .with_projections(Arc::clone(&projections));
         let app = mailledger_api::router(state.clone());
+        let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(&s.listen)
             .await
             .with_context(|| format!("cannot listen on {}", s.listen))?;
@@ -259,7 +259,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             tokio::spawn(async move { state.become_ready(stopped).await })
         };
         let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await
             .context("the server failed");
         state.ready.set(false);

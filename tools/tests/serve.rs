@@ -107,6 +107,22 @@ fn the_server_keeps_freed_memory_for_reuse_unless_the_environment_says_otherwise
 }
 
 #[test]
+fn a_sigterm_as_soon_as_the_server_listens_stops_it_gracefully() {
+    // The handlers are installed before "listening" is printed; installed
+    // later, a signal in between killed the server (CI, 2026-11-24).
+    let root = tempfile::tempdir().unwrap();
+    let mut first = true;
+    for _ in 0..10 {
+        let mut server = Server::start(root.path(), first);
+        first = false;
+        assert!(
+            server.terminate().success(),
+            "SIGTERM right after listening must end in a graceful exit (0)"
+        );
+    }
+}
+
+#[test]
 fn init_creates_tenant_default_and_tenants_can_be_listed_and_created() {
     let root = tempfile::tempdir().unwrap();
     assert!(mailledger(root.path(), &["init"]).status.success());
