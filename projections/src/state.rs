@@ -323,16 +323,34 @@ impl StateStore for FjallState {
         // Ingestion writes new tables and registers them at `finish`, all
         // at once: a crash before then leaves none of them. It takes keys
         // in order, once each.
-        if !writes.is_sorted_by(|a, b| a.0 < b.0) {
-            return Err(Error::Storage(
-                "bulk writes must be sorted by key, one per key".into(),
-            ));
-        }
+        //
+        // The writes point all over the heap, in sorted rather than
+        // allocation order, so reading each key and value is a cache miss.
+        // Ingesting one at a time waits out each miss in turn (a fifth of
+        // the commit's time); so each chunk is first checked for order in a
+        // short loop that reads its keys and values, whose misses overlap,
+        // and is then ingested from the cache.
         let mut ingest = self.ks.start_ingestion().map_err(fj)?;
-        for &(k, v) in writes {
-            match v {
-                Some(v) => ingest.write(k, v).map_err(fj)?,
-                None => ingest.write_tombstone(k).map_err(fj)?,
+        let mut previous: Option<&[u8]> = None;
+        for chunk in writes.chunks(INGEST_CHUNK) {
+            let mut touched = 0u8;
+            for &(k, v) in chunk {
+                if previous.is_some_and(|p| p >= k) {
+                    return Err(Error::Storage(
+                        "bulk writes must be sorted by key, one per key".into(),
+                    ));
+                }
+                previous = Some(k);
+                if let Some(v) = v {
+                    touched ^= v.first().copied().unwrap_or(0) ^ v.last().copied().unwrap_or(0);
+                }
+            }
+            std::hint::black_box(touched);
+            for &(k, v) in chunk {
+                match v {
+                    Some(v) => ingest.write(k, v).map_err(fj)?,
+                    None => ingest.write_tombstone(k).map_err(fj)?,
+                }
             }
         }
         ingest.finish().map_err(fj)
@@ -414,19 +432,24 @@ fn sort_writes<K: AsRef<[u8]>, V>(writes: &mut Vec<(K, V)>) {
     let mut order: Vec<(u128, usize)> = (0..writes.len()).map(|i| (0, i)).collect();
     sort_from(&mut order, writes, 0);
     let mut slots: Vec<Option<(K, V)>> = writes.drain(..).map(Some).collect();
-    // Equal keys come latest first: the first of each run is the one kept.
-    for &(_, i) in &order {
-        let Some(w) = slots.get_mut(i).and_then(Option::take) else {
+    // Equal keys come latest first, and `sort_from` marked all but the
+    // first of them: comparing neighbours here would read every key again.
+    for &(mark, i) in &order {
+        if mark == SUPERSEDED {
             continue;
-        };
-        if writes
-            .last()
-            .is_none_or(|kept| kept.0.as_ref() != w.0.as_ref())
-        {
+        }
+        if let Some(w) = slots.get_mut(i).and_then(Option::take) {
             writes.push(w);
         }
     }
 }
+
+/// What [`sort_from`] leaves in place of the abbreviation of a write whose
+/// key an earlier entry of the order (a later write) has too.
+const SUPERSEDED: u128 = 1;
+
+/// What it leaves for every other write.
+const KEPT: u128 = 0;
 
 /// Bytes of a key an abbreviation holds.
 const ABBREVIATED: usize = 15;
@@ -447,8 +470,10 @@ fn abbreviate(key: &[u8], d: usize) -> u128 {
 
 /// Sorts `order` (abbreviation, index into `writes`) by the keys' bytes
 /// from `d` on, then by index descending, where the keys share their first
-/// `d` bytes. Ties go on a work list rather than the stack, so a long
-/// shared prefix cannot exhaust it.
+/// `d` bytes, and leaves [`SUPERSEDED`] in place of the abbreviation of
+/// each entry whose key the entry before it has ([`KEPT`] otherwise). Ties
+/// go on a work list rather than the stack, so a long shared prefix cannot
+/// exhaust it.
 fn sort_from<K: AsRef<[u8]>, V>(order: &mut [(u128, usize)], writes: &[(K, V)], d: usize) {
     let mut work = vec![(0, order.len(), d)];
     while let Some((start, end, d)) = work.pop() {
@@ -464,11 +489,22 @@ fn sort_from<K: AsRef<[u8]>, V>(order: &mut [(u128, usize)], writes: &[(K, V)], 
             // A tie of keys that go on: the next bytes decide.
             if len > 1 && abbreviation & 0xff > ABBREVIATED as u128 {
                 work.push((start + run, start + run + len, d + ABBREVIATED));
+            } else {
+                // Settled: one key, or keys that end within this
+                // abbreviation and so are equal.
+                part[run].0 = KEPT;
+                for o in &mut part[run + 1..run + len] {
+                    o.0 = SUPERSEDED;
+                }
             }
             run += len;
         }
     }
 }
+
+/// Writes [`FjallState::commit_bulk`] reads ahead of ingesting them: small
+/// enough that their keys and values stay in the core's cache.
+const INGEST_CHUNK: usize = 256;
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -854,5 +890,16 @@ mod tests {
         assert!(matches!(err, Error::Storage(_)));
         assert_eq!(fjall.get(b"a").expect("get"), None);
         assert_eq!(fjall.get(b"b").expect("get"), None);
+        // Out of order past the first chunk, which was already ingested.
+        let keys: Vec<[u8; 4]> = (0..INGEST_CHUNK as u32 + 10)
+            .map(u32::to_be_bytes)
+            .chain([0u32.to_be_bytes()])
+            .collect();
+        let writes: Vec<WriteRef<'_>> = keys.iter().map(|k| (&k[..], Some(&b"v"[..]))).collect();
+        let err = fjall.commit_bulk(&writes).expect_err("unsorted");
+        assert!(matches!(err, Error::Storage(_)));
+        for k in &keys {
+            assert_eq!(fjall.get(k).expect("get"), None);
+        }
     }
 }
