@@ -123,6 +123,32 @@ fn a_sigterm_as_soon_as_the_server_listens_stops_it_gracefully() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
+fn the_projection_runner_runs_at_the_lowest_cpu_priority() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::start(root.path(), true);
+    let pid = server.child.id();
+    let mut runners = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim() != "projections" {
+            continue;
+        }
+        runners += 1;
+        // The fields after the command name (in parentheses): the nice
+        // value is the 17th of them.
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice: i32 = after_name.split(' ').nth(16).unwrap().parse().unwrap();
+        assert_eq!(nice, mailledger_projections::RUNNER_NICE);
+        assert_eq!(nice, 19, "the lowest priority");
+    }
+    assert_eq!(runners, 1, "one projection runner thread");
+    assert!(server.terminate().success());
+}
+
+#[test]
 fn init_creates_tenant_default_and_tenants_can_be_listed_and_created() {
     let root = tempfile::tempdir().unwrap();
     assert!(mailledger(root.path(), &["init"]).status.success());
