@@ -49,15 +49,14 @@ pub use view::{MessageView, analytics_json, entry_json, row_json};
 use runner::Slot;
 use state::{FjallState, MemoryState, StateStore};
 
-/// The nice value of the live runner's threads ([`Projections::spawn_runner`]):
-/// the lowest priority, so appends (the source of truth) and queries take
-/// the CPU first and the projections, derived data, lag instead.
+/// The nice value of the live runner's threads ([`Projections::spawn_runner`]).
 ///
-/// At nice 10 the runner took about a fifth of the CPU while the load bench
-/// ingested, and ingest made 32,282 and 43,027 events/s; at 19, 51,061 and
-/// 47,813/s (interleaved runs, 2026-11-24), the projections then showing
-/// the last batch 0.9 to 1.4 s after ingest ended instead of 0.3 to 0.7 s.
-pub const RUNNER_NICE: i32 = 19;
+/// The lowest priority (19) was tried: in four interleaved pairs of load
+/// runs (2026-11-24) it made ingest faster in two and slower in two
+/// (51,061 and 47,813 against 32,282 and 43,027 events/s, then 33,033 and
+/// 38,530 against 37,462 and 43,938/s) and left the projections further
+/// behind, so it is not used.
+pub const RUNNER_NICE: i32 = 10;
 
 /// Lowers the calling thread's CPU priority to [`RUNNER_NICE`], best effort.
 fn lower_priority() {

@@ -124,7 +124,7 @@ fn a_sigterm_as_soon_as_the_server_listens_stops_it_gracefully() {
 
 #[test]
 #[cfg(target_os = "linux")]
-fn the_projection_runner_runs_at_the_lowest_cpu_priority() {
+fn the_projection_runner_runs_at_a_lower_cpu_priority() {
     let root = tempfile::tempdir().unwrap();
     let mut server = Server::start(root.path(), true);
     let pid = server.child.id();
@@ -142,7 +142,7 @@ fn the_projection_runner_runs_at_the_lowest_cpu_priority() {
         let after_name = &stat[stat.rfind(')').unwrap() + 2..];
         let nice: i32 = after_name.split(' ').nth(16).unwrap().parse().unwrap();
         assert_eq!(nice, mailledger_projections::RUNNER_NICE);
-        assert_eq!(nice, 19, "the lowest priority");
+        assert!(nice > 0, "below the server's other threads");
     }
     assert_eq!(runners, 1, "one projection runner thread");
     assert!(server.terminate().success());
