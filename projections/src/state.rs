@@ -646,13 +646,17 @@ impl<'a> Tx<'a> {
     /// they were in the store.
     pub fn freeze(&mut self) -> Arc<Frozen> {
         self.note_written();
+        // The next batch is likely to be as large: room for as many
+        // entries, rather than growing into it by doubling (copying and
+        // faulting in fresh pages at each step).
         let capacity = self.overlay.len();
+        let blind = self.blind.len();
         let frozen = Arc::new(Frozen {
             overlay: std::mem::replace(
                 &mut self.overlay,
                 FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
             ),
-            blind: std::mem::take(&mut self.blind),
+            blind: std::mem::replace(&mut self.blind, Vec::with_capacity(blind)),
         });
         self.pending = Some(Arc::clone(&frozen));
         frozen
