@@ -121,6 +121,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_encoding_holds_its_own_value_alone_and_decodes_back() {
+        // A long value then a short one: the buffer kept between calls
+        // must not leak the first into the second.
+        let long: Vec<String> = (0..50).map(|i| format!("tag-{i}")).collect();
+        let short = vec!["x".to_owned()];
+        for v in [&long, &short, &long] {
+            let bytes = enc(v).expect("encode");
+            let plain =
+                bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("encode");
+            assert_eq!(bytes, plain);
+            assert_eq!(&dec::<Vec<String>>(&bytes, "tags").expect("decode"), v);
+        }
+    }
+
+    #[test]
     fn time_bytes_order_is_time_order() {
         let times = [i64::MIN, -5, -1, 0, 1, 1_700_000_000_000_000, i64::MAX];
         for w in times.windows(2) {
