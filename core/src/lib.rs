@@ -54,13 +54,23 @@ pub use store::{Space, Store, Visit, WriteBatch};
 /// Lower-case hex of `bytes`.
 #[must_use]
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// Appends the lower-case hex of `bytes` to `out`.
+///
+/// By table rather than through `fmt` (`{:02x}` per byte), which cost
+/// about 1% of the server's CPU while ingesting (stream names and
+/// pseudonyms, on every event).
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
 }
 
 /// Now, in microseconds since the Unix epoch: the clock of `recorded_at`
@@ -71,4 +81,17 @@ pub fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_is_two_lower_case_digits_per_byte_in_order() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let by_fmt: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(super::hex(&bytes), by_fmt);
+        let mut s = String::from("contact-");
+        super::push_hex(&mut s, &[0x0f, 0xa0]);
+        assert_eq!(s, "contact-0fa0");
+    }
 }

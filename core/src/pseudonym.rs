@@ -85,16 +85,16 @@ impl Pseudonym {
     /// The contact's stream: `contact-{pseudonym}`.
     #[must_use]
     pub fn stream(&self) -> String {
-        format!("contact-{self}")
+        let mut s = String::with_capacity(8 + 2 * PSEUDONYM_LEN);
+        s.push_str("contact-");
+        crate::push_hex(&mut s, &self.0);
+        s
     }
 }
 
 impl std::fmt::Display for Pseudonym {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&crate::hex(&self.0))
     }
 }
 

@@ -169,13 +169,9 @@ pub struct Appended {
 /// one).
 #[must_use]
 pub fn message_stream(message_id: &str) -> String {
-    use std::fmt::Write as _;
     let mut s = String::with_capacity(40);
     s.push_str("message-");
-    for b in message_hash(message_id) {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-    }
+    crate::push_hex(&mut s, &message_hash(message_id));
     s
 }
 
