@@ -30,7 +30,7 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `A` | dimension (1), value (u16-prefixed), hour (8, time order) | [`Counts`] |
-//! | `U` | message key (16) | what analytics remembers of the message: its attributes, first delivery time, whether a person opened or clicked |
+//! | `U` | message key (16), the whole key begun by `0xff` and the message key's first 3 bytes ([`crate::codec::point_key`]) | what analytics remembers of the message: its attributes, first delivery time, whether a person opened or clicked |
 
 use std::collections::BTreeMap;
 
@@ -39,13 +39,15 @@ use mailledger_core::email::{BounceClass, EventBody, SealedEvent};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{dec, enc, prefix_end, push_part, start_key, tenant_key, time_bytes, time_from};
+use crate::codec::{
+    dec, enc, point_key, prefix_end, push_part, start_key, tenant_key, time_bytes, time_from,
+};
 use crate::error::{Error, Result};
 use crate::projection::{Input, Projection, from_position, policy, store_policy};
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The projection's name.
 pub const NAME: &str = "analytics";
@@ -358,8 +360,7 @@ fn apply_one(tx: &mut Tx<'_>, batch: &mut Batch, record: &Record, input: &Input)
     // The message's state, when the event names a message.
     let mut state = match mkey {
         Some(m) => {
-            start_key(key, tenant, MESSAGES);
-            key.extend_from_slice(m);
+            point_key(key, tenant, MESSAGES, m);
             Some(message(messages, tx, key)?)
         }
         None => None,

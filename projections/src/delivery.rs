@@ -25,7 +25,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `M` | message key (16) | [`MessageRow`] |
+//! | `M` | message key (16), the whole key begun by `0xff` and the message key's first 3 bytes ([`crate::codec::point_key`]) | [`MessageRow`] |
 //! | `I` | index kind (1), value (u16-prefixed), place (time 8, position 8), message key (16) | empty |
 //!
 //! Index kinds: `T` time (no value), `S` status, `G` tag, `C` campaign, `D`
@@ -40,14 +40,15 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::{
-    dec, enc, hex, message_key, prefix_end, push_part, start_key, tenant_key, time_bytes, unhex,
+    dec, enc, hex, message_key, point_key, point_key_tenant, prefix_end, push_part, tenant_key,
+    time_bytes, unhex,
 };
 use crate::error::{Error, Result};
 use crate::projection::{Input, Projection, from_position};
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The projection's name.
 pub const NAME: &str = "delivery-log";
@@ -206,8 +207,7 @@ fn row_key(tenant: &str, mkey: &[u8; 16]) -> Vec<u8> {
 }
 
 fn write_row_key(k: &mut Vec<u8>, tenant: &str, mkey: &[u8; 16]) {
-    start_key(k, tenant, ROWS);
-    k.extend_from_slice(mkey);
+    point_key(k, tenant, ROWS, mkey);
 }
 
 /// A row decoded during a batch: as the store held it, and as the batch
@@ -226,8 +226,7 @@ type Rows = FxHashMap<Vec<u8>, Cached>;
 fn flush(tx: &mut Tx<'_>, rows: Rows) -> Result<()> {
     for (k, c) in rows {
         let (m, row) = (&c.mkey, &c.row);
-        // The row key is `tenant \0 M` and the message key.
-        let tenant = &k[..k.len().saturating_sub(18)];
+        let tenant = point_key_tenant(&k);
         let place = row.place();
         let index = |kind: u8, value: &[u8]| {
             let mut key = Vec::with_capacity(tenant.len() + 37 + value.len());
