@@ -331,6 +331,9 @@ impl Projections {
     /// appends come first when the CPU is short: the projections then lag
     /// (observably) and catch up when it is not.
     ///
+    /// Returns once the thread runs at that priority with its runtime
+    /// built.
+    ///
     /// # Errors
     /// When the thread or its runtime cannot be started.
     pub fn spawn_runner(
@@ -339,17 +342,21 @@ impl Projections {
         mut stop: watch::Receiver<bool>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let this = Arc::clone(self);
-        std::thread::Builder::new()
+        let (started, start) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
+        let handle = std::thread::Builder::new()
             .name("projections".into())
             .spawn(move || {
                 lower_priority();
-                let rt = match tokio::runtime::Builder::new_current_thread()
+                let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
+                    .build();
+                let rt = match rt {
+                    Ok(rt) => {
+                        let _ = started.send(Ok(()));
+                        rt
+                    }
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot start the projection runner");
+                        let _ = started.send(Err(e));
                         return;
                     }
                 };
@@ -363,7 +370,14 @@ impl Projections {
                         _ = stop.wait_for(|s| *s) => {}
                     }
                 });
-            })
+            })?;
+        match start.recv() {
+            Ok(Ok(())) => Ok(handle),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other(
+                "the projection runner stopped as it started",
+            )),
+        }
     }
 
     /// Rebuilds the named projections (all when `names` is empty) from
