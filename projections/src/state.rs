@@ -309,10 +309,7 @@ impl StateStore for FjallState {
     }
 
     fn commit(&self, writes: Vec<Write>) -> Result<()> {
-        // Sized up front, as the log's store does (`Buffer`: what
-        // `Database::batch` sets).
-        let mut b = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), writes.len())
-            .durability(Some(fjall::PersistMode::Buffer));
+        let mut b = self.db.batch();
         for (k, v) in writes {
             match v {
                 Some(v) => b.insert(&self.ks, k, v),

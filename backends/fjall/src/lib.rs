@@ -78,15 +78,10 @@ impl Store for FjallStore {
     }
 
     fn commit(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
-        // Sized up front: growing by doubling moved every item again and
-        // again for a group of thousands. `Database::batch` would also set
-        // `Buffer` (the journal written to the OS at commit).
-        let mut b = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), batch.puts.len())
-            .durability(Some(if sync {
-                PersistMode::SyncData
-            } else {
-                PersistMode::Buffer
-            }));
+        let mut b = self.db.batch();
+        if sync {
+            b = b.durability(Some(PersistMode::SyncData));
+        }
         for (space, k, v) in batch.puts {
             b.insert(self.space(space), k, v);
         }
