@@ -58,7 +58,8 @@ pub fn point_key(key: &mut Vec<u8>, tenant: &str, table: u8, mkey: &[u8; 16]) {
 /// The tenant of a key [`point_key`] made.
 #[must_use]
 pub fn point_key_tenant(key: &[u8]) -> &[u8] {
-    key.get(1 + SPREAD..key.len().saturating_sub(18))
+    // After the tenant: `\0`, the table and the 16-byte message key.
+    key.get(1 + SPREAD..key.len().saturating_sub(2 + 16))
         .unwrap_or_default()
 }
 
