@@ -30,6 +30,44 @@ pub(crate) fn random(buf: &mut [u8]) -> Result<()> {
     getrandom::fill(buf).map_err(|e| Error::config(format!("no system randomness: {e}")))
 }
 
+/// Nonces drawn from the operating system's random source at once, per
+/// thread: one `getrandom` call per nonce cost a system call per sealed
+/// event (about 1.5% of the server's CPU while ingesting).
+const NONCES_PER_DRAW: usize = 128;
+
+/// A thread's unused random nonce bytes, handed out once each.
+struct NoncePool {
+    bytes: [u8; NONCE_LEN * NONCES_PER_DRAW],
+    used: usize,
+}
+
+thread_local! {
+    static NONCES: std::cell::RefCell<NoncePool> = const {
+        std::cell::RefCell::new(NoncePool {
+            bytes: [0; NONCE_LEN * NONCES_PER_DRAW],
+            used: NONCES_PER_DRAW,
+        })
+    };
+}
+
+/// A fresh random nonce: the next unused one of this thread's pool, which
+/// is refilled from the operating system's random source when empty.
+fn random_nonce() -> Result<[u8; NONCE_LEN]> {
+    NONCES.with_borrow_mut(|pool| {
+        if pool.used == NONCES_PER_DRAW {
+            random(&mut pool.bytes)?;
+            pool.used = 0;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        let at = pool.used * NONCE_LEN;
+        nonce.copy_from_slice(&pool.bytes[at..at + NONCE_LEN]);
+        // Handed out once: never left in the pool to be read again.
+        pool.bytes[at..at + NONCE_LEN].fill(0);
+        pool.used += 1;
+        Ok(nonce)
+    })
+}
+
 /// 256 bits of secret key material. Zeroized on drop; `Debug` prints no bytes.
 #[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
 pub struct SecretKey([u8; KEY_LEN]);
@@ -205,9 +243,7 @@ impl Cipher {
     /// # Errors
     /// When the system has no randomness to give.
     pub fn seal(&self, plaintext: &[u8], ad: &[u8]) -> Result<Sealed> {
-        let mut nonce = [0u8; NONCE_LEN];
-        random(&mut nonce)?;
-        self.seal_with(nonce, plaintext, ad)
+        self.seal_with(random_nonce()?, plaintext, ad)
     }
 
     fn seal_with(&self, nonce: [u8; NONCE_LEN], plaintext: &[u8], ad: &[u8]) -> Result<Sealed> {
@@ -269,6 +305,26 @@ mod tests {
         let b = c.seal(b"same", b"").unwrap();
         assert_ne!(a.nonce, b.nonce);
         assert_ne!(a.ciphertext, b.ciphertext);
+    }
+
+    #[test]
+    fn nonces_stay_distinct_across_pool_refills_and_threads() {
+        let draws = NONCES_PER_DRAW * 3 + 1;
+        let per_thread = move || {
+            let c = Cipher::new(&SecretKey::generate().unwrap());
+            (0..draws)
+                .map(|_| c.seal(b"x", b"").unwrap().nonce)
+                .collect::<Vec<_>>()
+        };
+        let other = std::thread::spawn(per_thread);
+        let mut all = per_thread();
+        all.extend(other.join().unwrap());
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), draws * 2);
+        assert!(
+            !all.contains(&[0; NONCE_LEN]),
+            "a used nonce was handed out"
+        );
     }
 
     #[test]
