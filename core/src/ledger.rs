@@ -23,7 +23,7 @@
 //! last hash and record count, written in the same batch as the records
 //! (48 bytes: position u64 BE, hash, count u64 BE).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -239,6 +239,7 @@ impl<S: Store> Ledger<S> {
             versions: HashMap::new(),
             inflight_ids: HashMap::new(),
             inflight_versions: HashMap::new(),
+            read_ids: HashMap::new(),
             config,
         };
         let handle = thread::Builder::new()
@@ -374,6 +375,9 @@ struct Writer<S: Store> {
     // adds: its event ids and stream versions.
     inflight_ids: Ids,
     inflight_versions: Versions,
+    // The group being prepared: the store's answers for its event ids
+    // that no group in hand holds, read ahead in key order.
+    read_ids: HashMap<(String, Uuid), Option<u64>>,
     config: LedgerConfig,
 }
 
@@ -467,6 +471,7 @@ impl<S: Store> Writer<S> {
             recorded_at: crate::now_micros().max(self.last_recorded),
             ..Group::default()
         };
+        self.read_ahead(&jobs);
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
             let result = self.stage(&mut g, &job.tenant, &job.streams);
@@ -491,6 +496,71 @@ impl<S: Store> Writer<S> {
         Some((prepared, g.ids, g.versions))
     }
 
+    /// Reads what staging `jobs` will ask the store, in key order: the
+    /// versions of streams no cache holds (into the cache) and the
+    /// positions of event ids no group in hand holds (into `read_ids`).
+    /// Read one at a time in the order appends name them, each lookup
+    /// lands at a random place in the store's ordered structures (fjall's
+    /// memtable skiplists); in key order, each finds most of its search
+    /// path in cache from the one before. A failed read ends the read
+    /// ahead: staging reads again and reports the error to its append.
+    fn read_ahead(&mut self, jobs: &[Job]) {
+        self.read_ids.clear();
+        let mut streams: Vec<(Vec<u8>, &str, &str)> = Vec::new();
+        let mut ids: Vec<(Vec<u8>, &str, Uuid)> = Vec::new();
+        let mut seen_streams = HashSet::new();
+        let mut seen_ids = HashSet::new();
+        for job in jobs {
+            if validate_tenant(&job.tenant).is_err() {
+                continue;
+            }
+            let tenant = job.tenant.as_str();
+            for s in &job.streams {
+                let linked = s.events.iter().flat_map(|e| &e.links);
+                for name in std::iter::once(&s.stream).chain(linked) {
+                    let key = (tenant.to_owned(), name.clone());
+                    if validate_stream(name).is_ok()
+                        && !self.inflight_versions.contains_key(&key)
+                        && !self.versions.contains_key(&key)
+                        && seen_streams.insert(key)
+                    {
+                        streams.push((stream_key(tenant, name, 0), tenant, name));
+                    }
+                }
+                for e in &s.events {
+                    let key = (tenant.to_owned(), e.id);
+                    if !self.inflight_ids.contains_key(&key) && seen_ids.insert(key) {
+                        ids.push((id_key(tenant, e.id), tenant, e.id));
+                    }
+                }
+            }
+        }
+        ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, tenant, id) in ids {
+            let position = match self.shared.store.get(Space::EventIds, &key) {
+                Ok(None) => None,
+                Ok(Some(v)) => match u64_be(&v) {
+                    Some(p) => Some(p),
+                    None => break,
+                },
+                Err(_) => break,
+            };
+            self.read_ids.insert((tenant.to_owned(), id), position);
+        }
+        streams.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (_, tenant, stream) in streams {
+            // A full cache is emptied by staging, which then reads the rest.
+            if self.versions.len() >= self.config.stream_cache_entries {
+                break;
+            }
+            let Ok(v) = read_stream_version(&self.shared.store, tenant, stream) else {
+                break;
+            };
+            self.versions
+                .insert((tenant.to_owned(), stream.to_owned()), v);
+        }
+    }
+
     /// Called once the committer has taken the group just prepared (with
     /// its `ids` and `versions`), which means the group before it is
     /// written: that group's ids are in the store and its versions join
@@ -508,6 +578,9 @@ impl<S: Store> Writer<S> {
         let key = (tenant.to_owned(), id);
         if let Some(&p) = g.ids.get(&key).or_else(|| self.inflight_ids.get(&key)) {
             return Ok(Some(p));
+        }
+        if let Some(&p) = self.read_ids.get(&key) {
+            return Ok(p);
         }
         let value = self
             .shared
