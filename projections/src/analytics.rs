@@ -43,7 +43,7 @@ use crate::codec::{
     dec, enc, point_key, prefix_end, push_part, start_key, tenant_key, time_bytes, time_from,
 };
 use crate::error::{Error, Result};
-use crate::projection::{Input, Projection, from_position, policy, store_policy};
+use crate::projection::{Input, Projection, from_position, opens_message, policy, store_policy};
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
@@ -222,14 +222,17 @@ struct Batch {
     key: Vec<u8>,
 }
 
-/// The state of the message whose key is in `key`, read once per batch.
+/// The state of the message whose key is in `key`, read once per batch
+/// (not at all for a `new` message: see [`opens_message`]).
 fn message<'b>(
     messages: &'b mut FxHashMap<Vec<u8>, (MessageState, bool)>,
     tx: &mut Tx<'_>,
     key: &[u8],
+    new: bool,
 ) -> Result<&'b mut (MessageState, bool)> {
     if !messages.contains_key(key) {
-        let state = match tx.read(key)? {
+        let stored = if new { None } else { tx.read(key)? };
+        let state = match stored {
             Some(v) => dec(&v, "an analytics message state")?,
             None => MessageState::default(),
         };
@@ -361,7 +364,7 @@ fn apply_one(tx: &mut Tx<'_>, batch: &mut Batch, record: &Record, input: &Input)
     let mut state = match mkey {
         Some(m) => {
             point_key(key, tenant, MESSAGES, m);
-            Some(message(messages, tx, key)?)
+            Some(message(messages, tx, key, opens_message(record, m))?)
         }
         None => None,
     };

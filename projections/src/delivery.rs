@@ -44,7 +44,7 @@ use crate::codec::{
     time_bytes, unhex,
 };
 use crate::error::{Error, Result};
-use crate::projection::{Input, Projection, from_position};
+use crate::projection::{Input, Projection, from_position, opens_message};
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
@@ -314,10 +314,13 @@ fn apply_one(
     };
     write_row_key(key, record.tenant.as_str(), mkey);
     if !rows.contains_key(key.as_slice()) {
-        let stored: Option<MessageRow> = tx
-            .read(key)?
-            .map(|v| dec(&v, "a delivery log row"))
-            .transpose()?;
+        let stored: Option<MessageRow> = if opens_message(record, mkey) {
+            None
+        } else {
+            tx.read(key)?
+                .map(|v| dec(&v, "a delivery log row"))
+                .transpose()?
+        };
         let row = stored.clone().unwrap_or_else(|| MessageRow {
             message_id: message_id.to_owned(),
             contact: env.contact,

@@ -49,6 +49,27 @@ impl Input {
     }
 }
 
+/// Whether `record` is the first event of the message keyed `mkey`:
+/// version 0 of that message's stream (`message-` and the key in hex, as
+/// [`mailledger_core::email::message_stream`] names it). No projection
+/// holds state for a message before its first event, so reading that
+/// state can be skipped; most messages are new when first seen. The
+/// answer depends on the record alone, so a rebuild and live application
+/// skip the same reads.
+pub(crate) fn opens_message(record: &Record, mkey: &[u8; 16]) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    if record.stream_version != 0 {
+        return false;
+    }
+    let Some(hex) = record.stream.as_bytes().strip_prefix(b"message-") else {
+        return false;
+    };
+    hex.len() == 32
+        && mkey.iter().zip(hex.chunks_exact(2)).all(|(&b, pair)| {
+            pair[0] == DIGITS[usize::from(b >> 4)] && pair[1] == DIGITS[usize::from(b & 0x0f)]
+        })
+}
+
 /// A view of the log kept up to date event by event.
 ///
 /// `apply_batch` is called with the records of the log in order, from the
@@ -117,5 +138,40 @@ pub fn policy(tx: &mut Tx<'_>, tenant: &str) -> Result<TenantPolicy> {
     match tx.get(&tenant_key(tenant, POLICY_TABLE))? {
         Some(v) => dec(v, "a stored policy"),
         None => Ok(TenantPolicy::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailledger_core::email::message_stream;
+
+    fn record(stream: String, stream_version: u64) -> Record {
+        Record {
+            position: 7,
+            tenant: "t".into(),
+            stream,
+            stream_version,
+            event_id: uuid::Uuid::nil(),
+            recorded_at_micros: 0,
+            event_type: "delivered".into(),
+            payload: Vec::new(),
+            metadata: Vec::new(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    #[test]
+    fn only_version_0_of_the_message_s_own_stream_opens_the_message() {
+        let mkey = message_key("<m-1@example.org>");
+        let own = message_stream("<m-1@example.org>");
+        assert!(opens_message(&record(own.clone(), 0), &mkey));
+        assert!(!opens_message(&record(own.clone(), 1), &mkey));
+        let other = message_stream("<m-2@example.org>");
+        assert!(!opens_message(&record(other, 0), &mkey));
+        assert!(!opens_message(&record(own.to_uppercase(), 0), &mkey));
+        assert!(!opens_message(&record(format!("{own}0"), 0), &mkey));
+        assert!(!opens_message(&record("contact-00".into(), 0), &mkey));
     }
 }
