@@ -478,6 +478,9 @@ struct Measured {
     /// CPU seconds (user + system) of the server and of this bench's
     /// process during the ingest phase.
     cpu: Option<(f64, f64)>,
+    /// CPU seconds the hypervisor took from this machine during the ingest
+    /// phase (`/proc/stat`'s steal).
+    stolen: Option<f64>,
     /// The server's own histogram of timeline queries during the ingest
     /// phase (from accepting the request to the response, not counting
     /// the network and the client): (upper bound in seconds, count).
@@ -562,6 +565,7 @@ async fn load(
     let server_pid = server_pid.to_string();
     let cpu_before =
         mailledger_benches::cpu_secs(&server_pid).zip(mailledger_benches::cpu_secs("self"));
+    let stolen_before = mailledger_benches::stolen_secs();
     // A bound besides the clock: 4x the target rate, or the paced rate.
     let max_batches = match pace {
         Some(rate) => (secs as f64 * rate / BATCH as f64) as u64,
@@ -680,6 +684,7 @@ async fn load(
         catch_up: Duration::ZERO,
         idle_latency,
         cpu: None,
+        stolen: None,
         server_timeline: Vec::new(),
     };
     let mut last_batch = None;
@@ -695,6 +700,9 @@ async fn load(
     m.cpu = cpu_before
         .zip(mailledger_benches::cpu_secs(&server_pid).zip(mailledger_benches::cpu_secs("self")))
         .map(|((s0, c0), (s1, c1))| (s1 - s0, c1 - c0));
+    m.stolen = stolen_before
+        .zip(mailledger_benches::stolen_secs())
+        .map(|(a, b)| b - a);
     done.store(true, Ordering::Relaxed);
     let readers: Vec<_> = readers
         .into_iter()
@@ -942,6 +950,12 @@ fn report(m: &Measured, clean: bool, what: &str, judged: bool) {
             std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
             100.0 * server_cpu / wall,
             100.0 * client_cpu / wall,
+        );
+    }
+    if let Some(stolen) = m.stolen {
+        println!(
+            "CPU time stolen by the hypervisor during ingest (it stalls every thread at once): {:.0} ms",
+            stolen * 1000.0
         );
     }
     if let Some(&(_, total)) = m.server_timeline.last()

@@ -246,16 +246,7 @@ pub fn summary_line(
 
 /// CPU seconds (user + system) a process has used, from `/proc`.
 pub fn cpu_secs(pid: &str) -> Option<f64> {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let ticks = *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(100.0)
-    });
+    let ticks = clock_ticks();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces): state is the
     // 3rd field, utime the 14th, stime the 15th.
@@ -264,6 +255,32 @@ pub fn cpu_secs(pid: &str) -> Option<f64> {
     let user: f64 = fields.get(11)?.parse().ok()?;
     let system: f64 = fields.get(12)?.parse().ok()?;
     Some((user + system) / ticks)
+}
+
+/// Clock ticks per second, the unit of `/proc`'s CPU times.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU seconds the hypervisor has given to others while this machine's
+/// CPUs wanted to run ("steal", summed over CPUs, from `/proc/stat`);
+/// `None` where there is no such figure. Stolen time stalls every thread at
+/// once, which no code of the measured program can avoid.
+#[must_use]
+pub fn stolen_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let steal: f64 = cpu.split_whitespace().nth(7)?.parse().ok()?;
+    Some(steal / clock_ticks())
 }
 
 #[cfg(test)]
