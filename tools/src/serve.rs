@@ -258,6 +258,14 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             let state = state.clone();
             tokio::spawn(async move { state.become_ready(stopped).await })
         };
+        // Answers go out as soon as they are written: with Nagle's
+        // algorithm a response written in two parts waits for the client's
+        // acknowledgement of the first, which a client may delay by 40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
