@@ -481,7 +481,7 @@ impl<S: Store> Writer<S> {
             ids: HashMap::with_capacity(events),
             ..Group::default()
         };
-        self.read_ahead(&jobs);
+        self.read_ahead(&jobs, events);
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
             let result = self.stage(&mut g, &job.tenant, &job.streams);
@@ -514,13 +514,9 @@ impl<S: Store> Writer<S> {
     /// memtable skiplists); in key order, each finds most of its search
     /// path in cache from the one before. A failed read ends the read
     /// ahead: staging reads again and reports the error to its append.
-    fn read_ahead(&mut self, jobs: &[Job]) {
+    /// `events`: how many events the jobs hold.
+    fn read_ahead(&mut self, jobs: &[Job], events: usize) {
         self.read_ids.clear();
-        let events: usize = jobs
-            .iter()
-            .flat_map(|j| &j.streams)
-            .map(|s| s.events.len())
-            .sum();
         let mut streams: Vec<(Vec<u8>, &str, &str)> = Vec::with_capacity(events);
         let mut ids: Vec<(Vec<u8>, &str, Uuid)> = Vec::with_capacity(events);
         let mut seen_streams = HashSet::with_capacity(events);
