@@ -140,7 +140,6 @@ struct Shared<S> {
     closed: AtomicBool,
     poisoned: AtomicBool,
     durability: Durability,
-    layout: IndexLayout,
 }
 
 struct Job {
@@ -191,139 +190,45 @@ pub(crate) fn id_key(tenant: &str, id: Uuid) -> Vec<u8> {
     k
 }
 
-/// The key in [`Space::Tenants`] that records the layout of a log's
-/// stream index: 4 bytes, big endian. No tenant name starts with `0xff`.
-const LAYOUT_KEY: &[u8] = b"\xfflayout";
-
-/// The layout of the keys of [`Space::Streams`] (see its docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IndexLayout {
-    /// Layout 1, `tenant \0 stream \0 version`: logs created before
-    /// layouts were stamped, which carry no [`LAYOUT_KEY`]. Read and
-    /// appended to as they are.
-    TenantFirst,
-    /// Layout 2, [`spread`] then layout 1's key: every log created since.
-    Spread,
+fn stream_prefix(tenant: &str, stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + stream.len() + 10);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k
 }
 
-impl IndexLayout {
-    /// The number [`LAYOUT_KEY`] holds for this layout.
-    fn number(self) -> u32 {
-        match self {
-            Self::TenantFirst => 1,
-            Self::Spread => 2,
-        }
-    }
-
-    /// Every key of one stream starts with this.
-    fn stream_prefix(self, tenant: &str, stream: &str) -> Vec<u8> {
-        let mut k = Vec::with_capacity(tenant.len() + stream.len() + 14);
-        if self == Self::Spread {
-            k.extend_from_slice(&spread(tenant, stream));
-        }
-        k.extend_from_slice(tenant.as_bytes());
-        k.push(0);
-        k.extend_from_slice(stream.as_bytes());
-        k.push(0);
-        k
-    }
-
-    fn stream_key(self, tenant: &str, stream: &str, version: u64) -> Vec<u8> {
-        let mut k = self.stream_prefix(tenant, stream);
-        k.extend_from_slice(&version.to_be_bytes());
-        k
-    }
-
-    // Stream names exclude bytes below 0x21, so this bounds exactly one
-    // stream.
-    fn stream_end(self, tenant: &str, stream: &str) -> Vec<u8> {
-        let mut k = self.stream_prefix(tenant, stream);
-        if let Some(last) = k.last_mut() {
-            *last = 1;
-        }
-        k
-    }
+fn stream_key(tenant: &str, stream: &str, version: u64) -> Vec<u8> {
+    let mut k = stream_prefix(tenant, stream);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
 }
 
-/// The first 4 bytes of a layout-2 stream index key: FNV-1a (32 bits) of
-/// `tenant \0 stream`, big endian, with the top bit set.
-///
-/// fjall compares keys by their first 4 bytes, kept inline, before it
-/// reads the rest from the heap. Layout 1's keys all begin with the
-/// tenant's name, so every step of a memtable search tied there and read
-/// the key from the heap: spread, most steps end inline (an in-memory
-/// insert of a random 60-byte key cost a quarter less; HTTP ingest took 7%
-/// less CPU per event). The top bit keeps every layout-2 key apart from
-/// every layout-1 key, which begins with a tenant's lower-case ASCII.
-fn spread(tenant: &str, stream: &str) -> [u8; 4] {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in tenant
-        .as_bytes()
-        .iter()
-        .chain(&[0])
-        .chain(stream.as_bytes())
-    {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
+// Stream names exclude bytes below 0x21, so this bounds exactly one stream.
+fn stream_end(tenant: &str, stream: &str) -> Vec<u8> {
+    let mut k = stream_prefix(tenant, stream);
+    if let Some(last) = k.last_mut() {
+        *last = 1;
     }
-    (h | 0x8000_0000).to_be_bytes()
-}
-
-/// The layout of `store`'s stream index, stamping `fresh` on a store that
-/// holds no record yet (layout 1 is never stamped: it is what an unstamped
-/// store with records has).
-fn index_layout<S: Store>(store: &S, head: u64, fresh: IndexLayout) -> Result<IndexLayout> {
-    if let Some(v) = store.get(Space::Tenants, LAYOUT_KEY)? {
-        return match <[u8; 4]>::try_from(v.as_slice()).map(u32::from_be_bytes) {
-            Ok(2) => Ok(IndexLayout::Spread),
-            Ok(n) => Err(Error::config(format!(
-                "the log's stream index is in layout {n}, which this build does not know (it reads layouts 1 and 2): use a newer mailledger"
-            ))),
-            Err(_) => Err(Error::corrupt(
-                head,
-                "the log's layout stamp does not decode",
-            )),
-        };
-    }
-    if head > 0 || fresh == IndexLayout::TenantFirst {
-        return Ok(IndexLayout::TenantFirst);
-    }
-    let mut batch = WriteBatch::new();
-    batch.put(
-        Space::Tenants,
-        LAYOUT_KEY.to_vec(),
-        fresh.number().to_be_bytes().to_vec(),
-    );
-    store.commit(batch, true)?;
-    Ok(fresh)
+    k
 }
 
 impl<S: Store> Ledger<S> {
     /// Opens the log kept in `store`, checking its tail and its chain heads.
-    /// A store without records is stamped with the stream index layout this
-    /// build writes (2, see [`Space::Streams`]); a store with records and no
-    /// stamp predates stamps and keeps layout 1.
     ///
     /// # Errors
     /// [`Error::Corrupt`] naming the position when the last records or a
-    /// chain head fail their checks; [`Error::Config`] for a stream index
-    /// layout this build does not know; a storage error.
+    /// chain head fail their checks; a storage error.
     pub fn open(store: S, config: LedgerConfig) -> Result<Self> {
-        Self::open_with(store, config, IndexLayout::Spread)
-    }
-
-    /// [`Ledger::open`], creating a new log's stream index in `fresh`.
-    fn open_with(store: S, config: LedgerConfig, fresh: IndexLayout) -> Result<Self> {
         let (head, last_recorded) = check_tail(&store)?;
         let tenants = load_tenants(&store, head)?;
-        let layout = index_layout(&store, head, fresh)?;
         let shared = Arc::new(Shared {
             store,
             head: watch::Sender::new(head),
             closed: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             durability: config.durability,
-            layout,
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -426,9 +331,7 @@ fn check_tail<S: Store>(store: &S) -> Result<(u64, i64)> {
 fn load_tenants<S: Store>(store: &S, head: u64) -> Result<HashMap<String, TenantHead>> {
     let mut raw = Vec::new();
     store.scan(Space::Tenants, &[], None, false, &mut |k, v| {
-        if k != LAYOUT_KEY {
-            raw.push((k.to_vec(), v.to_vec()));
-        }
+        raw.push((k.to_vec(), v.to_vec()));
         Visit::Continue
     })?;
     let mut tenants = HashMap::with_capacity(raw.len());
@@ -632,11 +535,7 @@ impl<S: Store> Writer<S> {
                         && !self.versions.contains_key(&key)
                         && seen_streams.insert(key)
                     {
-                        streams.push((
-                            self.shared.layout.stream_key(tenant, name, 0),
-                            tenant,
-                            name,
-                        ));
+                        streams.push((stream_key(tenant, name, 0), tenant, name));
                     }
                 }
                 for e in &s.events {
@@ -665,7 +564,7 @@ impl<S: Store> Writer<S> {
             if self.versions.len() >= self.config.stream_cache_entries {
                 break;
             }
-            let Ok(v) = self.shared.read_stream_version(tenant, stream) else {
+            let Ok(v) = read_stream_version(&self.shared.store, tenant, stream) else {
                 break;
             };
             self.versions
@@ -716,7 +615,7 @@ impl<S: Store> Writer<S> {
         {
             return Ok(v);
         }
-        let v = self.shared.read_stream_version(tenant, stream)?;
+        let v = read_stream_version(&self.shared.store, tenant, stream)?;
         if self.versions.len() >= self.config.stream_cache_entries {
             self.versions.clear();
         }
@@ -853,7 +752,7 @@ impl<S: Store> Writer<S> {
                         ));
                         puts.push((
                             Space::Streams,
-                            self.shared.layout.stream_key(tenant, &s.stream, v),
+                            stream_key(tenant, &s.stream, v),
                             next.to_be_bytes().to_vec(),
                         ));
                         for link in &e.links {
@@ -864,7 +763,7 @@ impl<S: Store> Writer<S> {
                             .map_or(0, |v| v + 1);
                             puts.push((
                                 Space::Streams,
-                                self.shared.layout.stream_key(tenant, link, lv),
+                                stream_key(tenant, link, lv),
                                 next.to_be_bytes().to_vec(),
                             ));
                             current.insert(link.clone(), Some(lv));
@@ -951,32 +850,25 @@ fn commit_groups<S: Store>(shared: &Shared<S>, groups: &mpsc::Receiver<Prepared>
     }
 }
 
-impl<S: Store> Shared<S> {
-    /// The last version of `stream` in the store (`None`: no such stream).
-    fn read_stream_version(&self, tenant: &str, stream: &str) -> Result<Option<u64>> {
-        // A stream's index entries are never removed, so a stream with any
-        // event has its version 0. That point read settles a new stream
-        // (most message streams are new when first appended to) through
-        // the store's filters; a backwards range scan would visit every
-        // table.
-        let layout = self.layout;
-        if self
-            .store
-            .get(Space::Streams, &layout.stream_key(tenant, stream, 0))?
-            .is_none()
-        {
-            return Ok(None);
-        }
-        let start = layout.stream_prefix(tenant, stream);
-        let end = layout.stream_end(tenant, stream);
-        let mut found = None;
-        self.store
-            .scan(Space::Streams, &start, Some(&end), true, &mut |k, _| {
-                found = k.get(start.len()..).and_then(u64_be);
-                Visit::Stop
-            })?;
-        Ok(found)
+fn read_stream_version<S: Store>(store: &S, tenant: &str, stream: &str) -> Result<Option<u64>> {
+    // A stream's index entries are never removed, so a stream with any
+    // event has its version 0. That point read settles a new stream (most
+    // message streams are new when first appended to) through the store's
+    // filters; a backwards range scan would visit every table.
+    if store
+        .get(Space::Streams, &stream_key(tenant, stream, 0))?
+        .is_none()
+    {
+        return Ok(None);
     }
+    let start = stream_prefix(tenant, stream);
+    let end = stream_end(tenant, stream);
+    let mut found = None;
+    store.scan(Space::Streams, &start, Some(&end), true, &mut |k, _| {
+        found = k.get(start.len()..).and_then(u64_be);
+        Visit::Stop
+    })?;
+    Ok(found)
 }
 
 impl<S: Store> Shared<S> {
@@ -1004,8 +896,8 @@ impl<S: Store> Shared<S> {
     ) -> Result<Vec<Record>> {
         let head = self.published_head();
         let max = max.min(MAX_READ_BATCH);
-        let start = self.layout.stream_key(tenant, stream, from);
-        let end = self.layout.stream_end(tenant, stream);
+        let start = stream_key(tenant, stream, from);
+        let end = stream_end(tenant, stream);
         let mut positions = Vec::new();
         self.store
             .scan(Space::Streams, &start, Some(&end), false, &mut |_, v| {
@@ -1184,7 +1076,7 @@ impl<S: Store> Shared<S> {
                     }
                     let by_stream = self.store.get(
                         Space::Streams,
-                        &self.layout.stream_key(r.tenant, r.stream, r.stream_version),
+                        &stream_key(r.tenant, r.stream, r.stream_version),
                     )?;
                     if by_stream.as_deref().and_then(u64_be) != Some(pos) {
                         return Err(Error::corrupt(
@@ -1213,9 +1105,7 @@ impl<S: Store> Shared<S> {
             let mut heads = Vec::new();
             self.store
                 .scan(Space::Tenants, &[], None, false, &mut |k, v| {
-                    if k != LAYOUT_KEY {
-                        heads.push((k.to_vec(), v.to_vec()));
-                    }
+                    heads.push((k.to_vec(), v.to_vec()));
                     Visit::Continue
                 })?;
             let mut seen = 0;
@@ -1320,11 +1210,11 @@ impl<S: Store> EventLog for Ledger<S> {
         self.blocking(move |s| {
             let head = s.published_head();
             // An unacknowledged tail is not yet the stream's: step back over it.
-            let mut v = s.read_stream_version(&tenant, &stream)?;
+            let mut v = read_stream_version(&s.store, &tenant, &stream)?;
             while let Some(n) = v {
                 let p = s
                     .store
-                    .get(Space::Streams, &s.layout.stream_key(&tenant, &stream, n))?;
+                    .get(Space::Streams, &stream_key(&tenant, &stream, n))?;
                 if p.as_deref().and_then(u64_be).is_some_and(|p| p < head) {
                     break;
                 }
@@ -1607,157 +1497,10 @@ mod tests {
     }
 
     #[test]
-    fn stream_keys_bound_one_stream_in_both_layouts() {
-        for layout in [IndexLayout::TenantFirst, IndexLayout::Spread] {
-            let (start, end) = (layout.stream_prefix("t", "s"), layout.stream_end("t", "s"));
-            let within = |k: &[u8]| start.as_slice() <= k && k < end.as_slice();
-            assert!(within(&layout.stream_key("t", "s", 0)), "{layout:?}");
-            assert!(within(&layout.stream_key("t", "s", u64::MAX)), "{layout:?}");
-            for (tenant, stream) in [
-                ("t", "s!"),
-                ("t", "r"),
-                ("t", "sa"),
-                ("tt", "s"),
-                ("u", "s"),
-            ] {
-                for v in [0, 1, u64::MAX] {
-                    assert!(
-                        !within(&layout.stream_key(tenant, stream, v)),
-                        "{layout:?}: {tenant}/{stream} v{v} in the range of t/s"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn layout_2_stream_keys_lie_apart_from_every_layout_1_key() {
-        // Layout 1 keys begin with a tenant name: lower-case ASCII, digits,
-        // '-' or '_', all below 0x80; layout 2 keys begin at 0x80 or above.
-        // So neither layout's range of a stream can take in the other's
-        // keys, and a log could hold both without a mix-up.
-        for n in 0..2_000 {
-            let (tenant, stream) = (format!("tenant-{}", n % 7), format!("message-{n:032x}"));
-            let spread = IndexLayout::Spread.stream_key(&tenant, &stream, 0);
-            assert!(spread[0] >= 0x80);
-            assert!(IndexLayout::TenantFirst.stream_key(&tenant, &stream, 0)[0] < 0x80);
-        }
-        // Two streams' keys differ within fjall's 4 inline bytes (mostly).
-        let first4 =
-            |n: u32| IndexLayout::Spread.stream_key("t", &format!("s{n}"), 0)[..4].to_vec();
-        let distinct: std::collections::HashSet<_> = (0..1_000).map(first4).collect();
-        assert!(distinct.len() > 990, "{} distinct prefixes", distinct.len());
-    }
-
-    fn one_event(
-        log: &Ledger<Arc<crate::MemoryStore>>,
-        rt: &tokio::runtime::Runtime,
-        expected: crate::ExpectedVersion,
-    ) -> AppendOutcome {
-        use crate::EventLog;
-        let e = event(Uuid::now_v7()).with_link("contact-1");
-        rt.block_on(log.append("t", vec![StreamAppend::new("message-1", expected, vec![e])]))
-            .unwrap()
-            .remove(0)
-    }
-
-    fn stream_keys(store: &crate::MemoryStore) -> Vec<Vec<u8>> {
-        let mut keys = Vec::new();
-        store
-            .scan(Space::Streams, &[], None, false, &mut |k, _| {
-                keys.push(k.to_vec());
-                Visit::Continue
-            })
-            .unwrap();
-        keys
-    }
-
-    #[test]
-    fn a_new_log_is_stamped_with_index_layout_2_and_spreads_its_stream_keys() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let store = Arc::new(crate::MemoryStore::new());
-        let log = Ledger::open(Arc::clone(&store), LedgerConfig::new()).unwrap();
-        assert_eq!(
-            store.get(Space::Tenants, LAYOUT_KEY).unwrap(),
-            Some(2u32.to_be_bytes().to_vec())
-        );
-        one_event(&log, &rt, crate::ExpectedVersion::NoStream);
-        let keys = stream_keys(&store);
-        assert_eq!(keys.len(), 2, "the stream's entry and the link's");
-        for k in &keys {
-            assert!(k[0] >= 0x80 && k[4..].starts_with(b"t\0"), "{k:?}");
-        }
-        log.close();
-        // Reopened, the stamp is not a tenant.
-        let log = Ledger::open(Arc::clone(&store), LedgerConfig::new()).unwrap();
-        assert_eq!(
-            one_event(&log, &rt, crate::ExpectedVersion::Exact(0)).stream_version,
-            Some(1)
-        );
-    }
-
-    #[test]
-    fn a_log_with_records_and_no_layout_stamp_keeps_index_layout_1() {
-        use crate::EventLog;
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let store = Arc::new(crate::MemoryStore::new());
-        let log = Ledger::open_with(
-            Arc::clone(&store),
-            LedgerConfig::new(),
-            IndexLayout::TenantFirst,
-        )
-        .unwrap();
-        one_event(&log, &rt, crate::ExpectedVersion::NoStream);
-        one_event(&log, &rt, crate::ExpectedVersion::Exact(0));
-        log.close();
-        drop(log);
-        assert_eq!(store.get(Space::Tenants, LAYOUT_KEY).unwrap(), None);
-
-        // As a build before layout stamps left it: read and appended to in
-        // layout 1, never restamped.
-        let log = Ledger::open(Arc::clone(&store), LedgerConfig::new()).unwrap();
-        assert_eq!(
-            rt.block_on(log.read_stream("t", "message-1", 0, 10))
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            rt.block_on(log.stream_version("t", "contact-1")).unwrap(),
-            Some(1)
-        );
-        let third = one_event(&log, &rt, crate::ExpectedVersion::Exact(1));
-        assert_eq!((third.positions, third.stream_version), (vec![2], Some(2)));
-        assert_eq!(
-            rt.block_on(log.read_stream("t", "contact-1", 0, 10))
-                .unwrap()
-                .len(),
-            3
-        );
-        rt.block_on(log.verify(&crate::TenantFilter::All, 0..log.head(), None))
-            .unwrap();
-        let keys = stream_keys(&store);
-        assert_eq!(keys.len(), 6);
-        assert!(keys.iter().all(|k| k.starts_with(b"t\0")), "{keys:?}");
-        assert_eq!(store.get(Space::Tenants, LAYOUT_KEY).unwrap(), None);
-    }
-
-    #[test]
-    fn a_log_stamped_with_an_unknown_index_layout_is_refused() {
-        let store = Arc::new(crate::MemoryStore::new());
-        let mut batch = WriteBatch::new();
-        batch.put(
-            Space::Tenants,
-            LAYOUT_KEY.to_vec(),
-            9u32.to_be_bytes().to_vec(),
-        );
-        store.commit(batch, true).unwrap();
-        let err = Ledger::open(Arc::clone(&store), LedgerConfig::new()).unwrap_err();
-        assert!(err.to_string().contains("layout 9"), "{err}");
-        assert_eq!(
-            store.get(Space::Tenants, LAYOUT_KEY).unwrap(),
-            Some(9u32.to_be_bytes().to_vec()),
-            "the stamp was changed"
-        );
+    fn stream_keys_bound_one_stream() {
+        let end = stream_end("t", "s");
+        assert!(stream_key("t", "s", u64::MAX) < end);
+        assert!(stream_key("t", "s!", 0) > end);
+        assert!(stream_key("t", "r", u64::MAX) < stream_key("t", "s", 0));
     }
 }

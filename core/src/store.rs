@@ -14,15 +14,9 @@ pub enum Space {
     Log,
     /// tenant, 0x00, event id (16 bytes) → position (u64 big-endian).
     EventIds,
-    /// spread (4 bytes), tenant, 0x00, stream, 0x00, version (u64
-    /// big-endian) → position (u64 big-endian). The spread is FNV-1a (32
-    /// bits, big endian) of `tenant 0x00 stream` with the top bit set, so
-    /// that keys differ in their first bytes (layout 2). Logs created
-    /// before layouts were stamped have no spread (layout 1).
+    /// tenant, 0x00, stream, 0x00, version (u64 big-endian) → position (u64 big-endian).
     Streams,
-    /// tenant → chain head: last position, last hash, record count (see
-    /// `ledger`); and `0xff layout` → the stream index layout (u32
-    /// big-endian), which no tenant name can collide with.
+    /// tenant → chain head: last position, last hash, record count (see `ledger`).
     Tenants,
 }
 
