@@ -206,7 +206,9 @@ impl IngestPool {
         let Some(rt) = &self.runtime else {
             return Err(crate::Problem::internal());
         };
-        rt.spawn(work)
+        // The pool's threads do nothing but ingest, so blocking work (a new
+        // contact's key, made and synced) runs in place on them.
+        rt.spawn(mailledger_core::blocking_allowed(work))
             .await
             .map_err(|_| crate::Problem::internal())?
     }

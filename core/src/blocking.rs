@@ -31,6 +31,18 @@ pub fn on_blocking_thread<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Runs `future` with every poll inside [`on_blocking_thread`]: for a
+/// runtime whose threads may block (a pool for work that writes and syncs,
+/// such as the API's ingest pool), so the blocking work the future starts
+/// runs in place. Through `block_in_place` instead, each call handed the
+/// thread's other tasks to another thread, and a burst of appends for new
+/// contacts (a key made and synced for each) grew the pool to about 150
+/// threads.
+pub fn blocking_allowed<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    let mut future = Box::pin(future);
+    std::future::poll_fn(move |cx| on_blocking_thread(|| future.as_mut().poll(cx)))
+}
+
 /// Whether the calling thread is inside [`on_blocking_thread`].
 pub(crate) fn may_block() -> bool {
     MAY_BLOCK.with(std::cell::Cell::get)
@@ -110,5 +122,31 @@ mod tests {
             "the work is not marked as on a thread that may block"
         );
         assert!(!may_block(), "the marker leaked out");
+    }
+
+    #[test]
+    fn inside_blocking_allowed_blocking_work_runs_in_place_on_its_thread() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let task = rt.spawn(blocking_allowed(async {
+            let polled_on = std::thread::current().id();
+            // A pending point between two pieces of blocking work.
+            let first = run_blocking(|| (std::thread::current().id(), may_block())).await;
+            tokio::task::yield_now().await;
+            let second = run_blocking(|| (std::thread::current().id(), may_block())).await;
+            (polled_on, first, second, std::thread::current().id())
+        }));
+        let (polled_on, first, second, after) = rt.block_on(task).unwrap();
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first, (polled_on, true), "not run in place");
+        assert!(second.1, "the marker did not last across an await");
+        assert_eq!(second.0, after, "the second piece left its thread");
+        assert!(!may_block(), "the marker leaked out");
+        // Outside it, the runtime's worker is not marked.
+        let plain = rt.block_on(rt.spawn(async { may_block() })).unwrap();
+        assert!(!plain, "the marker leaked into another task");
     }
 }

@@ -37,7 +37,7 @@ mod wire;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
-pub use blocking::{on_blocking_thread, run_blocking};
+pub use blocking::{blocking_allowed, on_blocking_thread, run_blocking};
 pub use error::{Error, ErrorKind, Result, StoreError};
 pub use ledger::{Durability, Ledger, LedgerConfig};
 pub use log::{

@@ -148,6 +148,49 @@ fn the_projection_runner_runs_at_a_lower_cpu_priority() {
     assert!(server.terminate().success());
 }
 
+/// How many threads of process `pid` are named `name`.
+#[cfg(target_os = "linux")]
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().map_or_else(
+                |_| String::new(),
+                |t| std::fs::read_to_string(t.path().join("comm")).unwrap_or_default(),
+            );
+            comm.trim() == name
+        })
+        .count()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn appends_for_new_contacts_keep_the_ingest_pool_at_its_size() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::start(root.path(), true);
+    let pid = server.child.id();
+    let pool = threads_named(pid, "ingest");
+    assert!(pool >= 1, "no ingest pool");
+    // Each batch makes (and syncs) keys for ten new contacts.
+    for b in 0..20 {
+        let events: Vec<String> = (0..10)
+            .map(|i| {
+                format!(
+                    r#"{{"id": "0193a0c4-7b1e-7d2a-9c3f-{b:04x}{i:08x}", "type": "sent", "message_id": "m-{b}-{i}", "recipient": "c{b}-{i}@example.org", "occurred_at": "2026-11-22T10:00:00Z"}}"#
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"events": [{}]}}"#, events.join(","));
+        let (status, reply) = server.request("POST", "/v1/events", &server.first_key, &body);
+        assert_eq!(status, 200, "{reply}");
+    }
+    // Key creation runs in place on the pool's threads: it does not hand
+    // each thread's other tasks to a new one (which grew the pool to about
+    // 150 threads under the load bench's warm-up).
+    assert_eq!(threads_named(pid, "ingest"), pool);
+    assert!(server.terminate().success());
+}
+
 #[test]
 fn init_creates_tenant_default_and_tenants_can_be_listed_and_created() {
     let root = tempfile::tempdir().unwrap();
