@@ -122,20 +122,24 @@ fn a_sigterm_as_soon_as_the_server_listens_stops_it_gracefully() {
     }
 }
 
+/// The `/proc` directories of the threads of process `pid` named `name`.
+#[cfg(target_os = "linux")]
+fn threads_named(pid: u32, name: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| t.ok().map(|t| t.path()))
+        .filter(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == name))
+        .collect()
+}
+
 #[test]
 #[cfg(target_os = "linux")]
 fn the_projection_runner_runs_at_a_lower_cpu_priority() {
     let root = tempfile::tempdir().unwrap();
     let mut server = Server::start(root.path(), true);
-    let pid = server.child.id();
-    let mut runners = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let task = task.unwrap().path();
-        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if comm.trim() != "projections" {
-            continue;
-        }
-        runners += 1;
+    let runners = threads_named(server.child.id(), "projections");
+    assert_eq!(runners.len(), 1, "one projection runner thread");
+    for task in runners {
         // The fields after the command name (in parentheses): the nice
         // value is the 17th of them.
         let stat = std::fs::read_to_string(task.join("stat")).unwrap();
@@ -144,23 +148,7 @@ fn the_projection_runner_runs_at_a_lower_cpu_priority() {
         assert_eq!(nice, mailledger_projections::RUNNER_NICE);
         assert!(nice > 0, "below the server's other threads");
     }
-    assert_eq!(runners, 1, "one projection runner thread");
     assert!(server.terminate().success());
-}
-
-/// How many threads of process `pid` are named `name`.
-#[cfg(target_os = "linux")]
-fn threads_named(pid: u32, name: &str) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter(|t| {
-            let comm = t.as_ref().map_or_else(
-                |_| String::new(),
-                |t| std::fs::read_to_string(t.path().join("comm")).unwrap_or_default(),
-            );
-            comm.trim() == name
-        })
-        .count()
 }
 
 #[test]
@@ -169,7 +157,7 @@ fn appends_for_new_contacts_keep_the_ingest_pool_at_its_size() {
     let root = tempfile::tempdir().unwrap();
     let mut server = Server::start(root.path(), true);
     let pid = server.child.id();
-    let pool = threads_named(pid, "ingest");
+    let pool = threads_named(pid, "ingest").len();
     assert!(pool >= 1, "no ingest pool");
     // Each batch makes (and syncs) keys for ten new contacts.
     for b in 0..20 {
@@ -187,7 +175,7 @@ fn appends_for_new_contacts_keep_the_ingest_pool_at_its_size() {
     // Key creation runs in place on the pool's threads: it does not hand
     // each thread's other tasks to a new one (which grew the pool to about
     // 150 threads under the load bench's warm-up).
-    assert_eq!(threads_named(pid, "ingest"), pool);
+    assert_eq!(threads_named(pid, "ingest").len(), pool);
     assert!(server.terminate().success());
 }
 
