@@ -3,10 +3,7 @@
 //! by concurrent clients for a fixed time, while other clients ask for
 //! message timelines (`GET /v1/messages/{id}`) of messages ingested before.
 //! Targets: at least 50,000 events/s, timeline p99 under 5 ms at the same
-//! time. With `MAILLEDGER_LOAD_PACE` set, a second run on a fresh server
-//! ingests paced at that many events per second (each batch due at its
-//! time, sent late if the server is behind) and prints its latencies too,
-//! unjudged. Baseline,
+//! time. Baseline,
 //! measured in the same run before the server starts: the same events
 //! (built as JSON, parsed, sealed, appended) through an in-process
 //! `EmailLedger::append` on fjall with sync appends, batches of 100 from 64
@@ -22,9 +19,9 @@
 //! `MAILLEDGER_LOAD_SECS` (ingest time, default 10), `MAILLEDGER_LOAD_CLIENTS`
 //! (concurrent ingest clients, default 16), `MAILLEDGER_LOAD_QUERY_RATE`
 //! (timeline queries per second, default 500), `MAILLEDGER_LOAD_BASELINE_SECS`
-//! (default 5), `MAILLEDGER_LOAD_PACE` (events per second of an extra,
-//! paced run; none by default). The timeline readers run at nice -10 where the
-//! system allows it ([`raise_priority`] says why). The server runs with the per-key rate limit off
+//! (default 5). The timeline readers run at nice -10 where the system
+//! allows it ([`raise_priority`] says why). The server runs with the
+//! per-key rate limit off
 //! (`--rate-limit-per-second 0`); everything else is the default
 //! configuration. Traffic goes to 127.0.0.1 only; the server is stopped with
 //! SIGTERM at the end and killed if the bench fails. Client, server and disk
@@ -498,7 +495,6 @@ fn random_warm_message(seed: &mut u64) -> String {
     format!("/v1/messages/w-{n}-{i}")
 }
 
-#[allow(clippy::too_many_lines)]
 /// The nice value of the timeline readers, where the system allows it.
 const READER_NICE: i32 = -10;
 /// Set when a reader could not raise its priority (reported).
@@ -524,6 +520,7 @@ fn raise_priority() -> bool {
     }
 }
 
+#[allow(clippy::too_many_lines)]
 async fn load(
     base: String,
     key: String,
@@ -531,7 +528,6 @@ async fn load(
     clients: usize,
     query_rate: u64,
     server_pid: u32,
-    pace: Option<f64>,
 ) -> Measured {
     let client = client();
     // Warm-up: every contact's key, and the messages whose timelines are
@@ -567,14 +563,8 @@ async fn load(
     let cpu_before =
         mailledger_benches::cpu_secs(&server_pid).zip(mailledger_benches::cpu_secs("self"));
     let stolen_before = mailledger_benches::stolen_secs();
-    // A bound besides the clock: 4x the target rate, or the paced rate.
-    let max_batches = match pace {
-        Some(rate) => (secs as f64 * rate / BATCH as f64) as u64,
-        None => secs * 4 * TARGET_EVENTS_PER_SEC as u64 / BATCH as u64,
-    };
-    // Paced: batch n is due n batch intervals after the start, whichever
-    // client sends it; a client that falls behind sends at once.
-    let interval = pace.map(|rate| Duration::from_secs_f64(BATCH as f64 / rate));
+    // A bound besides the clock: 4x the target rate.
+    let max_batches = secs * 4 * TARGET_EVENTS_PER_SEC as u64 / BATCH as u64;
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -592,11 +582,6 @@ async fn load(
                         break;
                     }
                     let body = batch_body("l", n);
-                    if let Some(interval) = interval {
-                        let due =
-                            start + interval.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
-                        tokio::time::sleep_until(due.into()).await;
-                    }
                     let t = Instant::now();
                     match ingest(&client, &base, &key, body).await {
                         Ok(()) => {
@@ -758,9 +743,6 @@ fn main() {
     let clients: usize = env_or("MAILLEDGER_LOAD_CLIENTS", 16);
     let query_rate: u64 = env_or("MAILLEDGER_LOAD_QUERY_RATE", 500);
     let baseline_secs: u64 = env_or("MAILLEDGER_LOAD_BASELINE_SECS", 5);
-    let pace_rate: Option<f64> = std::env::var("MAILLEDGER_LOAD_PACE")
-        .ok()
-        .and_then(|v| v.parse().ok());
 
     let bin = server_binary();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -774,38 +756,30 @@ fn main() {
     );
     let base_rate = baseline(&rt, baseline_secs);
 
-    let phase = |pace: Option<f64>| {
-        let root = tempfile::tempdir_in(target_dir()).expect("tempdir");
-        let mut server = Server::start(&bin, root.path());
-        assert!(server.admin_key.starts_with("mlk_"), "no first key printed");
-        let key = create_key(&bin, root.path());
-        eprintln!(
-            "load: {} at http://{}: {clients} clients x batches of {BATCH} for {secs} s ({}), {query_rate} timeline queries/s",
-            bin.display(),
-            server.addr,
-            pace.map_or("as fast as the server answers".to_owned(), |r| format!(
-                "paced at {r} events/s"
-            )),
-        );
-        let base = format!("http://{}", server.addr);
-        let m = rt.block_on(load(
-            base,
-            key,
-            secs,
-            clients,
-            query_rate,
-            server.child.id(),
-            pace,
-        ));
-        let clean = server.stop();
-        if !clean {
-            let server_log = server.log.lock().map(|l| l.join("")).unwrap_or_default();
-            eprintln!("server log:\n{server_log}");
-        }
-        (m, clean)
-    };
-    let (m, clean) = phase(None);
-    let paced = pace_rate.map(|r| (r, phase(Some(r))));
+    let root = tempfile::tempdir_in(target_dir()).expect("tempdir");
+    let mut server = Server::start(&bin, root.path());
+    assert!(server.admin_key.starts_with("mlk_"), "no first key printed");
+    let key = create_key(&bin, root.path());
+    eprintln!(
+        "load: {} at http://{}: {clients} clients x batches of {BATCH} for {secs} s, {query_rate} timeline queries/s",
+        bin.display(),
+        server.addr
+    );
+    let base = format!("http://{}", server.addr);
+    let m = rt.block_on(load(
+        base,
+        key,
+        secs,
+        clients,
+        query_rate,
+        server.child.id(),
+    ));
+    let clean = server.stop();
+    if !clean {
+        let server_log = server.log.lock().map(|l| l.join("")).unwrap_or_default();
+        eprintln!("server log:\n{server_log}");
+    }
+    drop(server);
 
     let rate = m.events as f64 / m.elapsed.as_secs_f64();
     summary_header(&format!(
@@ -827,31 +801,11 @@ fn main() {
         None,
     );
 
-    report(&m, clean, "ingesting as fast as the server answers", true);
-    if let Some((pace_rate, (paced, paced_clean))) = paced {
-        let paced_rate = paced.events as f64 / paced.elapsed.as_secs_f64();
-        summary_header(&format!(
-            "load: POST /v1/events paced at {pace_rate} events/s, batches of {BATCH}, {clients} clients"
-        ));
-        summary_line(
-            &format!("load/http-ingest-paced-b{BATCH}-c{clients}"),
-            Some(paced_rate),
-            Some(pace_rate),
-            None,
-            None,
-        );
-        report(
-            &paced,
-            paced_clean,
-            &format!("ingesting paced at {pace_rate} events/s"),
-            false,
-        );
-    }
+    report(&m, clean);
 }
 
-/// Prints the latencies of one phase; the timeline p99 gets a verdict
-/// when `judged`.
-fn report(m: &Measured, clean: bool, what: &str, judged: bool) {
+/// Prints the latencies measured while ingesting.
+fn report(m: &Measured, clean: bool) {
     let mut q = m.query_latency.clone();
     q.sort();
     let mut i = m.ingest_latency.clone();
@@ -860,15 +814,13 @@ fn report(m: &Measured, clean: bool, what: &str, judged: bool) {
     idle.sort();
     let mut health = m.health_latency.clone();
     health.sort();
-    println!("\n== load: request latency while {what}: measured in this run ==");
+    println!("\n== load: request latency while ingesting: measured in this run ==");
     println!(
         "{:<44} {:>8} {:>8} {:>8} {:>8} {:>8}  verdict",
         "case", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"
     );
     let p99 = percentile(&q, 0.99);
-    let verdict = if !judged {
-        String::new()
-    } else if q.is_empty() {
+    let verdict = if q.is_empty() {
         "not measured in this run".to_owned()
     } else {
         format!(
@@ -881,13 +833,8 @@ fn report(m: &Measured, clean: bool, what: &str, judged: bool) {
             TARGET_P99.as_millis()
         )
     };
-    let case = if judged {
-        "load/timeline GET /v1/messages/{id}"
-    } else {
-        "load/timeline GET, paced ingest"
-    };
     for (case, v, verdict) in [
-        (case, &q, verdict),
+        ("load/timeline GET /v1/messages/{id}", &q, verdict),
         (
             "load/timeline, before ingest (no load)",
             &idle,

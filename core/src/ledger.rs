@@ -519,8 +519,10 @@ impl<S: Store> Writer<S> {
         self.read_ids.clear();
         let mut streams: Vec<(Vec<u8>, &str, &str)> = Vec::with_capacity(events);
         let mut ids: Vec<(Vec<u8>, &str, Uuid)> = Vec::with_capacity(events);
-        let mut seen_streams = HashSet::with_capacity(events);
-        let mut seen_ids = HashSet::with_capacity(events);
+        // Each name once (a contact's stream is linked from many events),
+        // before the caches are asked with owned keys.
+        let mut seen_streams: HashSet<(&str, &str)> = HashSet::with_capacity(events);
+        let mut seen_ids: HashSet<(&str, Uuid)> = HashSet::with_capacity(events);
         for job in jobs {
             if validate_tenant(&job.tenant).is_err() {
                 continue;
@@ -529,18 +531,20 @@ impl<S: Store> Writer<S> {
             for s in &job.streams {
                 let linked = s.events.iter().flat_map(|e| &e.links);
                 for name in std::iter::once(&s.stream).chain(linked) {
+                    if !seen_streams.insert((tenant, name)) || validate_stream(name).is_err() {
+                        continue;
+                    }
                     let key = (tenant.to_owned(), name.clone());
-                    if validate_stream(name).is_ok()
-                        && !self.inflight_versions.contains_key(&key)
+                    if !self.inflight_versions.contains_key(&key)
                         && !self.versions.contains_key(&key)
-                        && seen_streams.insert(key)
                     {
                         streams.push((stream_key(tenant, name, 0), tenant, name));
                     }
                 }
                 for e in &s.events {
-                    let key = (tenant.to_owned(), e.id);
-                    if !self.inflight_ids.contains_key(&key) && seen_ids.insert(key) {
+                    if seen_ids.insert((tenant, e.id))
+                        && !self.inflight_ids.contains_key(&(tenant.to_owned(), e.id))
+                    {
                         ids.push((id_key(tenant, e.id), tenant, e.id));
                     }
                 }

@@ -65,12 +65,29 @@ pub fn hex(bytes: &[u8]) -> String {
 /// about 1% of the server's CPU while ingesting (stream names and
 /// pseudonyms, on every event).
 pub fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.reserve(bytes.len() * 2);
     for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        let [hi, lo] = hex_pair(b);
+        out.push(char::from(hi));
+        out.push(char::from(lo));
     }
+}
+
+/// Whether `text` is exactly the lower-case hex of `bytes`, as
+/// [`push_hex`] writes it (compared in place, without encoding).
+#[must_use]
+pub fn is_hex_of(text: &[u8], bytes: &[u8]) -> bool {
+    text.len() == bytes.len() * 2
+        && bytes
+            .iter()
+            .zip(text.chunks_exact(2))
+            .all(|(&b, pair)| pair == hex_pair(b))
+}
+
+/// The two lower-case hex digits of `b`.
+fn hex_pair(b: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]
 }
 
 /// Now, in microseconds since the Unix epoch: the clock of `recorded_at`
@@ -93,5 +110,15 @@ mod tests {
         let mut s = String::from("contact-");
         super::push_hex(&mut s, &[0x0f, 0xa0]);
         assert_eq!(s, "contact-0fa0");
+    }
+
+    #[test]
+    fn is_hex_of_accepts_exactly_what_push_hex_writes() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert!(super::is_hex_of(super::hex(&bytes).as_bytes(), &bytes));
+        assert!(!super::is_hex_of(b"0FA0", &[0x0f, 0xa0]), "upper case");
+        assert!(!super::is_hex_of(b"0fa", &[0x0f, 0xa0]), "short");
+        assert!(!super::is_hex_of(b"0fa00", &[0x0f, 0xa0]), "long");
+        assert!(!super::is_hex_of(b"0fa1", &[0x0f, 0xa0]), "another value");
     }
 }

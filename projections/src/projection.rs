@@ -3,6 +3,7 @@
 use mailledger_core::Record;
 use mailledger_core::email::{
     POLICY_EVENT, POLICY_STREAM, SealedEvent, TenantPolicy, decode_payload, is_email_type,
+    is_message_stream,
 };
 
 use crate::codec::{dec, enc, message_key, tenant_key};
@@ -57,17 +58,7 @@ impl Input {
 /// answer depends on the record alone, so a rebuild and live application
 /// skip the same reads.
 pub(crate) fn opens_message(record: &Record, mkey: &[u8; 16]) -> bool {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    if record.stream_version != 0 {
-        return false;
-    }
-    let Some(hex) = record.stream.as_bytes().strip_prefix(b"message-") else {
-        return false;
-    };
-    hex.len() == 32
-        && mkey.iter().zip(hex.chunks_exact(2)).all(|(&b, pair)| {
-            pair[0] == DIGITS[usize::from(b >> 4)] && pair[1] == DIGITS[usize::from(b & 0x0f)]
-        })
+    record.stream_version == 0 && is_message_stream(&record.stream, mkey)
 }
 
 /// A view of the log kept up to date event by event.

@@ -175,6 +175,15 @@ pub fn message_stream(message_id: &str) -> String {
     s
 }
 
+/// Whether `stream` is the stream [`message_stream`] names for the message
+/// whose [`message_hash`] is `hash`.
+#[must_use]
+pub fn is_message_stream(stream: &str, hash: &[u8; 16]) -> bool {
+    stream
+        .strip_prefix("message-")
+        .is_some_and(|h| crate::is_hex_of(h.as_bytes(), hash))
+}
+
 /// The 16-byte hash of a message id that names its stream, for indexes
 /// that key messages by a fixed-length value holding no message id.
 #[must_use]

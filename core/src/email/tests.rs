@@ -386,3 +386,20 @@ fn the_format_1_payload_encoding_is_frozen() {
     assert_eq!(decode_payload(0, &frozen).unwrap(), event);
     assert!(decode_payload(5, &[2, 0]).is_err());
 }
+
+#[test]
+fn a_message_s_stream_is_recognised_by_its_hash_alone() {
+    let stream = super::message_stream("<m-1@example.org>");
+    assert!(super::is_message_stream(
+        &stream,
+        &super::message_hash("<m-1@example.org>")
+    ));
+    assert!(!super::is_message_stream(
+        &stream,
+        &super::message_hash("<m-2@example.org>")
+    ));
+    assert!(!super::is_message_stream(
+        &stream.replace("message-", "contact-"),
+        &super::message_hash("<m-1@example.org>")
+    ));
+}
