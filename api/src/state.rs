@@ -189,6 +189,7 @@ impl IngestPool {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("ingest")
+            .on_thread_unpark(mailledger_core::turns::turn_started)
             .enable_all()
             .build()?;
         Ok(Self {
@@ -208,9 +209,13 @@ impl IngestPool {
         };
         // The pool's threads do nothing but ingest, so blocking work (a new
         // contact's key, made and synced) runs in place on them.
-        rt.spawn(mailledger_core::blocking_allowed(work))
-            .await
-            .map_err(|_| crate::Problem::internal())?
+        // They also offer their core between polls, every turn
+        // (`mailledger_core::turns`), to the requests waiting for one.
+        rt.spawn(mailledger_core::turns::take_turns(
+            mailledger_core::blocking_allowed(work),
+        ))
+        .await
+        .map_err(|_| crate::Problem::internal())?
     }
 }
 

@@ -428,6 +428,7 @@ impl<S: Store> Writer<S> {
                 self.shared.poisoned.store(true, Ordering::SeqCst);
             }
             while let Ok(first) = rx.recv() {
+                crate::turns::turn_started();
                 let mut records: usize = first.streams.iter().map(|s| s.events.len()).sum();
                 let mut jobs = vec![first];
                 while records < self.config.max_group_records {
@@ -486,6 +487,7 @@ impl<S: Store> Writer<S> {
         for job in jobs {
             let result = self.stage(&mut g, &job.tenant, &job.streams);
             replies.push((job.reply, result));
+            crate::turns::end_turn_if_due();
         }
         if !g.batch.is_empty() {
             for (tenant, th) in &g.tenants {
@@ -552,6 +554,7 @@ impl<S: Store> Writer<S> {
         }
         ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (key, tenant, id) in ids {
+            crate::turns::end_turn_if_due();
             let position = match self.shared.store.get(Space::EventIds, &key) {
                 Ok(None) => None,
                 Ok(Some(v)) => match u64_be(&v) {
@@ -564,6 +567,7 @@ impl<S: Store> Writer<S> {
         }
         streams.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (_, tenant, stream) in streams {
+            crate::turns::end_turn_if_due();
             // A full cache is emptied by staging, which then reads the rest.
             if self.versions.len() >= self.config.stream_cache_entries {
                 break;

@@ -32,6 +32,7 @@ mod memory;
 pub mod pseudonym;
 mod record;
 mod store;
+pub mod turns;
 mod wire;
 
 #[cfg(feature = "test-util")]

@@ -347,7 +347,10 @@ impl Projections {
             .name("projections".into())
             .spawn(move || {
                 lower_priority();
+                // Its blocking pool, where batches are applied, carries the
+                // same name.
                 let rt = tokio::runtime::Builder::new_current_thread()
+                    .thread_name("projections")
                     .enable_all()
                     .build();
                 let rt = match rt {

@@ -205,7 +205,10 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let kek = crate::admin::find_kek(&s.keys_dir, s.kek_file.as_deref())?;
     let access = AccessStore::open(&s.data_dir, &kek).context("cannot open the access store")?;
     drop(kek);
+    // Named apart from the ingest pool and the projections' threads, so
+    // `top -H` and `perf sched` tell request serving from bulk work.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("http")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -462,6 +462,7 @@ impl EmailLedger {
         let mut slot_of: Vec<Option<(usize, usize)>> = Vec::with_capacity(checked.len());
         let mut stream_index: HashMap<String, usize> = HashMap::new();
         for (i, c) in checked.into_iter().enumerate() {
+            crate::turns::end_turn_if_due();
             if skip[i].is_some() {
                 slot_of.push(None);
                 continue;
