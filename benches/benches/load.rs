@@ -514,9 +514,10 @@ const RAISED_NICE: u8 = 1;
 /// is due, when its answer arrives) would wait for a core behind the
 /// server's ingest work and count as the server's latency. A nice value is
 /// not enough under Linux's EEVDF scheduler: a woken thread, whatever its
-/// weight, waits for the running one to finish its time slice (up to
-/// 1.5 ms on 2 cores; `perf sched` showed the nice -10 readers waiting up to
-/// 2 ms at p99). A real-time reader takes the core at once. The server's
+/// weight, waits for the running one to finish its time slice, and on a
+/// kernel without preemption (this machine's: a 250 Hz tick) until the
+/// next tick, up to 4 ms (`perf sched` showed the nice -10 readers waiting
+/// up to 2 ms at p99). A real-time reader takes the core at once. The server's
 /// threads, the query's included, keep their priority, so every wait of
 /// the server still counts.
 fn raise_priority() -> u8 {
