@@ -208,8 +208,8 @@ impl IngestPool {
             return Err(crate::Problem::internal());
         };
         // The pool's threads do nothing but ingest, so blocking work (a new
-        // contact's key, made and synced) runs in place on them.
-        // They also offer their core between polls, every turn
+        // contact's key, made and synced) runs in place on them; and they
+        // offer their core between polls, every turn
         // (`mailledger_core::turns`), to the requests waiting for one.
         rt.spawn(mailledger_core::turns::take_turns(
             mailledger_core::blocking_allowed(work),

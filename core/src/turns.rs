@@ -36,32 +36,39 @@ pub fn turn_started() {
 
 /// Yields the core when the calling thread's turn has lasted [`TURN`], and
 /// starts the next turn; returns whether it yielded. A thread that never
-/// marked a turn starts one here.
+/// marked a turn starts one at its first check; its later turns then count
+/// from its last yield, sleep included, so after a pause its next check
+/// yields once (a `sched_yield` that returns at once when nothing waits).
 pub fn end_turn_if_due() -> bool {
-    STARTED.with(|s| {
-        let now = Instant::now();
-        match s.get() {
-            Some(start) if now.duration_since(start) >= TURN => {
-                std::thread::yield_now();
-                s.set(Some(Instant::now()));
-                true
-            }
-            Some(_) => false,
-            None => {
-                s.set(Some(now));
-                false
-            }
+    if due(Instant::now()) {
+        std::thread::yield_now();
+        STARTED.with(|s| s.set(Some(Instant::now())));
+        true
+    } else {
+        false
+    }
+}
+
+/// Whether the calling thread's turn has lasted [`TURN`] at `now`; starts
+/// a turn at `now` when none is marked.
+fn due(now: Instant) -> bool {
+    STARTED.with(|s| match s.get() {
+        Some(start) => now.saturating_duration_since(start) >= TURN,
+        None => {
+            s.set(Some(now));
+            false
         }
     })
 }
 
 /// Runs `future`, ending the polling thread's turn after any poll that
 /// leaves it due ([`end_turn_if_due`]): for a runtime of bulk work whose
-/// threads mark [`turn_started`] when they unpark.
-pub fn take_turns<F: Future>(future: F) -> impl Future<Output = F::Output> {
-    let mut future = Box::pin(future);
+/// threads mark [`turn_started`] when they unpark. `future` is `Unpin`
+/// (boxed, or one that boxes its own, as `blocking_allowed` does), so no
+/// second box is needed here.
+pub fn take_turns<F: Future + Unpin>(mut future: F) -> impl Future<Output = F::Output> {
     std::future::poll_fn(move |cx| {
-        let polled = future.as_mut().poll(cx);
+        let polled = std::pin::Pin::new(&mut future).poll(cx);
         end_turn_if_due();
         polled
     })
@@ -71,28 +78,50 @@ pub fn take_turns<F: Future>(future: F) -> impl Future<Output = F::Output> {
 mod tests {
     use super::*;
 
+    // The clock is passed in: a test that slept and then checked could be
+    // descheduled for longer than a turn on a busy machine.
     #[test]
-    fn a_turn_ends_only_once_it_has_lasted_its_length() {
-        turn_started();
-        assert!(!end_turn_if_due(), "a fresh turn is not due");
-        std::thread::sleep(TURN);
-        assert!(end_turn_if_due(), "a turn of TURN is due");
-        assert!(!end_turn_if_due(), "yielding started the next turn");
+    fn a_turn_is_due_only_once_it_has_lasted_its_length() {
+        let start = Instant::now();
+        STARTED.with(|s| s.set(Some(start)));
+        assert!(!due(start), "a fresh turn is not due");
+        assert!(!due(start + TURN / 2), "half a turn is not due");
+        assert!(due(start + TURN), "a turn of TURN is due");
+    }
+
+    #[test]
+    fn yielding_starts_the_next_turn() {
+        let old = Instant::now() - 2 * TURN;
+        STARTED.with(|s| s.set(Some(old)));
+        assert!(end_turn_if_due(), "a turn of twice TURN is due");
+        let next = STARTED.with(Cell::get).unwrap();
+        assert!(
+            next >= old + 2 * TURN,
+            "the next turn starts when the yield returns"
+        );
     }
 
     #[test]
     fn a_thread_without_a_marked_turn_starts_one_at_its_first_check() {
         std::thread::spawn(|| {
-            assert!(!end_turn_if_due());
-            std::thread::sleep(TURN);
-            assert!(end_turn_if_due());
+            let now = Instant::now();
+            assert!(!due(now));
+            assert_eq!(STARTED.with(Cell::get), Some(now));
+            assert!(due(now + TURN));
         })
         .join()
         .unwrap();
     }
 
-    #[tokio::test]
-    async fn take_turns_passes_the_output_through() {
-        assert_eq!(take_turns(async { 7 }).await, 7);
+    #[tokio::test(flavor = "current_thread")]
+    async fn take_turns_passes_the_output_through_and_ends_a_due_turn() {
+        let old = Instant::now() - 2 * TURN;
+        STARTED.with(|s| s.set(Some(old)));
+        assert_eq!(take_turns(Box::pin(async { 7 })).await, 7);
+        let next = STARTED.with(Cell::get).unwrap();
+        assert!(
+            next >= old + 2 * TURN,
+            "the poll ended the due turn and started one"
+        );
     }
 }

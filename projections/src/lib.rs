@@ -347,10 +347,10 @@ impl Projections {
             .name("projections".into())
             .spawn(move || {
                 lower_priority();
-                // Its blocking pool, where batches are applied, carries the
-                // same name.
+                // Its blocking pool, where batches are applied (at the
+                // runner's priority, which its threads inherit).
                 let rt = tokio::runtime::Builder::new_current_thread()
-                    .thread_name("projections")
+                    .thread_name("projection-pool")
                     .enable_all()
                     .build();
                 let rt = match rt {
