@@ -236,10 +236,10 @@ impl<S: Store> Ledger<S> {
             head,
             last_recorded,
             tenants,
-            versions: HashMap::new(),
-            inflight_ids: HashMap::new(),
-            inflight_versions: HashMap::new(),
-            read_ids: HashMap::new(),
+            versions: Versions::default(),
+            inflight_ids: Ids::default(),
+            inflight_versions: Versions::default(),
+            read_ids: ByTenant::default(),
             config,
         };
         let handle = thread::Builder::new()
@@ -377,16 +377,94 @@ struct Writer<S: Store> {
     inflight_versions: Versions,
     // The group being prepared: the store's answers for its event ids
     // that no group in hand holds, read ahead in key order.
-    read_ids: HashMap<(String, Uuid), Option<u64>>,
+    read_ids: ByTenant<Uuid, Option<u64>>,
     config: LedgerConfig,
 }
 
 /// Where an append's answer goes.
 type Reply = oneshot::Sender<Result<Vec<AppendOutcome>>>;
 /// Positions by tenant and event id.
-type Ids = HashMap<(String, Uuid), u64>;
+type Ids = ByTenant<Uuid, u64>;
 /// Stream versions by tenant and stream (`None`: no such stream).
-type Versions = HashMap<(String, String), Option<u64>>;
+type Versions = ByTenant<String, Option<u64>>;
+
+/// A map keyed by tenant and a key within it, kept as one map per tenant
+/// so a lookup borrows the names it is given. Keyed by owned
+/// `(tenant, stream)` pairs, every lookup built two strings first, and the
+/// writer looks up each stream and event id of a group several times.
+struct ByTenant<K, V> {
+    maps: HashMap<String, HashMap<K, V>>,
+    len: usize,
+}
+
+impl<K, V> Default for ByTenant<K, V> {
+    fn default() -> Self {
+        Self {
+            maps: HashMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: Eq + std::hash::Hash, V: Copy> ByTenant<K, V> {
+    fn get<Q>(&self, tenant: &str, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
+        self.maps.get(tenant)?.get(key).copied()
+    }
+
+    fn contains<Q>(&self, tenant: &str, key: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
+        self.maps.get(tenant).is_some_and(|m| m.contains_key(key))
+    }
+
+    /// `capacity`: room to make for a tenant seen for the first time.
+    fn insert(&mut self, tenant: &str, key: K, value: V, capacity: usize) {
+        let map = match self.maps.get_mut(tenant) {
+            Some(m) => m,
+            None => self
+                .maps
+                .entry(tenant.to_owned())
+                .or_insert_with(|| HashMap::with_capacity(capacity)),
+        };
+        if map.insert(key, value).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Moves every entry of `other` in; `other`'s win.
+    fn extend(&mut self, other: Self) {
+        for (tenant, entries) in other.maps {
+            match self.maps.get_mut(&tenant) {
+                Some(map) if !map.is_empty() => {
+                    for (k, v) in entries {
+                        if map.insert(k, v).is_none() {
+                            self.len += 1;
+                        }
+                    }
+                }
+                _ => {
+                    self.len += entries.len();
+                    self.maps.insert(tenant, entries);
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.maps.clear();
+        self.len = 0;
+    }
+}
 
 /// A prepared group, for the committer: the batch, the head it leads to,
 /// and each caller's answer once the batch is durable.
@@ -404,6 +482,10 @@ struct Group {
     tenants: HashMap<String, TenantHead>,
     versions: Versions,
     ids: Ids,
+    // How many events the group's jobs hold: the size its maps are made
+    // with. Grown by doubling, each step hashed every key again (SipHash
+    // over tenant and stream names), a tenth of the writer's time.
+    events: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -467,9 +549,6 @@ impl<S: Store> Writer<S> {
             }
             return None;
         }
-        // Maps sized for the group up front: grown by doubling, each step
-        // hashed every key again (SipHash over tenant and stream names), a
-        // tenth of the writer's time.
         let events: usize = jobs
             .iter()
             .flat_map(|j| &j.streams)
@@ -478,8 +557,7 @@ impl<S: Store> Writer<S> {
         let mut g = Group {
             head: self.head,
             recorded_at: crate::now_micros().max(self.last_recorded),
-            versions: HashMap::with_capacity(events),
-            ids: HashMap::with_capacity(events),
+            events,
             ..Group::default()
         };
         self.read_ahead(&jobs, events);
@@ -536,16 +614,14 @@ impl<S: Store> Writer<S> {
                     if !seen_streams.insert((tenant, name)) || validate_stream(name).is_err() {
                         continue;
                     }
-                    let key = (tenant.to_owned(), name.clone());
-                    if !self.inflight_versions.contains_key(&key)
-                        && !self.versions.contains_key(&key)
+                    if !self.inflight_versions.contains(tenant, name.as_str())
+                        && !self.versions.contains(tenant, name.as_str())
                     {
                         streams.push((stream_key(tenant, name, 0), tenant, name));
                     }
                 }
                 for e in &s.events {
-                    if seen_ids.insert((tenant, e.id))
-                        && !self.inflight_ids.contains_key(&(tenant.to_owned(), e.id))
+                    if seen_ids.insert((tenant, e.id)) && !self.inflight_ids.contains(tenant, &e.id)
                     {
                         ids.push((id_key(tenant, e.id), tenant, e.id));
                     }
@@ -563,7 +639,7 @@ impl<S: Store> Writer<S> {
                 },
                 Err(_) => break,
             };
-            self.read_ids.insert((tenant.to_owned(), id), position);
+            self.read_ids.insert(tenant, id, position, events);
         }
         streams.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (_, tenant, stream) in streams {
@@ -575,8 +651,7 @@ impl<S: Store> Writer<S> {
             let Ok(v) = read_stream_version(&self.shared.store, tenant, stream) else {
                 break;
             };
-            self.versions
-                .insert((tenant.to_owned(), stream.to_owned()), v);
+            self.versions.insert(tenant, stream.to_owned(), v, events);
         }
     }
 
@@ -594,11 +669,14 @@ impl<S: Store> Writer<S> {
     }
 
     fn lookup_id(&self, g: &Group, tenant: &str, id: Uuid) -> Result<Option<u64>> {
-        let key = (tenant.to_owned(), id);
-        if let Some(&p) = g.ids.get(&key).or_else(|| self.inflight_ids.get(&key)) {
+        if let Some(p) = g
+            .ids
+            .get(tenant, &id)
+            .or_else(|| self.inflight_ids.get(tenant, &id))
+        {
             return Ok(Some(p));
         }
-        if let Some(&p) = self.read_ids.get(&key) {
+        if let Some(p) = self.read_ids.get(tenant, &id) {
             return Ok(p);
         }
         let value = self
@@ -614,12 +692,11 @@ impl<S: Store> Writer<S> {
     }
 
     fn version(&mut self, g: &Group, tenant: &str, stream: &str) -> Result<Option<u64>> {
-        let key = (tenant.to_owned(), stream.to_owned());
-        if let Some(&v) = g
+        if let Some(v) = g
             .versions
-            .get(&key)
-            .or_else(|| self.inflight_versions.get(&key))
-            .or_else(|| self.versions.get(&key))
+            .get(tenant, stream)
+            .or_else(|| self.inflight_versions.get(tenant, stream))
+            .or_else(|| self.versions.get(tenant, stream))
         {
             return Ok(v);
         }
@@ -627,7 +704,7 @@ impl<S: Store> Writer<S> {
         if self.versions.len() >= self.config.stream_cache_entries {
             self.versions.clear();
         }
-        self.versions.insert(key, v);
+        self.versions.insert(tenant, stream.to_owned(), v, 0);
         Ok(v)
     }
 
@@ -801,10 +878,10 @@ impl<S: Store> Writer<S> {
             g.head = next;
             g.tenants.insert(tenant.to_owned(), th);
             for (id, p) in new_ids {
-                g.ids.insert((tenant.to_owned(), id), p);
+                g.ids.insert(tenant, id, p, g.events);
             }
             for (stream, v) in current {
-                g.versions.insert((tenant.to_owned(), stream), v);
+                g.versions.insert(tenant, stream, v, g.events);
             }
             for (space, k, v) in puts {
                 g.batch.put(space, k, v);
@@ -1505,10 +1582,54 @@ mod tests {
     }
 
     #[test]
+    fn by_tenant_keeps_tenants_apart_and_counts_each_key_once() {
+        let mut a: ByTenant<String, u64> = ByTenant::default();
+        a.insert("t", "s".into(), 1, 4);
+        a.insert("t", "s".into(), 2, 4);
+        a.insert("u", "s".into(), 3, 4);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.get("t", "s"), Some(2));
+        assert_eq!(a.get("u", "s"), Some(3));
+        assert!(!a.contains("v", "s") && !a.contains("t", "x"));
+
+        // Merged: the other's values win, new keys count, a tenant new to
+        // `a` moves over whole.
+        let mut b: ByTenant<String, u64> = ByTenant::default();
+        b.insert("t", "s".into(), 9, 4);
+        b.insert("t", "r".into(), 8, 4);
+        b.insert("w", "s".into(), 7, 4);
+        a.extend(b);
+        assert_eq!(a.len(), 4);
+        assert_eq!(
+            [
+                a.get("t", "s"),
+                a.get("t", "r"),
+                a.get("u", "s"),
+                a.get("w", "s")
+            ],
+            [Some(9), Some(8), Some(3), Some(7)]
+        );
+        a.clear();
+        assert_eq!(a.len(), 0);
+        assert_eq!(a.get("t", "s"), None);
+        let mut c: ByTenant<String, u64> = ByTenant::default();
+        c.insert("t", "s".into(), 1, 0);
+        a.extend(c);
+        assert_eq!((a.len(), a.get("t", "s")), (1, Some(1)));
+    }
+
+    #[test]
     fn stream_keys_bound_one_stream() {
-        let end = stream_end("t", "s");
-        assert!(stream_key("t", "s", u64::MAX) < end);
-        assert!(stream_key("t", "s!", 0) > end);
-        assert!(stream_key("t", "r", u64::MAX) < stream_key("t", "s", 0));
+        let (start, end) = (stream_prefix("t", "s"), stream_end("t", "s"));
+        let inside = |k: &[u8]| start.as_slice() <= k && k < end.as_slice();
+        assert!(inside(&stream_key("t", "s", 0)));
+        assert!(inside(&stream_key("t", "s", u64::MAX)));
+        for (tenant, other) in [("t", "s!"), ("t", "r"), ("t", "ss"), ("u", "s")] {
+            assert!(!inside(&stream_key(tenant, other, 0)), "{tenant}/{other}");
+            assert!(
+                !inside(&stream_key(tenant, other, u64::MAX)),
+                "{tenant}/{other}"
+            );
+        }
     }
 }
