@@ -6,8 +6,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::problem::{Problem, ProblemType, describe_json_error};
 
@@ -81,7 +81,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
 ///
 /// # Errors
 /// The 400 problem.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+pub fn parse<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Problem> {
     serde_json::from_slice(bytes).map_err(|e| Problem::invalid(describe_json_error(&e)))
 }
 
