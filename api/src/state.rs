@@ -342,4 +342,32 @@ mod tests {
         assert!(r.take("other").is_ok());
         assert!(RateLimiter::new(0.0, 1).take("k").is_ok());
     }
+
+    // The ingest pool's threads offer their core after each poll that
+    // leaves their turn due (`mailledger_core::turns`). The work below keeps
+    // its thread busy for two turns in each of two polls, then answers the
+    // thread's count of yields: without `take_turns` around the pool's
+    // work it stays 0.
+    #[tokio::test]
+    async fn the_ingest_pool_offers_its_core_between_polls() {
+        use mailledger_core::turns::{TURN, yields};
+        use std::task::Poll;
+        use std::time::Instant;
+        let pool = IngestPool::new(1).expect("pool");
+        let mut polls = 0;
+        let work = std::future::poll_fn(move |cx| {
+            polls += 1;
+            if polls > 2 {
+                return Poll::Ready(Ok(yields()));
+            }
+            let until = Instant::now() + 2 * TURN;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        });
+        let seen = pool.run(work).await.expect("run");
+        assert!(seen >= 1, "the pool's thread never yielded");
+    }
 }

@@ -1407,6 +1407,9 @@ mod tests {
     struct Gated {
         inner: crate::MemoryStore,
         gate: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<bool>)>>,
+        // The most turns the reading thread had ended by yielding, as seen
+        // at its reads (the writer's, during its read-ahead).
+        yields_seen: std::sync::atomic::AtomicU64,
     }
 
     impl Gated {
@@ -1434,6 +1437,8 @@ mod tests {
             self.inner.commit(batch, sync)
         }
         fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, crate::StoreError> {
+            self.yields_seen
+                .fetch_max(crate::turns::yields(), Ordering::Relaxed);
             self.inner.get(space, key)
         }
         fn scan(
@@ -1455,6 +1460,7 @@ mod tests {
         let store = Gated {
             inner: crate::MemoryStore::new(),
             gate: Mutex::new(None),
+            yields_seen: std::sync::atomic::AtomicU64::new(0),
         };
         Arc::new(Ledger::open(store, LedgerConfig::new()).unwrap())
     }
@@ -1514,6 +1520,35 @@ mod tests {
         );
         rt.block_on(log.verify(&crate::TenantFilter::All, 0..log.head(), None))
             .unwrap();
+    }
+
+    // The read-ahead of a large group reads each new stream and event id
+    // from the store, one after another, on the writer's thread: several
+    // turns' work, during which the writer must offer its core
+    // (`crate::turns`). The store sees the writer's count of yields at
+    // each read; without a turn check in the read-ahead it stays 0.
+    #[test]
+    fn the_writer_offers_its_core_while_it_reads_ahead() {
+        use crate::{EventLog, ExpectedVersion, StreamAppend};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let log = gated_log();
+        let streams: Vec<StreamAppend> = (0..4000)
+            .map(|i| {
+                StreamAppend::new(
+                    format!("message-{i}"),
+                    ExpectedVersion::NoStream,
+                    vec![event(Uuid::now_v7())],
+                )
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        rt.block_on(log.append("t", streams)).unwrap();
+        let seen = log.shared.store.yields_seen.load(Ordering::Relaxed);
+        assert!(
+            seen >= 1 || started.elapsed() < 2 * crate::turns::TURN,
+            "8,000 reads ahead in {:?} and the writer never yielded",
+            started.elapsed()
+        );
     }
 
     #[test]

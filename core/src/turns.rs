@@ -26,6 +26,17 @@ pub const TURN: Duration = Duration::from_micros(500);
 std::thread_local! {
     /// When the calling thread's current turn started.
     static STARTED: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// How many turns the calling thread has ended by yielding.
+    static YIELDS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many times the calling thread has yielded its core through
+/// [`end_turn_if_due`]: for tests that check a loop of bulk work offers its
+/// core (a store or key store the loop calls can read it on the loop's
+/// thread), and for diagnostics.
+#[must_use]
+pub fn yields() -> u64 {
+    YIELDS.with(Cell::get)
 }
 
 /// Marks the start of the calling thread's turn: call it when the thread
@@ -43,6 +54,7 @@ pub fn end_turn_if_due() -> bool {
     if due(Instant::now()) {
         std::thread::yield_now();
         STARTED.with(|s| s.set(Some(Instant::now())));
+        YIELDS.with(|y| y.set(y.get() + 1));
         true
     } else {
         false
@@ -93,7 +105,9 @@ mod tests {
     fn yielding_starts_the_next_turn() {
         let old = Instant::now() - 2 * TURN;
         STARTED.with(|s| s.set(Some(old)));
+        let before = yields();
         assert!(end_turn_if_due(), "a turn of twice TURN is due");
+        assert_eq!(yields(), before + 1, "the yield is counted");
         let next = STARTED.with(Cell::get).unwrap();
         assert!(
             next >= old + 2 * TURN,

@@ -403,3 +403,26 @@ fn a_message_s_stream_is_recognised_by_its_hash_alone() {
         &super::message_hash("<m-1@example.org>")
     ));
 }
+
+// `EmailLedger::append` seals a batch's events one after another on the
+// caller's thread (in the server, the ingest pool's): several turns' work,
+// during which it must offer its core (`crate::turns`). Without the turn
+// check in its loop, the thread's count of yields stays where it was.
+#[tokio::test(flavor = "current_thread")]
+async fn sealing_a_large_batch_offers_the_core_every_turn() {
+    let f = fixture();
+    let events: Vec<CanonicalEvent> = (0..1000)
+        .map(|i| {
+            let recipient = format!("c{}@example.org", i % 100);
+            event("sent", &recipient, &format!("m{i}"), "")
+        })
+        .collect();
+    let before = crate::turns::yields();
+    let started = std::time::Instant::now();
+    f.ledger.append("t", events).await.unwrap();
+    assert!(
+        crate::turns::yields() > before || started.elapsed() < 2 * crate::turns::TURN,
+        "1,000 events sealed in {:?} and the thread never yielded",
+        started.elapsed()
+    );
+}
