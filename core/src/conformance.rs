@@ -515,6 +515,66 @@ pub async fn open_refuses_a_corrupt_tail_and_names_it(open_store: OpenStore) {
     }
 }
 
+/// An event id and a stream name belong to their tenant: the same id in
+/// another tenant is a new event, not a duplicate, and the same stream name
+/// there starts at version 0; also when both tenants' appends share one
+/// group, and after a reopen (the writer's caches cold).
+pub async fn event_ids_and_streams_are_the_tenant_s_own(open_store: OpenStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Uuid::now_v7();
+    let one = |id: Uuid| vec![NewEvent::new(id, "sent", b"{}".to_vec())];
+    let a_first = {
+        let o = open(open_store, dir.path(), Durability::Sync);
+        let a = o
+            .log
+            .append_to_stream("a", "s", ExpectedVersion::NoStream, one(id))
+            .await
+            .unwrap();
+        let b = o
+            .log
+            .append_to_stream("b", "s", ExpectedVersion::NoStream, one(id))
+            .await
+            .unwrap();
+        assert_eq!(
+            (b.duplicates, b.stream_version),
+            (0, Some(0)),
+            "b's id is b's"
+        );
+        assert_ne!(a.positions, b.positions);
+        // Both tenants in flight at once, with one shared id.
+        let shared = Uuid::now_v7();
+        let (x, y) = tokio::join!(
+            o.log
+                .append_to_stream("a", "t", ExpectedVersion::NoStream, one(shared)),
+            o.log
+                .append_to_stream("b", "t", ExpectedVersion::NoStream, one(shared)),
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!((x.duplicates, y.duplicates), (0, 0));
+        assert_ne!(x.positions, y.positions);
+        a.positions
+    };
+    let o = open(open_store, dir.path(), Durability::Sync);
+    let retried = o
+        .log
+        .append_to_stream("a", "s", ExpectedVersion::Any, one(id))
+        .await
+        .unwrap();
+    assert_eq!((retried.duplicates, retried.positions), (1, a_first));
+    assert_eq!(o.log.stream_version("b", "s").await.unwrap(), Some(0));
+    let c = o
+        .log
+        .append_to_stream("c", "s", ExpectedVersion::NoStream, one(id))
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.duplicates, c.stream_version),
+        (0, Some(0)),
+        "c's id is c's"
+    );
+    assert_eq!(o.log.head(), 5);
+}
+
 pub async fn tenants_chain_and_read_apart(open_store: OpenStore) {
     let dir = tempfile::tempdir().unwrap();
     let o = open(open_store, dir.path(), Durability::Sync);
@@ -876,6 +936,7 @@ macro_rules! conformance_tests {
             subscriptions_catch_up_then_go_live_without_gap_or_duplicate,
             verify_names_the_first_bad_position,
             open_refuses_a_corrupt_tail_and_names_it,
+            event_ids_and_streams_are_the_tenant_s_own,
             tenants_chain_and_read_apart,
             reopen_continues_positions_versions_and_chains,
             eight_concurrent_writers_keep_a_dense_order,

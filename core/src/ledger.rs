@@ -792,9 +792,11 @@ impl<S: Store> Writer<S> {
         let mut outcomes = Vec::with_capacity(streams.len());
         let mut new_ids = Vec::new();
         // Versions as this append leaves them, for its streams and links.
-        let mut current: HashMap<String, Option<u64>> = HashMap::with_capacity(2 * streams.len());
+        // Borrowed names: a contact's stream is linked from most events, and
+        // an owned key cloned its name at every link.
+        let mut current: HashMap<&str, Option<u64>> = HashMap::with_capacity(2 * streams.len());
         for (si, s) in streams.iter().enumerate() {
-            let mut version = match current.get(&s.stream) {
+            let mut version = match current.get(s.stream.as_str()) {
                 Some(&v) => v,
                 None => actuals[si],
             };
@@ -841,7 +843,7 @@ impl<S: Store> Writer<S> {
                             next.to_be_bytes().to_vec(),
                         ));
                         for link in &e.links {
-                            let lv = match current.get(link) {
+                            let lv = match current.get(link.as_str()) {
                                 Some(&v) => v,
                                 None => self.version(g, tenant, link)?,
                             }
@@ -851,7 +853,7 @@ impl<S: Store> Writer<S> {
                                 stream_key(tenant, link, lv),
                                 next.to_be_bytes().to_vec(),
                             ));
-                            current.insert(link.clone(), Some(lv));
+                            current.insert(link, Some(lv));
                         }
                         new_ids.push((e.id, next));
                         th = TenantHead {
@@ -866,7 +868,7 @@ impl<S: Store> Writer<S> {
                 };
                 positions.push(position);
             }
-            current.insert(s.stream.clone(), version);
+            current.insert(&s.stream, version);
             assigned.push(positions.clone());
             outcomes.push(AppendOutcome {
                 positions,
@@ -881,7 +883,7 @@ impl<S: Store> Writer<S> {
                 g.ids.insert(tenant, id, p, g.events);
             }
             for (stream, v) in current {
-                g.versions.insert(tenant, stream, v, g.events);
+                g.versions.insert(tenant, stream.to_owned(), v, g.events);
             }
             for (space, k, v) in puts {
                 g.batch.put(space, k, v);
