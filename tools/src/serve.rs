@@ -11,19 +11,31 @@
 //! kek_file = "/run/secrets/mailledger-kek"
 //! log = "fjall:./mailledger-data/log"
 //! durability = "sync"
+//! max_group_records = 400
 //!
 //! [limits]
 //! max_body_bytes = 1048576
 //! max_events_per_request = 1000
 //! request_timeout_ms = 30000
 //! max_concurrent_requests = 1024
-//! max_concurrent_appends = 4
+//! max_concurrent_appends = 16
 //! rate_limit_per_second = 1000.0
 //! rate_limit_burst = 2000
 //! ```
 //!
 //! (`data_dir`, `keys_dir`, `kek_file`, `log` and `durability` from the file
 //! apply when neither the flag nor its environment variable is given.)
+//!
+//! `max_group_records` bounds the records the log writes in one group
+//! commit ([`mailledger_core::LedgerConfig::max_group_records`]); the
+//! server's default, [`DEFAULT_MAX_GROUP_RECORDS`], is far below the
+//! library's. A group is written in one store call that cannot stop to let
+//! a query run, and the writer prepares the next group while the committer
+//! writes one, so groups of a few requests keep both busy and the commit
+//! short. Measured with the load bench (16 clients, batches of 100, 16
+//! appends at once, interleaved runs): unbounded, 51,750 to 68,226
+//! events/s with the timeline p99 under 5 ms in 4 of 11 runs; at most 400,
+//! 56,488 to 77,165/s with the p99 under 5 ms in 6 of 8.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +53,10 @@ use crate::Cli;
 
 /// The default address to listen on.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The most records the server's log writes in one group commit, unless
+/// set (see the module docs for why it is small).
+pub const DEFAULT_MAX_GROUP_RECORDS: usize = 400;
 
 /// `mailledger serve`'s own flags.
 #[derive(Debug, Args)]
@@ -63,9 +79,13 @@ pub struct ServeArgs {
     /// Requests handled at once; more are answered 503 [default: 1024].
     #[arg(long, env = "MAILLEDGER_MAX_CONCURRENT_REQUESTS")]
     max_concurrent_requests: Option<usize>,
-    /// Ingest requests sealing and appending at once; more wait [default: 4].
+    /// Ingest requests sealing and appending at once; more wait [default: 16].
     #[arg(long, env = "MAILLEDGER_MAX_CONCURRENT_APPENDS")]
     max_concurrent_appends: Option<usize>,
+    /// The most records the log writes in one group commit; an append
+    /// larger than this goes in a group of its own [default: 400].
+    #[arg(long, env = "MAILLEDGER_MAX_GROUP_RECORDS")]
+    max_group_records: Option<usize>,
     /// Requests per second per API key; 0 turns the limit off [default: 1000].
     #[arg(long, env = "MAILLEDGER_RATE_LIMIT_PER_SECOND")]
     rate_limit_per_second: Option<f64>,
@@ -84,6 +104,7 @@ struct FileConfig {
     kek_file: Option<PathBuf>,
     log: Option<String>,
     durability: Option<String>,
+    max_group_records: Option<usize>,
     #[serde(default)]
     limits: Option<Limits>,
 }
@@ -97,6 +118,7 @@ struct Settings {
     kek_file: Option<PathBuf>,
     log: Option<String>,
     durability: String,
+    max_group_records: usize,
     limits: Limits,
 }
 
@@ -145,6 +167,13 @@ fn settings(cli: &Cli, args: &ServeArgs) -> Result<Settings> {
     if limits.max_body_bytes == 0 || limits.max_events_per_request == 0 {
         bail!("max_body_bytes and max_events_per_request must be above 0");
     }
+    let max_group_records = args
+        .max_group_records
+        .or(file.max_group_records)
+        .unwrap_or(DEFAULT_MAX_GROUP_RECORDS);
+    if max_group_records == 0 {
+        bail!("max_group_records must be above 0");
+    }
     Ok(Settings {
         listen: args
             .listen
@@ -172,6 +201,7 @@ fn settings(cli: &Cli, args: &ServeArgs) -> Result<Settings> {
         } else {
             cli.durability.clone()
         },
+        max_group_records,
         limits,
     })
 }
@@ -213,7 +243,12 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let log = crate::location::open(&location, LedgerConfig::new().durability(durability))?;
+        let log = crate::location::open(
+            &location,
+            LedgerConfig::new()
+                .durability(durability)
+                .max_group_records(s.max_group_records),
+        )?;
         let email = Arc::new(EmailLedger::new(Arc::clone(&log), keys));
         if let Some((info, key)) = access.bootstrap()? {
             email.keys().tenant_secret(&info.tenant)?;
@@ -317,7 +352,7 @@ mod tests {
         let file = dir.path().join("mailledger.toml");
         std::fs::write(
             &file,
-            "listen = \"127.0.0.1:9999\"\ndata_dir = \"/srv/ml/data\"\n\n[limits]\nmax_body_bytes = 2048\nrate_limit_burst = 5\n",
+            "listen = \"127.0.0.1:9999\"\ndata_dir = \"/srv/ml/data\"\nmax_group_records = 100\n\n[limits]\nmax_body_bytes = 2048\nrate_limit_burst = 5\n",
         )
         .unwrap();
         let f = file.to_str().unwrap();
@@ -335,6 +370,7 @@ mod tests {
         assert_eq!(s.limits.max_body_bytes, 2048);
         assert_eq!(s.limits.rate_limit_burst, 7);
         assert_eq!(s.limits.max_events_per_request, 1000);
+        assert_eq!(s.max_group_records, 100);
         let s = parse(&[
             "mailledger",
             "--data-dir",
@@ -344,13 +380,22 @@ mod tests {
             f,
             "--listen",
             "0.0.0.0:1",
+            "--max-group-records",
+            "50",
         ])
         .unwrap();
         assert_eq!(s.listen, "0.0.0.0:1");
+        assert_eq!(s.max_group_records, 50);
         assert_eq!(s.data_dir, PathBuf::from("/elsewhere"));
         let s = parse(&["mailledger", "serve"]).unwrap();
         assert_eq!(s.listen, DEFAULT_LISTEN);
         assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.max_group_records, DEFAULT_MAX_GROUP_RECORDS);
+        let err = format!(
+            "{:#}",
+            parse(&["mailledger", "serve", "--max-group-records", "0"]).unwrap_err()
+        );
+        assert!(err.contains("max_group_records"), "{err}");
         std::fs::write(&file, "colour = \"red\"\n").unwrap();
         let err = format!(
             "{:#}",
