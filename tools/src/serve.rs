@@ -58,6 +58,40 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// set (see the module docs for why it is small).
 pub const DEFAULT_MAX_GROUP_RECORDS: usize = 400;
 
+/// The nice value of the threads that serve requests (named `http`), where
+/// the system allows it: raising a thread's priority needs `CAP_SYS_NICE`
+/// (root has it); without it they keep the process's.
+///
+/// On two cores flat out with ingest, a query's thread that woke waited
+/// for a core behind the bulk threads (ingest pool, the log's writer and
+/// committer, fjall's workers), each of which keeps it for its slice. A
+/// little more weight lets it in sooner. Measured with the load bench
+/// (interleaved runs, set from outside): at -2, 51,272 to 64,545 events/s
+/// with the timeline p99 2.74 to 4.51 ms (4 runs); at -5, 46,486 to
+/// 60,565/s and p99 2.57 to 5.36 ms (11 runs; the queries' threads then
+/// took CPU from ingest); at 0, 52,439 to 71,707/s and p99 3.60 to 6.46
+/// ms, under 5 ms in 3 of 7.
+pub const REQUEST_NICE: i32 = -2;
+
+/// Raises the calling thread's priority to [`REQUEST_NICE`], where the
+/// system allows it; says so once when it does not.
+fn raise_request_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        static REFUSED: std::sync::Once = std::sync::Once::new();
+        // On Linux a nice value is per thread.
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), REQUEST_NICE) {
+            REFUSED.call_once(|| {
+                tracing::info!(
+                    error = %e,
+                    "request threads keep the default priority (raising it needs CAP_SYS_NICE)"
+                );
+            });
+        }
+    }
+}
+
 /// `mailledger serve`'s own flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -239,6 +273,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     // `top -H` and `perf sched` tell request serving from bulk work.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("http")
+        .on_thread_start(raise_request_priority)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

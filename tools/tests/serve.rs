@@ -132,6 +132,16 @@ fn threads_named(pid: u32, name: &str) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// The nice value of a thread, from its `/proc` directory.
+#[cfg(target_os = "linux")]
+fn nice_of(task: &std::path::Path) -> i32 {
+    // The fields after the command name (in parentheses): the nice value
+    // is the 17th of them.
+    let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
 #[test]
 #[cfg(target_os = "linux")]
 fn the_projection_runner_runs_at_a_lower_cpu_priority() {
@@ -140,13 +150,47 @@ fn the_projection_runner_runs_at_a_lower_cpu_priority() {
     let runners = threads_named(server.child.id(), "projections");
     assert_eq!(runners.len(), 1, "one projection runner thread");
     for task in runners {
-        // The fields after the command name (in parentheses): the nice
-        // value is the 17th of them.
-        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        let nice: i32 = after_name.split(' ').nth(16).unwrap().parse().unwrap();
+        let nice = nice_of(&task);
         assert_eq!(nice, mailledger_projections::RUNNER_NICE);
         assert!(nice > 0, "below the server's other threads");
+    }
+    assert!(server.terminate().success());
+}
+
+/// Whether this process may raise a thread's priority: tried on a thread
+/// of its own, which then ends.
+#[cfg(target_os = "linux")]
+fn may_raise_priority() -> bool {
+    std::thread::spawn(|| {
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), -1).is_ok()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn request_threads_run_above_the_bulk_threads_where_the_system_allows_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::start(root.path(), true);
+    let pid = server.child.id();
+    // A request on every path the test client takes, so the runtime's
+    // threads have started.
+    let (status, _) = server.request("GET", "/healthz", "", "");
+    assert_eq!(status, 200);
+    let requests = threads_named(pid, "http");
+    assert!(!requests.is_empty(), "the runtime's threads are named http");
+    let expected = if may_raise_priority() { -2 } else { 0 };
+    for task in &requests {
+        assert_eq!(nice_of(task), expected, "{}", task.display());
+    }
+    // Thread names as the kernel keeps them: 15 bytes.
+    for bulk in ["ingest", "mailledger-writ", "mailledger-comm"] {
+        let tasks = threads_named(pid, bulk);
+        assert!(!tasks.is_empty(), "no {bulk} thread");
+        for task in tasks {
+            assert_eq!(nice_of(&task), 0, "{bulk} keeps the default priority");
+        }
     }
     assert!(server.terminate().success());
 }
