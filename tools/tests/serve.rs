@@ -174,12 +174,12 @@ fn request_threads_run_above_the_bulk_threads_where_the_system_allows_it() {
     let root = tempfile::tempdir().unwrap();
     let mut server = Server::start(root.path(), true);
     let pid = server.child.id();
-    // A request on every path the test client takes, so the runtime's
-    // threads have started.
+    // One request first, so the runtime has started its threads.
     let (status, _) = server.request("GET", "/healthz", "", "");
     assert_eq!(status, 200);
     let requests = threads_named(pid, "http");
     assert!(!requests.is_empty(), "the runtime's threads are named http");
+    // `serve::REQUEST_NICE` (the binary's, which a test cannot import).
     let expected = if may_raise_priority() { -2 } else { 0 };
     for task in &requests {
         assert_eq!(nice_of(task), expected, "{}", task.display());
