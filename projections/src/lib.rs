@@ -70,6 +70,51 @@ fn lower_priority() {
     }
 }
 
+/// Starts a thread named `name` at [`RUNNER_NICE`] (where the system
+/// allows it) with a current-thread runtime of its own, whose blocking
+/// pool's threads (named `pool`) inherit the priority, and runs the future
+/// `work` makes on it to its end. Threads and stores opened from there
+/// (fjall's workers among them) inherit the priority too, so the work
+/// never takes a core from a thread that serves requests or appends,
+/// whichever thread asked for it. Returns once the runtime is built.
+fn spawn_lowered<F, Fut>(
+    name: &str,
+    pool: &str,
+    work: F,
+) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let pool = pool.to_owned();
+    let (started, start) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
+    let handle = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            lower_priority();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .thread_name(pool)
+                .enable_all()
+                .build();
+            match rt {
+                Ok(rt) => {
+                    let _ = started.send(Ok(()));
+                    rt.block_on(work());
+                }
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                }
+            }
+        })?;
+    match start.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::other(format!(
+            "the {name} thread stopped as it started"
+        ))),
+    }
+}
+
 /// How long the live runner lets appends gather before applying them.
 pub const LIVE_GATHER: Duration = Duration::from_millis(20);
 
@@ -342,45 +387,16 @@ impl Projections {
         mut stop: watch::Receiver<bool>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let this = Arc::clone(self);
-        let (started, start) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
-        let handle = std::thread::Builder::new()
-            .name("projections".into())
-            .spawn(move || {
-                lower_priority();
-                // Its blocking pool, where batches are applied (at the
-                // runner's priority, which its threads inherit).
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .thread_name("projection-pool")
-                    .enable_all()
-                    .build();
-                let rt = match rt {
-                    Ok(rt) => {
-                        let _ = started.send(Ok(()));
-                        rt
-                    }
-                    Err(e) => {
-                        let _ = started.send(Err(e));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let run = this.run(log, stop.clone());
-                    // Stopping cuts a catch-up short: each batch commits its
-                    // state and checkpoint atomically, so nothing is half
-                    // applied.
-                    tokio::select! {
-                        () = run => {}
-                        _ = stop.wait_for(|s| *s) => {}
-                    }
-                });
-            })?;
-        match start.recv() {
-            Ok(Ok(())) => Ok(handle),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(std::io::Error::other(
-                "the projection runner stopped as it started",
-            )),
-        }
+        // Batches are applied on the runtime's blocking pool.
+        spawn_lowered("projections", "projection-pool", move || async move {
+            let run = this.run(log, stop.clone());
+            // Stopping cuts a catch-up short: each batch commits its state
+            // and checkpoint atomically, so nothing is half applied.
+            tokio::select! {
+                () = run => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        })
     }
 
     /// Rebuilds the named projections (all when `names` is empty) from
@@ -450,7 +466,7 @@ impl Projections {
             });
         }
         let me = Arc::clone(self);
-        tokio::spawn(async move {
+        let started = spawn_lowered("projection-rebuild", "rebuild-pool", move || async move {
             let progress = |p: Progress| {
                 if let Some(s) = me
                     .rebuild
@@ -477,6 +493,19 @@ impl Projections {
                 s.error = result.err().map(|e| e.to_string());
             }
         });
+        if let Err(e) = started {
+            let message = format!("cannot start the rebuild's thread: {e}");
+            if let Some(s) = self
+                .rebuild
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_mut()
+            {
+                s.running = false;
+                s.error = Some(message.clone());
+            }
+            return Err(Error::Storage(message));
+        }
         Ok(true)
     }
 
@@ -498,5 +527,36 @@ impl Projections {
             s.store().flush()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn own_nice() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn lowered_work_and_its_blocking_pool_run_at_the_runner_s_priority() {
+        // Asked for from a thread at a higher priority, as a request's
+        // thread asks for a rebuild. (Under a test runner already niced
+        // below the runner, lowering is all there is to check.)
+        let caller = own_nice();
+        let expected = caller.max(RUNNER_NICE);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = spawn_lowered("lowered-test", "lowered-pool", move || async move {
+            let own = own_nice();
+            let pool = tokio::task::spawn_blocking(own_nice).await.unwrap();
+            tx.send((own, pool)).unwrap();
+        })
+        .unwrap();
+        handle.join().unwrap();
+        assert_eq!(rx.recv().unwrap(), (expected, expected));
+        assert_eq!(own_nice(), caller, "the caller keeps its priority");
     }
 }
