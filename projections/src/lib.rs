@@ -468,45 +468,42 @@ impl Projections {
         let me = Arc::clone(self);
         let started = spawn_lowered("projection-rebuild", "rebuild-pool", move || async move {
             let progress = |p: Progress| {
-                if let Some(s) = me
-                    .rebuild
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .as_mut()
-                {
+                me.update_rebuild(|s| {
                     s.done = p.done;
                     s.total = p.total;
-                }
+                });
             };
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let result = me.rebuild(log.as_ref(), &refs, Some(&progress)).await;
             if let Err(e) = &result {
                 tracing::error!(error = %e, "projection rebuild failed");
             }
-            if let Some(s) = me
-                .rebuild
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_mut()
-            {
+            me.update_rebuild(|s| {
                 s.running = false;
                 s.error = result.err().map(|e| e.to_string());
-            }
+            });
         });
         if let Err(e) = started {
             let message = format!("cannot start the rebuild's thread: {e}");
-            if let Some(s) = self
-                .rebuild
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_mut()
-            {
+            self.update_rebuild(|s| {
                 s.running = false;
                 s.error = Some(message.clone());
-            }
+            });
             return Err(Error::Storage(message));
         }
         Ok(true)
+    }
+
+    /// Changes the status of the last rebuild started, if any.
+    fn update_rebuild(&self, change: impl FnOnce(&mut RebuildStatus)) {
+        if let Some(s) = self
+            .rebuild
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            change(s);
+        }
     }
 
     /// The last rebuild started with [`Projections::start_rebuild`], if any.
