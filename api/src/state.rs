@@ -28,8 +28,8 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     /// Requests handled at once; more are answered 503 at once. Default 1,024.
     pub max_concurrent_requests: usize,
-    /// Ingest requests sealing and appending at once; more wait their turn
-    /// (and hold no memory for sealed events meanwhile). A request holds
+    /// Ingest requests sealing and appending at once; more wait their turn,
+    /// parsed but not yet sealed. A request holds
     /// its permit while its group commit syncs, so the bound also caps how
     /// many requests one group can take: at 4 the log's groups were too
     /// small to fill (load bench, interleaved: 38,844 to 51,866 events/s

@@ -531,8 +531,7 @@ fn raise_priority() -> u8 {
         if set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, fifo).is_ok() {
             return RAISED_FIFO;
         }
-        let tid = rustix::thread::gettid();
-        if rustix::process::setpriority_process(Some(tid), READER_NICE).is_ok() {
+        if mailledger_core::turns::set_thread_nice(READER_NICE).is_ok() {
             return RAISED_NICE;
         }
         0

@@ -520,21 +520,30 @@ pub async fn open_refuses_a_corrupt_tail_and_names_it(open_store: OpenStore) {
 /// there starts at version 0; also when both tenants' appends share one
 /// group, and after a reopen (the writer's caches cold).
 pub async fn event_ids_and_streams_are_the_tenant_s_own(open_store: OpenStore) {
+    // One event of id `id`, appended to `tenant`'s stream `stream`.
+    async fn one(
+        log: &dyn EventLog,
+        tenant: &str,
+        stream: &str,
+        expected: ExpectedVersion,
+        id: Uuid,
+    ) -> crate::AppendOutcome {
+        log.append_to_stream(
+            tenant,
+            stream,
+            expected,
+            vec![NewEvent::new(id, "sent", b"{}".to_vec())],
+        )
+        .await
+        .unwrap()
+    }
     let dir = tempfile::tempdir().unwrap();
     let id = Uuid::now_v7();
-    let one = |id: Uuid| vec![NewEvent::new(id, "sent", b"{}".to_vec())];
     let a_first = {
         let o = open(open_store, dir.path(), Durability::Sync);
-        let a = o
-            .log
-            .append_to_stream("a", "s", ExpectedVersion::NoStream, one(id))
-            .await
-            .unwrap();
-        let b = o
-            .log
-            .append_to_stream("b", "s", ExpectedVersion::NoStream, one(id))
-            .await
-            .unwrap();
+        let log = o.log.as_ref();
+        let a = one(log, "a", "s", ExpectedVersion::NoStream, id).await;
+        let b = one(log, "b", "s", ExpectedVersion::NoStream, id).await;
         assert_eq!(
             (b.duplicates, b.stream_version),
             (0, Some(0)),
@@ -544,35 +553,25 @@ pub async fn event_ids_and_streams_are_the_tenant_s_own(open_store: OpenStore) {
         // Both tenants in flight at once, with one shared id.
         let shared = Uuid::now_v7();
         let (x, y) = tokio::join!(
-            o.log
-                .append_to_stream("a", "t", ExpectedVersion::NoStream, one(shared)),
-            o.log
-                .append_to_stream("b", "t", ExpectedVersion::NoStream, one(shared)),
+            one(log, "a", "t", ExpectedVersion::NoStream, shared),
+            one(log, "b", "t", ExpectedVersion::NoStream, shared),
         );
-        let (x, y) = (x.unwrap(), y.unwrap());
         assert_eq!((x.duplicates, y.duplicates), (0, 0));
         assert_ne!(x.positions, y.positions);
         a.positions
     };
     let o = open(open_store, dir.path(), Durability::Sync);
-    let retried = o
-        .log
-        .append_to_stream("a", "s", ExpectedVersion::Any, one(id))
-        .await
-        .unwrap();
+    let log = o.log.as_ref();
+    let retried = one(log, "a", "s", ExpectedVersion::Any, id).await;
     assert_eq!((retried.duplicates, retried.positions), (1, a_first));
-    assert_eq!(o.log.stream_version("b", "s").await.unwrap(), Some(0));
-    let c = o
-        .log
-        .append_to_stream("c", "s", ExpectedVersion::NoStream, one(id))
-        .await
-        .unwrap();
+    assert_eq!(log.stream_version("b", "s").await.unwrap(), Some(0));
+    let c = one(log, "c", "s", ExpectedVersion::NoStream, id).await;
     assert_eq!(
         (c.duplicates, c.stream_version),
         (0, Some(0)),
         "c's id is c's"
     );
-    assert_eq!(o.log.head(), 5);
+    assert_eq!(log.head(), 5);
 }
 
 pub async fn tenants_chain_and_read_apart(open_store: OpenStore) {

@@ -1412,6 +1412,8 @@ mod tests {
         // The most turns the reading thread had ended by yielding, as seen
         // at its reads (the writer's, during its read-ahead).
         yields_seen: std::sync::atomic::AtomicU64,
+        // The records of each batch committed, in order.
+        committed: Mutex<Vec<usize>>,
     }
 
     impl Gated {
@@ -1436,7 +1438,10 @@ mod tests {
                     return Err(crate::StoreError::new("gated", "refused"));
                 }
             }
-            self.inner.commit(batch, sync)
+            let records = batch.puts.iter().filter(|p| p.0 == Space::Log).count();
+            self.inner.commit(batch, sync)?;
+            self.committed.lock().unwrap().push(records);
+            Ok(())
         }
         fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, crate::StoreError> {
             self.yields_seen
@@ -1459,12 +1464,17 @@ mod tests {
     }
 
     fn gated_log() -> Arc<Ledger<Gated>> {
+        gated_log_with(LedgerConfig::new())
+    }
+
+    fn gated_log_with(config: LedgerConfig) -> Arc<Ledger<Gated>> {
         let store = Gated {
             inner: crate::MemoryStore::new(),
             gate: Mutex::new(None),
             yields_seen: std::sync::atomic::AtomicU64::new(0),
+            committed: Mutex::new(Vec::new()),
         };
-        Arc::new(Ledger::open(store, LedgerConfig::new()).unwrap())
+        Arc::new(Ledger::open(store, config).unwrap())
     }
 
     fn event(id: Uuid) -> crate::NewEvent {
@@ -1551,6 +1561,84 @@ mod tests {
             "8,000 reads ahead in {:?} and the writer never yielded",
             started.elapsed()
         );
+    }
+
+    // `mailledger serve` bounds groups far below the default (400 records,
+    // with requests of up to 1,000 events): the bound must hold while
+    // appends queue behind a group in flight, and an append larger than it
+    // must still go in whole, as one batch, never split across two.
+    #[test]
+    fn groups_stop_at_their_bound_and_a_larger_append_goes_in_whole() {
+        use crate::{EventLog, ExpectedVersion, StreamAppend};
+        const BOUND: usize = 3;
+        const BIG: usize = 5;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let log = gated_log_with(LedgerConfig::new().max_group_records(BOUND));
+        let (entered, release) = log.store().arm();
+        let first = spawn_append(&rt, &log, ExpectedVersion::NoStream, Uuid::now_v7());
+        entered.recv().unwrap();
+        // Queued behind the group in flight: twenty single events, then
+        // one append of five.
+        let mut singles = Vec::new();
+        for i in 0..20 {
+            let log = Arc::clone(&log);
+            singles.push(rt.spawn(async move {
+                log.append_to_stream(
+                    "t",
+                    &format!("single-{i}"),
+                    ExpectedVersion::NoStream,
+                    vec![event(Uuid::now_v7())],
+                )
+                .await
+            }));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let big = {
+            let log = Arc::clone(&log);
+            rt.spawn(async move {
+                let events = (0..BIG).map(|_| event(Uuid::now_v7())).collect();
+                log.append(
+                    "t",
+                    vec![StreamAppend::new("big", ExpectedVersion::NoStream, events)],
+                )
+                .await
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        release.send(true).unwrap();
+        rt.block_on(first).unwrap().unwrap();
+        for s in singles {
+            assert_eq!(rt.block_on(s).unwrap().unwrap().positions.len(), 1);
+        }
+        let big = rt.block_on(big).unwrap().unwrap().remove(0);
+        let p = &big.positions;
+        assert_eq!(p.len(), BIG);
+        assert!(
+            p.windows(2).all(|w| w[1] == w[0] + 1),
+            "{p:?} not contiguous"
+        );
+        assert_eq!(log.head(), 1 + 20 + BIG as u64);
+        let committed = log.store().committed.lock().unwrap().clone();
+        assert_eq!(committed.iter().sum::<usize>(), 1 + 20 + BIG);
+        // A group takes jobs while it holds fewer than BOUND records, so
+        // only the job that crosses the bound may take it past.
+        for &n in &committed {
+            assert!(
+                n <= BOUND - 1 + BIG,
+                "a group of {n} records: {committed:?}"
+            );
+        }
+        assert!(
+            committed.iter().any(|&n| n >= BIG),
+            "the large append was split: {committed:?}"
+        );
+        assert!(
+            committed.len() > 20 / BOUND,
+            "twenty queued appends went in {} groups: {committed:?}",
+            committed.len() - 1
+        );
+        rt.block_on(log.verify(&crate::TenantFilter::All, 0..log.head(), None))
+            .unwrap();
     }
 
     #[test]

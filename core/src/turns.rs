@@ -15,6 +15,10 @@
 //! yields the core (`sched_yield`) once the turn has lasted [`TURN`]. With
 //! nothing else waiting for the core the call returns at once; otherwise
 //! the waiting threads run first.
+//!
+//! [`set_thread_nice`] sets the calling thread's own priority, which is how
+//! the server puts its threads in order (request threads above bulk work,
+//! the projections below it).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -37,6 +41,41 @@ std::thread_local! {
 #[must_use]
 pub fn yields() -> u64 {
     YIELDS.with(Cell::get)
+}
+
+/// Sets the calling thread's nice value (on Linux a nice value belongs to
+/// the thread, and threads it starts inherit it). Raising a priority (a
+/// lower value than the thread has) needs `CAP_SYS_NICE`.
+///
+/// # Errors
+/// When the system refuses, or on a system where this is not supported.
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
+            .map_err(std::io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = nice;
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+}
+
+/// The calling thread's nice value.
+///
+/// # Errors
+/// When the system cannot tell, or on a system where this is not supported.
+pub fn thread_nice() -> std::io::Result<i32> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+            .map_err(std::io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
 }
 
 /// Marks the start of the calling thread's turn: call it when the thread
@@ -137,5 +176,20 @@ mod tests {
             next >= old + 2 * TURN,
             "the poll ended the due turn and started one"
         );
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_thread_sets_its_own_nice_value_and_no_other() {
+        let before = thread_nice().unwrap();
+        let lowered = (before + 3).min(19);
+        let seen = std::thread::spawn(move || {
+            set_thread_nice(lowered).unwrap();
+            thread_nice().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, lowered);
+        assert_eq!(thread_nice().unwrap(), before, "the caller's stays");
     }
 }

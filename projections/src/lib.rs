@@ -60,13 +60,8 @@ pub const RUNNER_NICE: i32 = 10;
 
 /// Lowers the calling thread's CPU priority to [`RUNNER_NICE`], best effort.
 fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // On Linux a nice value is per thread, and threads inherit it.
-        let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), RUNNER_NICE) {
-            tracing::warn!(error = %e, "cannot lower the projection runner's priority");
-        }
+    if let Err(e) = mailledger_core::turns::set_thread_nice(RUNNER_NICE) {
+        tracing::warn!(error = %e, "cannot lower the projections' priority");
     }
 }
 
@@ -534,7 +529,7 @@ mod tests {
     use super::*;
 
     fn own_nice() -> i32 {
-        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+        mailledger_core::turns::thread_nice().unwrap()
     }
 
     #[test]

@@ -76,19 +76,14 @@ pub const REQUEST_NICE: i32 = -2;
 /// Raises the calling thread's priority to [`REQUEST_NICE`], where the
 /// system allows it; says so once when it does not.
 fn raise_request_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        static REFUSED: std::sync::Once = std::sync::Once::new();
-        // On Linux a nice value is per thread.
-        let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), REQUEST_NICE) {
-            REFUSED.call_once(|| {
-                tracing::info!(
-                    error = %e,
-                    "request threads keep the default priority (raising it needs CAP_SYS_NICE)"
-                );
-            });
-        }
+    static REFUSED: std::sync::Once = std::sync::Once::new();
+    if let Err(e) = mailledger_core::turns::set_thread_nice(REQUEST_NICE) {
+        REFUSED.call_once(|| {
+            tracing::info!(
+                error = %e,
+                "request threads keep the default priority (raising it needs CAP_SYS_NICE)"
+            );
+        });
     }
 }
 

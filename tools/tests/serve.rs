@@ -161,11 +161,9 @@ fn the_projection_runner_runs_at_a_lower_cpu_priority() {
 /// of its own, which then ends.
 #[cfg(target_os = "linux")]
 fn may_raise_priority() -> bool {
-    std::thread::spawn(|| {
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), -1).is_ok()
-    })
-    .join()
-    .unwrap()
+    std::thread::spawn(|| mailledger_core::turns::set_thread_nice(-1).is_ok())
+        .join()
+        .unwrap()
 }
 
 #[test]
