@@ -250,9 +250,11 @@ impl FjallState {
         let db = fjall::Database::builder(dir).open().map_err(fj)?;
         let ks = db
             .keyspace("state", || {
-                fjall::KeyspaceCreateOptions::default().compaction_strategy(Arc::new(
-                    fjall::compaction::Leveled::default().with_l0_threshold(L0_THRESHOLD),
-                ))
+                fjall::KeyspaceCreateOptions::default()
+                    .max_memtable_size(mailledger_fjall::MEMTABLE_BYTES)
+                    .compaction_strategy(Arc::new(
+                        fjall::compaction::Leveled::default().with_l0_threshold(L0_THRESHOLD),
+                    ))
             })
             .map_err(fj)?;
         let reaper = mailledger_fjall::MemtableReaper::start(vec![ks.clone()]).map_err(fj)?;
