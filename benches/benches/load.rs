@@ -16,7 +16,10 @@
 //! The server is the release binary `target/release/mailledger`: the bench
 //! runs `cargo build --release -p mailledger` first (a no-op when it is up
 //! to date), or uses `MAILLEDGER_BIN` when set. Knobs (environment):
-//! `MAILLEDGER_LOAD_SECS` (ingest time, default 10), `MAILLEDGER_LOAD_CLIENTS`
+//! `MAILLEDGER_LOAD_SECS` (ingest time, default 30: long enough for the
+//! stores to flush and merge their tables several times, which stalls
+//! reads; 10 s runs, the default before 2026-11-25, met few of those
+//! stalls and measured a lower p99), `MAILLEDGER_LOAD_CLIENTS`
 //! (concurrent ingest clients, default 16), `MAILLEDGER_LOAD_QUERY_RATE`
 //! (timeline queries per second, default 500), `MAILLEDGER_LOAD_BASELINE_SECS`
 //! (default 5). The timeline readers run as `SCHED_FIFO`, or at nice -10,
@@ -759,7 +762,7 @@ fn main() {
         println!("load: skipped (run it with `cargo bench -p mailledger-benches --bench load`)");
         return;
     }
-    let secs: u64 = env_or("MAILLEDGER_LOAD_SECS", 10);
+    let secs: u64 = env_or("MAILLEDGER_LOAD_SECS", 30);
     let clients: usize = env_or("MAILLEDGER_LOAD_CLIENTS", 16);
     let query_rate: u64 = env_or("MAILLEDGER_LOAD_QUERY_RATE", 500);
     let baseline_secs: u64 = env_or("MAILLEDGER_LOAD_BASELINE_SECS", 5);
