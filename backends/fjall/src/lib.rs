@@ -29,11 +29,12 @@ const BACKEND: &str = "fjall";
 /// version lock, and every read of the tree waits for that lock: a
 /// timeline query that met an install waited 5 to 60 ms. Larger memtables
 /// mean fewer flushes, fewer and larger first-level tables to merge, so
-/// fewer installs. In 30 s load runs (2026-11-25, interleaved), timeline
-/// queries over 4 ms fell from 289 to 396 per run to 123 to 203, at a peak
-/// resident size of 2.2 GB instead of 1.1 GB. A memtable takes memory only
-/// as it fills. fjall records the size when it creates a keyspace, so a
-/// database created before keeps the size it was made with.
+/// fewer installs. In 30 s load runs (2026-11-25, seven interleaved
+/// pairs), timeline queries over 4 ms fell from 220 to 445 per run to 62
+/// to 203, at a peak resident size of 2.0 to 2.6 GB instead of 1.1 to 1.2
+/// GB. A memtable takes memory only as it fills. fjall records the size
+/// when it creates a keyspace, so a database created before keeps the size
+/// it was made with.
 pub const MEMTABLE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The log kept in a fjall database.
