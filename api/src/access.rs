@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use mailledger_core::crypto::{Cipher, Sealed, SecretKey};
 use mailledger_core::hex;
+use mailledger_core::residency::{Jurisdiction, TenantResidency};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
@@ -174,6 +175,11 @@ pub struct TenantInfo {
     pub require_signatures: bool,
     /// SNS subscription confirmations received (recorded, never followed).
     pub sns_subscriptions: Vec<SnsSubscription>,
+    /// Where the tenant's data may be kept: `EU` or ISO 3166-1 alpha-2
+    /// country codes. A node serves the tenant only when the node and every
+    /// store it keeps data in lie within these.
+    #[schema(value_type = Vec<String>, example = json!(["EU"]))]
+    pub jurisdictions: Vec<Jurisdiction>,
 }
 
 /// An SNS subscription (or unsubscription) confirmation, recorded for an
@@ -221,6 +227,8 @@ pub struct Caller {
     pub key_id: String,
     /// The key's scopes.
     pub scopes: Vec<Scope>,
+    /// Where the tenant's data may be kept.
+    pub jurisdictions: Vec<Jurisdiction>,
 }
 
 impl Caller {
@@ -257,10 +265,18 @@ struct TenantEntry {
     require_signatures: bool,
     #[serde(default)]
     sns_subscriptions: Vec<SnsSubscription>,
+    /// Files written before residency existed hold tenants of the
+    /// product's default, the EU.
+    #[serde(default = "eu")]
+    jurisdictions: Vec<Jurisdiction>,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn eu() -> Vec<Jurisdiction> {
+    vec![Jurisdiction::Eu]
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -432,21 +448,35 @@ impl AccessStore {
             }
             Err(e) => return Err(self.io(e)),
         };
-        let file: AccessFile = serde_json::from_slice(&text).map_err(|e| AccessError::Corrupt {
-            path: self.path(),
-            message: format!(
-                "not an access file (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        })?;
-        if file.format != FORMAT {
-            return Err(AccessError::Corrupt {
-                path: self.path(),
-                message: format!("format {} is not known to this build", file.format),
-            });
-        }
-        Ok((stamp, file))
+        Ok((stamp, parse_file(&self.path(), &text)?))
+    }
+
+    /// Every tenant of the access file in `data_dir` and where its data may
+    /// be kept, read without the KEK (nothing of it is sealed), for the
+    /// residency check before a store opens. No file: no tenant.
+    ///
+    /// # Errors
+    /// When the file cannot be read or does not parse.
+    pub fn tenant_residency(data_dir: &Path) -> Result<Vec<TenantResidency>, AccessError> {
+        let path = data_dir.join(ACCESS_FILE);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(AccessError::Io {
+                    path,
+                    message: e.to_string(),
+                });
+            }
+        };
+        Ok(parse_file(&path, &text)?
+            .tenants
+            .into_iter()
+            .map(|(tenant, t)| TenantResidency {
+                tenant,
+                allowed: t.jurisdictions,
+            })
+            .collect())
     }
 
     fn reload(&self) -> Result<Arc<AccessFile>, AccessError> {
@@ -541,26 +571,37 @@ impl AccessStore {
             message: format!("key {id} has a malformed hash"),
         })?;
         // blake3::Hash equality is constant-time.
-        if stored != computed
-            || entry.revoked_at.is_some()
-            || !file.tenants.contains_key(&entry.tenant)
-        {
+        if stored != computed || entry.revoked_at.is_some() {
             return Ok(None);
         }
+        let Some(tenant) = file.tenants.get(&entry.tenant) else {
+            return Ok(None);
+        };
         Ok(Some(Caller {
             tenant: entry.tenant.clone(),
             key_id: id.to_owned(),
             scopes: entry.scopes.clone(),
+            jurisdictions: tenant.jurisdictions.clone(),
         }))
     }
 
-    /// Creates a tenant.
+    /// Creates a tenant whose data may be kept in `jurisdictions`.
     ///
     /// # Errors
-    /// A bad name, an existing tenant, or a storage failure.
-    pub fn create_tenant(&self, name: &str) -> Result<TenantInfo, AccessError> {
+    /// A bad name, no jurisdiction, an existing tenant, or a storage
+    /// failure.
+    pub fn create_tenant(
+        &self,
+        name: &str,
+        jurisdictions: &[Jurisdiction],
+    ) -> Result<TenantInfo, AccessError> {
         mailledger_core::validate_tenant(name)
             .map_err(|_| AccessError::Invalid("a tenant name is 1 to 64 of a-z 0-9 _ -".into()))?;
+        if jurisdictions.is_empty() {
+            return Err(AccessError::Invalid(
+                "a tenant needs at least one jurisdiction its data may be kept in".into(),
+            ));
+        }
         self.update(|f| {
             if f.tenants.contains_key(name) {
                 return Err(AccessError::TenantExists(name.to_owned()));
@@ -573,6 +614,7 @@ impl AccessStore {
                     webhook_providers: Vec::new(),
                     require_signatures: true,
                     sns_subscriptions: Vec::new(),
+                    jurisdictions: jurisdictions.to_vec(),
                 },
             );
             Ok(())
@@ -588,6 +630,7 @@ impl AccessStore {
             webhook_providers: t.webhook_providers.clone(),
             require_signatures: t.require_signatures,
             sns_subscriptions: t.sns_subscriptions.clone(),
+            jurisdictions: t.jurisdictions.clone(),
         }
     }
 
@@ -814,14 +857,18 @@ impl AccessStore {
         })
     }
 
-    /// Creates tenant `default` when there is no tenant, and when no key was
-    /// ever made, one key for it with every scope, returned (shown once).
+    /// Creates tenant `default` (its data kept in `jurisdictions`) when
+    /// there is no tenant, and when no key was ever made, one key for it
+    /// with every scope, returned (shown once).
     ///
     /// # Errors
     /// A storage failure.
-    pub fn bootstrap(&self) -> Result<Option<(KeyInfo, Zeroizing<String>)>, AccessError> {
+    pub fn bootstrap(
+        &self,
+        jurisdictions: &[Jurisdiction],
+    ) -> Result<Option<(KeyInfo, Zeroizing<String>)>, AccessError> {
         if self.tenants()?.is_empty() {
-            match self.create_tenant(DEFAULT_TENANT) {
+            match self.create_tenant(DEFAULT_TENANT, jurisdictions) {
                 Ok(_) | Err(AccessError::TenantExists(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -842,6 +889,25 @@ impl AccessStore {
     }
 }
 
+/// Parses the access file at `path`, whose bytes are `text`.
+fn parse_file(path: &Path, text: &[u8]) -> Result<AccessFile, AccessError> {
+    let file: AccessFile = serde_json::from_slice(text).map_err(|e| AccessError::Corrupt {
+        path: path.to_path_buf(),
+        message: format!(
+            "not an access file (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+    })?;
+    if file.format != FORMAT {
+        return Err(AccessError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!("format {} is not known to this build", file.format),
+        });
+    }
+    Ok(file)
+}
+
 fn key_info(id: &str, k: &KeyEntry) -> KeyInfo {
     KeyInfo {
         id: id.to_owned(),
@@ -857,6 +923,8 @@ fn key_info(id: &str, k: &KeyEntry) -> KeyInfo {
 mod tests {
     use super::*;
 
+    const EU: [Jurisdiction; 1] = [Jurisdiction::Eu];
+
     fn kek() -> SecretKey {
         SecretKey::from_hex(&"ab".repeat(32)).unwrap()
     }
@@ -865,7 +933,7 @@ mod tests {
     fn a_created_key_authenticates_and_a_revoked_one_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let s = AccessStore::open(dir.path(), &kek()).unwrap();
-        s.create_tenant("acme").unwrap();
+        s.create_tenant("acme", &EU).unwrap();
         let (info, key) = s.create_key("acme", &[Scope::Read], None).unwrap();
         assert!(key.starts_with("mlk_"));
         let c = s.authenticate(&key).unwrap().unwrap();
@@ -881,7 +949,7 @@ mod tests {
     fn the_file_holds_no_secret_and_another_kek_cannot_test_keys() {
         let dir = tempfile::tempdir().unwrap();
         let s = AccessStore::open(dir.path(), &kek()).unwrap();
-        s.create_tenant("acme").unwrap();
+        s.create_tenant("acme", &EU).unwrap();
         let (_, key) = s.create_key("acme", &[Scope::Ingest], None).unwrap();
         s.set_webhook_secrets(
             "acme",
@@ -927,10 +995,10 @@ mod tests {
     fn bootstrap_makes_default_and_one_key_once() {
         let dir = tempfile::tempdir().unwrap();
         let s = AccessStore::open(dir.path(), &kek()).unwrap();
-        let (info, key) = s.bootstrap().unwrap().unwrap();
+        let (info, key) = s.bootstrap(&EU).unwrap().unwrap();
         assert_eq!(info.tenant, DEFAULT_TENANT);
         assert_eq!(info.scopes, Scope::ALL.to_vec());
         assert!(s.authenticate(&key).unwrap().is_some());
-        assert!(s.bootstrap().unwrap().is_none());
+        assert!(s.bootstrap(&EU).unwrap().is_none());
     }
 }

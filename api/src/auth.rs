@@ -127,6 +127,12 @@ pub fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Problem> 
         return Err(Problem::unauthorized());
     };
     match state.access.authenticate(&token) {
+        // A tenant created elsewhere (by `mailledger tenant create` with
+        // another configuration) that this node may not serve.
+        Ok(Some(c)) if !state.residency.permits(&c.jurisdictions) => Err(Problem::new(
+            ProblemType::ResidencyViolation,
+            "this tenant's data may not be kept where this node keeps it; an operator can see where in GET /v1/admin/residency",
+        )),
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err(Problem::unauthorized()),
         Err(e) => {

@@ -53,6 +53,10 @@ pub enum ProblemType {
     ProjectionsUnavailable,
     /// The change needs a `reason` (removing a complaint's suppression).
     ReasonRequired,
+    /// The tenant's data may not be kept where this node keeps it (the
+    /// node or one of its stores lies outside the tenant's allowed
+    /// jurisdictions); `GET /v1/admin/residency` shows where.
+    ResidencyViolation,
 }
 
 impl ProblemType {
@@ -76,6 +80,7 @@ impl ProblemType {
             Self::NotConfigured => "not-configured",
             Self::ProjectionsUnavailable => "projections-unavailable",
             Self::ReasonRequired => "reason-required",
+            Self::ResidencyViolation => "residency-violation",
         }
     }
 
@@ -105,6 +110,7 @@ impl ProblemType {
             Self::NotConfigured => "Not configured",
             Self::ProjectionsUnavailable => "Projections unavailable",
             Self::ReasonRequired => "Reason required",
+            Self::ResidencyViolation => "Outside the allowed jurisdictions",
         }
     }
 
@@ -116,7 +122,7 @@ impl ProblemType {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::ResidencyViolation => StatusCode::FORBIDDEN,
             Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict | Self::ReasonRequired => StatusCode::CONFLICT,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mailledger_core::email::EmailLedger;
+use mailledger_core::residency::{Jurisdiction, Residency};
 use mailledger_projections::Projections;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
@@ -161,6 +162,11 @@ pub struct AppState {
     /// Where ingest work runs; `None` (the default) runs it on the runtime
     /// that serves the request.
     pub ingest: Option<Arc<IngestPool>>,
+    /// The node's declared residency: a tenant is served only when the
+    /// node and its stores lie within the tenant's allowed jurisdictions.
+    /// The default is a node in the EU, allowing the EU, with no store
+    /// declared.
+    pub residency: Arc<Residency>,
 }
 
 /// A runtime of its own for the work of ingest routes (parsing, sealing
@@ -260,7 +266,15 @@ impl AppState {
             ready: ReadyFlag::default(),
             projections: None,
             ingest: None,
+            residency: Arc::new(Residency::new(Jurisdiction::DEFAULT, Vec::new())),
         }
+    }
+
+    /// The same state on a node of `residency`.
+    #[must_use]
+    pub fn with_residency(mut self, residency: Residency) -> Self {
+        self.residency = Arc::new(residency);
+        self
     }
 
     /// The same state running ingest work on `pool`.

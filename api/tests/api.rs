@@ -711,6 +711,7 @@ async fn every_route_is_in_the_openapi_document() {
         ("POST", "/v1/admin/keys"),
         ("GET", "/v1/admin/keys"),
         ("POST", "/v1/admin/keys/{id}/revoke"),
+        ("GET", "/v1/admin/residency"),
         ("GET", "/v1/admin/projections"),
         ("POST", "/v1/admin/projections/rebuild"),
         ("PUT", "/v1/admin/tenants/{tenant}/webhook-secrets"),
@@ -806,9 +807,99 @@ async fn export_and_erasure_reach_only_the_callers_tenant() {
 }
 
 #[tokio::test]
+async fn tenants_are_created_and_served_only_within_their_jurisdictions() {
+    use mailledger_core::residency::{Jurisdiction, Residency};
+    let de: Jurisdiction = "DE".parse().unwrap();
+    let e = env();
+    let tenants = |e: &common::Env| e.state.access.tenants().unwrap().len();
+    let before = tenants(&e);
+    let create = |body: Value| {
+        let e = &e;
+        async move {
+            e.call(
+                Method::POST,
+                "/v1/admin/tenants",
+                Some(&e.admin),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    // The node says only "EU", which does not prove Germany: a German-only
+    // tenant is refused, and nothing is created.
+    let r = create(json!({"name": "acme", "jurisdictions": ["DE"]})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(
+        r.json()["type"],
+        "urn:mailledger:problem:residency-violation"
+    );
+    let r = create(json!({"name": "acme", "jurisdictions": ["mars"]})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("jurisdictions")
+    );
+    assert_eq!(tenants(&e), before);
+    // Left out, a tenant allows what the node allows.
+    let r = create(json!({"name": "beta"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.json()["jurisdictions"], json!(["EU"]));
+    let report = e
+        .ok(Method::GET, "/v1/admin/residency", &e.admin, None)
+        .await;
+    assert_eq!(report["compliant"], true);
+    assert_eq!(report["node_jurisdiction"], "EU");
+    assert!(
+        report["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["tenant"] == "beta" && t["allowed"] == json!(["EU"]))
+    );
+    let read = e.key("beta", &[Scope::Read]);
+    let r = e
+        .call(Method::GET, "/v1/admin/residency", Some(&read), None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A German-only tenant made elsewhere (the command line under another
+    // configuration) is refused on every request by this EU node...
+    e.state.access.create_tenant("gamma", &[de]).unwrap();
+    let (_, gamma) = e
+        .state
+        .access
+        .create_key("gamma", &[Scope::Read], None)
+        .unwrap();
+    let r = e
+        .call(Method::GET, "/v1/suppressions", Some(gamma.as_str()), None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(
+        r.json()["type"],
+        "urn:mailledger:problem:residency-violation"
+    );
+    let report = e
+        .ok(Method::GET, "/v1/admin/residency", &e.admin, None)
+        .await;
+    assert_eq!(report["compliant"], false);
+    assert_eq!(report["violations"][0]["outside_of"], "tenant gamma");
+    // ...and served by a node declared, with its store, in Germany.
+    let mut e = e;
+    e.state = e.state.clone().with_residency(
+        Residency::new(de, vec![Jurisdiction::Eu]).with_store("log", "memory", "(memory)", de),
+    );
+    e.ok(Method::GET, "/v1/suppressions", gamma.as_str(), None)
+        .await;
+}
+
+#[tokio::test]
 async fn only_the_operator_tenant_holds_the_admin_scope() {
     let e = env();
-    e.state.access.create_tenant("acme").unwrap();
+    e.state
+        .access
+        .create_tenant("acme", &[mailledger_core::residency::Jurisdiction::Eu])
+        .unwrap();
     // Neither the API nor the store gives another tenant's key the admin
     // scope, which would let it reach every tenant.
     let r = e
@@ -831,6 +922,7 @@ async fn only_the_operator_tenant_holds_the_admin_scope() {
         tenant: "acme".into(),
         key_id: "k".into(),
         scopes: vec![Scope::Admin, Scope::Read],
+        jurisdictions: vec![mailledger_core::residency::Jurisdiction::Eu],
     };
     assert!(!forged.has(Scope::Admin));
     assert!(forged.has(Scope::Read));
@@ -927,6 +1019,8 @@ mod fuzz {
             Just(r#"{"events": null}"#.to_owned()),
             Just(r#"{"address": 7}"#.to_owned()),
             Just(r#"{"name": "", "scopes": ["x"]}"#.to_owned()),
+            Just(r#"{"name": "t", "jurisdictions": ["mars"]}"#.to_owned()),
+            Just(r#"{"name": "t", "jurisdictions": []}"#.to_owned()),
             Just(r#"{"address": "a@b.example"}"#.to_owned()),
             Just(r#"{"address": "a@b.example", "reason": ""}"#.to_owned()),
             Just(r#"{"address": "a@b.example", "reason": "r", "id": "x"}"#.to_owned()),

@@ -31,6 +31,7 @@ mod log;
 mod memory;
 pub mod pseudonym;
 mod record;
+pub mod residency;
 mod store;
 pub mod turns;
 mod wire;

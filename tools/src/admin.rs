@@ -14,6 +14,7 @@ use clap::Subcommand;
 use mailledger_api::access::{AccessStore, DEFAULT_TENANT, parse_scopes};
 use mailledger_core::crypto::SecretKey;
 use mailledger_core::keys::read_kek_file;
+use mailledger_core::residency::Jurisdiction;
 
 use crate::Cli;
 
@@ -24,6 +25,11 @@ pub enum TenantCommand {
     Create {
         /// The name: 1 to 64 of a-z 0-9 _ -.
         name: String,
+        /// Where its data may be kept, comma-separated: EU or ISO 3166-1
+        /// alpha-2 codes [default: the jurisdictions this node allows].
+        /// Refused when this node or one of its stores lies outside them.
+        #[arg(long)]
+        jurisdictions: Option<String>,
     },
     /// Lists tenants (JSON lines).
     List,
@@ -102,12 +108,18 @@ pub fn open_access(
     AccessStore::open(data_dir, &kek).context("cannot open the access store")
 }
 
-/// For `init`: creates tenant `default` in the access store when it has no
-/// tenant. (The first admin key is made and printed by the first `serve`.)
-pub fn init_access(data_dir: &Path, keys_dir: &Path, kek_file: Option<&Path>) -> Result<()> {
+/// For `init`: creates tenant `default`, its data allowed in
+/// `jurisdictions`, in the access store when it has no tenant. (The first
+/// admin key is made and printed by the first `serve`.)
+pub fn init_access(
+    data_dir: &Path,
+    keys_dir: &Path,
+    kek_file: Option<&Path>,
+    jurisdictions: &[Jurisdiction],
+) -> Result<()> {
     let access = open_access(data_dir, keys_dir, kek_file)?;
     if access.tenants()?.is_empty() {
-        access.create_tenant(DEFAULT_TENANT)?;
+        access.create_tenant(DEFAULT_TENANT, jurisdictions)?;
     }
     Ok(())
 }
@@ -127,8 +139,16 @@ fn access_of(cli: &Cli) -> Result<AccessStore> {
 pub fn tenant(cli: &Cli, command: &TenantCommand) -> Result<ExitCode> {
     let access = access_of(cli)?;
     match command {
-        TenantCommand::Create { name } => {
-            let t = access.create_tenant(name)?;
+        TenantCommand::Create {
+            name,
+            jurisdictions,
+        } => {
+            let (location, _) = crate::location::peek(&cli.data_dir, cli.log.as_deref())?;
+            let declared = cli
+                .residency_args()
+                .declare(&cli.data_dir, &location, &cli.keys_dir)?;
+            let allowed = crate::residency::new_tenant(&declared, jurisdictions.as_deref())?;
+            let t = access.create_tenant(name, &allowed)?;
             println!("{}", serde_json::to_string(&t)?);
         }
         TenantCommand::List => {

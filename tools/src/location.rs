@@ -79,13 +79,14 @@ struct Marker {
     log: LogLocation,
 }
 
-/// Resolves which log to open for `data_dir` and an optional `--log` URL,
-/// recording the choice in a new data directory and refusing a mismatch
-/// with what an existing one recorded.
-pub fn resolve(data_dir: &Path, log: Option<&str>, create: bool) -> Result<LogLocation> {
+/// Which log `data_dir` and an optional `--log` URL name, without creating
+/// anything: what an existing data directory recorded (refusing a `--log`
+/// that disagrees), else what `--log` asks, else fjall in `DATA_DIR/log`.
+/// The second value says whether the data directory records it already.
+pub fn peek(data_dir: &Path, log: Option<&str>) -> Result<(LogLocation, bool)> {
     let asked = log.map(LogLocation::parse).transpose()?;
     if asked == Some(LogLocation::Memory) {
-        return Ok(LogLocation::Memory);
+        return Ok((LogLocation::Memory, true));
     }
     let marker_path = data_dir.join(MARKER);
     if marker_path.exists() {
@@ -109,7 +110,24 @@ pub fn resolve(data_dir: &Path, log: Option<&str>, create: bool) -> Result<LogLo
                 marker.log.describe()
             );
         }
-        return Ok(marker.log);
+        return Ok((marker.log, true));
+    }
+    let location = match asked {
+        Some(l) => l,
+        None => LogLocation::Fjall {
+            path: absolute(&data_dir.join("log"))?,
+        },
+    };
+    Ok((location, false))
+}
+
+/// Resolves which log to open for `data_dir` and an optional `--log` URL
+/// (see [`peek`]), recording the choice in a new data directory when
+/// `create`, and refusing a directory that holds no ledger otherwise.
+pub fn resolve(data_dir: &Path, log: Option<&str>, create: bool) -> Result<LogLocation> {
+    let (location, recorded) = peek(data_dir, log)?;
+    if recorded {
+        return Ok(location);
     }
     if !create {
         bail!(
@@ -118,14 +136,9 @@ pub fn resolve(data_dir: &Path, log: Option<&str>, create: bool) -> Result<LogLo
             data_dir.display()
         );
     }
-    let location = match asked {
-        Some(l) => l,
-        None => LogLocation::Fjall {
-            path: absolute(&data_dir.join("log"))?,
-        },
-    };
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let marker_path = data_dir.join(MARKER);
     let marker = Marker {
         format: 1,
         log: location.clone(),

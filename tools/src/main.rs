@@ -6,6 +6,7 @@ mod admin;
 mod allocator;
 mod location;
 mod projections_cmd;
+mod residency;
 mod serve;
 
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
@@ -63,6 +64,18 @@ struct Cli {
     /// A file holding the key-encryption key (64 hex digits, mode 0600). Or set MAILLEDGER_KEK to the hex itself. Without either, the key `init` generated in the keys directory is used (fine for trying out; production should keep the KEK elsewhere).
     #[arg(long, global = true, env = "MAILLEDGER_KEK_FILE")]
     kek_file: Option<PathBuf>,
+    /// The jurisdiction this node runs in: EU or an ISO 3166-1 alpha-2 code such as DE [default: EU].
+    #[arg(long, global = true, env = "MAILLEDGER_JURISDICTION")]
+    jurisdiction: Option<String>,
+    /// The jurisdictions this node allows data in, comma-separated [default: the node's own]. Nothing starts when the node or a store lies outside them, or outside a tenant's.
+    #[arg(long, global = true, env = "MAILLEDGER_ALLOWED_JURISDICTIONS")]
+    allowed_jurisdictions: Option<String>,
+    /// Where the data directory and the log are kept (your declaration: a disk cannot say) [default: the node's jurisdiction].
+    #[arg(long, global = true, env = "MAILLEDGER_DATA_JURISDICTION")]
+    data_jurisdiction: Option<String>,
+    /// Where the key directory is kept [default: the node's jurisdiction].
+    #[arg(long, global = true, env = "MAILLEDGER_KEYS_JURISDICTION")]
+    keys_jurisdiction: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -192,6 +205,17 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Prints the residency report (JSON): this node's jurisdiction and
+    /// what it allows, each store with its declared jurisdiction, each
+    /// tenant with its allowed ones, and any violation.
+    ///
+    /// Made from the configuration this command is given (the same flags
+    /// and environment as the other commands; `serve` also reads its
+    /// file's [residency] table, and `GET /v1/admin/residency` reports what
+    /// the running server uses). Exit status 4 when something lies outside
+    /// an allowed jurisdiction: the other commands then refuse to start.
+    /// Works while the server runs.
+    Residency,
 }
 
 fn main() -> ExitCode {
@@ -213,17 +237,43 @@ fn main() -> ExitCode {
     }
 }
 
+impl Cli {
+    /// The residency settings of the flags and environment.
+    fn residency_args(&self) -> residency::ResidencyArgs {
+        residency::ResidencyArgs {
+            jurisdiction: self.jurisdiction.clone(),
+            allowed: self.allowed_jurisdictions.clone(),
+            data: self.data_jurisdiction.clone(),
+            keys: self.keys_jurisdiction.clone(),
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     // These never open the log the usual way (the server holds it).
     match &cli.command {
         Command::Serve(args) => return serve::run(&cli, args),
         Command::Tenant { command } => return admin::tenant(&cli, command),
         Command::Key { command } => return admin::key(&cli, command),
+        Command::Residency => {
+            let (location, _) = location::peek(&cli.data_dir, cli.log.as_deref())?;
+            let declared = cli
+                .residency_args()
+                .declare(&cli.data_dir, &location, &cli.keys_dir)?;
+            return residency::report(&declared, &cli.data_dir);
+        }
         _ => {}
     }
     let durability: Durability = cli.durability.parse()?;
     let config = LedgerConfig::new().durability(durability);
     let create = matches!(cli.command, Command::Init);
+    // Checked before anything is created or opened (a fresh `init` has no
+    // tenant yet; it makes `default` allowing what the node allows).
+    let (planned, _) = location::peek(&cli.data_dir, cli.log.as_deref())?;
+    let declared = cli
+        .residency_args()
+        .declare(&cli.data_dir, &planned, &cli.keys_dir)?;
+    residency::enforce(&declared, &cli.data_dir)?;
     let location = location::resolve(&cli.data_dir, cli.log.as_deref(), create)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -239,7 +289,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Projections
         | Command::Serve(_)
         | Command::Tenant { .. }
-        | Command::Key { .. } => false,
+        | Command::Key { .. }
+        | Command::Residency => false,
     };
     let keys = if needs_keys {
         Some(open_keys(
@@ -262,7 +313,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         let code = match cli.command {
             Command::Init => {
                 email()?.keys().tenant_secret("default")?;
-                admin::init_access(&cli.data_dir, &cli.keys_dir, cli.kek_file.as_deref())?;
+                admin::init_access(
+                    &cli.data_dir,
+                    &cli.keys_dir,
+                    cli.kek_file.as_deref(),
+                    declared.allowed(),
+                )?;
                 eprintln!(
                     "initialised {} with a {} log ({} records) and keys in {}",
                     cli.data_dir.display(),
@@ -362,7 +418,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 projections_cmd::rebuild(&log, &cli.data_dir, &which).await?
             }
             Command::Projections => projections_cmd::status(&log, &cli.data_dir)?,
-            Command::Serve(_) | Command::Tenant { .. } | Command::Key { .. } => {
+            Command::Serve(_)
+            | Command::Tenant { .. }
+            | Command::Key { .. }
+            | Command::Residency => {
                 bail!("handled before the log is opened")
             }
         };

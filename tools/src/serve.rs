@@ -13,6 +13,12 @@
 //! durability = "sync"
 //! max_group_records = 400
 //!
+//! [residency]
+//! jurisdiction = "EU"  # where this node runs
+//! allowed = "EU"       # comma-separated; default: jurisdiction
+//! data = "EU"          # the data directory and the log; default: jurisdiction
+//! keys = "EU"          # the key directory; default: jurisdiction
+//!
 //! [limits]
 //! max_body_bytes = 1048576
 //! max_events_per_request = 1000
@@ -23,8 +29,12 @@
 //! rate_limit_burst = 2000
 //! ```
 //!
-//! (`data_dir`, `keys_dir`, `kek_file`, `log` and `durability` from the file
-//! apply when neither the flag nor its environment variable is given.)
+//! (`data_dir`, `keys_dir`, `kek_file`, `log`, `durability` and each
+//! `[residency]` setting from the file apply when neither the flag nor its
+//! environment variable is given.) The server checks residency (see
+//! `crate::residency`) before it opens any store, and refuses to start,
+//! naming each violation, when the node or a store lies outside the
+//! jurisdictions the node or a tenant allows.
 //!
 //! `max_group_records` bounds the records the log writes in one group
 //! commit ([`mailledger_core::LedgerConfig::max_group_records`]); the
@@ -50,6 +60,7 @@ use mailledger_core::{Durability, LedgerConfig};
 use serde::Deserialize;
 
 use crate::Cli;
+use crate::residency::ResidencyArgs;
 
 /// The default address to listen on.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -136,6 +147,8 @@ struct FileConfig {
     max_group_records: Option<usize>,
     #[serde(default)]
     limits: Option<Limits>,
+    #[serde(default)]
+    residency: Option<ResidencyArgs>,
 }
 
 /// The settings in force.
@@ -149,6 +162,7 @@ struct Settings {
     durability: String,
     max_group_records: usize,
     limits: Limits,
+    residency: ResidencyArgs,
 }
 
 /// Whether a global flag was left at its default (neither the flag with
@@ -232,6 +246,7 @@ fn settings(cli: &Cli, args: &ServeArgs) -> Result<Settings> {
         },
         max_group_records,
         limits,
+        residency: cli.residency_args().or(file.residency.unwrap_or_default()),
     })
 }
 
@@ -259,6 +274,10 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let s = settings(cli, args)?;
     let durability: Durability = s.durability.parse()?;
     // The first start on an empty directory initialises it, as `init` does.
+    // Residency is checked before anything is created or opened.
+    let (planned, _) = crate::location::peek(&s.data_dir, s.log.as_deref())?;
+    let residency = s.residency.declare(&s.data_dir, &planned, &s.keys_dir)?;
+    crate::residency::enforce(&residency, &s.data_dir)?;
     let location = crate::location::resolve(&s.data_dir, s.log.as_deref(), true)?;
     let keys = crate::open_keys(&s.data_dir, &s.keys_dir, s.kek_file.as_deref(), true)?;
     let kek = crate::admin::find_kek(&s.keys_dir, s.kek_file.as_deref())?;
@@ -280,7 +299,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                 .max_group_records(s.max_group_records),
         )?;
         let email = Arc::new(EmailLedger::new(Arc::clone(&log), keys));
-        if let Some((info, key)) = access.bootstrap()? {
+        if let Some((info, key)) = access.bootstrap(residency.allowed())? {
             email.keys().tenant_secret(&info.tenant)?;
             eprintln!(
                 "\nmailledger: first start: tenant `{DEFAULT_TENANT}` and this API key (scopes ingest, read, erase, admin) were created.\n\
@@ -308,7 +327,8 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         let state = AppState::new(email, Arc::new(access))
             .with_ingest_pool(Arc::new(ingest))
             .with_limits(s.limits)
-            .with_projections(Arc::clone(&projections));
+            .with_projections(Arc::clone(&projections))
+            .with_residency(residency);
         let app = mailledger_api::router(state.clone());
         let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(&s.listen)
@@ -432,5 +452,53 @@ mod tests {
             parse(&["mailledger", "serve", "--config", f]).unwrap_err()
         );
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn the_files_residency_table_applies_where_flags_and_environment_are_silent() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mailledger.toml");
+        std::fs::write(
+            &file,
+            "[residency]\njurisdiction = \"DE\"\nallowed = \"EU\"\nkeys = \"AT\"\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let log = crate::location::LogLocation::Memory;
+        let declare = |s: &Settings| s.residency.declare(&s.data_dir, &log, &s.keys_dir).unwrap();
+        let r = declare(&parse(&["mailledger", "serve", "--config", f]).unwrap());
+        assert_eq!(r.node().to_string(), "DE");
+        assert_eq!(r.allowed().len(), 1);
+        let places: Vec<String> = r
+            .stores()
+            .iter()
+            .map(|p| format!("{} {}", p.role, p.jurisdiction))
+            .collect();
+        assert_eq!(places, ["log DE", "projections DE", "access DE", "keys AT"]);
+        let r = declare(
+            &parse(&[
+                "mailledger",
+                "--jurisdiction",
+                "FR",
+                "--keys-jurisdiction",
+                "FR",
+                "serve",
+                "--config",
+                f,
+            ])
+            .unwrap(),
+        );
+        assert_eq!(r.node().to_string(), "FR");
+        assert!(
+            r.stores()
+                .iter()
+                .all(|p| p.jurisdiction.to_string() == "FR")
+        );
+        std::fs::write(&file, "[residency]\nplanet = \"mars\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            parse(&["mailledger", "serve", "--config", f]).unwrap_err()
+        );
+        assert!(err.contains("planet"), "{err}");
     }
 }

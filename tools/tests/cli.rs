@@ -350,3 +350,152 @@ fn a_bad_event_line_is_named_and_a_wrong_kek_is_refused() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_store_outside_the_allowed_jurisdictions_stops_every_command_before_anything_is_created() {
+    let d = Dir::new();
+    // A fresh directory: init refuses, and creates nothing.
+    let out = mailledger(d.path(), &["--data-jurisdiction", "US", "init"], None);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("store log is in US"), "{err}");
+    assert!(
+        err.contains("outside node's allowed jurisdictions (EU)"),
+        "{err}"
+    );
+    assert!(!d.path().exists(), "init created the data directory");
+    assert!(
+        !keys_dir(d.path()).exists(),
+        "init created the keys directory"
+    );
+    // The same for serve, on the same fresh directory.
+    let out = mailledger(
+        d.path(),
+        &[
+            "--keys-jurisdiction",
+            "CH",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("store keys is in CH"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!d.path().exists(), "serve created the data directory");
+    // An existing ledger: a command under a bad declaration opens nothing.
+    let out = mailledger(d.path(), &["init"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events = "{\"id\":\"0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b11\",\"type\":\"sent\",\"message_id\":\"m-1\",\"recipient\":\"ann@example.org\",\"occurred_at\":\"2026-11-22T10:00:00Z\"}\n";
+    let out = mailledger(
+        d.path(),
+        &["--data-jurisdiction", "US", "append"],
+        Some(events),
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("store log is in US"), "{err}");
+    assert!(
+        err.contains("outside tenant default's allowed jurisdictions (EU)"),
+        "{err}"
+    );
+    assert_eq!(head(d.path(), &[]), 0, "a refused command appended");
+    // A German node whose stores are declared where it is (the default)
+    // serves tenant `default`, which allows the EU: the input goes in.
+    let out = mailledger(d.path(), &["--jurisdiction", "DE", "append"], Some(events));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(head(d.path(), &[]), 1);
+}
+
+#[test]
+fn the_residency_report_comes_from_the_configuration_and_tenants_it_is_given() {
+    let d = Dir::new();
+    assert!(mailledger(d.path(), &["init"], None).status.success());
+    let report = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.push("residency");
+        let out = mailledger(d.path(), &all, None);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        (out.status.code(), json)
+    };
+    let (code, r) = report(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(r["compliant"], true);
+    assert_eq!(r["node_jurisdiction"], "EU");
+    assert_eq!(r["node_allowed"], serde_json::json!(["EU"]));
+    let stores: Vec<(&str, &str, &str)> = r["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["role"].as_str().unwrap(),
+                s["backend"].as_str().unwrap(),
+                s["jurisdiction"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stores,
+        [
+            ("log", "fjall", "EU"),
+            ("projections", "fjall", "EU"),
+            ("access", "files", "EU"),
+            ("keys", "files", "EU")
+        ]
+    );
+    let keys = std::path::absolute(keys_dir(d.path())).unwrap();
+    assert_eq!(r["stores"][3]["at"], keys.display().to_string());
+    assert_eq!(
+        r["tenants"],
+        serde_json::json!([{"tenant": "default", "allowed": ["EU"]}])
+    );
+    // A German-only tenant: refused on a node that only says "EU"...
+    let out = mailledger(
+        d.path(),
+        &["tenant", "create", "acme", "--jurisdictions", "DE"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("outside tenant (new)'s allowed jurisdictions (DE)"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ...made by one declared in Germany.
+    let german = ["--jurisdiction", "DE"];
+    let mut args = german.to_vec();
+    args.extend(["tenant", "create", "acme", "--jurisdictions", "de"]);
+    let out = mailledger(d.path(), &args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (code, r) = report(&german);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["node_jurisdiction"], "DE");
+    // Back on the EU-only declaration, the report names every violation
+    // and exits 4, and the other commands refuse to start.
+    let (code, r) = report(&[]);
+    assert_eq!(code, Some(4));
+    assert_eq!(r["compliant"], false);
+    let v = r["violations"].as_array().unwrap();
+    assert_eq!(v.len(), 5, "the node and four stores: {r}");
+    assert!(v.iter().all(|v| v["outside_of"] == "tenant acme"));
+    let out = mailledger(d.path(), &["head"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("tenant acme"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = mailledger(d.path(), &["--jurisdiction", "mars", "residency"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--jurisdiction: \"mars\" is not a jurisdiction"),
+        "{}",
+        text(&out.stderr)
+    );
+}

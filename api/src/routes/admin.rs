@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
+use mailledger_core::residency::{Jurisdiction, ResidencyReport, TenantResidency};
+
 use crate::access::{AccessError, AccessStore, KeyInfo, Scope, TenantInfo};
 use crate::auth::{Auth, scope};
 use crate::json::ApiJson;
@@ -53,6 +55,12 @@ async fn blocking<T: Send + 'static>(
 pub struct CreateTenant {
     /// The name: 1 to 64 of a-z 0-9 _ -.
     pub name: String,
+    /// Where its data may be kept: `EU` or ISO 3166-1 alpha-2 codes.
+    /// Default: the jurisdictions this node allows. Refused (403
+    /// `residency-violation`) when the node or one of its stores lies
+    /// outside them.
+    #[schema(example = json!(["EU"]))]
+    pub jurisdictions: Option<Vec<String>>,
 }
 
 /// A list of tenants.
@@ -107,8 +115,8 @@ pub struct KeysQuery {
     request_body = CreateTenant,
     responses(
         (status = 201, description = "Created", body = TenantInfo),
-        (status = 400, description = "A bad name", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "A bad name or jurisdiction", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope, or this node keeps data outside the tenant's jurisdictions (`residency-violation`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The tenant exists", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))
@@ -118,8 +126,64 @@ pub async fn create_tenant(
     _auth: Auth<scope::Admin>,
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> Result<(StatusCode, ApiJson<TenantInfo>), Problem> {
-    let t = blocking(&state.access, move |a| a.create_tenant(&req.name)).await?;
+    let jurisdictions = match &req.jurisdictions {
+        None => state.residency.allowed().to_vec(),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for j in list {
+                out.push(
+                    j.parse::<Jurisdiction>()
+                        .map_err(|e| Problem::invalid(format!("jurisdictions: {e}")))?,
+                );
+            }
+            out
+        }
+    };
+    if jurisdictions.is_empty() {
+        return Err(Problem::invalid(
+            "jurisdictions: name at least one, or leave the field out for this node's",
+        ));
+    }
+    if !state.residency.permits(&jurisdictions) {
+        return Err(Problem::new(
+            ProblemType::ResidencyViolation,
+            "this node keeps data outside those jurisdictions, so it cannot serve the tenant; see GET /v1/admin/residency",
+        ));
+    }
+    let t = blocking(&state.access, move |a| {
+        a.create_tenant(&req.name, &jurisdictions)
+    })
+    .await?;
     Ok((StatusCode::CREATED, ApiJson(t)))
+}
+
+/// The residency report of this node: its jurisdiction and what it allows,
+/// every store it keeps data in with its declared jurisdiction, every
+/// tenant with its allowed jurisdictions, and any violation. Made from the
+/// running configuration.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/residency",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The report", body = schemas::ResidencyReport),
+        (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn residency(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+) -> Result<ApiJson<ResidencyReport>, Problem> {
+    let tenants = blocking(&state.access, AccessStore::tenants).await?;
+    let tenants = tenants
+        .into_iter()
+        .map(|t| TenantResidency {
+            tenant: t.name,
+            allowed: t.jurisdictions,
+        })
+        .collect();
+    Ok(ApiJson(state.residency.report(tenants)))
 }
 
 /// Lists tenants.

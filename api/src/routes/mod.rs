@@ -47,7 +47,7 @@ use crate::state::AppState;
         (name = "queries", description = "The delivery log and analytics, from the projections (which follow the log; their lag is in /readyz and /metrics)"),
         (name = "suppressions", description = "The suppression list, manual entries and the check before sending"),
         (name = "erasure", description = "Erasure receipts and data subject exports"),
-        (name = "admin", description = "Tenants, API keys and provider secrets (scope admin, operator-wide)"),
+        (name = "admin", description = "Tenants, API keys, provider secrets and the residency report (scope admin, operator-wide)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -191,6 +191,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::create_tenant, admin::list_tenants))
         .routes(routes!(admin::create_key, admin::list_keys))
         .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::residency))
         .routes(routes!(admin::projections))
         .routes(routes!(admin::rebuild_projections))
         .routes(routes!(

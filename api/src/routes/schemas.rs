@@ -322,3 +322,52 @@ pub struct AnalyticsResult {
     buckets: Vec<AnalyticsBucket>,
     total: AnalyticsTotal,
 }
+
+/// A place where the node keeps data (mirrors `residency::StorePlace`).
+#[derive(Debug, ToSchema)]
+pub struct StorePlace {
+    /// What it holds: log, projections, access, keys.
+    role: String,
+    /// How: fjall, sled, files, memory.
+    backend: String,
+    /// Where: a directory, a file or a URL.
+    at: String,
+    /// The jurisdiction its operator declared for it: EU or an ISO 3166-1
+    /// alpha-2 code.
+    jurisdiction: String,
+}
+
+/// A tenant and where its data may be kept.
+#[derive(Debug, ToSchema)]
+pub struct TenantResidency {
+    tenant: String,
+    allowed: Vec<String>,
+}
+
+/// Something kept outside an allowed jurisdiction.
+#[derive(Debug, ToSchema)]
+pub struct ResidencyViolation {
+    /// `node`, or `store <role>`.
+    subject: String,
+    /// Where it is.
+    jurisdiction: String,
+    /// Whose allowed jurisdictions it lies outside: `node` or `tenant <name>`.
+    outside_of: String,
+    /// Those allowed jurisdictions.
+    allowed: Vec<String>,
+}
+
+/// The residency report of the running node (mirrors
+/// `residency::ResidencyReport`).
+#[derive(Debug, ToSchema)]
+pub struct ResidencyReport {
+    /// Whether nothing lies outside an allowed jurisdiction.
+    compliant: bool,
+    /// The node's own jurisdiction.
+    node_jurisdiction: String,
+    /// The jurisdictions the node allows.
+    node_allowed: Vec<String>,
+    stores: Vec<StorePlace>,
+    tenants: Vec<TenantResidency>,
+    violations: Vec<ResidencyViolation>,
+}

@@ -13,6 +13,7 @@ use mailledger_api::{AccessStore, AppState, IngestPool, Limits, Scope, router};
 use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::EmailLedger;
 use mailledger_core::keys::FileKeyStore;
+use mailledger_core::residency::Jurisdiction;
 use mailledger_core::{Ledger, LedgerConfig, MemoryStore};
 use mailledger_projections::Projections;
 use serde_json::Value;
@@ -61,7 +62,7 @@ pub fn env_with(limits: Limits) -> Env {
     let log = Ledger::open(MemoryStore::new(), LedgerConfig::new()).unwrap();
     let email = EmailLedger::new(Arc::new(log), Arc::new(keys));
     let access = AccessStore::open(&dir.path().join("data"), &kek).unwrap();
-    let (_, admin) = access.bootstrap().unwrap().unwrap();
+    let (_, admin) = access.bootstrap(&[Jurisdiction::Eu]).unwrap().unwrap();
     let projections = Arc::new(Projections::in_memory());
     let state = AppState::new(Arc::new(email), Arc::new(access))
         .with_limits(limits)
@@ -100,7 +101,10 @@ impl Env {
     /// A new key of `tenant` (created when missing) with `scopes`.
     pub fn key(&self, tenant: &str, scopes: &[Scope]) -> String {
         if self.state.access.tenant(tenant).unwrap().is_none() {
-            self.state.access.create_tenant(tenant).unwrap();
+            self.state
+                .access
+                .create_tenant(tenant, &[Jurisdiction::Eu])
+                .unwrap();
         }
         let (_, k) = self.state.access.create_key(tenant, scopes, None).unwrap();
         k.as_str().to_owned()

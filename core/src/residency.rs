@@ -1,0 +1,463 @@
+//! Residency: where a node runs and where its stores keep data, checked
+//! against the jurisdictions the node and each tenant allow (DESIGN
+//! invariant 11: residency is enforced, not described).
+//!
+//! A [`Residency`] is built from the running configuration: the node's own
+//! jurisdiction, the jurisdictions the node allows, and one [`StorePlace`]
+//! per place the ledger keeps data (the log, the projections, the access
+//! file, the key directory), each with the jurisdiction its operator
+//! declared for it. [`Residency::check`] refuses the whole configuration,
+//! naming every violation, when the node or any store lies outside the
+//! node's allowed jurisdictions or outside any tenant's; the binary calls it
+//! before it opens a store, so a ledger that would keep a tenant's data in
+//! the wrong place never starts. [`Residency::report`] is the residency
+//! report, made from the same values.
+//!
+//! A jurisdiction is `EU` or an ISO 3166-1 alpha-2 country code (`DE`,
+//! `FR`, `US`, …). A place is *within* an allowed jurisdiction when it is
+//! the same one, or when the allowed one is `EU` and the place is one of the
+//! 27 member states ([`EU_MEMBERS`]). `EU` is not within `DE`: a store
+//! declared only as "somewhere in the EU" cannot prove it is in Germany.
+//! Unknown two-letter codes are accepted (the list changes; a typo can only
+//! make a check stricter, never let a store through).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The member states of the European Union, by ISO 3166-1 alpha-2 code
+/// (Greece is `GR`, as ISO has it, not the EU's own `EL`).
+pub const EU_MEMBERS: [&str; 27] = [
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT",
+    "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+];
+
+/// A jurisdiction: the European Union, or one country.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Jurisdiction {
+    /// The European Union as a whole.
+    Eu,
+    /// A country, by its ISO 3166-1 alpha-2 code in capitals.
+    Country([u8; 2]),
+}
+
+impl Jurisdiction {
+    /// The product's default: the EU.
+    pub const DEFAULT: Self = Self::Eu;
+
+    /// Whether data kept in `self` is kept in `allowed`: the same
+    /// jurisdiction, or a member state when `allowed` is the EU.
+    #[must_use]
+    pub fn within(self, allowed: Self) -> bool {
+        match (self, allowed) {
+            (a, b) if a == b => true,
+            (Self::Country(code), Self::Eu) => {
+                EU_MEMBERS.iter().any(|m| m.as_bytes() == code.as_slice())
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `self` is within any of `allowed`.
+    #[must_use]
+    pub fn within_any(self, allowed: &[Self]) -> bool {
+        allowed.iter().any(|a| self.within(*a))
+    }
+
+    /// Parses a comma-separated list such as `EU` or `DE, FR`; empty
+    /// entries are skipped, and the list must name at least one.
+    ///
+    /// # Errors
+    /// An entry that is not a jurisdiction, or an empty list.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>, ResidencyError> {
+        let mut out: Vec<Self> = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let j = part.parse()?;
+            if !out.contains(&j) {
+                out.push(j);
+            }
+        }
+        if out.is_empty() {
+            return Err(ResidencyError::EmptyList);
+        }
+        Ok(out)
+    }
+}
+
+impl Default for Jurisdiction {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl FromStr for Jurisdiction {
+    type Err = ResidencyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("eu") {
+            return Ok(Self::Eu);
+        }
+        match t.as_bytes() {
+            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Ok(Self::Country([
+                a.to_ascii_uppercase(),
+                b.to_ascii_uppercase(),
+            ])),
+            _ => Err(ResidencyError::BadJurisdiction(
+                // A configuration value, never personal data; cut short so an
+                // error line stays one line.
+                t.chars().take(16).collect(),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Jurisdiction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Eu => f.write_str("EU"),
+            Self::Country([a, b]) => write!(f, "{}{}", char::from(*a), char::from(*b)),
+        }
+    }
+}
+
+impl Serialize for Jurisdiction {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Jurisdiction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Writes a list as `EU, DE`.
+fn list(js: &[Jurisdiction]) -> String {
+    js.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A place where the ledger keeps data, and the jurisdiction declared for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StorePlace {
+    /// What it holds: `log`, `projections`, `access`, `keys`.
+    pub role: String,
+    /// How: `fjall`, `sled`, `files`, `memory`.
+    pub backend: String,
+    /// Where: a directory, a file or a URL.
+    pub at: String,
+    /// The jurisdiction its operator declared for it.
+    pub jurisdiction: Jurisdiction,
+}
+
+/// One thing that lies outside an allowed jurisdiction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// `node`, or `store <role>`.
+    pub subject: String,
+    /// Where it is.
+    pub jurisdiction: Jurisdiction,
+    /// Whose allowed jurisdictions it lies outside: `node`, or
+    /// `tenant <name>`.
+    pub outside_of: String,
+    /// Those allowed jurisdictions.
+    pub allowed: Vec<Jurisdiction>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} is in {}, outside {}'s allowed jurisdictions ({})",
+            self.subject,
+            self.jurisdiction,
+            self.outside_of,
+            list(&self.allowed)
+        )
+    }
+}
+
+/// Why a residency check or a jurisdiction failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResidencyError {
+    /// A value that is neither `EU` nor a two-letter country code.
+    #[error("{0:?} is not a jurisdiction: use EU or an ISO 3166-1 alpha-2 country code such as DE")]
+    BadJurisdiction(String),
+    /// A list of allowed jurisdictions that names none.
+    #[error("a list of allowed jurisdictions must name at least one")]
+    EmptyList,
+    /// The configuration keeps data outside an allowed jurisdiction.
+    #[error("residency: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Violated(Vec<Violation>),
+}
+
+/// A tenant's name and the jurisdictions its data may be kept in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantResidency {
+    /// The tenant.
+    pub tenant: String,
+    /// Where its data may be kept.
+    pub allowed: Vec<Jurisdiction>,
+}
+
+/// The node's declared residency: where it runs, what it allows, and where
+/// each of its stores is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Residency {
+    node: Jurisdiction,
+    allowed: Vec<Jurisdiction>,
+    stores: Vec<StorePlace>,
+}
+
+/// The residency report: the running configuration, the tenants it serves
+/// and every violation (none when `compliant`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResidencyReport {
+    /// Whether nothing lies outside an allowed jurisdiction.
+    pub compliant: bool,
+    /// The node's own jurisdiction, where it handles plaintext in memory.
+    pub node_jurisdiction: Jurisdiction,
+    /// The jurisdictions the node allows.
+    pub node_allowed: Vec<Jurisdiction>,
+    /// Every place the ledger keeps data.
+    pub stores: Vec<StorePlace>,
+    /// Every tenant and what it allows.
+    pub tenants: Vec<TenantResidency>,
+    /// What lies outside, if anything.
+    pub violations: Vec<Violation>,
+}
+
+impl Residency {
+    /// A node in `node` allowing `allowed` (the node's own jurisdiction
+    /// alone when `allowed` is empty), with no store declared yet.
+    #[must_use]
+    pub fn new(node: Jurisdiction, allowed: Vec<Jurisdiction>) -> Self {
+        let allowed = if allowed.is_empty() {
+            vec![node]
+        } else {
+            allowed
+        };
+        Self {
+            node,
+            allowed,
+            stores: Vec::new(),
+        }
+    }
+
+    /// Declares a place where data is kept.
+    #[must_use]
+    pub fn with_store(
+        mut self,
+        role: impl Into<String>,
+        backend: impl Into<String>,
+        at: impl Into<String>,
+        jurisdiction: Jurisdiction,
+    ) -> Self {
+        self.stores.push(StorePlace {
+            role: role.into(),
+            backend: backend.into(),
+            at: at.into(),
+            jurisdiction,
+        });
+        self
+    }
+
+    /// The node's own jurisdiction.
+    #[must_use]
+    pub fn node(&self) -> Jurisdiction {
+        self.node
+    }
+
+    /// The jurisdictions the node allows.
+    #[must_use]
+    pub fn allowed(&self) -> &[Jurisdiction] {
+        &self.allowed
+    }
+
+    /// The declared places.
+    #[must_use]
+    pub fn stores(&self) -> &[StorePlace] {
+        &self.stores
+    }
+
+    /// The node and each store, as (subject, jurisdiction).
+    fn places(&self) -> impl Iterator<Item = (String, Jurisdiction)> + '_ {
+        std::iter::once(("node".to_owned(), self.node)).chain(
+            self.stores
+                .iter()
+                .map(|s| (format!("store {}", s.role), s.jurisdiction)),
+        )
+    }
+
+    fn outside(&self, whose: &str, allowed: &[Jurisdiction], out: &mut Vec<Violation>) {
+        for (subject, j) in self.places() {
+            if !j.within_any(allowed) {
+                out.push(Violation {
+                    subject,
+                    jurisdiction: j,
+                    outside_of: whose.to_owned(),
+                    allowed: allowed.to_vec(),
+                });
+            }
+        }
+    }
+
+    /// Every violation: the node or a store outside the node's allowed
+    /// jurisdictions, or outside those of one of `tenants`.
+    #[must_use]
+    pub fn violations(&self, tenants: &[TenantResidency]) -> Vec<Violation> {
+        let mut out = Vec::new();
+        self.outside("node", &self.allowed, &mut out);
+        for t in tenants {
+            self.outside(&format!("tenant {}", t.tenant), &t.allowed, &mut out);
+        }
+        out
+    }
+
+    /// Checks the node, its stores and `tenants`.
+    ///
+    /// # Errors
+    /// [`ResidencyError::Violated`] naming every violation.
+    pub fn check(&self, tenants: &[TenantResidency]) -> Result<(), ResidencyError> {
+        let v = self.violations(tenants);
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(ResidencyError::Violated(v))
+        }
+    }
+
+    /// Whether a tenant allowing `allowed` may be served here: the node and
+    /// every store lie within `allowed`.
+    #[must_use]
+    pub fn permits(&self, allowed: &[Jurisdiction]) -> bool {
+        self.places().all(|(_, j)| j.within_any(allowed))
+    }
+
+    /// The residency report for `tenants`.
+    #[must_use]
+    pub fn report(&self, tenants: Vec<TenantResidency>) -> ResidencyReport {
+        let violations = self.violations(&tenants);
+        ResidencyReport {
+            compliant: violations.is_empty(),
+            node_jurisdiction: self.node,
+            node_allowed: self.allowed.clone(),
+            stores: self.stores.clone(),
+            tenants,
+            violations,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn j(s: &str) -> Jurisdiction {
+        s.parse().unwrap()
+    }
+
+    fn tenant(name: &str, allowed: &str) -> TenantResidency {
+        TenantResidency {
+            tenant: name.into(),
+            allowed: Jurisdiction::parse_list(allowed).unwrap(),
+        }
+    }
+
+    fn eu_node() -> Residency {
+        Residency::new(Jurisdiction::Eu, vec![])
+            .with_store("log", "fjall", "/d/log", Jurisdiction::Eu)
+            .with_store("keys", "files", "/k", Jurisdiction::Eu)
+    }
+
+    #[test]
+    fn jurisdictions_parse_case_insensitively_and_print_in_capitals() {
+        assert_eq!(j("eu"), Jurisdiction::Eu);
+        assert_eq!(j(" de ").to_string(), "DE");
+        for bad in ["", "E", "DEU", "D1", "europe", "日本"] {
+            assert!(bad.parse::<Jurisdiction>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Jurisdiction::parse_list("DE, fr,,DE").unwrap(),
+            vec![j("DE"), j("FR")]
+        );
+        assert_eq!(
+            Jurisdiction::parse_list(" , "),
+            Err(ResidencyError::EmptyList)
+        );
+        let json = serde_json::to_string(&vec![j("EU"), j("se")]).unwrap();
+        assert_eq!(json, r#"["EU","SE"]"#);
+        let back: Vec<Jurisdiction> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, vec![j("EU"), j("SE")]);
+        assert!(serde_json::from_str::<Jurisdiction>(r#""mars""#).is_err());
+    }
+
+    #[test]
+    fn a_member_state_is_within_the_eu_but_the_eu_is_not_within_a_member_state() {
+        for m in EU_MEMBERS {
+            assert!(j(m).within(Jurisdiction::Eu), "{m}");
+        }
+        assert!(!Jurisdiction::Eu.within(j("DE")));
+        for outside in ["US", "GB", "CH", "NO", "EL"] {
+            assert!(!j(outside).within(Jurisdiction::Eu), "{outside}");
+        }
+        assert!(j("DE").within(j("DE")));
+        assert!(!j("DE").within(j("FR")));
+    }
+
+    #[test]
+    fn the_default_eu_node_with_eu_stores_is_compliant() {
+        let r = eu_node();
+        assert_eq!(r.allowed(), &[Jurisdiction::Eu]);
+        r.check(&[tenant("default", "EU")]).unwrap();
+        let report = r.report(vec![tenant("default", "EU")]);
+        assert!(report.compliant);
+        assert!(report.violations.is_empty());
+    }
+
+    #[test]
+    fn a_store_outside_the_nodes_allowed_jurisdictions_is_refused_by_name() {
+        let r = eu_node().with_store("projections", "fjall", "/p", j("US"));
+        let Err(ResidencyError::Violated(v)) = r.check(&[]) else {
+            panic!("a US store passed an EU node");
+        };
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].subject, "store projections");
+        assert_eq!(v[0].outside_of, "node");
+        let msg = ResidencyError::Violated(v).to_string();
+        assert!(msg.contains("store projections is in US"), "{msg}");
+    }
+
+    #[test]
+    fn a_tenant_that_allows_less_than_the_node_declares_is_refused() {
+        // The node says only "EU": that does not prove Germany.
+        let r = eu_node();
+        let v = r.violations(&[tenant("acme", "DE")]);
+        let subjects: Vec<_> = v.iter().map(|v| v.subject.as_str()).collect();
+        assert_eq!(subjects, ["node", "store log", "store keys"]);
+        assert!(v.iter().all(|v| v.outside_of == "tenant acme"));
+        assert!(!r.permits(&[j("DE")]));
+        assert!(r.permits(&[j("EU")]));
+        // Declared in Germany, the same node serves it.
+        let de = Residency::new(j("DE"), vec![j("EU")])
+            .with_store("log", "fjall", "/d/log", j("DE"))
+            .with_store("keys", "files", "/k", j("DE"));
+        de.check(&[tenant("acme", "DE"), tenant("default", "EU")])
+            .unwrap();
+    }
+
+    #[test]
+    fn a_node_outside_its_own_allowed_list_is_refused() {
+        let r = Residency::new(j("US"), vec![Jurisdiction::Eu]);
+        let v = r.violations(&[]);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].subject, "node");
+        assert!(!r.report(vec![]).compliant);
+    }
+}

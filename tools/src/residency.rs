@@ -1,0 +1,172 @@
+//! Residency settings, the check before any store opens, and `mailledger
+//! residency` (the report).
+//!
+//! The node declares its own jurisdiction (`--jurisdiction`, default EU),
+//! the jurisdictions it allows (`--allowed-jurisdictions`, default its
+//! own), and where its storage is: `--data-jurisdiction` for everything in
+//! the data directory and the log (default the node's), and
+//! `--keys-jurisdiction` for the key directory (default the node's). Local
+//! disks cannot say where they are; these are the operator's declaration,
+//! and the report prints them next to the paths they cover.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use mailledger_api::access::AccessStore;
+use mailledger_core::residency::{Jurisdiction, Residency, TenantResidency};
+use serde::Deserialize;
+
+use crate::location::LogLocation;
+
+/// The residency settings as given (flags, environment, a file), before
+/// defaults apply.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResidencyArgs {
+    /// The node's own jurisdiction.
+    pub jurisdiction: Option<String>,
+    /// The jurisdictions the node allows, comma-separated in a flag.
+    pub allowed: Option<String>,
+    /// Where the data directory and the log are kept.
+    pub data: Option<String>,
+    /// Where the key directory is kept.
+    pub keys: Option<String>,
+}
+
+impl ResidencyArgs {
+    /// These settings, each left unset taken from `fallback`.
+    #[must_use]
+    pub fn or(self, fallback: Self) -> Self {
+        Self {
+            jurisdiction: self.jurisdiction.or(fallback.jurisdiction),
+            allowed: self.allowed.or(fallback.allowed),
+            data: self.data.or(fallback.data),
+            keys: self.keys.or(fallback.keys),
+        }
+    }
+
+    /// The node's declared residency over the stores of `data_dir`, `log`
+    /// and `keys_dir`.
+    ///
+    /// # Errors
+    /// A value that is not a jurisdiction, named by its setting.
+    pub fn declare(
+        &self,
+        data_dir: &Path,
+        log: &LogLocation,
+        keys_dir: &Path,
+    ) -> Result<Residency> {
+        let one = |value: Option<&String>, setting: &str, default: Jurisdiction| match value {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<Jurisdiction>()
+                .map_err(|e| anyhow!("{setting}: {e}")),
+        };
+        let node = one(
+            self.jurisdiction.as_ref(),
+            "--jurisdiction",
+            Jurisdiction::DEFAULT,
+        )?;
+        let allowed = match &self.allowed {
+            None => vec![node],
+            Some(list) => Jurisdiction::parse_list(list)
+                .map_err(|e| anyhow!("--allowed-jurisdictions: {e}"))?,
+        };
+        let data = one(self.data.as_ref(), "--data-jurisdiction", node)?;
+        let keys = one(self.keys.as_ref(), "--keys-jurisdiction", node)?;
+        let abs = |p: &Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        };
+        let log_at = match log {
+            LogLocation::Fjall { path } | LogLocation::Sled { path } => abs(path),
+            LogLocation::Memory => "(memory)".to_owned(),
+        };
+        Ok(Residency::new(node, allowed)
+            .with_store("log", log.backend(), log_at, data)
+            .with_store(
+                "projections",
+                "fjall",
+                abs(&crate::projections_cmd::dir(data_dir)),
+                data,
+            )
+            .with_store(
+                "access",
+                "files",
+                abs(&data_dir.join(mailledger_api::access::ACCESS_FILE)),
+                data,
+            )
+            .with_store("keys", "files", abs(keys_dir), keys))
+    }
+}
+
+/// The tenants of the access file in `data_dir`, and where each allows its
+/// data to be kept.
+///
+/// # Errors
+/// An access file that cannot be read.
+pub fn tenants(data_dir: &Path) -> Result<Vec<TenantResidency>> {
+    AccessStore::tenant_residency(data_dir).context("cannot read the tenants' jurisdictions")
+}
+
+/// Refuses to go on when the node, a store or a tenant of `data_dir` breaks
+/// residency, naming every violation.
+///
+/// # Errors
+/// Every violation, or an access file that cannot be read.
+pub fn enforce(residency: &Residency, data_dir: &Path) -> Result<()> {
+    residency.check(&tenants(data_dir)?).map_err(|e| {
+        anyhow!("{e}. Nothing was opened; fix the declared jurisdictions (mailledger residency shows them)")
+    })
+}
+
+/// `mailledger residency`: prints the report (JSON); exit status 4 when
+/// something lies outside an allowed jurisdiction.
+///
+/// # Errors
+/// Bad settings, or an access file that cannot be read.
+pub fn report(residency: &Residency, data_dir: &Path) -> Result<ExitCode> {
+    let report = residency.report(tenants(data_dir)?);
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.compliant {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "residency: {} violation(s); the ledger refuses to start like this",
+            report.violations.len()
+        );
+        Ok(ExitCode::from(4))
+    }
+}
+
+/// The jurisdictions a new tenant allows: `given`, or the node's allowed
+/// ones; refused when this node could not serve it.
+///
+/// # Errors
+/// A bad list, or a node or store outside it.
+pub fn new_tenant(residency: &Residency, given: Option<&str>) -> Result<Vec<Jurisdiction>> {
+    let allowed = match given {
+        None => residency.allowed().to_vec(),
+        Some(list) => {
+            Jurisdiction::parse_list(list).map_err(|e| anyhow!("--jurisdictions: {e}"))?
+        }
+    };
+    if !residency.permits(&allowed) {
+        let v = residency.violations(&[TenantResidency {
+            tenant: "(new)".into(),
+            allowed: allowed.clone(),
+        }]);
+        bail!(
+            "this node could not serve the tenant: {}",
+            v.iter()
+                .filter(|v| v.outside_of != "node")
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(allowed)
+}
