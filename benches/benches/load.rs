@@ -20,7 +20,13 @@
 //! stores to flush and merge their tables several times, which stalls
 //! reads; 10 s runs, the default before 2026-11-25, met few of those
 //! stalls and measured a lower p99), `MAILLEDGER_LOAD_CLIENTS`
-//! (concurrent ingest clients, default 16), `MAILLEDGER_LOAD_QUERY_RATE`
+//! (concurrent ingest clients, default 16), `MAILLEDGER_LOAD_PACE` (events/s:
+//! after the saturating phase, a second phase offers batches on a fixed
+//! schedule at this rate, such as 51000, for `MAILLEDGER_LOAD_PACED_SECS`
+//! (default the same time), with up to 64 requests in flight, and reports
+//! the rate acknowledged within the schedule's window, how late sends fell
+//! behind it and the latencies at that load; default 0, no such phase),
+//! `MAILLEDGER_LOAD_QUERY_RATE`
 //! (timeline queries per second, default 500), `MAILLEDGER_LOAD_BASELINE_SECS`
 //! (default 5). The timeline readers run as `SCHED_FIFO`, or at nice -10,
 //! where the system allows it ([`raise_priority`] says why). The server runs with the
@@ -457,9 +463,30 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
-/// What the load phase measured.
-struct Measured {
+/// What one ingest task counted.
+#[derive(Default)]
+struct Tally {
     events: u64,
+    in_window: u64,
+    max_lag: Duration,
+    failures: u64,
+    first_failure: Option<String>,
+    latency: Vec<Duration>,
+    last_acked: Option<u64>,
+}
+
+/// What a phase measured.
+struct Measured {
+    offer: Offer,
+    /// Events acknowledged, in all.
+    events: u64,
+    /// Events acknowledged within the phase's `secs` (answers that came
+    /// later are left out, so a paced phase's rate is the rate the server
+    /// kept up with, not the schedule's).
+    in_window: u64,
+    /// How late a paced batch was sent after it was due, at worst.
+    max_lag: Duration,
+    /// From the first send to the last answer.
     elapsed: Duration,
     failures: u64,
     first_failure: Option<String>,
@@ -474,8 +501,6 @@ struct Measured {
     slow_health: Vec<(Duration, Duration)>,
     first_query_failure: Option<String>,
     catch_up: Duration,
-    /// Timeline queries before ingest began (the same messages, no load).
-    idle_latency: Vec<Duration>,
     /// CPU seconds (user + system) of the server and of this bench's
     /// process during the ingest phase.
     cpu: Option<(f64, f64)>,
@@ -545,43 +570,70 @@ fn raise_priority() -> u8 {
     }
 }
 
-#[allow(clippy::too_many_lines)]
-async fn load(
-    base: String,
-    key: String,
-    secs: u64,
-    clients: usize,
-    query_rate: u64,
-    server_pid: u32,
-) -> Measured {
-    let client = client();
-    // Warm-up: every contact's key, and the messages whose timelines are
-    // asked; then wait until the projections show the last of them.
+/// The warm-up: every contact's key, and the messages whose timelines are
+/// asked; then waits until the projections show the last of them, and
+/// measures timelines with nothing else running, for comparison.
+async fn warm_up(client: &HttpClient, base: &str, key: &str) -> Vec<Duration> {
     for n in 0..WARM_MESSAGES / (BATCH as u64 / 2) {
-        ingest(&client, &base, &key, batch_body("w", n))
+        ingest(client, base, key, batch_body("w", n))
             .await
             .expect("warm-up batch");
     }
     let last = WARM_MESSAGES / (BATCH as u64 / 2) - 1;
     wait_for(
-        &client,
-        &base,
-        &key,
+        client,
+        base,
+        key,
         &format!("/v1/messages/w-{last}-{}", BATCH / 2 - 1),
         Duration::from_secs(60),
     )
     .await;
-    // Timelines with nothing else running, for comparison.
     let mut idle_latency = Vec::new();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     for _ in 0..500 {
         let url = format!("{base}{}", random_warm_message(&mut seed));
         let t = Instant::now();
-        if let Ok((200, _)) = send(&client, "GET", &url, &key, None).await {
+        if let Ok((200, _)) = send(client, "GET", &url, key, None).await {
             idle_latency.push(t.elapsed());
         }
     }
+    idle_latency
+}
 
+/// How a phase offers its batches.
+#[derive(Debug, Clone, Copy)]
+enum Offer {
+    /// `clients` requests in flight, each sent as soon as the one before
+    /// it is answered: the most the server takes.
+    Saturate { clients: usize },
+    /// Batches due on a fixed schedule of `events_per_sec`, sent when due
+    /// by up to `in_flight` requests at once, whatever the answers' pace.
+    Paced {
+        events_per_sec: f64,
+        in_flight: usize,
+    },
+}
+
+/// Up to this many requests of a paced phase are in flight; a stall of the
+/// server holds back sends only once this many wait (at 2 ms a batch, 128
+/// ms of answers).
+const PACED_IN_FLIGHT: usize = 64;
+
+/// One phase: `secs` of ingest as `offer` says, with the timeline readers
+/// and the `/healthz` control running throughout; batches' messages are
+/// named `{prefix}-…`.
+#[allow(clippy::too_many_lines, clippy::too_many_arguments)]
+async fn phase(
+    client: &HttpClient,
+    base: &str,
+    key: &str,
+    secs: u64,
+    offer: Offer,
+    prefix: &'static str,
+    query_rate: u64,
+    server_pid: u32,
+) -> Measured {
+    let (client, base, key) = (client.clone(), base.to_owned(), key.to_owned());
     let histogram_before = timeline_histogram(&client, &base).await;
     let run = Duration::from_secs(secs);
     let server_pid = server_pid.to_string();
@@ -592,35 +644,55 @@ async fn load(
     let max_batches = secs * 4 * TARGET_EVENTS_PER_SEC as u64 / BATCH as u64;
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    let (tasks, interval) = match offer {
+        Offer::Saturate { clients } => (clients, None),
+        Offer::Paced {
+            events_per_sec,
+            in_flight,
+        } => (
+            in_flight,
+            Some(Duration::from_secs_f64(BATCH as f64 / events_per_sec)),
+        ),
+    };
     let start = Instant::now();
-    let ingesters: Vec<_> = (0..clients)
+    let window_end = start + run;
+    let ingesters: Vec<_> = (0..tasks)
         .map(|_| {
             let (client, base, key, next) =
                 (client.clone(), base.clone(), key.clone(), Arc::clone(&next));
             tokio::spawn(async move {
-                let mut latency = Vec::new();
-                let (mut events, mut failures, mut first_failure) = (0u64, 0u64, None);
-                let mut last_acked = None;
+                let mut t = Tally::default();
                 while start.elapsed() < run {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if n >= max_batches {
                         break;
                     }
-                    let body = batch_body("l", n);
-                    let t = Instant::now();
+                    if let Some(interval) = interval {
+                        let due = start + interval * u32::try_from(n).unwrap_or(u32::MAX);
+                        if due >= window_end {
+                            break;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
+                        t.max_lag = t.max_lag.max(due.elapsed());
+                    }
+                    let body = batch_body(prefix, n);
+                    let sent = Instant::now();
                     match ingest(&client, &base, &key, body).await {
                         Ok(()) => {
-                            latency.push(t.elapsed());
-                            events += BATCH as u64;
-                            last_acked = last_acked.max(Some(n));
+                            t.latency.push(sent.elapsed());
+                            t.events += BATCH as u64;
+                            if Instant::now() < window_end {
+                                t.in_window += BATCH as u64;
+                            }
+                            t.last_acked = t.last_acked.max(Some(n));
                         }
                         Err(e) => {
-                            failures += 1;
-                            first_failure.get_or_insert(e);
+                            t.failures += 1;
+                            t.first_failure.get_or_insert(e);
                         }
                     }
                 }
-                (events, failures, first_failure, latency, last_acked)
+                t
             })
         })
         .collect();
@@ -679,7 +751,10 @@ async fn load(
         })
         .collect();
     let mut m = Measured {
+        offer,
         events: 0,
+        in_window: 0,
+        max_lag: Duration::ZERO,
         elapsed: Duration::ZERO,
         failures: 0,
         first_failure: None,
@@ -691,19 +766,20 @@ async fn load(
         slow_health: Vec::new(),
         first_query_failure: None,
         catch_up: Duration::ZERO,
-        idle_latency,
         cpu: None,
         stolen: None,
         server_timeline: Vec::new(),
     };
     let mut last_batch = None;
     for t in ingesters {
-        let (events, failures, first, latency, last) = t.await.expect("ingest task");
-        m.events += events;
-        m.failures += failures;
-        m.first_failure = m.first_failure.or(first);
-        m.ingest_latency.extend(latency);
-        last_batch = last_batch.max(last);
+        let t = t.await.expect("ingest task");
+        m.events += t.events;
+        m.in_window += t.in_window;
+        m.max_lag = m.max_lag.max(t.max_lag);
+        m.failures += t.failures;
+        m.first_failure = m.first_failure.or(t.first_failure);
+        m.ingest_latency.extend(t.latency);
+        last_batch = last_batch.max(t.last_acked);
     }
     m.elapsed = start.elapsed();
     m.cpu = cpu_before
@@ -747,7 +823,7 @@ async fn load(
             &client,
             &base,
             &key,
-            &format!("/v1/messages/l-{probe}-{}", BATCH / 2 - 1),
+            &format!("/v1/messages/{prefix}-{probe}-{}", BATCH / 2 - 1),
             Duration::from_secs(120),
         )
         .await;
@@ -766,6 +842,8 @@ fn main() {
     let clients: usize = env_or("MAILLEDGER_LOAD_CLIENTS", 16);
     let query_rate: u64 = env_or("MAILLEDGER_LOAD_QUERY_RATE", 500);
     let baseline_secs: u64 = env_or("MAILLEDGER_LOAD_BASELINE_SECS", 5);
+    let pace: f64 = env_or("MAILLEDGER_LOAD_PACE", 0.0);
+    let paced_secs: u64 = env_or("MAILLEDGER_LOAD_PACED_SECS", secs);
 
     let bin = server_binary();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -789,14 +867,46 @@ fn main() {
         server.addr
     );
     let base = format!("http://{}", server.addr);
-    let m = rt.block_on(load(
-        base,
-        key,
-        secs,
-        clients,
-        query_rate,
-        server.child.id(),
-    ));
+    let pid = server.child.id();
+    let (idle, saturated, paced) = rt.block_on(async {
+        let client = client();
+        let idle = warm_up(&client, &base, &key).await;
+        let saturated = phase(
+            &client,
+            &base,
+            &key,
+            secs,
+            Offer::Saturate { clients },
+            "l",
+            query_rate,
+            pid,
+        )
+        .await;
+        let paced = if pace > 0.0 && paced_secs > 0 {
+            eprintln!(
+                "load: paced: {pace:.0} events/s offered for {paced_secs} s, up to {PACED_IN_FLIGHT} requests in flight"
+            );
+            Some(
+                phase(
+                    &client,
+                    &base,
+                    &key,
+                    paced_secs,
+                    Offer::Paced {
+                        events_per_sec: pace,
+                        in_flight: PACED_IN_FLIGHT,
+                    },
+                    "p",
+                    query_rate,
+                    pid,
+                )
+                .await,
+            )
+        } else {
+            None
+        };
+        (idle, saturated, paced)
+    });
     let clean = server.stop();
     if !clean {
         let server_log = server.log.lock().map(|l| l.join("")).unwrap_or_default();
@@ -804,18 +914,26 @@ fn main() {
     }
     drop(server);
 
-    let rate = m.events as f64 / m.elapsed.as_secs_f64();
     summary_header(&format!(
-        "load: POST /v1/events over loopback (release server, sync, batches of {BATCH}, {clients} clients) \
+        "load: POST /v1/events over loopback (release server, sync, batches of {BATCH}) \
          vs in-process EmailLedger::append (fjall, sync, batches of {BATCH}, {BASELINE_TASKS} tasks)"
     ));
     summary_line(
         &format!("load/http-ingest-b{BATCH}-c{clients}"),
-        Some(rate),
+        Some(saturated.events as f64 / saturated.elapsed.as_secs_f64()),
         Some(base_rate),
         Some(TARGET_EVENTS_PER_SEC),
         None,
     );
+    if let Some(p) = &paced {
+        summary_line(
+            &format!("load/http-ingest-b{BATCH}-paced{pace:.0}"),
+            Some(p.in_window as f64 / paced_secs as f64),
+            Some(base_rate),
+            Some(TARGET_EVENTS_PER_SEC),
+            None,
+        );
+    }
     summary_line(
         &format!("load/inprocess-append-b{BATCH}-w{BASELINE_TASKS}"),
         Some(base_rate),
@@ -824,20 +942,71 @@ fn main() {
         None,
     );
 
-    report(&m, clean);
+    let both = |m: &Measured, rate: f64| {
+        let p99 = {
+            let mut q = m.query_latency.clone();
+            q.sort();
+            percentile(&q, 0.99)
+        };
+        rate >= TARGET_EVENTS_PER_SEC
+            && m.failures == 0
+            && m.query_failures == 0
+            && !m.query_latency.is_empty()
+            && p99 < TARGET_P99
+    };
+    report(&saturated, Some(&idle), clean);
+    let mut verdict = format!(
+        "both targets (ingest >= {TARGET_EVENTS_PER_SEC:.0}/s and timeline p99 < {} ms at once): saturating {}",
+        TARGET_P99.as_millis(),
+        if both(
+            &saturated,
+            saturated.events as f64 / saturated.elapsed.as_secs_f64()
+        ) {
+            "PASS"
+        } else {
+            "MISS"
+        }
+    );
+    if let Some(p) = &paced {
+        report(p, None, clean);
+        verdict.push_str(&format!(
+            ", paced {}",
+            if both(p, p.in_window as f64 / paced_secs as f64) {
+                "PASS"
+            } else {
+                "MISS"
+            }
+        ));
+    }
+    println!("\n{verdict}");
 }
 
-/// Prints the latencies measured while ingesting.
-fn report(m: &Measured, clean: bool) {
+/// Prints what a phase measured; `idle`, the timelines before any ingest,
+/// with the first.
+#[allow(clippy::too_many_lines)]
+fn report(m: &Measured, idle: Option<&[Duration]>, clean: bool) {
     let mut q = m.query_latency.clone();
     q.sort();
     let mut i = m.ingest_latency.clone();
     i.sort();
-    let mut idle = m.idle_latency.clone();
-    idle.sort();
+    let mut idle = idle.map(<[Duration]>::to_vec);
+    if let Some(idle) = &mut idle {
+        idle.sort();
+    }
     let mut health = m.health_latency.clone();
     health.sort();
-    println!("\n== load: request latency while ingesting: measured in this run ==");
+    let phase = match m.offer {
+        Offer::Saturate { clients } => format!(
+            "saturating: {clients} clients, each sending its next batch as soon as the last is answered"
+        ),
+        Offer::Paced {
+            events_per_sec,
+            in_flight,
+        } => format!(
+            "paced: {events_per_sec:.0} events/s offered on a fixed schedule, up to {in_flight} requests in flight"
+        ),
+    };
+    println!("\n== load: request latency while ingesting ({phase}): measured in this run ==");
     println!(
         "{:<44} {:>8} {:>8} {:>8} {:>8} {:>8}  verdict",
         "case", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"
@@ -856,11 +1025,12 @@ fn report(m: &Measured, clean: bool) {
             TARGET_P99.as_millis()
         )
     };
-    for (case, v, verdict) in [
+    let none = Vec::new();
+    let rows = [
         ("load/timeline GET /v1/messages/{id}", &q, verdict),
         (
             "load/timeline, before ingest (no load)",
-            &idle,
+            idle.as_ref().unwrap_or(&none),
             String::new(),
         ),
         (
@@ -873,7 +1043,8 @@ fn report(m: &Measured, clean: bool) {
             &i,
             String::new(),
         ),
-    ] {
+    ];
+    for (case, v, verdict) in rows.into_iter().filter(|(_, v, _)| !v.is_empty()) {
         println!(
             "{:<44} {:>8} {:>8} {:>8} {:>8} {:>8}  {verdict}",
             case,
@@ -882,6 +1053,13 @@ fn report(m: &Measured, clean: bool) {
             ms(percentile(v, 0.90)),
             ms(percentile(v, 0.99)),
             ms(v.last().copied().unwrap_or_default()),
+        );
+    }
+    if let Offer::Paced { .. } = m.offer {
+        println!(
+            "paced: {} events acknowledged within the schedule's window; the latest send was {} ms after its batch was due",
+            m.in_window,
+            ms(m.max_lag)
         );
     }
     println!(
