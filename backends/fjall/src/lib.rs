@@ -150,3 +150,37 @@ impl Store for FjallStore {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn every_keyspace_keeps_writes_in_memory_up_to_memtable_bytes() {
+        // fjall's default (64 MiB) would have sealed and flushed a memtable
+        // by now; MEMTABLE_BYTES keeps all of it in the active one.
+        const WRITTEN: u64 = 96 * 1024 * 1024;
+        assert!(MEMTABLE_BYTES > WRITTEN);
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path()).unwrap();
+        let value = vec![7u8; 64 * 1024];
+        for space in Space::ALL {
+            let mut batch = WriteBatch::new();
+            for i in 0..WRITTEN / value.len() as u64 {
+                batch.put(space, i.to_be_bytes().to_vec(), value.clone());
+                if batch.puts.len() == 64 {
+                    store.commit(std::mem::take(&mut batch), false).unwrap();
+                }
+            }
+            store.commit(batch, false).unwrap();
+            let ks = store.space(space);
+            assert_eq!(
+                (ks.sealed_memtable_count(), ks.table_count()),
+                (0, 0),
+                "{space:?} rotated its memtable below MEMTABLE_BYTES"
+            );
+        }
+    }
+}
