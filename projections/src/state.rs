@@ -690,7 +690,7 @@ mod tests {
     fn a_projection_store_keeps_writes_in_memory_up_to_memtable_bytes() {
         // fjall's default (64 MiB) would have sealed a memtable by now.
         const WRITTEN: u64 = 96 * 1024 * 1024;
-        assert!(mailledger_fjall::MEMTABLE_BYTES > WRITTEN);
+        const { assert!(mailledger_fjall::MEMTABLE_BYTES > WRITTEN) };
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FjallState::open(dir.path()).expect("fjall");
         let value = vec![7u8; 64 * 1024];

@@ -162,7 +162,7 @@ mod tests {
         // fjall's default (64 MiB) would have sealed and flushed a memtable
         // by now; MEMTABLE_BYTES keeps all of it in the active one.
         const WRITTEN: u64 = 96 * 1024 * 1024;
-        assert!(MEMTABLE_BYTES > WRITTEN);
+        const { assert!(MEMTABLE_BYTES > WRITTEN) };
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
         let value = vec![7u8; 64 * 1024];
