@@ -155,17 +155,20 @@ pub fn new_tenant(residency: &Residency, given: Option<&str>) -> Result<Vec<Juri
         }
     };
     if !residency.permits(&allowed) {
-        let v = residency.violations(&[TenantResidency {
-            tenant: "(new)".into(),
-            allowed: allowed.clone(),
-        }]);
+        let outside: Vec<String> = residency
+            .violations(&[TenantResidency {
+                tenant: String::new(),
+                allowed: allowed.clone(),
+            }])
+            .into_iter()
+            .filter(|v| v.outside_of != "node")
+            .map(|v| format!("{} is in {}", v.subject, v.jurisdiction))
+            .collect();
+        let allowed_list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
         bail!(
-            "this node could not serve the tenant: {}",
-            v.iter()
-                .filter(|v| v.outside_of != "node")
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
+            "this node cannot serve a tenant whose data may be kept only in {}: {}. Declare where the node and its stores are (--jurisdiction, --data-jurisdiction, --keys-jurisdiction) or allow more",
+            allowed_list.join(", "),
+            outside.join("; ")
         );
     }
     Ok(allowed)
