@@ -149,11 +149,11 @@ pub fn tenant(cli: &Cli, command: &TenantCommand) -> Result<ExitCode> {
                 .declare(&cli.data_dir, &location, &cli.keys_dir)?;
             let allowed = crate::residency::new_tenant(&declared, jurisdictions.as_deref())?;
             let t = access.create_tenant(name, &allowed)?;
-            println!("{}", serde_json::to_string(&t)?);
+            out!("{}", serde_json::to_string(&t)?);
         }
         TenantCommand::List => {
             for t in access.tenants()? {
-                println!("{}", serde_json::to_string(&t)?);
+                out!("{}", serde_json::to_string(&t)?);
             }
         }
         TenantCommand::WebhookSecrets {
@@ -209,7 +209,7 @@ pub fn key(cli: &Cli, command: &KeyCommand) -> Result<ExitCode> {
         } => {
             let scopes = parse_scopes(scopes)?;
             let (info, key) = access.create_key(tenant, &scopes, name.as_deref())?;
-            println!("{}", key.as_str());
+            out!("{}", key.as_str());
             eprintln!(
                 "created key {} for tenant {} (scopes {}); it is shown only this once",
                 info.id,
@@ -223,12 +223,12 @@ pub fn key(cli: &Cli, command: &KeyCommand) -> Result<ExitCode> {
         }
         KeyCommand::List { tenant } => {
             for k in access.keys(tenant.as_deref())? {
-                println!("{}", serde_json::to_string(&k)?);
+                out!("{}", serde_json::to_string(&k)?);
             }
         }
         KeyCommand::Revoke { id } => {
             let k = access.revoke_key(id)?;
-            println!("{}", serde_json::to_string(&k)?);
+            out!("{}", serde_json::to_string(&k)?);
         }
     }
     Ok(ExitCode::SUCCESS)

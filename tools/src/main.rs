@@ -2,6 +2,16 @@
 //! in), reads them (opened, or shown erased), erases contacts, and reads and
 //! verifies the log underneath.
 
+/// Prints a line on standard output, like `println!`, but a closed pipe
+/// (`mailledger residency | head`) is an error the command returns, not a
+/// panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::print_line(format_args!($($arg)*))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", $crate::STDOUT))?
+    };
+}
+
 mod admin;
 mod allocator;
 mod location;
@@ -218,6 +228,19 @@ enum Command {
     Residency,
 }
 
+/// What a failed write to standard output says.
+const STDOUT: &str = "cannot write to standard output";
+
+/// Writes `line` and a newline to standard output.
+///
+/// # Errors
+/// Standard output is closed or cannot be written.
+fn print_line(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(line)?;
+    stdout.write_all(b"\n")
+}
+
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
     tracing_subscriber::fmt()
@@ -376,7 +399,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 };
                 let request_id = request_id.unwrap_or_else(|| Uuid::now_v7().to_string());
                 let receipt = email()?.erase(&tenant, target, &request_id).await?;
-                println!("{}", serde_json::to_string_pretty(&receipt)?);
+                out!("{}", serde_json::to_string_pretty(&receipt)?);
                 ExitCode::SUCCESS
             }
             Command::Policy {
@@ -406,11 +429,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         keep_engagement_details.unwrap_or(policy.keep_engagement_details);
                     email.set_policy(&tenant, policy).await?;
                 }
-                println!("{}", serde_json::to_string(&policy)?);
+                out!("{}", serde_json::to_string(&policy)?);
                 ExitCode::SUCCESS
             }
             Command::Head => {
-                println!("{}", log.head());
+                out!("{}", log.head());
                 ExitCode::SUCCESS
             }
             Command::Verify { tenant } => verify(&log, tenant).await?,
@@ -664,7 +687,7 @@ async fn read(
             let Some(last) = records.last() else { break };
             version = last.stream_version + 1;
             for r in &records {
-                writeln!(out, "{}", shown(email, r)?)?;
+                writeln!(out, "{}", shown(email, r)?).context(STDOUT)?;
             }
             left -= records.len() as u64;
         }
@@ -682,13 +705,13 @@ async fn read(
             }
             let batch = log.read_all(filter, pos, direction, page(left)).await?;
             for r in &batch.records {
-                writeln!(out, "{}", shown(email, r)?)?;
+                writeln!(out, "{}", shown(email, r)?).context(STDOUT)?;
             }
             left -= batch.records.len() as u64;
             next = batch.next;
         }
     }
-    out.flush()?;
+    out.flush().context(STDOUT)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -716,9 +739,12 @@ async fn verify(log: &Arc<dyn EventLog>, tenant: Option<String>) -> Result<ExitC
     }
     match result {
         Ok(report) => {
-            println!(
+            out!(
                 "ok: {} records of {} tenant(s) verified, positions {}..{}; every hash and chain link holds",
-                report.records, report.tenants, report.range.start, report.range.end
+                report.records,
+                report.tenants,
+                report.range.start,
+                report.range.end
             );
             Ok(ExitCode::SUCCESS)
         }

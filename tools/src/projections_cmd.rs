@@ -26,7 +26,7 @@ pub fn status(log: &Arc<dyn EventLog>, data_dir: &Path) -> Result<ExitCode> {
     let p = open(data_dir)?;
     let head = log.head();
     for s in p.status(head) {
-        println!(
+        out!(
             "{}",
             serde_json::json!({"projection": s.name, "checkpoint": s.checkpoint, "head": head, "lag": s.lag})
         );

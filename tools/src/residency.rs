@@ -130,7 +130,7 @@ pub fn enforce(residency: &Residency, data_dir: &Path) -> Result<()> {
 /// Bad settings, or an access file that cannot be read.
 pub fn report(residency: &Residency, data_dir: &Path) -> Result<ExitCode> {
     let report = residency.report(tenants(data_dir)?);
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    out!("{}", serde_json::to_string_pretty(&report)?);
     if report.compliant {
         Ok(ExitCode::SUCCESS)
     } else {

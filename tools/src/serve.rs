@@ -305,7 +305,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                 "\nmailledger: first start: tenant `{DEFAULT_TENANT}` and this API key (scopes ingest, read, erase, admin) were created.\n\
                  It is shown only this once; keep it somewhere safe:\n"
             );
-            println!("{}", key.as_str());
+            out!("{}", key.as_str());
             eprintln!(
                 "\nMake more keys with `mailledger key create --tenant {} --scopes ingest,read` \
                  (works while the server runs) or POST /v1/admin/keys with this key.\n",

@@ -501,3 +501,31 @@ fn the_residency_report_comes_from_the_configuration_and_tenants_it_is_given() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_closed_standard_output_is_an_error_not_a_panic() {
+    let d = Dir::new();
+    assert!(mailledger(d.path(), &["init"], None).status.success());
+    let out = mailledger(d.path(), &["append", "--records"], Some(&lines(2_000, 9)));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for args in [&["read", "--raw"][..], &["residency"], &["tenant", "list"]] {
+        // The read end is closed before the command starts, so its first
+        // write meets a pipe with no reader.
+        let mut child = common::command(d.path().parent().unwrap())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write to standard output"),
+            "{args:?}: {err}"
+        );
+    }
+}
