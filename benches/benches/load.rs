@@ -511,6 +511,8 @@ struct Measured {
     /// phase (from accepting the request to the response, not counting
     /// the network and the client): (upper bound in seconds, count).
     server_timeline: Vec<(f64, u64)>,
+    /// Events acknowledged in each second.
+    per_second: Vec<u64>,
 }
 
 /// A random warm-up message's path, from an xorshift64 state.
@@ -656,10 +658,15 @@ async fn phase(
     };
     let start = Instant::now();
     let window_end = start + run;
+    // Events acknowledged in each second of the phase (answers after the
+    // window count in its last second).
+    let per_second: Arc<Vec<AtomicU64>> =
+        Arc::new((0..secs.max(1)).map(|_| AtomicU64::new(0)).collect());
     let ingesters: Vec<_> = (0..tasks)
         .map(|_| {
             let (client, base, key, next) =
                 (client.clone(), base.clone(), key.clone(), Arc::clone(&next));
+            let per_second = Arc::clone(&per_second);
             tokio::spawn(async move {
                 let mut t = Tally::default();
                 while start.elapsed() < run {
@@ -684,6 +691,10 @@ async fn phase(
                             if Instant::now() < window_end {
                                 t.in_window += BATCH as u64;
                             }
+                            let second = usize::try_from(start.elapsed().as_secs())
+                                .unwrap_or(usize::MAX)
+                                .min(per_second.len() - 1);
+                            per_second[second].fetch_add(BATCH as u64, Ordering::Relaxed);
                             t.last_acked = t.last_acked.max(Some(n));
                         }
                         Err(e) => {
@@ -769,6 +780,7 @@ async fn phase(
         cpu: None,
         stolen: None,
         server_timeline: Vec::new(),
+        per_second: Vec::new(),
     };
     let mut last_batch = None;
     for t in ingesters {
@@ -782,6 +794,10 @@ async fn phase(
         last_batch = last_batch.max(t.last_acked);
     }
     m.elapsed = start.elapsed();
+    m.per_second = per_second
+        .iter()
+        .map(|n| n.load(Ordering::Relaxed))
+        .collect();
     m.cpu = cpu_before
         .zip(mailledger_benches::cpu_secs(&server_pid).zip(mailledger_benches::cpu_secs("self")))
         .map(|((s0, c0), (s1, c1))| (s1 - s0, c1 - c0));
@@ -1077,6 +1093,16 @@ fn report(m: &Measured, idle: Option<&[Duration]>, clean: bool) {
             .map(|e| format!(" (first: {e})"))
             .unwrap_or_default(),
     );
+    if m.per_second.len() >= 10 {
+        println!(
+            "events acknowledged per second, by 5 s stretch (does the rate hold?): {}",
+            m.per_second
+                .chunks(5)
+                .map(|c| format!("{:.0}", c.iter().sum::<u64>() as f64 / c.len() as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     println!(
         "projections showed the last batch {:.2} s after ingest ended; server stopped with SIGTERM: {}",
         m.catch_up.as_secs_f64(),
