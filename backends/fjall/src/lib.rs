@@ -33,7 +33,8 @@ const BACKEND: &str = "fjall";
 /// pairs), timeline queries over 4 ms fell from 220 to 445 per run to 62
 /// to 203, at a peak resident size of 2.0 to 2.6 GB instead of 1.1 to 1.2
 /// GB (3.0 GB after 2 minutes). Over 120 s of ingest they also sustained
-/// more: 42,127 and 43,996 events/s against 33,589/s (2026-11-25). A memtable takes memory only as it fills. fjall records the size
+/// more: 38,793 to 43,996 events/s (four runs) against 33,589/s (one run,
+/// 2026-11-25). A memtable takes memory only as it fills. fjall records the size
 /// when it creates a keyspace, so a database created before keeps the size
 /// it was made with.
 pub const MEMTABLE_BYTES: u64 = 256 * 1024 * 1024;
