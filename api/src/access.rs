@@ -469,14 +469,15 @@ impl AccessStore {
                 });
             }
         };
-        Ok(parse_file(&path, &text)?
-            .tenants
-            .into_iter()
-            .map(|(tenant, t)| TenantResidency {
-                tenant,
-                allowed: t.jurisdictions,
-            })
-            .collect())
+        Ok(residencies(&parse_file(&path, &text)?))
+    }
+
+    /// Every tenant and where its data may be kept, from the cached file.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn residencies(&self) -> Result<Vec<TenantResidency>, AccessError> {
+        Ok(residencies(&*self.snapshot()?))
     }
 
     fn reload(&self) -> Result<Arc<AccessFile>, AccessError> {
@@ -887,6 +888,17 @@ impl AccessStore {
         self.create_key(&tenant, &Scope::ALL, Some("first admin key"))
             .map(Some)
     }
+}
+
+/// Every tenant of `file` and where its data may be kept.
+fn residencies(file: &AccessFile) -> Vec<TenantResidency> {
+    file.tenants
+        .iter()
+        .map(|(tenant, t)| TenantResidency {
+            tenant: tenant.clone(),
+            allowed: t.jurisdictions.clone(),
+        })
+        .collect()
 }
 
 /// Parses the access file at `path`, whose bytes are `text`.

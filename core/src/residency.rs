@@ -340,6 +340,31 @@ impl Residency {
         self.places().all(|(_, j)| j.within_any(allowed))
     }
 
+    /// The jurisdictions a new tenant allows: `given`, or those the node
+    /// allows when `None`.
+    ///
+    /// # Errors
+    /// [`ResidencyError::EmptyList`] for an empty list, and
+    /// [`ResidencyError::Violated`] when this node could not serve the
+    /// tenant: each violation is the node or a store outside the list, of
+    /// `outside_of` `the new tenant`.
+    pub fn new_tenant(
+        &self,
+        given: Option<Vec<Jurisdiction>>,
+    ) -> Result<Vec<Jurisdiction>, ResidencyError> {
+        let allowed = given.unwrap_or_else(|| self.allowed.clone());
+        if allowed.is_empty() {
+            return Err(ResidencyError::EmptyList);
+        }
+        let mut outside = Vec::new();
+        self.outside("the new tenant", &allowed, &mut outside);
+        if outside.is_empty() {
+            Ok(allowed)
+        } else {
+            Err(ResidencyError::Violated(outside))
+        }
+    }
+
     /// The residency report for `tenants`.
     #[must_use]
     pub fn report(&self, tenants: Vec<TenantResidency>) -> ResidencyReport {
@@ -450,6 +475,24 @@ mod tests {
             .with_store("keys", "files", "/k", j("DE"));
         de.check(&[tenant("acme", "DE"), tenant("default", "EU")])
             .unwrap();
+    }
+
+    #[test]
+    fn a_new_tenant_allows_what_the_node_allows_unless_told_and_only_what_it_can_serve() {
+        let r = eu_node();
+        assert_eq!(r.new_tenant(None).unwrap(), vec![Jurisdiction::Eu]);
+        assert_eq!(r.new_tenant(Some(vec![])), Err(ResidencyError::EmptyList));
+        let Err(ResidencyError::Violated(v)) = r.new_tenant(Some(vec![j("DE")])) else {
+            panic!("an EU node accepted a German-only tenant");
+        };
+        let subjects: Vec<_> = v.iter().map(|v| v.subject.as_str()).collect();
+        assert_eq!(subjects, ["node", "store log", "store keys"]);
+        assert!(v.iter().all(|v| v.outside_of == "the new tenant"));
+        let de = Residency::new(j("DE"), vec![]).with_store("log", "fjall", "/d", j("DE"));
+        assert_eq!(
+            de.new_tenant(Some(vec![j("DE"), j("FR")])).unwrap(),
+            vec![j("DE"), j("FR")]
+        );
     }
 
     #[test]

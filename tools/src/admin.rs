@@ -143,11 +143,8 @@ pub fn tenant(cli: &Cli, command: &TenantCommand) -> Result<ExitCode> {
             name,
             jurisdictions,
         } => {
-            let (location, _) = crate::location::peek(&cli.data_dir, cli.log.as_deref())?;
-            let declared = cli
-                .residency_args()
-                .declare(&cli.data_dir, &location, &cli.keys_dir)?;
-            let allowed = crate::residency::new_tenant(&declared, jurisdictions.as_deref())?;
+            let allowed =
+                crate::residency::new_tenant(&cli.residency()?, jurisdictions.as_deref())?;
             let t = access.create_tenant(name, &allowed)?;
             out!("{}", serde_json::to_string(&t)?);
         }

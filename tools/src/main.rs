@@ -270,6 +270,12 @@ impl Cli {
             keys: self.keys_jurisdiction.clone(),
         }
     }
+
+    /// The residency these flags and this data directory declare.
+    fn residency(&self) -> Result<mailledger_core::residency::Residency> {
+        self.residency_args()
+            .declare_for(&self.data_dir, self.log.as_deref(), &self.keys_dir)
+    }
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -278,13 +284,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => return serve::run(&cli, args),
         Command::Tenant { command } => return admin::tenant(&cli, command),
         Command::Key { command } => return admin::key(&cli, command),
-        Command::Residency => {
-            let (location, _) = location::peek(&cli.data_dir, cli.log.as_deref())?;
-            let declared = cli
-                .residency_args()
-                .declare(&cli.data_dir, &location, &cli.keys_dir)?;
-            return residency::report(&declared, &cli.data_dir);
-        }
+        Command::Residency => return residency::report(&cli.residency()?, &cli.data_dir),
         _ => {}
     }
     let durability: Durability = cli.durability.parse()?;
@@ -292,10 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let create = matches!(cli.command, Command::Init);
     // Checked before anything is created or opened (a fresh `init` has no
     // tenant yet; it makes `default` allowing what the node allows).
-    let (planned, _) = location::peek(&cli.data_dir, cli.log.as_deref())?;
-    let declared = cli
-        .residency_args()
-        .declare(&cli.data_dir, &planned, &cli.keys_dir)?;
+    let declared = cli.residency()?;
     residency::enforce(&declared, &cli.data_dir)?;
     let location = location::resolve(&cli.data_dir, cli.log.as_deref(), create)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

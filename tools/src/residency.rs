@@ -12,9 +12,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use mailledger_api::access::AccessStore;
-use mailledger_core::residency::{Jurisdiction, Residency, TenantResidency};
+use mailledger_core::residency::{Jurisdiction, Residency, ResidencyError, TenantResidency};
 use serde::Deserialize;
 
 use crate::location::LogLocation;
@@ -44,6 +44,23 @@ impl ResidencyArgs {
             data: self.data.or(fallback.data),
             keys: self.keys.or(fallback.keys),
         }
+    }
+
+    /// The node's declared residency over the stores of `data_dir`, the
+    /// log that `data_dir` and the `--log` URL `log` name, and `keys_dir`,
+    /// found without creating anything ([`crate::location::peek`]).
+    ///
+    /// # Errors
+    /// A bad `--log` or data directory marker, or a value that is not a
+    /// jurisdiction.
+    pub fn declare_for(
+        &self,
+        data_dir: &Path,
+        log: Option<&str>,
+        keys_dir: &Path,
+    ) -> Result<Residency> {
+        let (location, _) = crate::location::peek(data_dir, log)?;
+        self.declare(data_dir, &location, keys_dir)
     }
 
     /// The node's declared residency over the stores of `data_dir`, `log`
@@ -148,28 +165,30 @@ pub fn report(residency: &Residency, data_dir: &Path) -> Result<ExitCode> {
 /// # Errors
 /// A bad list, or a node or store outside it.
 pub fn new_tenant(residency: &Residency, given: Option<&str>) -> Result<Vec<Jurisdiction>> {
-    let allowed = match given {
-        None => residency.allowed().to_vec(),
-        Some(list) => {
-            Jurisdiction::parse_list(list).map_err(|e| anyhow!("--jurisdictions: {e}"))?
+    let given = given
+        .map(Jurisdiction::parse_list)
+        .transpose()
+        .map_err(|e| anyhow!("--jurisdictions: {e}"))?;
+    residency.new_tenant(given).map_err(|e| match e {
+        // Every violation carries the list the tenant would allow.
+        ResidencyError::Violated(outside) => {
+            anyhow!(
+                "this node cannot serve a tenant whose data may be kept only in {}: {}. Declare where the node and its stores are (--jurisdiction, --data-jurisdiction, --keys-jurisdiction) or allow more",
+                outside
+                    .first()
+                    .map(|v| v.allowed.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                outside
+                    .iter()
+                    .map(|v| format!("{} is in {}", v.subject, v.jurisdiction))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
         }
-    };
-    if !residency.permits(&allowed) {
-        let outside: Vec<String> = residency
-            .violations(&[TenantResidency {
-                tenant: String::new(),
-                allowed: allowed.clone(),
-            }])
-            .into_iter()
-            .filter(|v| v.outside_of != "node")
-            .map(|v| format!("{} is in {}", v.subject, v.jurisdiction))
-            .collect();
-        let allowed_list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-        bail!(
-            "this node cannot serve a tenant whose data may be kept only in {}: {}. Declare where the node and its stores are (--jurisdiction, --data-jurisdiction, --keys-jurisdiction) or allow more",
-            allowed_list.join(", "),
-            outside.join("; ")
-        );
-    }
-    Ok(allowed)
+        e => anyhow!("--jurisdictions: {e}"),
+    })
 }

@@ -275,8 +275,9 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let durability: Durability = s.durability.parse()?;
     // The first start on an empty directory initialises it, as `init` does.
     // Residency is checked before anything is created or opened.
-    let (planned, _) = crate::location::peek(&s.data_dir, s.log.as_deref())?;
-    let residency = s.residency.declare(&s.data_dir, &planned, &s.keys_dir)?;
+    let residency = s
+        .residency
+        .declare_for(&s.data_dir, s.log.as_deref(), &s.keys_dir)?;
     crate::residency::enforce(&residency, &s.data_dir)?;
     let location = crate::location::resolve(&s.data_dir, s.log.as_deref(), true)?;
     let keys = crate::open_keys(&s.data_dir, &s.keys_dir, s.kek_file.as_deref(), true)?;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use mailledger_core::residency::{Jurisdiction, ResidencyReport, TenantResidency};
+use mailledger_core::residency::{Jurisdiction, ResidencyError, ResidencyReport};
 
 use crate::access::{AccessError, AccessStore, KeyInfo, Scope, TenantInfo};
 use crate::auth::{Auth, scope};
@@ -126,30 +126,23 @@ pub async fn create_tenant(
     _auth: Auth<scope::Admin>,
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> Result<(StatusCode, ApiJson<TenantInfo>), Problem> {
-    let jurisdictions = match &req.jurisdictions {
-        None => state.residency.allowed().to_vec(),
-        Some(list) => {
-            let mut out = Vec::with_capacity(list.len());
-            for j in list {
-                out.push(
-                    j.parse::<Jurisdiction>()
-                        .map_err(|e| Problem::invalid(format!("jurisdictions: {e}")))?,
-                );
-            }
-            out
-        }
-    };
-    if jurisdictions.is_empty() {
-        return Err(Problem::invalid(
-            "jurisdictions: name at least one, or leave the field out for this node's",
-        ));
-    }
-    if !state.residency.permits(&jurisdictions) {
-        return Err(Problem::new(
+    let given = req
+        .jurisdictions
+        .as_deref()
+        .map(|list| {
+            list.iter()
+                .map(|j| j.parse::<Jurisdiction>())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|e| Problem::invalid(format!("jurisdictions: {e}")))?;
+    let jurisdictions = state.residency.new_tenant(given).map_err(|e| match e {
+        ResidencyError::Violated(_) => Problem::new(
             ProblemType::ResidencyViolation,
             "this node keeps data outside those jurisdictions, so it cannot serve the tenant; see GET /v1/admin/residency",
-        ));
-    }
+        ),
+        e => Problem::invalid(format!("jurisdictions: {e}")),
+    })?;
     let t = blocking(&state.access, move |a| {
         a.create_tenant(&req.name, &jurisdictions)
     })
@@ -175,14 +168,7 @@ pub async fn residency(
     State(state): State<AppState>,
     _auth: Auth<scope::Admin>,
 ) -> Result<ApiJson<ResidencyReport>, Problem> {
-    let tenants = blocking(&state.access, AccessStore::tenants).await?;
-    let tenants = tenants
-        .into_iter()
-        .map(|t| TenantResidency {
-            tenant: t.name,
-            allowed: t.jurisdictions,
-        })
-        .collect();
+    let tenants = blocking(&state.access, AccessStore::residencies).await?;
     Ok(ApiJson(state.residency.report(tenants)))
 }
 
