@@ -1,11 +1,11 @@
-//! The record frame, format version 1.
+//! The record frame, format version 2 (format 1 is still read).
 //!
-//! Every record is stored as one frame. The layout is fixed for format
-//! version 1 and frozen by the vectors in `core/testdata/`:
+//! Every record is stored as one frame. The layout is fixed per format
+//! version and frozen by the vectors in `core/testdata/`:
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 1 | format version, `1` |
+//! | 0 | 1 | format version, `2` (`1` for records written before it) |
 //! | 1 | 4 | body length `N`, u32 little-endian, at most [`MAX_BODY_LEN`] |
 //! | 5 | N | body, bincode 2.0.1 (see below) |
 //! | 5 + N | 32 | `hash = blake3(bytes 0 .. 5 + N)` |
@@ -26,12 +26,21 @@
 //! 8. `payload`: byte string;
 //! 9. `metadata`: byte string;
 //! 10. `prev_hash`: 32 raw bytes, the hash of the tenant's previous record
-//!     ([`GENESIS_HASH`](crate::GENESIS_HASH) for its first).
+//!     ([`GENESIS_HASH`](crate::GENESIS_HASH) for its first);
+//! 11. format 2 only: `jurisdiction`: 2 raw ASCII bytes, the jurisdiction
+//!     the writing node declared ([`Jurisdiction::code`]): `EU`, or an
+//!     ISO 3166-1 alpha-2 code in capitals. Anything else is corruption.
+//!
+//! Format 1 is format 2 without field 11: such a record reads with no
+//! jurisdiction ([`RecordRef::jurisdiction`] is `None`). A log may hold
+//! both; each frame is read by its own version byte.
 //!
 //! Because `prev_hash` sits inside the hashed bytes, each hash commits to the
 //! tenant's whole history: changing any byte of any earlier record of the
 //! tenant breaks the chain at that record. The hash covers bytes as stored,
-//! so for sealed personal data it covers ciphertext, never plaintext.
+//! so for sealed personal data it covers ciphertext, never plaintext, and it
+//! covers the jurisdiction, so a record's declared place cannot be changed
+//! without breaking the chain.
 //!
 //! A later format gets a new version byte; readers dispatch on it.
 
@@ -40,10 +49,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::record::{Hash, Record};
+use crate::residency::Jurisdiction;
 use crate::wire::{Reader, WireError};
 
 /// The format version this build writes.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u8 = 1;
 /// The largest body a frame may carry: bigger lengths are corruption.
 pub const MAX_BODY_LEN: usize = 16 * 1024 * 1024;
 /// Bytes before the body.
@@ -57,6 +69,8 @@ const fn codec() -> Codec {
     config::standard().with_limit::<MAX_BODY_LEN>()
 }
 
+/// The body of format 1, which format 2 extends; written only by tests
+/// (old logs hold it) and the reference for the hand-written decoder.
 #[derive(Serialize, Deserialize)]
 struct BodyV1<'a> {
     position: u64,
@@ -71,6 +85,14 @@ struct BodyV1<'a> {
     #[serde(with = "serde_bytes")]
     metadata: &'a [u8],
     prev_hash: Hash,
+}
+
+/// The body of format 2: [`BodyV1`], then the jurisdiction.
+#[derive(Serialize, Deserialize)]
+struct BodyV2<'a> {
+    #[serde(borrow)]
+    v1: BodyV1<'a>,
+    jurisdiction: [u8; 2],
 }
 
 /// Why a frame could not be read. Carries no record contents.
@@ -116,14 +138,36 @@ pub struct RecordFields<'a> {
     pub metadata: &'a [u8],
     /// The tenant's previous hash.
     pub prev_hash: Hash,
+    /// The jurisdiction the writing node declared.
+    pub jurisdiction: Jurisdiction,
 }
 
-/// Encodes a record into a frame, returning the frame and its hash.
+/// Encodes a record into a frame of format [`FORMAT_VERSION`], returning
+/// the frame and its hash.
 ///
 /// # Errors
 /// [`FrameError::BadLength`] if the body would exceed [`MAX_BODY_LEN`].
 pub fn encode(fields: &RecordFields<'_>) -> Result<(Vec<u8>, Hash), FrameError> {
-    let body = BodyV1 {
+    let body = BodyV2 {
+        v1: body_v1(fields),
+        jurisdiction: fields.jurisdiction.code(),
+    };
+    frame_of(FORMAT_VERSION, &body, fields)
+}
+
+/// Encodes a record as format 1 wrote it, without its jurisdiction: for
+/// tests of logs written before format 2.
+///
+/// # Errors
+/// As [`encode`].
+#[cfg(any(test, feature = "test-util"))]
+#[doc(hidden)]
+pub fn encode_v1(fields: &RecordFields<'_>) -> Result<(Vec<u8>, Hash), FrameError> {
+    frame_of(1, &body_v1(fields), fields)
+}
+
+fn body_v1<'a>(fields: &RecordFields<'a>) -> BodyV1<'a> {
+    BodyV1 {
         position: fields.position,
         tenant: fields.tenant,
         stream: fields.stream,
@@ -134,7 +178,14 @@ pub fn encode(fields: &RecordFields<'_>) -> Result<(Vec<u8>, Hash), FrameError> 
         payload: fields.payload,
         metadata: fields.metadata,
         prev_hash: fields.prev_hash,
-    };
+    }
+}
+
+fn frame_of<B: Serialize>(
+    version: u8,
+    body: &B,
+    fields: &RecordFields<'_>,
+) -> Result<(Vec<u8>, Hash), FrameError> {
     let estimate = HEADER_LEN
         + TRAILER_LEN
         + 64
@@ -144,9 +195,9 @@ pub fn encode(fields: &RecordFields<'_>) -> Result<(Vec<u8>, Hash), FrameError> 
         + fields.payload.len()
         + fields.metadata.len();
     let mut frame = Vec::with_capacity(estimate);
-    frame.push(FORMAT_VERSION);
+    frame.push(version);
     frame.extend_from_slice(&[0; 4]);
-    bincode::serde::encode_into_std_write(&body, &mut frame, codec())
+    bincode::serde::encode_into_std_write(body, &mut frame, codec())
         .map_err(|_| FrameError::BadLength(estimate as u64))?;
     let body_len = frame.len() - HEADER_LEN;
     let len = u32::try_from(body_len)
@@ -182,6 +233,9 @@ pub struct RecordRef<'a> {
     pub metadata: &'a [u8],
     /// The tenant's previous hash.
     pub prev_hash: Hash,
+    /// The jurisdiction the writing node declared; `None` for a record of
+    /// format 1, which did not record it.
+    pub jurisdiction: Option<Jurisdiction>,
     /// The hash stored in the frame (checked only by [`decode_verified`]).
     pub hash: Hash,
 }
@@ -201,18 +255,28 @@ impl RecordRef<'_> {
             payload: self.payload.to_vec(),
             metadata: self.metadata.to_vec(),
             prev_hash: self.prev_hash,
+            jurisdiction: self.jurisdiction,
             hash: self.hash,
         }
     }
 }
 
-fn split(frame: &[u8]) -> Result<(&[u8], &[u8], Hash), FrameError> {
+/// A frame taken apart: its version, the bytes its hash covers, its body
+/// and its stored hash.
+struct Parts<'a> {
+    version: u8,
+    hashed: &'a [u8],
+    body: &'a [u8],
+    hash: Hash,
+}
+
+fn split(frame: &[u8]) -> Result<Parts<'_>, FrameError> {
     if frame.len() < HEADER_LEN + TRAILER_LEN {
         return Err(FrameError::Truncated(frame.len()));
     }
     let (header, rest) = frame.split_at(HEADER_LEN);
     let version = header[0];
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(FrameError::UnknownVersion(version));
     }
     let mut len_bytes = [0; 4];
@@ -227,13 +291,27 @@ fn split(frame: &[u8]) -> Result<(&[u8], &[u8], Hash), FrameError> {
     let (body, trailer) = rest.split_at(len);
     let mut hash = [0; 32];
     hash.copy_from_slice(trailer);
-    Ok((&frame[..HEADER_LEN + len], body, hash))
+    Ok(Parts {
+        version,
+        hashed: &frame[..HEADER_LEN + len],
+        body,
+        hash,
+    })
 }
 
-fn decode_body(body: &[u8], hash: Hash) -> Result<RecordRef<'_>, FrameError> {
+fn decode_body(version: u8, body: &[u8], hash: Hash) -> Result<RecordRef<'_>, FrameError> {
     let mut b = Reader::new(body, MAX_BODY_LEN);
-    let record =
+    let mut record =
         read_body(&mut b, hash).map_err(|e| FrameError::Undecodable(e.reason().to_owned()))?;
+    if version >= 2 {
+        let code = b
+            .array()
+            .map_err(|e| FrameError::Undecodable(e.reason().to_owned()))?;
+        record.jurisdiction = Some(
+            Jurisdiction::from_code(code)
+                .ok_or_else(|| FrameError::Undecodable("bad jurisdiction".to_owned()))?,
+        );
+    }
     if b.remaining() > 0 {
         return Err(FrameError::Undecodable(format!(
             "{} trailing bytes",
@@ -255,6 +333,7 @@ fn read_body<'a>(b: &mut Reader<'a>, hash: Hash) -> Result<RecordRef<'a>, WireEr
         payload: b.bytes()?,
         metadata: b.bytes()?,
         prev_hash: b.array()?,
+        jurisdiction: None,
         hash,
     })
 }
@@ -265,8 +344,8 @@ fn read_body<'a>(b: &mut Reader<'a>, hash: Hash) -> Result<RecordRef<'a>, WireEr
 /// # Errors
 /// A [`FrameError`] when the frame is malformed.
 pub fn decode(frame: &[u8]) -> Result<RecordRef<'_>, FrameError> {
-    let (_, body, hash) = split(frame)?;
-    decode_body(body, hash)
+    let p = split(frame)?;
+    decode_body(p.version, p.body, p.hash)
 }
 
 /// Decodes a frame and checks that its stored hash is the hash of its bytes.
@@ -274,11 +353,11 @@ pub fn decode(frame: &[u8]) -> Result<RecordRef<'_>, FrameError> {
 /// # Errors
 /// [`FrameError::HashMismatch`] or another [`FrameError`].
 pub fn decode_verified(frame: &[u8]) -> Result<RecordRef<'_>, FrameError> {
-    let (hashed, body, hash) = split(frame)?;
-    if blake3::hash(hashed) != blake3::Hash::from(hash) {
+    let p = split(frame)?;
+    if blake3::hash(p.hashed) != blake3::Hash::from(p.hash) {
         return Err(FrameError::HashMismatch);
     }
-    decode_body(body, hash)
+    decode_body(p.version, p.body, p.hash)
 }
 
 #[cfg(test)]
@@ -298,6 +377,7 @@ mod tests {
             payload,
             metadata: b"{\"source\":\"test\"}",
             prev_hash: [7; 32],
+            jurisdiction: Jurisdiction::Eu,
         }
     }
 
@@ -307,10 +387,12 @@ mod tests {
             .join(name)
     }
 
+    type Encoder = fn(&RecordFields<'_>) -> Result<(Vec<u8>, Hash), FrameError>;
+
     // Frozen vectors: regenerate only with MAILLEDGER_BLESS=1 and a new
     // format version, never to make a change pass.
-    fn check_vector(name: &str, fields: &RecordFields<'_>) {
-        let (frame, hash) = encode(fields).unwrap();
+    fn check_vector(name: &str, encoder: Encoder, fields: &RecordFields<'_>) {
+        let (frame, hash) = encoder(fields).unwrap();
         let path = vector_path(name);
         if std::env::var_os("MAILLEDGER_BLESS").is_some() {
             std::fs::write(&path, &frame).unwrap();
@@ -329,23 +411,91 @@ mod tests {
         assert_eq!(back.payload, fields.payload);
         assert_eq!(back.metadata, fields.metadata);
         assert_eq!(back.prev_hash, fields.prev_hash);
+        let expected = (frame[0] >= 2).then_some(fields.jurisdiction);
+        assert_eq!(back.jurisdiction, expected);
     }
 
-    #[test]
-    fn format_v1_vectors_are_frozen() {
-        check_vector("frame-v1-small.bin", &sample(b"{\"class\":\"hard\"}"));
-        let big = vec![0xAB; 300];
-        let mut f = sample(&big);
+    fn large(big: &[u8]) -> RecordFields<'_> {
+        let mut f = sample(big);
         f.position = u64::MAX;
         f.stream_version = 70_000;
         f.recorded_at_micros = -5;
         f.prev_hash = crate::GENESIS_HASH;
-        check_vector("frame-v1-large.bin", &f);
+        f.jurisdiction = Jurisdiction::Country(*b"DE");
+        f
+    }
+
+    #[test]
+    fn format_v1_vectors_still_read_without_a_jurisdiction() {
+        let small = sample(b"{\"class\":\"hard\"}");
+        check_vector("frame-v1-small.bin", encode_v1, &small);
+        check_vector("frame-v1-large.bin", encode_v1, &large(&[0xAB; 300]));
+    }
+
+    #[test]
+    fn format_v2_vectors_are_frozen() {
+        let small = sample(b"{\"class\":\"hard\"}");
+        check_vector("frame-v2-small.bin", encode, &small);
+        check_vector("frame-v2-large.bin", encode, &large(&[0xAB; 300]));
+    }
+
+    #[test]
+    fn format_v2_layout_matches_the_docs() {
+        let mut fields = sample(b"x");
+        fields.jurisdiction = Jurisdiction::Country(*b"FR");
+        let (frame, hash) = encode(&fields).unwrap();
+        assert_eq!(frame[0], 2);
+        let len = u32::from_le_bytes(frame[1..5].try_into().unwrap()) as usize;
+        assert_eq!(frame.len(), HEADER_LEN + len + TRAILER_LEN);
+        assert_eq!(&frame[HEADER_LEN + len..], &hash);
+        assert_eq!(blake3::hash(&frame[..HEADER_LEN + len]).as_bytes(), &hash);
+        assert_eq!(&frame[5..11], &[41, 4, b'a', b'c', b'm', b'e']);
+        // prev_hash, then the jurisdiction's two bytes close the body
+        assert_eq!(
+            &frame[HEADER_LEN + len - 34..HEADER_LEN + len - 2],
+            &[7; 32]
+        );
+        assert_eq!(&frame[HEADER_LEN + len - 2..HEADER_LEN + len], b"FR");
+        // format 2 is format 1 with those two bytes added
+        let (v1, _) = encode_v1(&fields).unwrap();
+        assert_eq!(v1[0], 1);
+        assert_eq!(
+            &v1[HEADER_LEN..v1.len() - TRAILER_LEN],
+            &frame[HEADER_LEN..HEADER_LEN + len - 2]
+        );
+    }
+
+    #[test]
+    fn a_jurisdiction_that_is_not_two_capitals_does_not_decode() {
+        let (frame, _) = encode(&sample(b"x")).unwrap();
+        let end = frame.len() - TRAILER_LEN;
+        for bad in [*b"eu", *b"E1", *b"\0\0", [b'D', 0xC3]] {
+            let mut body = frame[HEADER_LEN..end].to_vec();
+            let n = body.len();
+            body[n - 2..].copy_from_slice(&bad);
+            assert!(
+                matches!(
+                    decode_body(2, &body, [0; 32]),
+                    Err(FrameError::Undecodable(_))
+                ),
+                "{bad:?} was read"
+            );
+        }
+        for (code, expected) in [
+            (*b"EU", Jurisdiction::Eu),
+            (*b"DE", Jurisdiction::Country(*b"DE")),
+        ] {
+            let mut body = frame[HEADER_LEN..end].to_vec();
+            let n = body.len();
+            body[n - 2..].copy_from_slice(&code);
+            let r = decode_body(2, &body, [0; 32]).unwrap();
+            assert_eq!(r.jurisdiction, Some(expected));
+        }
     }
 
     #[test]
     fn format_v1_layout_matches_the_docs() {
-        let (frame, hash) = encode(&sample(b"x")).unwrap();
+        let (frame, hash) = encode_v1(&sample(b"x")).unwrap();
         assert_eq!(frame[0], 1);
         let len = u32::from_le_bytes(frame[1..5].try_into().unwrap()) as usize;
         assert_eq!(frame.len(), HEADER_LEN + len + TRAILER_LEN);
@@ -373,9 +523,14 @@ mod tests {
     #[test]
     fn unknown_version_and_bad_lengths_are_errors() {
         let (frame, _) = encode(&sample(b"p")).unwrap();
-        let mut v2 = frame.clone();
-        v2[0] = 2;
-        assert_eq!(decode(&v2).unwrap_err(), FrameError::UnknownVersion(2));
+        for version in [0, 3, 255] {
+            let mut other = frame.clone();
+            other[0] = version;
+            assert_eq!(
+                decode(&other).unwrap_err(),
+                FrameError::UnknownVersion(version)
+            );
+        }
         assert!(matches!(
             decode(&frame[..frame.len() - 1]),
             Err(FrameError::BadLength(_))
@@ -424,13 +579,14 @@ mod tests {
             stream in "\\PC{0,40}",
             edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
             cut in proptest::option::of(any::<prop::sample::Index>()),
+            format in 1u8..=2,
         ) {
             let mut f = sample(&payload);
             f.position = position;
             f.stream_version = version;
             f.recorded_at_micros = at;
             f.stream = &stream;
-            let (frame, _) = encode(&f).unwrap();
+            let (frame, _) = if format == 1 { encode_v1(&f) } else { encode(&f) }.unwrap();
             // The body, then changed: bytes overwritten, its end cut off.
             let mut body = frame[HEADER_LEN..frame.len() - TRAILER_LEN].to_vec();
             for (at, byte) in &edits {
@@ -440,12 +596,15 @@ mod tests {
             if let Some(cut) = cut {
                 body.truncate(cut.index(body.len() + 1));
             }
-            agrees_with_bincode(&body)?;
+            agrees_with_bincode(format, &body)?;
         }
 
         #[test]
-        fn the_hand_decoder_refuses_what_bincode_refuses(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            agrees_with_bincode(&bytes)?;
+        fn the_hand_decoder_refuses_what_bincode_refuses(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            format in 1u8..=2,
+        ) {
+            agrees_with_bincode(format, &bytes)?;
         }
     }
 
@@ -468,31 +627,42 @@ mod tests {
         ];
         for form in forms {
             let changed = [form, &body[1..]].concat();
-            agrees_with_bincode(&changed).unwrap();
+            agrees_with_bincode(2, &changed).unwrap();
         }
         assert_eq!(
-            decode_body(&[[251, 41, 0].as_slice(), &body[1..]].concat(), [0; 32])
+            decode_body(2, &[[251, 41, 0].as_slice(), &body[1..]].concat(), [0; 32])
                 .unwrap()
                 .position,
             41
         );
         for refused in [[254].as_slice(), &[255]] {
             let changed = [refused, &[41, 0, 0, 0, 0, 0, 0, 0], &body[1..]].concat();
-            assert!(decode_body(&changed, [0; 32]).is_err());
+            assert!(decode_body(2, &changed, [0; 32]).is_err());
         }
     }
 
     /// The hand-written decoder and bincode's serde decoder (the reference)
-    /// both refuse `body`, or both read the same record from it.
-    fn agrees_with_bincode(body: &[u8]) -> Result<(), TestCaseError> {
-        let reference = bincode::serde::borrow_decode_from_slice::<BodyV1<'_>, _>(body, codec())
-            .ok()
-            .filter(|(_, used)| *used == body.len())
-            .map(|(b, _)| b);
-        let hand = decode_body(body, [7; 32]).ok();
+    /// both refuse `body` of frame format `format`, or both read the same
+    /// record from it. Bincode reads any two bytes as a jurisdiction; the
+    /// hand decoder also requires two capitals.
+    fn agrees_with_bincode(format: u8, body: &[u8]) -> Result<(), TestCaseError> {
+        fn whole<'a, B: serde::Deserialize<'a>>(body: &'a [u8]) -> Option<B> {
+            bincode::serde::borrow_decode_from_slice::<B, _>(body, codec())
+                .ok()
+                .filter(|(_, used)| *used == body.len())
+                .map(|(b, _)| b)
+        }
+        let reference = if format == 1 {
+            whole::<BodyV1<'_>>(body).map(|b| (b, None))
+        } else {
+            whole::<BodyV2<'_>>(body)
+                .and_then(|b| Some((b.v1, Some(Jurisdiction::from_code(b.jurisdiction)?))))
+        };
+        let hand = decode_body(format, body, [7; 32]).ok();
         match (reference, hand) {
             (None, None) => {}
-            (Some(b), Some(r)) => {
+            (Some((b, jurisdiction)), Some(r)) => {
+                prop_assert_eq!(r.jurisdiction, jurisdiction);
                 prop_assert_eq!(r.position, b.position);
                 prop_assert_eq!(r.tenant, b.tenant);
                 prop_assert_eq!(r.stream, b.stream);

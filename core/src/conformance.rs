@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use uuid::Uuid;
 
+use crate::residency::Jurisdiction;
 use crate::{
     Direction, Durability, Error, EventLog, ExpectedVersion, Ledger, LedgerConfig, MemoryStore,
     NewEvent, Space, Store, StreamAppend, TenantFilter, WriteBatch, codec,
@@ -456,9 +457,11 @@ pub async fn verify_names_the_first_bad_position(open_store: OpenStore) {
             other => panic!("flip at byte {i}: {other:?}"),
         }
     }
-    // A record rewritten with a fresh, self-consistent hash breaks the chain.
+    // A record rewritten with a fresh, self-consistent hash breaks the chain:
+    // with another payload, or claiming another jurisdiction.
     let r = codec::decode(&frame).unwrap();
-    let (forged, _) = codec::encode(&codec::RecordFields {
+    assert_eq!(r.jurisdiction, Some(Jurisdiction::Eu));
+    let fields = codec::RecordFields {
         position: 7,
         tenant: r.tenant,
         stream: r.stream,
@@ -466,18 +469,31 @@ pub async fn verify_names_the_first_bad_position(open_store: OpenStore) {
         event_id: r.event_id,
         recorded_at_micros: r.recorded_at_micros,
         event_type: r.event_type,
-        payload: b"{\"forged\":true}",
+        payload: r.payload,
         metadata: r.metadata,
         prev_hash: r.prev_hash,
-    })
-    .unwrap();
-    put_raw(&o.store, 7, forged);
-    match o.log.verify(&TenantFilter::All, 0..u64::MAX, None).await {
-        Err(Error::Corrupt { position, reason }) => {
-            assert_eq!(position, 8, "{reason}");
-            assert!(reason.contains("position 7"), "{reason}");
+        jurisdiction: Jurisdiction::Eu,
+    };
+    let forgeries = [
+        codec::RecordFields {
+            payload: b"{\"forged\":true}",
+            ..fields
+        },
+        codec::RecordFields {
+            jurisdiction: Jurisdiction::Country(*b"US"),
+            ..fields
+        },
+    ];
+    for forgery in &forgeries {
+        let (forged, _) = codec::encode(forgery).unwrap();
+        put_raw(&o.store, 7, forged);
+        match o.log.verify(&TenantFilter::All, 0..u64::MAX, None).await {
+            Err(Error::Corrupt { position, reason }) => {
+                assert_eq!(position, 8, "{reason}");
+                assert!(reason.contains("position 7"), "{reason}");
+            }
+            other => panic!("forged record went unseen: {other:?}"),
         }
-        other => panic!("forged record went unseen: {other:?}"),
     }
     put_raw(&o.store, 7, frame);
     o.log

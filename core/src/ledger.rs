@@ -43,6 +43,7 @@ use crate::record::{
     AppendOutcome, Direction, ExpectedVersion, GENESIS_HASH, Hash, Record, StreamAppend,
     TenantFilter, validate_event, validate_stream, validate_tenant,
 };
+use crate::residency::Jurisdiction;
 use crate::store::{Space, Store, Visit, WriteBatch};
 
 /// How far an append has gone when it returns.
@@ -74,6 +75,9 @@ pub struct LedgerConfig {
     durability: Durability,
     max_group_records: usize,
     stream_cache_entries: usize,
+    jurisdiction: Jurisdiction,
+    #[cfg(test)]
+    format_v1: bool,
 }
 
 impl Default for LedgerConfig {
@@ -82,13 +86,16 @@ impl Default for LedgerConfig {
             durability: Durability::Sync,
             max_group_records: 32_768,
             stream_cache_entries: 1 << 20,
+            jurisdiction: Jurisdiction::DEFAULT,
+            #[cfg(test)]
+            format_v1: false,
         }
     }
 }
 
 impl LedgerConfig {
     /// Defaults: `sync` durability, groups of at most 32,768 records,
-    /// a cache of 1,048,576 stream versions.
+    /// a cache of 1,048,576 stream versions, records stamped `EU`.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -114,6 +121,26 @@ impl LedgerConfig {
     #[must_use]
     pub fn stream_cache_entries(mut self, n: usize) -> Self {
         self.stream_cache_entries = n.max(1);
+        self
+    }
+
+    /// The jurisdiction this node declares, written into every record it
+    /// appends ([`Record::jurisdiction`], inside the hashed bytes), so each
+    /// record carries where it was written. Default: [`Jurisdiction::DEFAULT`]
+    /// (the EU). Which jurisdictions a node may declare is the caller's
+    /// check ([`crate::residency`]); [`Ledger::open`] refuses only one that
+    /// a record could not hold (a `Country` code that is not two capitals).
+    #[must_use]
+    pub fn jurisdiction(mut self, jurisdiction: Jurisdiction) -> Self {
+        self.jurisdiction = jurisdiction;
+        self
+    }
+
+    /// Writes frames of format 1, without the jurisdiction, as builds
+    /// before format 2 did: for tests of logs that hold both.
+    #[cfg(test)]
+    fn format_v1(mut self) -> Self {
+        self.format_v1 = true;
         self
     }
 }
@@ -219,8 +246,14 @@ impl<S: Store> Ledger<S> {
     ///
     /// # Errors
     /// [`Error::Corrupt`] naming the position when the last records or a
-    /// chain head fail their checks; a storage error.
+    /// chain head fail their checks; a storage error;
+    /// [`Error::InvalidInput`] for a jurisdiction a record cannot hold.
     pub fn open(store: S, config: LedgerConfig) -> Result<Self> {
+        if Jurisdiction::from_code(config.jurisdiction.code()) != Some(config.jurisdiction) {
+            return Err(Error::invalid(
+                "the node's jurisdiction must be EU or two capital letters",
+            ));
+        }
         let (head, last_recorded) = check_tail(&store)?;
         let tenants = load_tenants(&store, head)?;
         let shared = Arc::new(Shared {
@@ -818,7 +851,7 @@ impl<S: Store> Writer<S> {
                     }
                     Slot::New => {
                         let v = version.map_or(0, |v| v + 1);
-                        let (frame, hash) = codec::encode(&RecordFields {
+                        let fields = RecordFields {
                             position: next,
                             tenant,
                             stream: &s.stream,
@@ -829,8 +862,18 @@ impl<S: Store> Writer<S> {
                             payload: &e.payload,
                             metadata: &e.metadata,
                             prev_hash: th.hash,
-                        })
-                        .map_err(|err| Error::invalid(err.to_string()))?;
+                            jurisdiction: self.config.jurisdiction,
+                        };
+                        #[cfg(test)]
+                        let encoded = if self.config.format_v1 {
+                            codec::encode_v1(&fields)
+                        } else {
+                            codec::encode(&fields)
+                        };
+                        #[cfg(not(test))]
+                        let encoded = codec::encode(&fields);
+                        let (frame, hash) =
+                            encoded.map_err(|err| Error::invalid(err.to_string()))?;
                         puts.push((Space::Log, next.to_be_bytes().to_vec(), frame));
                         puts.push((
                             Space::EventIds,
@@ -1105,6 +1148,8 @@ impl<S: Store> Shared<S> {
         let mut last: HashMap<String, (u64, Hash)> = HashMap::new();
         let mut expected = start;
         let mut checked = 0;
+        let mut written_in: std::collections::BTreeMap<String, std::collections::BTreeMap<_, u64>> =
+            std::collections::BTreeMap::new();
         let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(CHUNK);
         while expected < end {
             chunk.clear();
@@ -1177,6 +1222,11 @@ impl<S: Store> Shared<S> {
                             last.insert(r.tenant.to_owned(), (pos, r.hash));
                         }
                     }
+                    let places = match written_in.get_mut(r.tenant) {
+                        Some(places) => places,
+                        None => written_in.entry(r.tenant.to_owned()).or_default(),
+                    };
+                    *places.entry(r.jurisdiction).or_insert(0) += 1;
                     checked += 1;
                 }
                 expected += 1;
@@ -1235,6 +1285,7 @@ impl<S: Store> Shared<S> {
             records: checked,
             tenants: last.len(),
             anchored,
+            written_in,
         })
     }
 }
@@ -1532,6 +1583,52 @@ mod tests {
         );
         rt.block_on(log.verify(&crate::TenantFilter::All, 0..log.head(), None))
             .unwrap();
+    }
+
+    // Each record carries the jurisdiction its node declared, inside the
+    // hashed bytes. A log written before format 2 goes on: its records read
+    // with no jurisdiction, and the chain verifies across both formats.
+    #[test]
+    fn records_carry_their_nodes_jurisdiction_and_older_records_read_without() {
+        use crate::{EventLog, ExpectedVersion};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store = Arc::new(crate::MemoryStore::new());
+        let germany = Jurisdiction::Country(*b"DE");
+        for config in [
+            LedgerConfig::new().format_v1(),
+            LedgerConfig::new().jurisdiction(germany),
+            LedgerConfig::new(),
+        ] {
+            let log = Ledger::open(Arc::clone(&store), config).unwrap();
+            rt.block_on(log.append_to_stream(
+                "t",
+                "s",
+                ExpectedVersion::Any,
+                vec![event(Uuid::now_v7())],
+            ))
+            .unwrap();
+            log.close();
+        }
+        let log = Ledger::open(Arc::clone(&store), LedgerConfig::new()).unwrap();
+        let records = rt.block_on(log.read_stream("t", "s", 0, 10)).unwrap();
+        let places: Vec<_> = records.iter().map(|r| r.jurisdiction).collect();
+        assert_eq!(places, [None, Some(germany), Some(Jurisdiction::Eu)]);
+        let report = rt
+            .block_on(log.verify(&crate::TenantFilter::All, 0..log.head(), None))
+            .unwrap();
+        let counted: Vec<_> = report.written_in["t"]
+            .iter()
+            .map(|(j, n)| (*j, *n))
+            .collect();
+        assert_eq!(
+            counted,
+            [(None, 1), (Some(Jurisdiction::Eu), 1), (Some(germany), 1)]
+        );
+        let unwritable = LedgerConfig::new().jurisdiction(Jurisdiction::Country(*b"de"));
+        assert!(matches!(
+            Ledger::open(crate::MemoryStore::new(), unwritable),
+            Err(Error::InvalidInput(_))
+        ));
     }
 
     // The read-ahead of a large group reads each new stream and event id

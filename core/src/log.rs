@@ -1,6 +1,6 @@
 //! The [`EventLog`] contract that every backend fulfils.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::record::{
     AppendOutcome, Direction, ExpectedVersion, NewEvent, Record, StreamAppend, TenantFilter,
 };
+use crate::residency::Jurisdiction;
 
 /// The largest batch one read returns; larger `max` values are clamped.
 pub const MAX_READ_BATCH: usize = 10_000;
@@ -51,6 +52,12 @@ pub struct VerifyReport {
     /// Whether each tenant's chain was followed from its first record (the
     /// range started at 0) rather than from its first record in the range.
     pub anchored: bool,
+    /// For each tenant checked, how many of its records were written by a
+    /// node of each jurisdiction ([`Record::jurisdiction`]; `None` counts
+    /// records from before records carried it). Each count covers verified
+    /// records only, so it is proof of where they were written as far as
+    /// the chain is.
+    pub written_in: BTreeMap<String, BTreeMap<Option<Jurisdiction>, u64>>,
 }
 
 /// An append-only, hash-chained log of records, partitioned by tenant and

@@ -174,6 +174,10 @@ pub struct Record {
     pub metadata: Vec<u8>,
     /// The hash of the tenant's previous record, or [`GENESIS_HASH`].
     pub prev_hash: Hash,
+    /// The jurisdiction the node that wrote the record declared
+    /// ([`crate::LedgerConfig::jurisdiction`]); `None` for a record written
+    /// before records carried it (frame format 1).
+    pub jurisdiction: Option<crate::residency::Jurisdiction>,
     /// The blake3 hash of this record's frame.
     pub hash: Hash,
 }

@@ -21,6 +21,7 @@
 //! Unknown two-letter codes are accepted (the list changes; a typo can only
 //! make a check stricter, never let a store through).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -56,6 +57,28 @@ impl Jurisdiction {
                 EU_MEMBERS.iter().any(|m| m.as_bytes() == code.as_slice())
             }
             _ => false,
+        }
+    }
+
+    /// The two ASCII capitals that stand for it in a record
+    /// ([`crate::codec`], format 2): `EU`, or the country code.
+    #[must_use]
+    pub const fn code(self) -> [u8; 2] {
+        match self {
+            Self::Eu => *b"EU",
+            Self::Country(code) => code,
+        }
+    }
+
+    /// The jurisdiction a record's two bytes stand for, or `None` unless
+    /// they are two ASCII capitals: the inverse of [`Jurisdiction::code`],
+    /// stricter than parsing text.
+    #[must_use]
+    pub fn from_code(code: [u8; 2]) -> Option<Self> {
+        match code {
+            [b'E', b'U'] => Some(Self::Eu),
+            [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => Some(Self::Country(code)),
+            _ => None,
         }
     }
 
@@ -203,6 +226,20 @@ pub struct TenantResidency {
     /// The tenant.
     pub tenant: String,
     /// Where its data may be kept.
+    pub allowed: Vec<Jurisdiction>,
+}
+
+/// Records of one tenant written by a node outside the tenant's allowed
+/// jurisdictions ([`Residency::records_outside`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordsOutside {
+    /// The tenant.
+    pub tenant: String,
+    /// Where the node that wrote them declared itself.
+    pub written_in: Jurisdiction,
+    /// How many records.
+    pub records: u64,
+    /// Where the tenant's data may be kept.
     pub allowed: Vec<Jurisdiction>,
 }
 
@@ -365,6 +402,40 @@ impl Residency {
         }
     }
 
+    /// The records a verification counted ([`crate::VerifyReport::written_in`])
+    /// that were written outside their tenant's allowed jurisdictions: for
+    /// each tenant and jurisdiction, how many. A tenant missing from
+    /// `tenants` (one the access file does not list) is held to the
+    /// node's allowed jurisdictions. Records that do not say where they
+    /// were written (format 1) are not counted: nothing proves them outside.
+    #[must_use]
+    pub fn records_outside(
+        &self,
+        written_in: &BTreeMap<String, BTreeMap<Option<Jurisdiction>, u64>>,
+        tenants: &[TenantResidency],
+    ) -> Vec<RecordsOutside> {
+        let mut out = Vec::new();
+        for (tenant, places) in written_in {
+            let allowed = tenants
+                .iter()
+                .find(|t| &t.tenant == tenant)
+                .map_or(self.allowed.as_slice(), |t| t.allowed.as_slice());
+            for (place, records) in places {
+                if let Some(j) = place
+                    && !j.within_any(allowed)
+                {
+                    out.push(RecordsOutside {
+                        tenant: tenant.clone(),
+                        written_in: *j,
+                        records: *records,
+                        allowed: allowed.to_vec(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// The residency report for `tenants`.
     #[must_use]
     pub fn report(&self, tenants: Vec<TenantResidency>) -> ResidencyReport {
@@ -393,6 +464,40 @@ mod tests {
             tenant: name.into(),
             allowed: Jurisdiction::parse_list(allowed).unwrap(),
         }
+    }
+
+    #[test]
+    fn records_written_outside_a_tenants_jurisdictions_are_counted_and_older_ones_are_not() {
+        let written_in: BTreeMap<String, BTreeMap<Option<Jurisdiction>, u64>> = [
+            (
+                "de-only",
+                vec![(Some(j("DE")), 5), (Some(j("FR")), 2), (None, 9)],
+            ),
+            (
+                "eu",
+                vec![(Some(j("DE")), 1), (Some(j("EU")), 1), (Some(j("US")), 3)],
+            ),
+            ("unlisted", vec![(Some(j("CH")), 4), (Some(j("AT")), 1)]),
+        ]
+        .into_iter()
+        .map(|(t, p)| (t.to_owned(), p.into_iter().collect()))
+        .collect();
+        let tenants = [tenant("de-only", "DE"), tenant("eu", "EU")];
+        let outside = eu_node().records_outside(&written_in, &tenants);
+        let found: Vec<_> = outside
+            .iter()
+            .map(|o| (o.tenant.as_str(), o.written_in.to_string(), o.records))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("de-only", "FR".to_owned(), 2),
+                ("eu", "US".to_owned(), 3),
+                // not in the access file: held to the node's EU
+                ("unlisted", "CH".to_owned(), 4),
+            ]
+        );
+        assert_eq!(outside[0].allowed, [j("DE")]);
     }
 
     fn eu_node() -> Residency {

@@ -149,6 +149,7 @@ mod tests {
             payload: Vec::new(),
             metadata: Vec::new(),
             prev_hash: [0; 32],
+            jurisdiction: None,
             hash: [0; 32],
         }
     }

@@ -209,7 +209,10 @@ enum Command {
     },
     /// Shows each projection's checkpoint and lag behind the head (JSON lines).
     Projections,
-    /// Checks every record's hash, the per-tenant chains and the indexes.
+    /// Checks every record's hash, the per-tenant chains and the indexes,
+    /// then counts where each tenant's records were written (exit 3 on
+    /// corruption; exit 4 when records were written by a node outside
+    /// their tenant's allowed jurisdictions).
     Verify {
         /// Check one tenant's chain only.
         #[arg(long)]
@@ -288,12 +291,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     let durability: Durability = cli.durability.parse()?;
-    let config = LedgerConfig::new().durability(durability);
     let create = matches!(cli.command, Command::Init);
     // Checked before anything is created or opened (a fresh `init` has no
     // tenant yet; it makes `default` allowing what the node allows).
     let declared = cli.residency()?;
     residency::enforce(&declared, &cli.data_dir)?;
+    let config = LedgerConfig::new()
+        .durability(durability)
+        .jurisdiction(declared.node());
     let location = location::resolve(&cli.data_dir, cli.log.as_deref(), create)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -433,7 +438,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out!("{}", log.head());
                 ExitCode::SUCCESS
             }
-            Command::Verify { tenant } => verify(&log, tenant).await?,
+            Command::Verify { tenant } => verify(&log, tenant, &declared, &cli.data_dir).await?,
             Command::Rebuild { which } => {
                 projections_cmd::rebuild(&log, &cli.data_dir, &which).await?
             }
@@ -645,6 +650,7 @@ fn record_json(r: &Record) -> serde_json::Value {
         "id": r.event_id,
         "type": r.event_type,
         "recorded_at_micros": r.recorded_at_micros,
+        "jurisdiction": r.jurisdiction,
         "payload": opaque(&r.payload),
         "metadata": if r.metadata.is_empty() { serde_json::Value::Null } else { opaque(&r.metadata) },
         "prev_hash": hex(&r.prev_hash),
@@ -712,7 +718,15 @@ async fn read(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn verify(log: &Arc<dyn EventLog>, tenant: Option<String>) -> Result<ExitCode> {
+/// `mailledger verify`: the chain and indexes (exit 3 on corruption), then
+/// where the verified records were written against where their tenants
+/// allow (exit 4 when some were written outside).
+async fn verify(
+    log: &Arc<dyn EventLog>,
+    tenant: Option<String>,
+    declared: &mailledger_core::residency::Residency,
+    data_dir: &Path,
+) -> Result<ExitCode> {
     let filter = tenant.map_or(TenantFilter::All, TenantFilter::Only);
     let head = log.head();
     let bar = if std::io::stderr().is_terminal() && head > 10_000 {
@@ -743,7 +757,32 @@ async fn verify(log: &Arc<dyn EventLog>, tenant: Option<String>) -> Result<ExitC
                 report.range.start,
                 report.range.end
             );
-            Ok(ExitCode::SUCCESS)
+            for (tenant, places) in &report.written_in {
+                let counts: Vec<String> = places
+                    .iter()
+                    .map(|(place, n)| match place {
+                        Some(j) => format!("{j} {n}"),
+                        None => format!("not recorded (written before format 2) {n}"),
+                    })
+                    .collect();
+                out!("tenant {tenant}: records written in {}", counts.join(", "));
+            }
+            let outside =
+                declared.records_outside(&report.written_in, &residency::tenants(data_dir)?);
+            if outside.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            for o in &outside {
+                let allowed: Vec<String> = o.allowed.iter().map(ToString::to_string).collect();
+                eprintln!(
+                    "residency: tenant {} has {} record(s) written in {}, outside its allowed jurisdictions ({})",
+                    o.tenant,
+                    o.records,
+                    o.written_in,
+                    allowed.join(", ")
+                );
+            }
+            Ok(ExitCode::from(4))
         }
         Err(e @ mailledger_core::Error::Corrupt { .. }) => {
             eprintln!("verification failed: {e}");

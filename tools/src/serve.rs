@@ -297,7 +297,8 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             &location,
             LedgerConfig::new()
                 .durability(durability)
-                .max_group_records(s.max_group_records),
+                .max_group_records(s.max_group_records)
+                .jurisdiction(residency.node()),
         )?;
         let email = Arc::new(EmailLedger::new(Arc::clone(&log), keys));
         if let Some((info, key)) = access.bootstrap(residency.allowed())? {

@@ -283,6 +283,7 @@ fn email_events_are_sealed_read_back_erased_and_still_verify() {
         let events = json_lines(&mailledger(dir.path(), &["read"], None));
         assert_eq!(events.len(), 3);
         assert_eq!(events[0]["recipient"], "ann@example.org");
+        assert_eq!(events[0]["jurisdiction"], "EU", "the default node's");
         assert_eq!(events[1]["diagnostic"], "550 no ann");
         let m1 = json_lines(&mailledger(dir.path(), &["read", "--message", "m1"], None));
         assert_eq!(m1.len(), 2);
@@ -409,6 +410,36 @@ fn a_store_outside_the_allowed_jurisdictions_stops_every_command_before_anything
     let out = mailledger(d.path(), &["--jurisdiction", "DE", "append"], Some(events));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(head(d.path(), &[]), 1);
+    // The record carries where it was written, opened or raw, whatever the
+    // node that reads it declares.
+    let opened = json_lines(&mailledger(d.path(), &["read"], None));
+    assert_eq!(opened[0]["jurisdiction"], "DE");
+    let raw = json_lines(&mailledger(d.path(), &["read", "--raw"], None));
+    assert_eq!(raw[0]["jurisdiction"], "DE");
+    // `verify` counts where each tenant's records were written ...
+    let out = mailledger(d.path(), &["verify"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("tenant default: records written in DE 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    // ... and a record written outside what its tenant allows now (the
+    // access file narrowed by hand to France) fails it with status 4.
+    let access = d.path().join("access.json");
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&access).unwrap()).unwrap();
+    file["tenants"]["default"]["jurisdictions"] = serde_json::json!(["FR"]);
+    std::fs::write(&access, serde_json::to_vec(&file).unwrap()).unwrap();
+    let out = mailledger(d.path(), &["--jurisdiction", "FR", "verify"], None);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "tenant default has 1 record(s) written in DE, outside its allowed jurisdictions (FR)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

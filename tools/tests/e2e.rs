@@ -561,6 +561,14 @@ fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server(
     let t = timeline(&server, key, "m-e2e-1", 3);
     assert_eq!(t["recipient"], "dana@example.org", "{t}");
     assert_eq!(types_of(&t), ["sent", "delivered", "opened"], "{t}");
+    assert!(
+        t["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["jurisdiction"] == "EU"),
+        "each event carries the recording node's jurisdiction: {t}"
+    );
     let status = t["status"].as_str().unwrap_or_default();
     assert!(
         status == "delivered" || status == "opened",

@@ -329,10 +329,29 @@ fn the_projection_runner_inside_serve_feeds_queries_and_readiness() {
     );
     assert!(server.terminate().success());
     // The projections persist in the data directory: after a restart the
-    // message is there at once.
-    let server = Server::start(root.path(), false);
+    // message is there at once. The node now declares Austria (within the
+    // EU the tenant allows): what it records carries AT, what came before
+    // keeps EU.
+    let mut austrian = command(root.path());
+    austrian.env("MAILLEDGER_JURISDICTION", "AT");
+    let server = Server::start_with(austrian, false);
     let again = wait_for(&server, "/readyz", "GET", "");
     assert!(again.contains("\"lag\":0"), "{again}");
-    let (status, _) = server.request("GET", "/v1/messages/m-42", &key, "");
-    assert_eq!(status, 200);
+    let delivered = r#"{"events": [
+        {"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0b13", "type": "sent", "message_id": "m-43",
+         "recipient": "bob@example.org", "occurred_at": "2026-11-22T10:00:02Z"}]}"#;
+    let (status, body) = server.request("POST", "/v1/events", &key, delivered);
+    assert_eq!(status, 200, "{body}");
+    let places = |message: &str| -> Vec<String> {
+        let t: serde_json::Value =
+            serde_json::from_str(&wait_for(&server, message, "GET", "")).unwrap();
+        t["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["jurisdiction"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(places("/v1/messages/m-42"), ["EU", "EU"]);
+    assert_eq!(places("/v1/messages/m-43"), ["AT"]);
 }

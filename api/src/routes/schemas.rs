@@ -83,7 +83,7 @@ pub struct CanonicalEvent {
 }
 
 /// An email event read back: the canonical fields plus `position`,
-/// `stream`, `stream_version`, `recorded_at` and `contact`; each personal
+/// `stream`, `stream_version`, `recorded_at`, `jurisdiction` and `contact`; each personal
 /// field of an erased contact reads `{"erased": true}`.
 #[derive(Debug, ToSchema)]
 pub struct ReadEvent {
@@ -95,6 +95,10 @@ pub struct ReadEvent {
     stream_version: u64,
     #[schema(format = DateTime)]
     recorded_at: String,
+    /// Where the node that recorded the event declared itself: `EU` or an
+    /// ISO 3166-1 alpha-2 code; `null` for events recorded before records
+    /// carried it.
+    jurisdiction: Option<String>,
     #[schema(format = DateTime)]
     occurred_at: String,
     /// The contact's pseudonym (32 hex digits).

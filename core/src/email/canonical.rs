@@ -473,6 +473,9 @@ pub struct ReadEvent {
     pub stream_version: u64,
     /// When the ledger recorded it, µs since the epoch.
     pub recorded_at: i64,
+    /// The jurisdiction of the node that recorded it; `None` for a record
+    /// written before records carried it.
+    pub jurisdiction: Option<crate::residency::Jurisdiction>,
     /// The event, opened.
     pub event: EmailEvent,
 }
@@ -486,6 +489,7 @@ impl ReadEvent {
             stream: r.stream.clone(),
             stream_version: r.stream_version,
             recorded_at: r.recorded_at_micros,
+            jurisdiction: r.jurisdiction,
             event,
         }
     }
@@ -498,7 +502,8 @@ impl ReadEvent {
     }
 
     /// The canonical JSON of the event, with `position`, `stream`,
-    /// `stream_version`, `recorded_at` and `contact` added. Each personal
+    /// `stream_version`, `recorded_at`, `jurisdiction` (the recording
+    /// node's, `null` for records from before format 2) and `contact` added. Each personal
     /// field of an erased contact reads `{"erased": true}`.
     #[must_use]
     pub fn to_json(&self) -> Value {
@@ -510,6 +515,7 @@ impl ReadEvent {
         m.insert("stream".into(), json!(self.stream));
         m.insert("stream_version".into(), json!(self.stream_version));
         m.insert("recorded_at".into(), json!(rfc3339(self.recorded_at)));
+        m.insert("jurisdiction".into(), json!(self.jurisdiction));
         m.insert("occurred_at".into(), json!(rfc3339(e.occurred_at)));
         m.insert("contact".into(), json!(e.contact.to_string()));
         let mut opt = |k: &str, v: &Option<String>| {
