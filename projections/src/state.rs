@@ -216,12 +216,6 @@ impl StateStore for MemoryState {
     }
 }
 
-/// Tables in fjall's first level before they are merged into the next. A
-/// rebuild adds one table per commit, and merging four at a time rewrote
-/// the next level over and over: a tenth of a rebuild's work. Point reads
-/// probe each first-level table's filter, so this stays small.
-const L0_THRESHOLD: u8 = 8;
-
 /// Projection state in a fjall database of its own.
 pub struct FjallState {
     // Stopped first: it holds a clone of the keyspace.
@@ -249,13 +243,11 @@ impl FjallState {
         std::fs::create_dir_all(dir).map_err(fj)?;
         let db = fjall::Database::builder(dir).open().map_err(fj)?;
         let ks = db
-            .keyspace("state", || {
-                fjall::KeyspaceCreateOptions::default()
-                    .max_memtable_size(mailledger_fjall::MEMTABLE_BYTES)
-                    .compaction_strategy(Arc::new(
-                        fjall::compaction::Leveled::default().with_l0_threshold(L0_THRESHOLD),
-                    ))
-            })
+            // Keyed by tenant, table and hashes: scattered. A rebuild adds
+            // one first-level table per commit, and merging four at a time
+            // (fjall's default) rewrote the next level over and over, a
+            // tenth of a rebuild's work.
+            .keyspace("state", mailledger_fjall::scattered_keyspace)
             .map_err(fj)?;
         let reaper = mailledger_fjall::MemtableReaper::start(vec![ks.clone()]).map_err(fj)?;
         Ok(Self {
@@ -700,6 +692,16 @@ mod tests {
         assert_eq!(
             (store.ks.sealed_memtable_count(), store.ks.table_count()),
             (0, 0)
+        );
+    }
+
+    #[test]
+    fn a_projection_store_merges_its_first_level_at_sixteen_tables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FjallState::open(dir.path()).expect("fjall");
+        mailledger_fjall::assert_first_level_merges_at(
+            &store.ks,
+            mailledger_fjall::SCATTERED_L0_TABLES,
         );
     }
 

@@ -39,6 +39,38 @@ const BACKEND: &str = "fjall";
 /// it was made with.
 pub const MEMTABLE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// How many tables fjall's first level holds before it merges them into
+/// the next, for the keyspaces whose keys arrive in no order: the log's
+/// `EventIds` and `Streams` and every projection's store (fjall's default,
+/// which the log itself and its chain heads keep, is 4).
+///
+/// A random key range overlaps all of the next level, so each merge from
+/// the first level rewrites that whole level, and the work per merge grows
+/// with the data: over 120 s of ingest, fjall's workers went from 11% of
+/// the machine's CPU in the first half minute to 26% in the last. Merging
+/// at 16 tables does it a quarter as often (the next level's target grows
+/// with it, to 16 × 64 MiB). Over 120 s load runs (2026-11-25, three
+/// interleaved pairs) ingest sustained 45,822 to 51,796 events/s against
+/// 37,305 to 41,395/s with 4 for the log's keyspaces and 8 for the
+/// projections'. fjall slows writes once a first level holds 20 runs and
+/// halts them at 30, so this stays below 20. A point read probes each
+/// first-level table's filter and a range read (a stream) seeks in each
+/// table. Like the memtable size, fjall records it when it creates a
+/// keyspace.
+pub const SCATTERED_L0_TABLES: u8 = 16;
+
+/// Options for a keyspace whose keys arrive in no order: memtables of
+/// [`MEMTABLE_BYTES`], the first level merged at [`SCATTERED_L0_TABLES`]
+/// tables.
+#[must_use]
+pub fn scattered_keyspace() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .max_memtable_size(MEMTABLE_BYTES)
+        .compaction_strategy(std::sync::Arc::new(
+            fjall::compaction::Leveled::default().with_l0_threshold(SCATTERED_L0_TABLES),
+        ))
+}
+
 /// The log kept in a fjall database.
 pub struct FjallStore {
     // Stopped first: it holds clones of the keyspaces.
@@ -67,8 +99,13 @@ impl FjallStore {
         std::fs::create_dir_all(path).map_err(err)?;
         let db = Database::builder(path).open().map_err(err)?;
         let open = |space: Space| {
-            db.keyspace(space.name(), || {
-                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            db.keyspace(space.name(), || match space {
+                Space::EventIds | Space::Streams => scattered_keyspace(),
+                // Keyed by position and by tenant: written in order, or
+                // small.
+                Space::Log | Space::Tenants => {
+                    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+                }
             })
         };
         let spaces = [
@@ -153,11 +190,68 @@ impl Store for FjallStore {
     }
 }
 
+/// Test support: checks that `ks` merges its first level at `threshold`
+/// tables and not before. Flushes `threshold / 2` small memtables of
+/// overlapping keys (more than fjall's default threshold of 4 when
+/// `threshold` is 16) and sees every table kept for a second, then flushes
+/// enough for the first level to reach `threshold` (fjall moves the first
+/// table to the next level, which is empty) and sees it merged within 30 s.
+///
+/// # Panics
+/// When the first level merges early or not at all.
+#[doc(hidden)]
+pub fn assert_first_level_merges_at(ks: &Keyspace, threshold: u8) {
+    use std::time::{Duration, Instant};
+    let threshold = usize::from(threshold);
+    let flush = |round: usize| {
+        for key in 0..64u64 {
+            ks.insert(key.to_be_bytes(), round.to_be_bytes())
+                .expect("insert");
+        }
+        ks.rotate_memtable_and_wait().expect("flush");
+    };
+    let half = threshold / 2;
+    for round in 0..half {
+        flush(round);
+    }
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        assert_eq!(
+            ks.table_count(),
+            half,
+            "tables merged before the first level held {threshold}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for round in half..=threshold {
+        flush(round);
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    while ks.l0_table_count() >= threshold {
+        assert!(
+            Instant::now() < until,
+            "{threshold} first-level tables were not merged"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn the_keyspaces_keyed_at_random_merge_their_first_level_at_sixteen_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path()).unwrap();
+        for space in [Space::EventIds, Space::Streams] {
+            assert_first_level_merges_at(store.space(space), SCATTERED_L0_TABLES);
+        }
+        // The log, keyed by position, keeps fjall's default.
+        assert_first_level_merges_at(store.space(Space::Log), 4);
+    }
 
     #[test]
     fn every_keyspace_keeps_writes_in_memory_up_to_memtable_bytes() {
