@@ -113,6 +113,10 @@ pub enum FrameError {
     /// The body does not decode.
     #[error("body does not decode: {0}")]
     Undecodable(String),
+    /// A jurisdiction that is not `EU` or two capital letters: a record
+    /// cannot hold it.
+    #[error("a record's jurisdiction must be EU or two capital letters")]
+    BadJurisdiction,
 }
 
 /// The fields of a record that its writer chooses; the codec adds the rest.
@@ -146,11 +150,17 @@ pub struct RecordFields<'a> {
 /// the frame and its hash.
 ///
 /// # Errors
-/// [`FrameError::BadLength`] if the body would exceed [`MAX_BODY_LEN`].
+/// [`FrameError::BadLength`] if the body would exceed [`MAX_BODY_LEN`];
+/// [`FrameError::BadJurisdiction`] for a jurisdiction a record cannot hold
+/// (a `Country` whose code is not two capitals), which no reader would read.
 pub fn encode(fields: &RecordFields<'_>) -> Result<(Vec<u8>, Hash), FrameError> {
+    let code = fields.jurisdiction.code();
+    if Jurisdiction::from_code(code) != Some(fields.jurisdiction) {
+        return Err(FrameError::BadJurisdiction);
+    }
     let body = BodyV2 {
         v1: body_v1(fields),
-        jurisdiction: fields.jurisdiction.code(),
+        jurisdiction: code,
     };
     frame_of(FORMAT_VERSION, &body, fields)
 }
@@ -307,10 +317,8 @@ fn decode_body(version: u8, body: &[u8], hash: Hash) -> Result<RecordRef<'_>, Fr
         let code = b
             .array()
             .map_err(|e| FrameError::Undecodable(e.reason().to_owned()))?;
-        record.jurisdiction = Some(
-            Jurisdiction::from_code(code)
-                .ok_or_else(|| FrameError::Undecodable("bad jurisdiction".to_owned()))?,
-        );
+        record.jurisdiction =
+            Some(Jurisdiction::from_code(code).ok_or(FrameError::BadJurisdiction)?);
     }
     if b.remaining() > 0 {
         return Err(FrameError::Undecodable(format!(
@@ -466,20 +474,24 @@ mod tests {
     }
 
     #[test]
-    fn a_jurisdiction_that_is_not_two_capitals_does_not_decode() {
+    fn a_jurisdiction_that_is_not_two_capitals_is_neither_read_nor_written() {
         let (frame, _) = encode(&sample(b"x")).unwrap();
         let end = frame.len() - TRAILER_LEN;
         for bad in [*b"eu", *b"E1", *b"\0\0", [b'D', 0xC3]] {
             let mut body = frame[HEADER_LEN..end].to_vec();
             let n = body.len();
             body[n - 2..].copy_from_slice(&bad);
-            assert!(
-                matches!(
-                    decode_body(2, &body, [0; 32]),
-                    Err(FrameError::Undecodable(_))
-                ),
+            assert_eq!(
+                decode_body(2, &body, [0; 32]).unwrap_err(),
+                FrameError::BadJurisdiction,
                 "{bad:?} was read"
             );
+        }
+        // Nor does the encoder write one.
+        let mut fields = sample(b"x");
+        for bad in [*b"de", *b"EU", *b"D1"] {
+            fields.jurisdiction = Jurisdiction::Country(bad);
+            assert_eq!(encode(&fields).unwrap_err(), FrameError::BadJurisdiction);
         }
         for (code, expected) in [
             (*b"EU", Jurisdiction::Eu),
