@@ -276,7 +276,7 @@ fn yes() -> bool {
 }
 
 fn eu() -> Vec<Jurisdiction> {
-    vec![Jurisdiction::Eu]
+    vec![Jurisdiction::EU]
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -935,7 +935,7 @@ fn key_info(id: &str, k: &KeyEntry) -> KeyInfo {
 mod tests {
     use super::*;
 
-    const EU: [Jurisdiction; 1] = [Jurisdiction::Eu];
+    const EU: [Jurisdiction; 1] = [Jurisdiction::EU];
 
     fn kek() -> SecretKey {
         SecretKey::from_hex(&"ab".repeat(32)).unwrap()

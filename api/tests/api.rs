@@ -887,7 +887,7 @@ async fn tenants_are_created_and_served_only_within_their_jurisdictions() {
     // ...and served by a node declared, with its store, in Germany.
     let mut e = e;
     e.state = e.state.clone().with_residency(
-        Residency::new(de, vec![Jurisdiction::Eu]).with_store("log", "memory", "(memory)", de),
+        Residency::new(de, vec![Jurisdiction::EU]).with_store("log", "memory", "(memory)", de),
     );
     e.ok(Method::GET, "/v1/suppressions", gamma.as_str(), None)
         .await;
@@ -898,7 +898,7 @@ async fn only_the_operator_tenant_holds_the_admin_scope() {
     let e = env();
     e.state
         .access
-        .create_tenant("acme", &[mailledger_core::residency::Jurisdiction::Eu])
+        .create_tenant("acme", &[mailledger_core::residency::Jurisdiction::EU])
         .unwrap();
     // Neither the API nor the store gives another tenant's key the admin
     // scope, which would let it reach every tenant.
@@ -922,7 +922,7 @@ async fn only_the_operator_tenant_holds_the_admin_scope() {
         tenant: "acme".into(),
         key_id: "k".into(),
         scopes: vec![Scope::Admin, Scope::Read],
-        jurisdictions: vec![mailledger_core::residency::Jurisdiction::Eu],
+        jurisdictions: vec![mailledger_core::residency::Jurisdiction::EU],
     };
     assert!(!forged.has(Scope::Admin));
     assert!(forged.has(Scope::Read));

@@ -113,8 +113,8 @@ pub enum FrameError {
     /// The body does not decode.
     #[error("body does not decode: {0}")]
     Undecodable(String),
-    /// A jurisdiction that is not `EU` or two capital letters: a record
-    /// cannot hold it.
+    /// Two bytes where the jurisdiction belongs that are not two capital
+    /// letters.
     #[error("a record's jurisdiction must be EU or two capital letters")]
     BadJurisdiction,
 }
@@ -150,17 +150,11 @@ pub struct RecordFields<'a> {
 /// the frame and its hash.
 ///
 /// # Errors
-/// [`FrameError::BadLength`] if the body would exceed [`MAX_BODY_LEN`];
-/// [`FrameError::BadJurisdiction`] for a jurisdiction a record cannot hold
-/// (a `Country` whose code is not two capitals), which no reader would read.
+/// [`FrameError::BadLength`] if the body would exceed [`MAX_BODY_LEN`].
 pub fn encode(fields: &RecordFields<'_>) -> Result<(Vec<u8>, Hash), FrameError> {
-    let code = fields.jurisdiction.code();
-    if Jurisdiction::from_code(code) != Some(fields.jurisdiction) {
-        return Err(FrameError::BadJurisdiction);
-    }
     let body = BodyV2 {
         v1: body_v1(fields),
-        jurisdiction: code,
+        jurisdiction: fields.jurisdiction.code(),
     };
     frame_of(FORMAT_VERSION, &body, fields)
 }
@@ -385,7 +379,7 @@ mod tests {
             payload,
             metadata: b"{\"source\":\"test\"}",
             prev_hash: [7; 32],
-            jurisdiction: Jurisdiction::Eu,
+            jurisdiction: Jurisdiction::EU,
         }
     }
 
@@ -423,13 +417,17 @@ mod tests {
         assert_eq!(back.jurisdiction, expected);
     }
 
+    fn de() -> Jurisdiction {
+        "DE".parse().unwrap()
+    }
+
     fn large(big: &[u8]) -> RecordFields<'_> {
         let mut f = sample(big);
         f.position = u64::MAX;
         f.stream_version = 70_000;
         f.recorded_at_micros = -5;
         f.prev_hash = crate::GENESIS_HASH;
-        f.jurisdiction = Jurisdiction::Country(*b"DE");
+        f.jurisdiction = de();
         f
     }
 
@@ -450,7 +448,7 @@ mod tests {
     #[test]
     fn format_v2_layout_matches_the_docs() {
         let mut fields = sample(b"x");
-        fields.jurisdiction = Jurisdiction::Country(*b"FR");
+        fields.jurisdiction = "FR".parse().unwrap();
         let (frame, hash) = encode(&fields).unwrap();
         assert_eq!(frame[0], 2);
         let len = u32::from_le_bytes(frame[1..5].try_into().unwrap()) as usize;
@@ -487,16 +485,18 @@ mod tests {
                 "{bad:?} was read"
             );
         }
-        // Nor does the encoder write one.
-        let mut fields = sample(b"x");
-        for bad in [*b"de", *b"EU", *b"D1"] {
-            fields.jurisdiction = Jurisdiction::Country(bad);
-            assert_eq!(encode(&fields).unwrap_err(), FrameError::BadJurisdiction);
+        // Nor can the encoder be given one: a Jurisdiction is always two
+        // capitals (`residency`'s tests), and what it writes reads back.
+        for j in ["EU", "DE", "se"] {
+            let mut fields = sample(b"x");
+            fields.jurisdiction = j.parse().unwrap();
+            let (frame, _) = encode(&fields).unwrap();
+            assert_eq!(
+                decode(&frame).unwrap().jurisdiction,
+                Some(fields.jurisdiction)
+            );
         }
-        for (code, expected) in [
-            (*b"EU", Jurisdiction::Eu),
-            (*b"DE", Jurisdiction::Country(*b"DE")),
-        ] {
+        for (code, expected) in [(*b"EU", Jurisdiction::EU), (*b"DE", de())] {
             let mut body = frame[HEADER_LEN..end].to_vec();
             let n = body.len();
             body[n - 2..].copy_from_slice(&code);

@@ -460,7 +460,7 @@ pub async fn verify_names_the_first_bad_position(open_store: OpenStore) {
     // A record rewritten with a fresh, self-consistent hash breaks the chain:
     // with another payload, or claiming another jurisdiction.
     let r = codec::decode(&frame).unwrap();
-    assert_eq!(r.jurisdiction, Some(Jurisdiction::Eu));
+    assert_eq!(r.jurisdiction, Some(Jurisdiction::EU));
     let fields = codec::RecordFields {
         position: 7,
         tenant: r.tenant,
@@ -472,7 +472,7 @@ pub async fn verify_names_the_first_bad_position(open_store: OpenStore) {
         payload: r.payload,
         metadata: r.metadata,
         prev_hash: r.prev_hash,
-        jurisdiction: Jurisdiction::Eu,
+        jurisdiction: Jurisdiction::EU,
     };
     let forgeries = [
         codec::RecordFields {
@@ -480,7 +480,7 @@ pub async fn verify_names_the_first_bad_position(open_store: OpenStore) {
             ..fields
         },
         codec::RecordFields {
-            jurisdiction: Jurisdiction::Country(*b"US"),
+            jurisdiction: "US".parse().unwrap(),
             ..fields
         },
     ];

@@ -23,7 +23,7 @@
 //! last hash and record count, written in the same batch as the records
 //! (48 bytes: position u64 BE, hash, count u64 BE).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -128,8 +128,7 @@ impl LedgerConfig {
     /// appends ([`Record::jurisdiction`], inside the hashed bytes), so each
     /// record carries where it was written. Default: [`Jurisdiction::DEFAULT`]
     /// (the EU). Which jurisdictions a node may declare is the caller's
-    /// check ([`crate::residency`]); [`Ledger::open`] refuses only one that
-    /// a record could not hold (a `Country` code that is not two capitals).
+    /// check ([`crate::residency`]).
     #[must_use]
     pub fn jurisdiction(mut self, jurisdiction: Jurisdiction) -> Self {
         self.jurisdiction = jurisdiction;
@@ -142,6 +141,15 @@ impl LedgerConfig {
     fn format_v1(mut self) -> Self {
         self.format_v1 = true;
         self
+    }
+
+    /// Encodes a record the way this log writes it.
+    fn encode(&self, fields: &RecordFields<'_>) -> Result<(Vec<u8>, Hash)> {
+        #[cfg(test)]
+        if self.format_v1 {
+            return codec::encode_v1(fields).map_err(|e| Error::invalid(e.to_string()));
+        }
+        codec::encode(fields).map_err(|e| Error::invalid(e.to_string()))
     }
 }
 
@@ -246,14 +254,8 @@ impl<S: Store> Ledger<S> {
     ///
     /// # Errors
     /// [`Error::Corrupt`] naming the position when the last records or a
-    /// chain head fail their checks; a storage error;
-    /// [`Error::InvalidInput`] for a jurisdiction a record cannot hold.
+    /// chain head fail their checks; a storage error.
     pub fn open(store: S, config: LedgerConfig) -> Result<Self> {
-        if Jurisdiction::from_code(config.jurisdiction.code()) != Some(config.jurisdiction) {
-            return Err(Error::invalid(
-                "the node's jurisdiction must be EU or two capital letters",
-            ));
-        }
         let (head, last_recorded) = check_tail(&store)?;
         let tenants = load_tenants(&store, head)?;
         let shared = Arc::new(Shared {
@@ -851,7 +853,7 @@ impl<S: Store> Writer<S> {
                     }
                     Slot::New => {
                         let v = version.map_or(0, |v| v + 1);
-                        let fields = RecordFields {
+                        let (frame, hash) = self.config.encode(&RecordFields {
                             position: next,
                             tenant,
                             stream: &s.stream,
@@ -863,17 +865,7 @@ impl<S: Store> Writer<S> {
                             metadata: &e.metadata,
                             prev_hash: th.hash,
                             jurisdiction: self.config.jurisdiction,
-                        };
-                        #[cfg(test)]
-                        let encoded = if self.config.format_v1 {
-                            codec::encode_v1(&fields)
-                        } else {
-                            codec::encode(&fields)
-                        };
-                        #[cfg(not(test))]
-                        let encoded = codec::encode(&fields);
-                        let (frame, hash) =
-                            encoded.map_err(|err| Error::invalid(err.to_string()))?;
+                        })?;
                         puts.push((Space::Log, next.to_be_bytes().to_vec(), frame));
                         puts.push((
                             Space::EventIds,
@@ -1145,11 +1137,11 @@ impl<S: Store> Shared<S> {
         let start = range.start.min(end);
         let anchored = start == 0;
         let total = end - start;
-        let mut last: HashMap<String, (u64, Hash)> = HashMap::new();
+        // Per tenant checked: its last record so far, and its records
+        // counted by where they were written.
+        let mut seen_by: HashMap<String, Seen> = HashMap::new();
         let mut expected = start;
         let mut checked = 0;
-        let mut written_in: std::collections::BTreeMap<String, std::collections::BTreeMap<_, u64>> =
-            std::collections::BTreeMap::new();
         let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(CHUNK);
         while expected < end {
             chunk.clear();
@@ -1182,8 +1174,9 @@ impl<S: Store> Shared<S> {
                     return Err(Error::corrupt(pos, "record holds another position"));
                 }
                 if filter.admits(r.tenant) {
-                    match last.get(r.tenant) {
-                        Some((p, h)) if *h != r.prev_hash => {
+                    let seen = seen_by.get_mut(r.tenant);
+                    match seen.as_ref().map(|s| s.last) {
+                        Some((p, h)) if h != r.prev_hash => {
                             return Err(Error::corrupt(
                                 pos,
                                 format!("chain broken: prev_hash is not the hash of position {p}"),
@@ -1216,17 +1209,17 @@ impl<S: Store> Shared<S> {
                             "stream index does not point at this record",
                         ));
                     }
-                    match last.get_mut(r.tenant) {
-                        Some(entry) => *entry = (pos, r.hash),
-                        None => {
-                            last.insert(r.tenant.to_owned(), (pos, r.hash));
+                    let seen = match seen {
+                        Some(seen) => {
+                            seen.last = (pos, r.hash);
+                            seen
                         }
-                    }
-                    let places = match written_in.get_mut(r.tenant) {
-                        Some(places) => places,
-                        None => written_in.entry(r.tenant.to_owned()).or_default(),
+                        None => seen_by.entry(r.tenant.to_owned()).or_insert(Seen {
+                            last: (pos, r.hash),
+                            written_in: BTreeMap::new(),
+                        }),
                     };
-                    *places.entry(r.jurisdiction).or_insert(0) += 1;
+                    *seen.written_in.entry(r.jurisdiction).or_insert(0) += 1;
                     checked += 1;
                 }
                 expected += 1;
@@ -1253,8 +1246,8 @@ impl<S: Store> Shared<S> {
                 }
                 let th = TenantHead::decode(&v)
                     .ok_or_else(|| Error::corrupt(end, "a chain head does not decode"))?;
-                match last.get(&tenant) {
-                    Some(&(p, h)) => {
+                match seen_by.get(&tenant).map(|s| s.last) {
+                    Some((p, h)) => {
                         seen += 1;
                         if p != th.last_position || h != th.hash {
                             return Err(Error::corrupt(
@@ -1272,8 +1265,8 @@ impl<S: Store> Shared<S> {
                     None => {}
                 }
             }
-            if seen != last.len() {
-                let p = last.values().map(|&(p, _)| p).max().unwrap_or(end);
+            if seen != seen_by.len() {
+                let p = seen_by.values().map(|s| s.last.0).max().unwrap_or(end);
                 return Err(Error::corrupt(
                     p,
                     "a tenant has records but no stored chain head",
@@ -1283,11 +1276,22 @@ impl<S: Store> Shared<S> {
         Ok(VerifyReport {
             range: start..end,
             records: checked,
-            tenants: last.len(),
+            tenants: seen_by.len(),
             anchored,
-            written_in,
+            written_in: seen_by
+                .into_iter()
+                .map(|(tenant, s)| (tenant, s.written_in))
+                .collect(),
         })
     }
+}
+
+/// What verification has seen of one tenant.
+struct Seen {
+    /// Its last record so far: position and hash.
+    last: (u64, Hash),
+    /// Its records by where they were written.
+    written_in: BTreeMap<Option<Jurisdiction>, u64>,
 }
 
 struct SourceHandle<S: Store>(Arc<Shared<S>>);
@@ -1593,7 +1597,7 @@ mod tests {
         use crate::{EventLog, ExpectedVersion};
         let rt = tokio::runtime::Runtime::new().unwrap();
         let store = Arc::new(crate::MemoryStore::new());
-        let germany = Jurisdiction::Country(*b"DE");
+        let germany: Jurisdiction = "DE".parse().unwrap();
         for config in [
             LedgerConfig::new().format_v1(),
             LedgerConfig::new().jurisdiction(germany),
@@ -1612,7 +1616,7 @@ mod tests {
         let log = Ledger::open(Arc::clone(&store), LedgerConfig::new()).unwrap();
         let records = rt.block_on(log.read_stream("t", "s", 0, 10)).unwrap();
         let places: Vec<_> = records.iter().map(|r| r.jurisdiction).collect();
-        assert_eq!(places, [None, Some(germany), Some(Jurisdiction::Eu)]);
+        assert_eq!(places, [None, Some(germany), Some(Jurisdiction::EU)]);
         let report = rt
             .block_on(log.verify(&crate::TenantFilter::All, 0..log.head(), None))
             .unwrap();
@@ -1622,13 +1626,8 @@ mod tests {
             .collect();
         assert_eq!(
             counted,
-            [(None, 1), (Some(Jurisdiction::Eu), 1), (Some(germany), 1)]
+            [(None, 1), (Some(germany), 1), (Some(Jurisdiction::EU), 1)]
         );
-        let unwritable = LedgerConfig::new().jurisdiction(Jurisdiction::Country(*b"de"));
-        assert!(matches!(
-            Ledger::open(crate::MemoryStore::new(), unwritable),
-            Err(Error::InvalidInput(_))
-        ));
     }
 
     // The read-ahead of a large group reads each new stream and event id

@@ -34,52 +34,42 @@ pub const EU_MEMBERS: [&str; 27] = [
     "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
 ];
 
-/// A jurisdiction: the European Union, or one country.
+/// A jurisdiction: the European Union (`EU`), or one country by its
+/// ISO 3166-1 alpha-2 code. Always two ASCII capitals: parsing and
+/// [`Jurisdiction::from_code`] are the only ways to make one, so every value
+/// can be written into a record ([`crate::codec`], format 2) and read back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Jurisdiction {
-    /// The European Union as a whole.
-    Eu,
-    /// A country, by its ISO 3166-1 alpha-2 code in capitals.
-    Country([u8; 2]),
-}
+pub struct Jurisdiction([u8; 2]);
 
 impl Jurisdiction {
+    /// The European Union as a whole.
+    pub const EU: Self = Self(*b"EU");
+
     /// The product's default: the EU.
-    pub const DEFAULT: Self = Self::Eu;
+    pub const DEFAULT: Self = Self::EU;
 
     /// Whether data kept in `self` is kept in `allowed`: the same
     /// jurisdiction, or a member state when `allowed` is the EU.
     #[must_use]
     pub fn within(self, allowed: Self) -> bool {
-        match (self, allowed) {
-            (a, b) if a == b => true,
-            (Self::Country(code), Self::Eu) => {
-                EU_MEMBERS.iter().any(|m| m.as_bytes() == code.as_slice())
-            }
-            _ => false,
-        }
+        self == allowed
+            || (allowed == Self::EU && EU_MEMBERS.iter().any(|m| m.as_bytes() == self.0))
     }
 
-    /// The two ASCII capitals that stand for it in a record
-    /// ([`crate::codec`], format 2): `EU`, or the country code.
+    /// Its two ASCII capitals: `EU`, or the country code.
     #[must_use]
     pub const fn code(self) -> [u8; 2] {
-        match self {
-            Self::Eu => *b"EU",
-            Self::Country(code) => code,
-        }
+        self.0
     }
 
-    /// The jurisdiction a record's two bytes stand for, or `None` unless
-    /// they are two ASCII capitals: the inverse of [`Jurisdiction::code`],
-    /// stricter than parsing text.
+    /// The jurisdiction two ASCII capitals stand for (`EU` or a country
+    /// code), or `None` for anything else: the inverse of
+    /// [`Jurisdiction::code`], stricter than parsing text.
     #[must_use]
     pub fn from_code(code: [u8; 2]) -> Option<Self> {
-        match code {
-            [b'E', b'U'] => Some(Self::Eu),
-            [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => Some(Self::Country(code)),
-            _ => None,
-        }
+        code.iter()
+            .all(u8::is_ascii_uppercase)
+            .then_some(Self(code))
     }
 
     /// Whether `self` is within any of `allowed`.
@@ -119,29 +109,24 @@ impl FromStr for Jurisdiction {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
-        if t.eq_ignore_ascii_case("eu") {
-            return Ok(Self::Eu);
-        }
         match t.as_bytes() {
-            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Ok(Self::Country([
-                a.to_ascii_uppercase(),
-                b.to_ascii_uppercase(),
-            ])),
-            _ => Err(ResidencyError::BadJurisdiction(
+            [a, b] => Self::from_code([a.to_ascii_uppercase(), b.to_ascii_uppercase()]),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            ResidencyError::BadJurisdiction(
                 // A configuration value, never personal data; cut short so an
                 // error line stays one line.
                 t.chars().take(16).collect(),
-            )),
-        }
+            )
+        })
     }
 }
 
 impl fmt::Display for Jurisdiction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Eu => f.write_str("EU"),
-            Self::Country([a, b]) => write!(f, "{}{}", char::from(*a), char::from(*b)),
-        }
+        let [a, b] = self.0;
+        write!(f, "{}{}", char::from(a), char::from(b))
     }
 }
 
@@ -158,8 +143,9 @@ impl<'de> Deserialize<'de> for Jurisdiction {
     }
 }
 
-/// Writes a list as `EU, DE`.
-fn list(js: &[Jurisdiction]) -> String {
+/// Writes a list of jurisdictions as `EU, DE`.
+#[must_use]
+pub fn list(js: &[Jurisdiction]) -> String {
     js.iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
@@ -241,6 +227,19 @@ pub struct RecordsOutside {
     pub records: u64,
     /// Where the tenant's data may be kept.
     pub allowed: Vec<Jurisdiction>,
+}
+
+impl fmt::Display for RecordsOutside {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tenant {} has {} record(s) written in {}, outside its allowed jurisdictions ({})",
+            self.tenant,
+            self.records,
+            self.written_in,
+            list(&self.allowed)
+        )
+    }
 }
 
 /// The node's declared residency: where it runs, what it allows, and where
@@ -501,18 +500,27 @@ mod tests {
     }
 
     fn eu_node() -> Residency {
-        Residency::new(Jurisdiction::Eu, vec![])
-            .with_store("log", "fjall", "/d/log", Jurisdiction::Eu)
-            .with_store("keys", "files", "/k", Jurisdiction::Eu)
+        Residency::new(Jurisdiction::EU, vec![])
+            .with_store("log", "fjall", "/d/log", Jurisdiction::EU)
+            .with_store("keys", "files", "/k", Jurisdiction::EU)
     }
 
     #[test]
     fn jurisdictions_parse_case_insensitively_and_print_in_capitals() {
-        assert_eq!(j("eu"), Jurisdiction::Eu);
+        assert_eq!(j("eu"), Jurisdiction::EU);
         assert_eq!(j(" de ").to_string(), "DE");
         for bad in ["", "E", "DEU", "D1", "europe", "日本"] {
             assert!(bad.parse::<Jurisdiction>().is_err(), "{bad:?}");
         }
+        // Only two capitals make one, so every value fits a record.
+        for bad in [*b"de", *b"D1", *b"\0\0", [b'D', 0xC3]] {
+            assert_eq!(Jurisdiction::from_code(bad), None, "{bad:?}");
+        }
+        assert_eq!(Jurisdiction::from_code(*b"EU"), Some(Jurisdiction::EU));
+        assert_eq!(
+            Jurisdiction::from_code(*b"DE").map(|j| j.code()),
+            Some(*b"DE")
+        );
         assert_eq!(
             Jurisdiction::parse_list("DE, fr,,DE").unwrap(),
             vec![j("DE"), j("FR")]
@@ -531,11 +539,11 @@ mod tests {
     #[test]
     fn a_member_state_is_within_the_eu_but_the_eu_is_not_within_a_member_state() {
         for m in EU_MEMBERS {
-            assert!(j(m).within(Jurisdiction::Eu), "{m}");
+            assert!(j(m).within(Jurisdiction::EU), "{m}");
         }
-        assert!(!Jurisdiction::Eu.within(j("DE")));
+        assert!(!Jurisdiction::EU.within(j("DE")));
         for outside in ["US", "GB", "CH", "NO", "EL"] {
-            assert!(!j(outside).within(Jurisdiction::Eu), "{outside}");
+            assert!(!j(outside).within(Jurisdiction::EU), "{outside}");
         }
         assert!(j("DE").within(j("DE")));
         assert!(!j("DE").within(j("FR")));
@@ -544,7 +552,7 @@ mod tests {
     #[test]
     fn the_default_eu_node_with_eu_stores_is_compliant() {
         let r = eu_node();
-        assert_eq!(r.allowed(), &[Jurisdiction::Eu]);
+        assert_eq!(r.allowed(), &[Jurisdiction::EU]);
         r.check(&[tenant("default", "EU")]).unwrap();
         let report = r.report(vec![tenant("default", "EU")]);
         assert!(report.compliant);
@@ -585,7 +593,7 @@ mod tests {
     #[test]
     fn a_new_tenant_allows_what_the_node_allows_unless_told_and_only_what_it_can_serve() {
         let r = eu_node();
-        assert_eq!(r.new_tenant(None).unwrap(), vec![Jurisdiction::Eu]);
+        assert_eq!(r.new_tenant(None).unwrap(), vec![Jurisdiction::EU]);
         assert_eq!(r.new_tenant(Some(vec![])), Err(ResidencyError::EmptyList));
         let Err(ResidencyError::Violated(v)) = r.new_tenant(Some(vec![j("DE")])) else {
             panic!("an EU node accepted a German-only tenant");
@@ -602,7 +610,7 @@ mod tests {
 
     #[test]
     fn a_node_outside_its_own_allowed_list_is_refused() {
-        let r = Residency::new(j("US"), vec![Jurisdiction::Eu]);
+        let r = Residency::new(j("US"), vec![Jurisdiction::EU]);
         let v = r.violations(&[]);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].subject, "node");

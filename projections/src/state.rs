@@ -680,19 +680,9 @@ mod tests {
 
     #[test]
     fn a_projection_store_keeps_writes_in_memory_up_to_memtable_bytes() {
-        // fjall's default (64 MiB) would have sealed a memtable by now.
-        const WRITTEN: u64 = 96 * 1024 * 1024;
-        const { assert!(mailledger_fjall::MEMTABLE_BYTES > WRITTEN) };
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FjallState::open(dir.path()).expect("fjall");
-        let value = vec![7u8; 64 * 1024];
-        for i in 0..WRITTEN / value.len() as u64 {
-            store.ks.insert(i.to_be_bytes(), &value).expect("insert");
-        }
-        assert_eq!(
-            (store.ks.sealed_memtable_count(), store.ks.table_count()),
-            (0, 0)
-        );
+        mailledger_fjall::assert_memtable_holds_memtable_bytes(&store.ks);
     }
 
     #[test]

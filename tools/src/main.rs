@@ -295,7 +295,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     // Checked before anything is created or opened (a fresh `init` has no
     // tenant yet; it makes `default` allowing what the node allows).
     let declared = cli.residency()?;
-    residency::enforce(&declared, &cli.data_dir)?;
+    let tenants = residency::enforce(&declared, &cli.data_dir)?;
     let config = LedgerConfig::new()
         .durability(durability)
         .jurisdiction(declared.node());
@@ -438,7 +438,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out!("{}", log.head());
                 ExitCode::SUCCESS
             }
-            Command::Verify { tenant } => verify(&log, tenant, &declared, &cli.data_dir).await?,
+            Command::Verify { tenant } => verify(&log, tenant, &declared, &tenants).await?,
             Command::Rebuild { which } => {
                 projections_cmd::rebuild(&log, &cli.data_dir, &which).await?
             }
@@ -725,7 +725,7 @@ async fn verify(
     log: &Arc<dyn EventLog>,
     tenant: Option<String>,
     declared: &mailledger_core::residency::Residency,
-    data_dir: &Path,
+    tenants: &[mailledger_core::residency::TenantResidency],
 ) -> Result<ExitCode> {
     let filter = tenant.map_or(TenantFilter::All, TenantFilter::Only);
     let head = log.head();
@@ -767,20 +767,12 @@ async fn verify(
                     .collect();
                 out!("tenant {tenant}: records written in {}", counts.join(", "));
             }
-            let outside =
-                declared.records_outside(&report.written_in, &residency::tenants(data_dir)?);
+            let outside = declared.records_outside(&report.written_in, tenants);
             if outside.is_empty() {
                 return Ok(ExitCode::SUCCESS);
             }
             for o in &outside {
-                let allowed: Vec<String> = o.allowed.iter().map(ToString::to_string).collect();
-                eprintln!(
-                    "residency: tenant {} has {} record(s) written in {}, outside its allowed jurisdictions ({})",
-                    o.tenant,
-                    o.records,
-                    o.written_in,
-                    allowed.join(", ")
-                );
+                eprintln!("residency: {o}");
             }
             Ok(ExitCode::from(4))
         }

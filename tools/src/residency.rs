@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use mailledger_api::access::AccessStore;
-use mailledger_core::residency::{Jurisdiction, Residency, ResidencyError, TenantResidency};
+use mailledger_core::residency::{Jurisdiction, Residency, ResidencyError, TenantResidency, list};
 use serde::Deserialize;
 
 use crate::location::LogLocation;
@@ -130,14 +130,16 @@ pub fn tenants(data_dir: &Path) -> Result<Vec<TenantResidency>> {
 }
 
 /// Refuses to go on when the node, a store or a tenant of `data_dir` breaks
-/// residency, naming every violation.
+/// residency, naming every violation; returns the tenants it checked.
 ///
 /// # Errors
 /// Every violation, or an access file that cannot be read.
-pub fn enforce(residency: &Residency, data_dir: &Path) -> Result<()> {
-    residency.check(&tenants(data_dir)?).map_err(|e| {
+pub fn enforce(residency: &Residency, data_dir: &Path) -> Result<Vec<TenantResidency>> {
+    let tenants = tenants(data_dir)?;
+    residency.check(&tenants).map_err(|e| {
         anyhow!("{e}. Nothing was opened; fix the declared jurisdictions (mailledger residency shows them)")
-    })
+    })?;
+    Ok(tenants)
 }
 
 /// `mailledger residency`: prints the report (JSON); exit status 4 when
@@ -174,14 +176,12 @@ pub fn new_tenant(residency: &Residency, given: Option<&str>) -> Result<Vec<Juri
         ResidencyError::Violated(outside) => {
             anyhow!(
                 "this node cannot serve a tenant whose data may be kept only in {}: {}. Declare where the node and its stores are (--jurisdiction, --data-jurisdiction, --keys-jurisdiction) or allow more",
-                outside
-                    .first()
-                    .map(|v| v.allowed.as_slice())
-                    .unwrap_or_default()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                list(
+                    outside
+                        .first()
+                        .map(|v| v.allowed.as_slice())
+                        .unwrap_or_default()
+                ),
                 outside
                     .iter()
                     .map(|v| format!("{} is in {}", v.subject, v.jurisdiction))

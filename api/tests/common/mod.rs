@@ -62,7 +62,7 @@ pub fn env_with(limits: Limits) -> Env {
     let log = Ledger::open(MemoryStore::new(), LedgerConfig::new()).unwrap();
     let email = EmailLedger::new(Arc::new(log), Arc::new(keys));
     let access = AccessStore::open(&dir.path().join("data"), &kek).unwrap();
-    let (_, admin) = access.bootstrap(&[Jurisdiction::Eu]).unwrap().unwrap();
+    let (_, admin) = access.bootstrap(&[Jurisdiction::EU]).unwrap().unwrap();
     let projections = Arc::new(Projections::in_memory());
     let state = AppState::new(Arc::new(email), Arc::new(access))
         .with_limits(limits)
@@ -103,7 +103,7 @@ impl Env {
         if self.state.access.tenant(tenant).unwrap().is_none() {
             self.state
                 .access
-                .create_tenant(tenant, &[Jurisdiction::Eu])
+                .create_tenant(tenant, &[Jurisdiction::EU])
                 .unwrap();
         }
         let (_, k) = self.state.access.create_key(tenant, scopes, None).unwrap();

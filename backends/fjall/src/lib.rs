@@ -190,6 +190,28 @@ impl Store for FjallStore {
     }
 }
 
+/// Test support: checks that `ks` keeps 96 MiB of writes in its active
+/// memtable, where fjall's default (64 MiB) would have sealed and flushed
+/// one, so that it was made with [`MEMTABLE_BYTES`].
+///
+/// # Panics
+/// When the memtable was sealed or a table written.
+#[cfg(any(test, feature = "test-util"))]
+pub fn assert_memtable_holds_memtable_bytes(ks: &Keyspace) {
+    const WRITTEN: u64 = 96 * 1024 * 1024;
+    const { assert!(MEMTABLE_BYTES > WRITTEN) };
+    let value = vec![7u8; 64 * 1024];
+    for i in 0..WRITTEN / value.len() as u64 {
+        ks.insert(i.to_be_bytes(), &value).expect("insert");
+    }
+    assert_eq!(
+        (ks.sealed_memtable_count(), ks.table_count()),
+        (0, 0),
+        "{:?} rotated its memtable below MEMTABLE_BYTES",
+        ks.name()
+    );
+}
+
 /// Test support: checks that `ks` merges its first level at `threshold`
 /// tables and not before. Flushes `threshold / 2` small memtables of
 /// overlapping keys (more than fjall's default threshold of 4 when
@@ -199,7 +221,7 @@ impl Store for FjallStore {
 ///
 /// # Panics
 /// When the first level merges early or not at all.
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-util"))]
 pub fn assert_first_level_merges_at(ks: &Keyspace, threshold: u8) {
     use std::time::{Duration, Instant};
     let threshold = usize::from(threshold);
@@ -255,28 +277,10 @@ mod tests {
 
     #[test]
     fn every_keyspace_keeps_writes_in_memory_up_to_memtable_bytes() {
-        // fjall's default (64 MiB) would have sealed and flushed a memtable
-        // by now; MEMTABLE_BYTES keeps all of it in the active one.
-        const WRITTEN: u64 = 96 * 1024 * 1024;
-        const { assert!(MEMTABLE_BYTES > WRITTEN) };
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
-        let value = vec![7u8; 64 * 1024];
         for space in Space::ALL {
-            let mut batch = WriteBatch::new();
-            for i in 0..WRITTEN / value.len() as u64 {
-                batch.put(space, i.to_be_bytes().to_vec(), value.clone());
-                if batch.puts.len() == 64 {
-                    store.commit(std::mem::take(&mut batch), false).unwrap();
-                }
-            }
-            store.commit(batch, false).unwrap();
-            let ks = store.space(space);
-            assert_eq!(
-                (ks.sealed_memtable_count(), ks.table_count()),
-                (0, 0),
-                "{space:?} rotated its memtable below MEMTABLE_BYTES"
-            );
+            assert_memtable_holds_memtable_bytes(store.space(space));
         }
     }
 }
