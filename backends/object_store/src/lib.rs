@@ -1,0 +1,900 @@
+//! The object_store backend: the log as immutable segment objects on local
+//! files or any S3-compatible object store, the path past one machine.
+//!
+//! Every committed [`WriteBatch`] (one group commit of the log) becomes one
+//! object, `PREFIX/segments/{seq:020}.seg`, written with
+//! [`PutMode::Create`]: the store refuses to create a name that exists, so
+//! two writers that both try to extend the log at the same sequence number
+//! cannot both succeed. The loser learns it from the store
+//! ([`object_store::Error::AlreadyExists`]), is *fenced* (every later commit
+//! fails at once) and must reopen, which reads what the winner wrote.
+//! Nothing is ever overwritten or deleted.
+//!
+//! # What is kept where
+//!
+//! - In the object store: the segments, nothing else. Contact keys and
+//!   tenant secrets never go there (the key store is a local directory of
+//!   its own): bucket versioning and backups would resurrect a destroyed
+//!   key.
+//! - In memory: the index spaces (event ids, stream entries, chain heads),
+//!   rebuilt by reading every segment on [`SegmentStore::open`], and for
+//!   each record of the log only where it is (segment, offset, length).
+//!   Record bytes are read from their segment on demand, through a cache of
+//!   whole segments bounded by [`SegmentStoreBuilder::cache_bytes`].
+//!   So memory grows with the number of events (about 100 bytes of index
+//!   per event and stream link), not with their size, and opening reads
+//!   the whole log once. A log too large for that needs index snapshots,
+//!   which this backend does not write yet.
+//!
+//! # Durability
+//!
+//! A commit returns only once its segment's `PUT` returned: on S3 that is
+//! durable storage; on local files the object is written to a staging
+//! file, `fsync`ed, hard-linked to its name and its directory `fsync`ed
+//! ([`LocalFileSystem::with_fsync`]). Both `sync` settings therefore give
+//! durable commits: an object store has no cheaper tier that still survives
+//! a crash of the process. A `PUT` is atomic, so no segment is ever torn.
+//! When a `PUT` fails, the segment may or may not exist (a timeout can come
+//! after the store took it): the store is then poisoned, its caller (the
+//! log) stops writing, and a reopen shows either the whole batch or none of
+//! it. A batch that was never acknowledged may so appear after a reopen;
+//! an acknowledged one is never lost.
+//!
+//! # Segment layout (format 1)
+//!
+//! All integers are big-endian.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `MLSG` |
+//! | 4 | 1 | format version, 1 |
+//! | 5 | 8 | sequence number (the object's name says the same) |
+//! | 13 | 4 | number of puts `n` |
+//! | 17 | … | `n` puts: space (1: 0 log, 1 event ids, 2 streams, 3 tenants), key length (4), key, value length (4), value |
+//! | end − 32 | 32 | blake3 hash of every byte before it |
+//!
+//! The puts are the batch's, in its order (a later put to a key wins).
+//! Opening checks each segment's magic, version, sequence number, lengths
+//! and hash, and that the sequence numbers run from 0 without a gap; a
+//! segment that fails any check stops the open with an error naming it.
+//! The format is frozen by `tests/testdata/segment-v1.bin`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use mailledger_core::{Space, Store, StoreError, Visit, WriteBatch};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+const BACKEND: &str = "object_store";
+const MAGIC: &[u8; 4] = b"MLSG";
+/// The segment format this build writes (and the only one it reads).
+pub const SEGMENT_FORMAT: u8 = 1;
+const HEADER: usize = 17;
+const HASH: usize = 32;
+const SEGMENTS: &str = "segments";
+const SUFFIX: &str = ".seg";
+/// Segments fetched at once while opening.
+const OPEN_FETCHES: usize = 8;
+
+/// Why a segment could not be read, or a commit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// The segment's bytes do not decode.
+    #[error("segment {seq} is corrupt: {reason}")]
+    Corrupt {
+        /// The segment's sequence number.
+        seq: u64,
+        /// What is wrong, never the bytes themselves.
+        reason: &'static str,
+    },
+    /// Segment numbers do not run from 0 without a gap.
+    #[error("segment {seq} is missing: the log's objects were removed or renamed")]
+    Missing {
+        /// The first missing sequence number.
+        seq: u64,
+    },
+    /// An object under the segments prefix that this backend did not write.
+    #[error("unexpected object {name:?} among the segments")]
+    Unexpected {
+        /// The object's name.
+        name: String,
+    },
+    /// Another writer created this segment first.
+    #[error(
+        "another writer extended the log first (segment {seq} exists): this store is fenced; reopen it to read what was written"
+    )]
+    Fenced {
+        /// The sequence number both tried to write.
+        seq: u64,
+    },
+    /// An earlier commit failed, so what is stored is unknown until a reopen.
+    #[error("an earlier commit failed; reopen the store")]
+    Poisoned,
+    /// A batch too large for the segment format.
+    #[error("a batch of {0} puts or a key or value over 4 GiB does not fit a segment")]
+    TooLarge(usize),
+    /// The object store failed.
+    #[error("object store: {0}")]
+    Objects(#[from] object_store::Error),
+    /// The backend's runtime stopped.
+    #[error("the object store runtime stopped")]
+    Runtime,
+}
+
+impl From<SegmentError> for StoreError {
+    fn from(e: SegmentError) -> Self {
+        StoreError::new(BACKEND, e)
+    }
+}
+
+fn space_tag(space: Space) -> u8 {
+    match space {
+        Space::Log => 0,
+        Space::EventIds => 1,
+        Space::Streams => 2,
+        Space::Tenants => 3,
+    }
+}
+
+fn tag_space(tag: u8) -> Option<Space> {
+    Some(match tag {
+        0 => Space::Log,
+        1 => Space::EventIds,
+        2 => Space::Streams,
+        3 => Space::Tenants,
+        _ => return None,
+    })
+}
+
+/// Where a record of the log is: its segment and its value's bytes there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Loc {
+    seq: u64,
+    offset: u32,
+    len: u32,
+}
+
+/// A put as a segment holds it.
+#[derive(Debug, PartialEq, Eq)]
+struct SegmentPut {
+    space: Space,
+    key: Vec<u8>,
+    /// The value's place in the segment.
+    offset: u32,
+    len: u32,
+}
+
+/// Encodes a batch as segment `seq`; returns the bytes and where each
+/// value lies in them.
+fn encode(
+    seq: u64,
+    puts: &[(Space, Vec<u8>, Vec<u8>)],
+) -> Result<(Vec<u8>, Vec<Loc>), SegmentError> {
+    let too_large = || SegmentError::TooLarge(puts.len());
+    let size: usize = puts.iter().map(|(_, k, v)| 9 + k.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(HEADER + size + HASH);
+    out.extend_from_slice(MAGIC);
+    out.push(SEGMENT_FORMAT);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(puts.len())
+            .map_err(|_| too_large())?
+            .to_be_bytes(),
+    );
+    let mut locs = Vec::with_capacity(puts.len());
+    for (space, k, v) in puts {
+        out.push(space_tag(*space));
+        out.extend_from_slice(
+            &u32::try_from(k.len())
+                .map_err(|_| too_large())?
+                .to_be_bytes(),
+        );
+        out.extend_from_slice(k);
+        let len = u32::try_from(v.len()).map_err(|_| too_large())?;
+        out.extend_from_slice(&len.to_be_bytes());
+        let offset = u32::try_from(out.len()).map_err(|_| too_large())?;
+        out.extend_from_slice(v);
+        locs.push(Loc { seq, offset, len });
+    }
+    u32::try_from(out.len() + HASH).map_err(|_| too_large())?;
+    let hash = blake3::hash(&out);
+    out.extend_from_slice(hash.as_bytes());
+    Ok((out, locs))
+}
+
+/// Decodes segment `seq`, checking everything it holds; never panics.
+fn decode(seq: u64, bytes: &[u8]) -> Result<Vec<SegmentPut>, SegmentError> {
+    let corrupt = |reason| SegmentError::Corrupt { seq, reason };
+    if bytes.len() < HEADER + HASH || u32::try_from(bytes.len()).is_err() {
+        return Err(corrupt(
+            "shorter than a segment's header and hash, or over 4 GiB",
+        ));
+    }
+    let (body, hash) = bytes.split_at(bytes.len() - HASH);
+    if blake3::hash(body).as_bytes() != hash {
+        return Err(corrupt("its hash does not match its bytes"));
+    }
+    if &body[..4] != MAGIC {
+        return Err(corrupt("not a mailledger segment"));
+    }
+    if body[4] != SEGMENT_FORMAT {
+        return Err(corrupt("unknown segment format version"));
+    }
+    let mut r = Reader { bytes: body, at: 5 };
+    if r.u64().ok_or_else(|| corrupt("truncated header"))? != seq {
+        return Err(corrupt("its sequence number differs from its name"));
+    }
+    let n = r.u32().ok_or_else(|| corrupt("truncated header"))? as usize;
+    // Each put takes at least 9 bytes: no allocation beyond what is there.
+    if n > (body.len() - HEADER) / 9 {
+        return Err(corrupt("it claims more puts than its bytes hold"));
+    }
+    let mut puts = Vec::with_capacity(n);
+    for _ in 0..n {
+        let space = r
+            .u8()
+            .and_then(tag_space)
+            .ok_or_else(|| corrupt("a put names no known space"))?;
+        let klen = r.u32().ok_or_else(|| corrupt("truncated put"))? as usize;
+        let key = r
+            .take(klen)
+            .ok_or_else(|| corrupt("truncated key"))?
+            .to_vec();
+        let len = r.u32().ok_or_else(|| corrupt("truncated put"))?;
+        let offset = u32::try_from(r.at).map_err(|_| corrupt("over 4 GiB"))?;
+        r.take(len as usize)
+            .ok_or_else(|| corrupt("truncated value"))?;
+        puts.push(SegmentPut {
+            space,
+            key,
+            offset,
+            len,
+        });
+    }
+    if r.at != body.len() {
+        return Err(corrupt("bytes after its last put"));
+    }
+    Ok(puts)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let out = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(out)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)?.try_into().ok().map(u32::from_be_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)?.try_into().ok().map(u64::from_be_bytes)
+    }
+}
+
+/// Splits `s3://BUCKET[/PREFIX]` into bucket and prefix.
+///
+/// # Errors
+/// Anything else, with what was expected.
+pub fn parse_s3_url(url: &str) -> Result<(&str, &str), StoreError> {
+    let bad = |why: &str| {
+        StoreError::new(
+            BACKEND,
+            format!("{url:?}: {why}; expected s3://BUCKET or s3://BUCKET/PREFIX"),
+        )
+    };
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| bad("not an s3:// URL"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_end_matches('/');
+    if bucket.is_empty()
+        || !bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Err(bad(
+            "a bucket name is lowercase letters, digits, '-' and '.'",
+        ));
+    }
+    if prefix.contains("//")
+        || prefix.starts_with('/')
+        || prefix.contains('?')
+        || prefix.contains('#')
+    {
+        return Err(bad("the prefix has an empty part, a query or a fragment"));
+    }
+    Ok((bucket, prefix))
+}
+
+fn segment_name(seq: u64) -> String {
+    format!("{seq:020}{SUFFIX}")
+}
+
+fn parse_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Whole segments by sequence number, oldest loaded evicted first.
+#[derive(Debug, Default)]
+struct Cache {
+    segments: HashMap<u64, Bytes>,
+    order: VecDeque<u64>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Cache {
+    fn get(&self, seq: u64) -> Option<Bytes> {
+        self.segments.get(&seq).cloned()
+    }
+
+    fn insert(&mut self, seq: u64, segment: Bytes) {
+        if segment.len() > self.limit || self.segments.contains_key(&seq) {
+            return;
+        }
+        self.bytes += segment.len();
+        self.segments.insert(seq, segment);
+        self.order.push_back(seq);
+        while self.bytes > self.limit {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(s) = self.segments.remove(&old) {
+                self.bytes -= s.len();
+            }
+        }
+    }
+}
+
+type Map<V> = BTreeMap<Vec<u8>, V>;
+
+/// What the segments say, in memory.
+#[derive(Debug, Default)]
+struct Index {
+    log: Map<Loc>,
+    /// Event ids, streams and tenants.
+    spaces: [Map<Vec<u8>>; 3],
+}
+
+impl Index {
+    fn space(&self, space: Space) -> &Map<Vec<u8>> {
+        &self.spaces[usize::from(space_tag(space)) - 1]
+    }
+
+    fn apply(&mut self, space: Space, key: Vec<u8>, value: &[u8], loc: Loc) {
+        if space == Space::Log {
+            self.log.insert(key, loc);
+        } else {
+            self.spaces[usize::from(space_tag(space)) - 1].insert(key, value.to_vec());
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Writer {
+    next_seq: u64,
+    /// Set once a commit failed or another writer won: nothing more is
+    /// written until a reopen.
+    stopped: Option<SegmentError>,
+}
+
+/// Settings of a [`SegmentStore`]; [`SegmentStore::builder`] makes one.
+#[derive(Debug, Clone)]
+pub struct SegmentStoreBuilder {
+    cache_bytes: usize,
+}
+
+impl Default for SegmentStoreBuilder {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+impl SegmentStoreBuilder {
+    /// The most bytes of whole segments kept in memory for reads.
+    ///
+    /// Default: 64 MiB.
+    #[must_use]
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Opens the log kept under `prefix` of `objects`: reads every segment
+    /// and checks it (see the module docs). An empty prefix is an empty
+    /// log.
+    ///
+    /// # Errors
+    /// A segment that is missing, corrupt or unexpected; a failure of the
+    /// object store.
+    pub fn open(
+        self,
+        objects: Arc<dyn ObjectStore>,
+        prefix: &str,
+    ) -> Result<SegmentStore, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("object-store")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::new(BACKEND, format!("cannot start its runtime: {e}")))?;
+        let store = SegmentStore {
+            runtime: Some(runtime),
+            objects,
+            dir: Path::from(prefix).join(SEGMENTS),
+            index: RwLock::new(Index::default()),
+            writer: Mutex::new(Writer {
+                next_seq: 0,
+                stopped: None,
+            }),
+            cache: Mutex::new(Cache {
+                limit: self.cache_bytes,
+                ..Cache::default()
+            }),
+        };
+        let next = store.load()?;
+        store.writer().next_seq = next;
+        Ok(store)
+    }
+}
+
+/// The log kept as segment objects in an [`ObjectStore`].
+pub struct SegmentStore {
+    /// Runs the object store's futures; taken on drop.
+    runtime: Option<tokio::runtime::Runtime>,
+    objects: Arc<dyn ObjectStore>,
+    dir: Path,
+    index: RwLock<Index>,
+    writer: Mutex<Writer>,
+    cache: Mutex<Cache>,
+}
+
+impl std::fmt::Debug for SegmentStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentStore")
+            .field("objects", &self.objects.to_string())
+            .field("dir", &self.dir.as_ref())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SegmentStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside an async context.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl SegmentStore {
+    /// Settings, to open a store with.
+    #[must_use]
+    pub fn builder() -> SegmentStoreBuilder {
+        SegmentStoreBuilder::default()
+    }
+
+    /// Opens the log kept under `prefix` of `objects` with the default
+    /// settings.
+    ///
+    /// # Errors
+    /// As [`SegmentStoreBuilder::open`].
+    pub fn open(objects: Arc<dyn ObjectStore>, prefix: &str) -> Result<Self, StoreError> {
+        Self::builder().open(objects, prefix)
+    }
+
+    /// Opens the log kept as segment files under the directory `dir`
+    /// (created when missing), each written durably (`fsync` of the file and
+    /// its directory).
+    ///
+    /// # Errors
+    /// The directory cannot be made or read; as [`SegmentStoreBuilder::open`].
+    pub fn open_dir(dir: &std::path::Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::new(BACKEND, format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let local = LocalFileSystem::new_with_prefix(dir)
+            .map_err(SegmentError::from)?
+            .with_fsync(true);
+        Self::open(Arc::new(local), "")
+    }
+
+    /// Opens the log at `url`, `s3://BUCKET/PREFIX`, on an S3-compatible
+    /// store configured by the standard `AWS_*` environment variables
+    /// (`AWS_ENDPOINT` for a store other than Amazon's, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP=true`
+    /// for a plain-HTTP endpoint). The store must support conditional
+    /// create (`If-None-Match: *`), as Amazon S3, Ceph, Garage and MinIO do.
+    ///
+    /// # Errors
+    /// A URL that is not `s3://BUCKET[/PREFIX]`, settings the client
+    /// refuses; as [`SegmentStoreBuilder::open`].
+    pub fn open_s3(url: &str) -> Result<Self, StoreError> {
+        let (bucket, prefix) = parse_s3_url(url)?;
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(SegmentError::from)?;
+        Self::open(Arc::new(s3), prefix)
+    }
+
+    /// How many segments the log has (the next one's sequence number).
+    #[must_use]
+    pub fn segments(&self) -> u64 {
+        self.writer().next_seq
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `fut` on the backend's runtime and waits for it, from any
+    /// thread (the log calls the store from threads that may block).
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, SegmentError>> + Send + 'static,
+    ) -> Result<T, SegmentError> {
+        let rt = self.runtime.as_ref().ok_or(SegmentError::Runtime)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| SegmentError::Runtime)?
+    }
+
+    fn path(&self, seq: u64) -> Path {
+        self.dir.clone().join(segment_name(seq))
+    }
+
+    /// Reads every segment into the index; returns the next sequence number.
+    fn load(&self) -> Result<u64, SegmentError> {
+        let objects = Arc::clone(&self.objects);
+        let dir = self.dir.clone();
+        let mut seqs = self.run(async move {
+            let metas: Vec<_> = objects.list(Some(&dir)).try_collect().await?;
+            let mut seqs = Vec::with_capacity(metas.len());
+            for meta in metas {
+                let name = meta.location.filename().unwrap_or_default();
+                let seq = parse_name(name).ok_or_else(|| SegmentError::Unexpected {
+                    name: name.to_owned(),
+                })?;
+                // The name must be directly under the segments prefix.
+                if meta.location != dir.clone().join(segment_name(seq)) {
+                    return Err(SegmentError::Unexpected {
+                        name: meta.location.to_string(),
+                    });
+                }
+                seqs.push(seq);
+            }
+            Ok(seqs)
+        })?;
+        seqs.sort_unstable();
+        for (expected, &seq) in (0u64..).zip(&seqs) {
+            if seq != expected {
+                return Err(SegmentError::Missing { seq: expected });
+            }
+        }
+        let count = seqs.len() as u64;
+        let objects = Arc::clone(&self.objects);
+        let paths: Vec<(u64, Path)> = seqs.iter().map(|&s| (s, self.path(s))).collect();
+        let (tx, rx) = std::sync::mpsc::sync_channel(OPEN_FETCHES);
+        let rt = self.runtime.as_ref().ok_or(SegmentError::Runtime)?;
+        rt.spawn(async move {
+            let mut fetches = futures_util::stream::iter(paths)
+                .map(|(seq, path)| {
+                    let objects = Arc::clone(&objects);
+                    async move {
+                        let bytes = objects.get(&path).await?.bytes().await?;
+                        Ok::<_, SegmentError>((seq, bytes))
+                    }
+                })
+                .buffered(OPEN_FETCHES);
+            while let Some(fetched) = fetches.next().await {
+                let failed = fetched.is_err();
+                if tx.send(fetched).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self.cache();
+        for _ in 0..count {
+            let (seq, bytes) = rx.recv().map_err(|_| SegmentError::Runtime)??;
+            for put in decode(seq, &bytes)? {
+                let (start, end) = (put.offset as usize, put.offset as usize + put.len as usize);
+                let loc = Loc {
+                    seq,
+                    offset: put.offset,
+                    len: put.len,
+                };
+                index.apply(put.space, put.key, &bytes[start..end], loc);
+            }
+            cache.insert(seq, bytes);
+        }
+        Ok(count)
+    }
+
+    fn segment(&self, seq: u64) -> Result<Bytes, SegmentError> {
+        if let Some(s) = self.cache().get(seq) {
+            return Ok(s);
+        }
+        let objects = Arc::clone(&self.objects);
+        let path = self.path(seq);
+        let bytes = self.run(async move { Ok(objects.get(&path).await?.bytes().await?) })?;
+        // Checked again: the object could have been replaced since open.
+        decode(seq, &bytes)?;
+        self.cache().insert(seq, bytes.clone());
+        Ok(bytes)
+    }
+
+    fn value(&self, loc: Loc) -> Result<Vec<u8>, SegmentError> {
+        let segment = self.segment(loc.seq)?;
+        let (start, end) = (loc.offset as usize, loc.offset as usize + loc.len as usize);
+        segment
+            .get(start..end)
+            .map(<[u8]>::to_vec)
+            .ok_or(SegmentError::Corrupt {
+                seq: loc.seq,
+                reason: "a value lies outside its segment",
+            })
+    }
+
+    fn commit_segment(&self, batch: WriteBatch) -> Result<(), SegmentError> {
+        let mut writer = self.writer();
+        if let Some(stopped) = &writer.stopped {
+            return Err(match stopped {
+                SegmentError::Fenced { seq } => SegmentError::Fenced { seq: *seq },
+                _ => SegmentError::Poisoned,
+            });
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let seq = writer.next_seq;
+        let (bytes, locs) = encode(seq, &batch.puts)?;
+        let bytes = Bytes::from(bytes);
+        let objects = Arc::clone(&self.objects);
+        let path = self.path(seq);
+        let payload = PutPayload::from_bytes(bytes.clone());
+        let put = self.run(async move {
+            let opts = PutOptions::from(PutMode::Create);
+            objects.put_opts(&path, payload, opts).await?;
+            Ok(())
+        });
+        if let Err(e) = put {
+            let e = match e {
+                SegmentError::Objects(object_store::Error::AlreadyExists { .. }) => {
+                    SegmentError::Fenced { seq }
+                }
+                other => other,
+            };
+            writer.stopped = Some(match &e {
+                SegmentError::Fenced { seq } => SegmentError::Fenced { seq: *seq },
+                _ => SegmentError::Poisoned,
+            });
+            return Err(e);
+        }
+        {
+            let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+            for ((space, k, v), loc) in batch.puts.into_iter().zip(locs) {
+                index.apply(space, k, &v, loc);
+            }
+        }
+        self.cache().insert(seq, bytes);
+        writer.next_seq = seq + 1;
+        Ok(())
+    }
+}
+
+impl Store for SegmentStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn commit(&self, batch: WriteBatch, _sync: bool) -> Result<(), StoreError> {
+        Ok(self.commit_segment(batch)?)
+    }
+
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        if space != Space::Log {
+            return Ok(index.space(space).get(key).cloned());
+        }
+        let Some(&loc) = index.log.get(key) else {
+            return Ok(None);
+        };
+        drop(index);
+        Ok(Some(self.value(loc)?))
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Visit,
+    ) -> Result<(), StoreError> {
+        // A chunk at a time, so `visit` and segment reads run without the
+        // index locked.
+        const CHUNK: usize = 256;
+        let mut lo = Bound::Included(start.to_vec());
+        let mut hi = end.map_or(Bound::Unbounded, |e| Bound::Excluded(e.to_vec()));
+        loop {
+            let chunk: Vec<(Vec<u8>, Result<Vec<u8>, Loc>)> = {
+                let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+                let range = (lo.clone(), hi.clone());
+                if space == Space::Log {
+                    let entries = index.log.range(range);
+                    let take = |(k, l): (&Vec<u8>, &Loc)| (k.clone(), Err(*l));
+                    if reverse {
+                        entries.rev().take(CHUNK).map(take).collect()
+                    } else {
+                        entries.take(CHUNK).map(take).collect()
+                    }
+                } else {
+                    let entries = index.space(space).range(range);
+                    let take = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), Ok(v.clone()));
+                    if reverse {
+                        entries.rev().take(CHUNK).map(take).collect()
+                    } else {
+                        entries.take(CHUNK).map(take).collect()
+                    }
+                }
+            };
+            let Some((last, _)) = chunk.last() else {
+                return Ok(());
+            };
+            let last = last.clone();
+            let full = chunk.len() == CHUNK;
+            for (k, v) in chunk {
+                let v = match v {
+                    Ok(v) => v,
+                    Err(loc) => self.value(loc)?,
+                };
+                if visit(&k, &v) == Visit::Stop {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+            if reverse {
+                hi = Bound::Excluded(last);
+            } else {
+                lo = Bound::Excluded(last);
+            }
+        }
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        // Every commit is durable when it returns.
+        match &self.writer().stopped {
+            Some(_) => Err(SegmentError::Poisoned.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn puts() -> Vec<(Space, Vec<u8>, Vec<u8>)> {
+        vec![
+            (Space::Log, 7u64.to_be_bytes().to_vec(), b"frame".to_vec()),
+            (
+                Space::EventIds,
+                b"acme\0id".to_vec(),
+                7u64.to_be_bytes().to_vec(),
+            ),
+            (Space::Streams, b"acme\0s\0v".to_vec(), vec![]),
+            (Space::Tenants, b"acme".to_vec(), b"head".to_vec()),
+        ]
+    }
+
+    #[test]
+    fn a_segment_decodes_to_the_puts_it_was_encoded_from() {
+        let puts = puts();
+        let (bytes, locs) = encode(3, &puts).unwrap();
+        let decoded = decode(3, &bytes).unwrap();
+        assert_eq!(decoded.len(), puts.len());
+        for ((d, (space, k, v)), loc) in decoded.iter().zip(&puts).zip(&locs) {
+            assert_eq!((d.space, &d.key), (*space, k));
+            assert_eq!((d.offset, d.len), (loc.offset, loc.len));
+            let at = d.offset as usize;
+            assert_eq!(&bytes[at..at + d.len as usize], v.as_slice());
+        }
+    }
+
+    #[test]
+    fn every_flipped_byte_and_every_truncation_is_refused_without_a_panic() {
+        let (bytes, _) = encode(3, &puts()).unwrap();
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            assert!(
+                matches!(decode(3, &b), Err(SegmentError::Corrupt { seq: 3, .. })),
+                "flip at {i}"
+            );
+            assert!(decode(3, &bytes[..i]).is_err(), "truncated to {i}");
+        }
+        let err = decode(4, &bytes).unwrap_err().to_string();
+        assert!(err.contains("sequence number differs"), "{err}");
+    }
+
+    #[test]
+    fn segment_names_are_twenty_digits_and_nothing_else_parses() {
+        assert_eq!(segment_name(42), "00000000000000000042.seg");
+        assert_eq!(parse_name(&segment_name(u64::MAX)), Some(u64::MAX));
+        for bad in [
+            "42.seg",
+            "0000000000000000004x.seg",
+            "00000000000000000042",
+            "00000000000000000042.seg.tmp",
+        ] {
+            assert_eq!(parse_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn s3_urls_name_a_bucket_and_an_optional_prefix() {
+        assert_eq!(parse_s3_url("s3://logs").unwrap(), ("logs", ""));
+        assert_eq!(
+            parse_s3_url("s3://logs/eu/ledger/").unwrap(),
+            ("logs", "eu/ledger")
+        );
+        for bad in [
+            "logs",
+            "s3://",
+            "s3://Logs",
+            "s3://logs//x",
+            "s3://logs/x?y",
+            "file:///tmp",
+        ] {
+            let err = parse_s3_url(bad).unwrap_err().to_string();
+            assert!(err.contains("expected s3://BUCKET"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_cache_keeps_within_its_bound_and_evicts_the_oldest_first() {
+        let mut c = Cache {
+            limit: 10,
+            ..Cache::default()
+        };
+        c.insert(1, Bytes::from_static(b"aaaa"));
+        c.insert(2, Bytes::from_static(b"bbbb"));
+        c.insert(3, Bytes::from_static(b"cccc"));
+        assert!(c.bytes <= 10);
+        assert!(c.get(1).is_none());
+        assert_eq!(c.get(3).as_deref(), Some(&b"cccc"[..]));
+        c.insert(4, Bytes::from_static(b"larger than the bound"));
+        assert!(c.get(4).is_none());
+    }
+}
