@@ -6,9 +6,9 @@ use std::sync::Arc;
 use mailledger_core::Store;
 
 /// The durable backends the crash and fault tests run against.
-pub const DURABLE_BACKENDS: [&str; 2] = ["fjall", "sled"];
+pub const DURABLE_BACKENDS: [&str; 3] = ["fjall", "sled", "objects"];
 
-/// Opens the store of `backend` (`fjall` or `sled`) in `dir`.
+/// Opens the store of `backend` (`fjall`, `sled` or `objects`, segment files) in `dir`.
 ///
 /// # Errors
 /// When the store cannot be opened, or the backend is unknown.
@@ -16,6 +16,9 @@ pub fn open_store(backend: &str, dir: &Path) -> mailledger_core::Result<Arc<dyn 
     match backend {
         "fjall" => Ok(Arc::new(mailledger_fjall::FjallStore::open(dir)?)),
         "sled" => Ok(Arc::new(mailledger_sled::SledStore::open(dir)?)),
+        "objects" => Ok(Arc::new(mailledger_object_store::SegmentStore::open_dir(
+            dir,
+        )?)),
         other => Err(mailledger_core::Error::InvalidInput(format!(
             "unknown backend {other}"
         ))),

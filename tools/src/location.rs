@@ -24,16 +24,28 @@ pub enum LogLocation {
         /// The sled directory.
         path: PathBuf,
     },
+    /// Segment objects (the object_store backend) in a local directory.
+    Objects {
+        /// The directory of the segments.
+        path: PathBuf,
+    },
+    /// Segment objects (the object_store backend) on an S3-compatible store.
+    S3 {
+        /// `s3://BUCKET[/PREFIX]`; the client reads its settings and
+        /// credentials from the `AWS_*` environment variables.
+        url: String,
+    },
     /// Nothing on disk; gone when the process ends.
     Memory,
 }
 
 impl LogLocation {
-    /// Parses `fjall:PATH`, `sled:PATH` or `memory:`.
+    /// Parses `fjall:PATH`, `sled:PATH`, `objects:PATH`, `s3://BUCKET[/PREFIX]`
+    /// or `memory:`.
     pub fn parse(url: &str) -> Result<Self> {
-        let (scheme, rest) = url
-            .split_once(':')
-            .with_context(|| format!("--log {url:?}: expected fjall:PATH, sled:PATH or memory:"))?;
+        let (scheme, rest) = url.split_once(':').with_context(|| {
+            format!("--log {url:?}: expected fjall:PATH, sled:PATH, objects:PATH, s3://BUCKET/PREFIX or memory:")
+        })?;
         let path = || -> Result<PathBuf> {
             if rest.is_empty() {
                 bail!("--log {url:?}: the {scheme} backend needs a path, as in {scheme}:./log");
@@ -43,9 +55,19 @@ impl LogLocation {
         match scheme {
             "fjall" => Ok(Self::Fjall { path: path()? }),
             "sled" => Ok(Self::Sled { path: path()? }),
+            "objects" => Ok(Self::Objects { path: path()? }),
+            "s3" => {
+                mailledger_object_store::parse_s3_url(url)
+                    .map_err(|e| anyhow::anyhow!("--log: {e}"))?;
+                Ok(Self::S3 {
+                    url: url.trim_end_matches('/').to_owned(),
+                })
+            }
             "memory" if rest.is_empty() => Ok(Self::Memory),
             "memory" => bail!("--log {url:?}: memory: takes no path"),
-            other => bail!("--log {url:?}: unknown backend {other:?}; use fjall, sled or memory"),
+            other => bail!(
+                "--log {url:?}: unknown backend {other:?}; use fjall, sled, objects, s3 or memory"
+            ),
         }
     }
 
@@ -54,15 +76,18 @@ impl LogLocation {
         match self {
             Self::Fjall { .. } => "fjall",
             Self::Sled { .. } => "sled",
+            Self::Objects { .. } | Self::S3 { .. } => "object_store",
             Self::Memory => "memory",
         }
     }
 
+    /// Where the log is, as `--log` would name it (absolute for paths).
     fn describe(&self) -> String {
         match self {
-            Self::Fjall { path } | Self::Sled { path } => {
-                format!("{}:{}", self.backend(), path.display())
-            }
+            Self::Fjall { path } => format!("fjall:{}", path.display()),
+            Self::Sled { path } => format!("sled:{}", path.display()),
+            Self::Objects { path } => format!("objects:{}", path.display()),
+            Self::S3 { url } => url.clone(),
             Self::Memory => "memory:".into(),
         }
     }
@@ -172,6 +197,16 @@ pub fn open(location: &LogLocation, config: LedgerConfig) -> Result<Arc<dyn Even
             })?;
             Arc::new(Ledger::open(store, config)?)
         }
+        LogLocation::Objects { path } => {
+            let store = mailledger_object_store::SegmentStore::open_dir(path)
+                .with_context(|| format!("cannot open the segment log in {}", path.display()))?;
+            Arc::new(Ledger::open(store, config)?)
+        }
+        LogLocation::S3 { url } => {
+            let store = mailledger_object_store::SegmentStore::open_s3(url)
+                .with_context(|| format!("cannot open the segment log at {url}"))?;
+            Arc::new(Ledger::open(store, config)?)
+        }
         LogLocation::Memory => Arc::new(Ledger::open(MemoryStore::new(), config)?),
     })
 }
@@ -191,7 +226,25 @@ mod tests {
             LogLocation::parse("sled:rel").unwrap(),
             LogLocation::Sled { .. }
         ));
-        for bad in ["fjall:", "rocks:/x", "memory:/x", "nocolon"] {
+        assert!(matches!(
+            LogLocation::parse("objects:segs").unwrap(),
+            LogLocation::Objects { .. }
+        ));
+        assert_eq!(
+            LogLocation::parse("s3://eu-logs/ledger/").unwrap(),
+            LogLocation::S3 {
+                url: "s3://eu-logs/ledger".into()
+            }
+        );
+        for bad in [
+            "fjall:",
+            "objects:",
+            "s3:/x",
+            "s3://Bad/x",
+            "rocks:/x",
+            "memory:/x",
+            "nocolon",
+        ] {
             assert!(LogLocation::parse(bad).is_err(), "{bad}");
         }
     }

@@ -52,7 +52,7 @@ struct Cli {
         default_value = "./mailledger-data"
     )]
     data_dir: PathBuf,
-    /// The log's backend and place: fjall:PATH, sled:PATH or memory:. Default: fjall inside the data directory.
+    /// The log's backend and place: fjall:PATH, sled:PATH, objects:PATH (segment files), s3://BUCKET/PREFIX (segment objects; the client's settings come from AWS_* variables) or memory:. Default: fjall inside the data directory.
     #[arg(long = "log", global = true, env = "MAILLEDGER_LOG")]
     log: Option<String>,
     /// When appends return: sync (on stable storage) or buffered (handed to the OS; the last moments may be lost on power loss).

@@ -99,7 +99,10 @@ impl ResidencyArgs {
                 .to_string()
         };
         let log_at = match log {
-            LogLocation::Fjall { path } | LogLocation::Sled { path } => abs(path),
+            LogLocation::Fjall { path }
+            | LogLocation::Sled { path }
+            | LogLocation::Objects { path } => abs(path),
+            LogLocation::S3 { url } => url.clone(),
             LogLocation::Memory => "(memory)".to_owned(),
         };
         Ok(Residency::new(node, allowed)

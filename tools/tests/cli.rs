@@ -76,7 +76,7 @@ fn head(dir: &Path, log: &[&str]) -> u64 {
     text(&out.stdout).trim().parse().unwrap()
 }
 
-const BACKENDS: [&str; 2] = ["fjall", "sled"];
+const BACKENDS: [&str; 3] = ["fjall", "sled", "objects"];
 
 fn log_arg(dir: &Path, backend: &str) -> String {
     format!("{backend}:{}", dir.join("log").display())
@@ -132,6 +132,79 @@ fn append_read_and_head_round_trip_on_each_backend() {
         assert!(verify.status.success(), "{}", text(&verify.stderr));
         assert!(text(&verify.stdout).contains("250 records"));
     }
+}
+
+/// The S3-compatible server `.ci/run` starts (`.ci/s3`), if there is one;
+/// `MAILLEDGER_REQUIRE_S3` makes its absence a failure.
+fn s3_endpoint() -> Option<String> {
+    let endpoint = std::env::var("MAILLEDGER_TEST_S3_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
+    assert!(
+        endpoint.is_some() || std::env::var_os("MAILLEDGER_REQUIRE_S3").is_none(),
+        "MAILLEDGER_REQUIRE_S3 is set but MAILLEDGER_TEST_S3_ENDPOINT is not: start a server with .ci/s3"
+    );
+    if endpoint.is_none() {
+        eprintln!(
+            "skipped: no S3-compatible server (set MAILLEDGER_TEST_S3_ENDPOINT, or run .ci/s3 first)"
+        );
+    }
+    endpoint
+}
+
+#[test]
+fn a_log_on_an_s3_compatible_store_is_written_read_and_verified_across_runs() {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let dir = Dir::new();
+    let url = format!("s3://mailledger-test/cli-{}", uuid::Uuid::now_v7().simple());
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut child = common::command(dir.path().parent().unwrap())
+            .env("AWS_ENDPOINT", &endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "eu-central-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    };
+    let init = run(&["--log", &url, "init"], None);
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    for seed in [3, 4] {
+        let out = run(&["append", "--records"], Some(&lines(150, seed)));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    // The data directory remembers the log; each run reads it from the bucket.
+    let head = run(&["head"], None);
+    assert_eq!(text(&head.stdout).trim(), "300", "{}", text(&head.stderr));
+    let again = run(&["append", "--records"], Some(&lines(150, 3)));
+    assert!(text(&again.stderr).contains("appended 0 records (150 already present)"));
+    let verify = run(&["verify"], None);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    assert!(text(&verify.stdout).contains("300 records"));
+    let report = run(&["residency"], None);
+    assert!(
+        text(&report.stdout).contains(&url),
+        "{}",
+        text(&report.stdout)
+    );
+    // Nothing of the log is kept locally: only the marker, keys and access file.
+    assert!(!dir.path().join("log").exists());
 }
 
 #[test]
@@ -203,7 +276,8 @@ fn a_data_directory_refuses_another_backend() {
 fn flip_byte(backend: &str, path: &Path, position: u64) {
     let store: Box<dyn Store> = match backend {
         "fjall" => Box::new(mailledger_fjall::FjallStore::open(path).unwrap()),
-        _ => Box::new(mailledger_sled::SledStore::open(path).unwrap()),
+        "sled" => Box::new(mailledger_sled::SledStore::open(path).unwrap()),
+        _ => Box::new(mailledger_object_store::SegmentStore::open_dir(path).unwrap()),
     };
     let key = position.to_be_bytes();
     let mut frame = store.get(Space::Log, &key).unwrap().unwrap();

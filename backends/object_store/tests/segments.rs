@@ -28,11 +28,20 @@ use uuid::Uuid;
 
 fn events(n: usize) -> Vec<NewEvent> {
     (0..n)
-        .map(|i| NewEvent::new(Uuid::now_v7(), "sent", format!("{{\"i\":{i}}}").into_bytes()))
+        .map(|i| {
+            NewEvent::new(
+                Uuid::now_v7(),
+                "sent",
+                format!("{{\"i\":{i}}}").into_bytes(),
+            )
+        })
         .collect()
 }
 
-fn log_over(objects: Arc<dyn ObjectStore>, prefix: &str) -> mailledger_core::Result<Ledger<SegmentStore>> {
+fn log_over(
+    objects: Arc<dyn ObjectStore>,
+    prefix: &str,
+) -> mailledger_core::Result<Ledger<SegmentStore>> {
     Ledger::open(SegmentStore::open(objects, prefix)?, LedgerConfig::new())
 }
 
@@ -60,14 +69,21 @@ async fn a_second_writer_is_fenced(objects: Arc<dyn ObjectStore>, prefix: &str) 
     let a = log_over(Arc::clone(&objects), prefix).unwrap();
     append(&a, &first).await.unwrap();
     let b = log_over(Arc::clone(&objects), prefix).unwrap();
-    assert_eq!(ids(&b).await, first.iter().map(|e| e.id).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&b).await,
+        first.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
 
     let won = events(2);
     append(&a, &won).await.unwrap();
     let lost = events(1);
     let err = append(&b, &lost).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
-    assert!(err.to_string().contains("another writer extended the log first"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("another writer extended the log first"),
+        "{err}"
+    );
     // Fenced for good: nothing it is given is written.
     assert!(append(&b, &events(1)).await.is_err());
     assert!(b.store().commit(WriteBatch::new(), true).is_err());
@@ -76,7 +92,9 @@ async fn a_second_writer_is_fenced(objects: Arc<dyn ObjectStore>, prefix: &str) 
     let c = log_over(Arc::clone(&objects), prefix).unwrap();
     let expected: Vec<_> = first.iter().chain(&won).map(|e| e.id).collect();
     assert_eq!(ids(&c).await, expected);
-    c.verify(&TenantFilter::All, 0..u64::MAX, None).await.unwrap();
+    c.verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
     // The winner goes on writing after the loser's attempt.
     let more = events(1);
     append(&a, &more).await.unwrap();
@@ -153,7 +171,11 @@ impl ObjectStore for Failing {
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         self.inner.get_opts(location, options).await
     }
 
@@ -172,7 +194,12 @@ impl ObjectStore for Failing {
         self.inner.list_with_delimiter(prefix).await
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }
@@ -193,10 +220,16 @@ async fn a_failed_put_loses_no_acknowledged_event_and_leaves_no_part_of_its_batc
     objects.next_put.store(REFUSE, Ordering::SeqCst);
     let err = append(&log, &events(3)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
-    assert!(append(&log, &events(1)).await.is_err(), "a failed store writes no more");
+    assert!(
+        append(&log, &events(1)).await.is_err(),
+        "a failed store writes no more"
+    );
     drop(log);
     let log = log_over(objects.clone(), "").unwrap();
-    assert_eq!(ids(&log).await, acked.iter().map(|e| e.id).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&log).await,
+        acked.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
 
     // Stored, but answered with an error: never acknowledged, and after a
     // reopen the batch is there whole (a put is atomic), never in part.
@@ -207,7 +240,9 @@ async fn a_failed_put_loses_no_acknowledged_event_and_leaves_no_part_of_its_batc
     let log = log_over(objects.clone(), "").unwrap();
     let expected: Vec<_> = acked.iter().chain(&unanswered).map(|e| e.id).collect();
     assert_eq!(ids(&log).await, expected);
-    log.verify(&TenantFilter::All, 0..u64::MAX, None).await.unwrap();
+    log.verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
     append(&log, &events(1)).await.unwrap();
 }
 
@@ -223,7 +258,9 @@ async fn three_segments(objects: &Arc<InMemory>) -> Vec<Uuid> {
 }
 
 fn open_error(objects: &Arc<InMemory>) -> String {
-    SegmentStore::open(objects.clone(), "").unwrap_err().to_string()
+    SegmentStore::open(objects.clone(), "")
+        .unwrap_err()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +283,10 @@ async fn open_refuses_a_missing_a_changed_or_a_foreign_segment_and_names_it() {
 
     objects.put(&one, original.clone().into()).await.unwrap();
     let foreign = Path::from("segments/notes.txt");
-    objects.put(&foreign, b"hello".to_vec().into()).await.unwrap();
+    objects
+        .put(&foreign, b"hello".to_vec().into())
+        .await
+        .unwrap();
     let err = open_error(&objects);
     assert!(err.contains("unexpected object"), "{err}");
     objects.delete(&foreign).await.unwrap();
@@ -260,14 +300,26 @@ async fn open_refuses_a_missing_a_changed_or_a_foreign_segment_and_names_it() {
 async fn records_read_through_a_cache_too_small_for_a_segment_come_from_the_objects() {
     let objects = Arc::new(InMemory::new());
     let ids_written = three_segments(&objects).await;
-    let store = SegmentStore::builder().cache_bytes(0).open(objects.clone(), "").unwrap();
+    let store = SegmentStore::builder()
+        .cache_bytes(0)
+        .open(objects.clone(), "")
+        .unwrap();
     let log = Ledger::open(store, LedgerConfig::new()).unwrap();
     assert_eq!(ids(&log).await, ids_written);
-    log.verify(&TenantFilter::All, 0..u64::MAX, None).await.unwrap();
+    log.verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
 
     // A segment changed after open is found when it is read.
     let two = Path::from("segments/00000000000000000002.seg");
-    let mut changed = objects.get(&two).await.unwrap().bytes().await.unwrap().to_vec();
+    let mut changed = objects
+        .get(&two)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
     let last = changed.len() - 40;
     changed[last] ^= 1;
     objects.put(&two, changed.into()).await.unwrap();
@@ -290,8 +342,15 @@ fn no_segment_is_ever_overwritten() {
     batch.put(Space::Tenants, b"acme".to_vec(), b"one".to_vec());
     store.commit(batch, true).unwrap();
     let zero = Path::from("segments/00000000000000000000.seg");
-    let again = rt.block_on(objects.put_opts(&zero, b"x".to_vec().into(), PutOptions::from(PutMode::Create)));
-    assert!(matches!(again, Err(object_store::Error::AlreadyExists { .. })));
+    let again = rt.block_on(objects.put_opts(
+        &zero,
+        b"x".to_vec().into(),
+        PutOptions::from(PutMode::Create),
+    ));
+    assert!(matches!(
+        again,
+        Err(object_store::Error::AlreadyExists { .. })
+    ));
 }
 
 /// The bytes of a segment of a known batch. Frozen: if this test fails,
@@ -302,9 +361,21 @@ fn the_segment_format_is_frozen() {
     let dir = tempfile::tempdir().unwrap();
     let store = SegmentStore::open_dir(dir.path()).unwrap();
     let mut batch = WriteBatch::new();
-    batch.put(Space::Log, 0u64.to_be_bytes().to_vec(), b"a record frame".to_vec());
-    batch.put(Space::EventIds, b"acme\0\x01\x02".to_vec(), 0u64.to_be_bytes().to_vec());
-    batch.put(Space::Streams, b"acme\0message-1\0\0\0\0\0\0\0\0\0".to_vec(), 0u64.to_be_bytes().to_vec());
+    batch.put(
+        Space::Log,
+        0u64.to_be_bytes().to_vec(),
+        b"a record frame".to_vec(),
+    );
+    batch.put(
+        Space::EventIds,
+        b"acme\0\x01\x02".to_vec(),
+        0u64.to_be_bytes().to_vec(),
+    );
+    batch.put(
+        Space::Streams,
+        b"acme\0message-1\0\0\0\0\0\0\0\0\0".to_vec(),
+        0u64.to_be_bytes().to_vec(),
+    );
     batch.put(Space::Tenants, b"acme".to_vec(), b"head".to_vec());
     store.commit(batch, true).unwrap();
     let written = std::fs::read(dir.path().join("segments/00000000000000000000.seg")).unwrap();
