@@ -159,6 +159,12 @@ struct Loc {
     len: u32,
 }
 
+/// A scanned entry: an index value, or where a record's bytes are.
+enum Found {
+    Value(Vec<u8>),
+    At(Loc),
+}
+
 /// A put as a segment holds it.
 #[derive(Debug, PartialEq, Eq)]
 struct SegmentPut {
@@ -745,12 +751,12 @@ impl Store for SegmentStore {
         let mut lo = Bound::Included(start.to_vec());
         let mut hi = end.map_or(Bound::Unbounded, |e| Bound::Excluded(e.to_vec()));
         loop {
-            let chunk: Vec<(Vec<u8>, Result<Vec<u8>, Loc>)> = {
+            let chunk: Vec<(Vec<u8>, Found)> = {
                 let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
                 let range = (lo.clone(), hi.clone());
                 if space == Space::Log {
                     let entries = index.log.range(range);
-                    let take = |(k, l): (&Vec<u8>, &Loc)| (k.clone(), Err(*l));
+                    let take = |(k, l): (&Vec<u8>, &Loc)| (k.clone(), Found::At(*l));
                     if reverse {
                         entries.rev().take(CHUNK).map(take).collect()
                     } else {
@@ -758,7 +764,7 @@ impl Store for SegmentStore {
                     }
                 } else {
                     let entries = index.space(space).range(range);
-                    let take = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), Ok(v.clone()));
+                    let take = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), Found::Value(v.clone()));
                     if reverse {
                         entries.rev().take(CHUNK).map(take).collect()
                     } else {
@@ -773,8 +779,8 @@ impl Store for SegmentStore {
             let full = chunk.len() == CHUNK;
             for (k, v) in chunk {
                 let v = match v {
-                    Ok(v) => v,
-                    Err(loc) => self.value(loc)?,
+                    Found::Value(v) => v,
+                    Found::At(loc) => self.value(loc)?,
                 };
                 if visit(&k, &v) == Visit::Stop {
                     return Ok(());
