@@ -37,6 +37,16 @@ fn case(d: Durability, batch: usize, appenders: usize) -> String {
     format!("{}-b{batch}-w{appenders}", durability_name(d))
 }
 
+/// The backends measured: `objects` is the object_store backend on local
+/// segment files.
+const BACKENDS: [&str; 3] = ["fjall", "sled", "objects"];
+
+/// Cases not run: batches of 1,000 but on fjall, and buffered appends on
+/// segment files, where every commit is durable anyway.
+fn skipped(backend: &str, d: Durability, batch: usize) -> bool {
+    (backend != "fjall" && batch == 1000) || (backend == "objects" && d == Durability::Buffered)
+}
+
 /// Rounds per iteration: keeps one iteration near 64 fsyncs or 64k records.
 fn rounds(d: Durability, batch: usize, appenders: usize) -> usize {
     match (d, batch * appenders) {
@@ -47,18 +57,21 @@ fn rounds(d: Durability, batch: usize, appenders: usize) -> usize {
 }
 
 fn bench_ledger(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    for backend in ["fjall", "sled"] {
+    for backend in BACKENDS {
         let mut g = c.benchmark_group(format!("append-{backend}"));
         g.sample_size(10)
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(3));
         for d in [Durability::Sync, Durability::Buffered] {
+            if skipped(backend, d, 0) {
+                continue;
+            }
             let dir = tempfile::tempdir().expect("tempdir");
             let log = ledger(backend, dir.path(), d);
             let counter = Arc::new(AtomicU64::new(0));
             for batch in BATCHES {
                 for appenders in APPENDERS {
-                    if backend == "sled" && batch == 1000 {
+                    if skipped(backend, d, batch) {
                         continue;
                     }
                     let r = rounds(d, batch, appenders);
@@ -318,11 +331,11 @@ fn main() {
     c.final_summary();
 
     let mut rows = Vec::new();
-    for backend in ["fjall", "sled"] {
+    for backend in BACKENDS {
         for d in [Durability::Sync, Durability::Buffered] {
             for batch in BATCHES {
                 for appenders in APPENDERS {
-                    if backend == "sled" && batch == 1000 {
+                    if skipped(backend, d, batch) {
                         continue;
                     }
                     let id = case(d, batch, appenders);

@@ -25,7 +25,7 @@ fn main() {
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(RECORDS));
     let mut dirs = Vec::new();
-    for backend in ["fjall", "sled"] {
+    for backend in ["fjall", "sled", "objects"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = ledger(backend, dir.path(), Durability::Buffered);
         rt.block_on(async {
@@ -89,7 +89,7 @@ fn main() {
     });
     g.finish();
     c.final_summary();
-    let rows: Vec<Row> = ["fjall", "sled"]
+    let rows: Vec<Row> = ["fjall", "sled", "objects"]
         .iter()
         .map(|b| Row {
             case: ("read".into(), format!("{b}-read-all")),

@@ -46,7 +46,7 @@ pub fn frame_len() -> usize {
         .map_or(0, |f| f.len())
 }
 
-/// Opens a store of `backend` (`fjall` or `sled`) in `dir`.
+/// Opens a store of `backend` (`fjall`, `sled` or `objects`, segment files) in `dir`.
 ///
 /// # Panics
 /// When the store cannot be opened: a benchmark cannot go on without it.
@@ -55,6 +55,9 @@ pub fn store(backend: &str, dir: &Path) -> Arc<dyn Store> {
     match backend {
         "fjall" => Arc::new(mailledger_fjall::FjallStore::open(dir).expect("open fjall")),
         "sled" => Arc::new(mailledger_sled::SledStore::open(dir).expect("open sled")),
+        "objects" => Arc::new(
+            mailledger_object_store::SegmentStore::open_dir(dir).expect("open segment files"),
+        ),
         other => panic!("no benchmark backend named {other}"),
     }
 }
