@@ -51,7 +51,7 @@ pub use record::{
     MAX_EVENT_TYPE_LEN, MAX_LINKS, MAX_STREAM_LEN, MAX_TENANT_LEN, NewEvent, Record, StreamAppend,
     TenantFilter, validate_event, validate_stream, validate_tenant,
 };
-pub use store::{Space, Store, Visit, WriteBatch};
+pub use store::{KeyRange, Space, Store, Visit, WriteBatch, scan_in_chunks};
 
 /// Lower-case hex of `bytes`.
 #[must_use]

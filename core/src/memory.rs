@@ -3,11 +3,10 @@
 //! durable backends are held to.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::sync::{PoisonError, RwLock};
 
 use crate::error::StoreError;
-use crate::store::{Space, Store, Visit, WriteBatch};
+use crate::store::{KeyRange, Space, Store, Visit, WriteBatch, scan_in_chunks};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -60,46 +59,17 @@ impl Store for MemoryStore {
         reverse: bool,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> Visit,
     ) -> Result<(), StoreError> {
-        // Copies a chunk at a time so `visit` runs without the lock held.
-        const CHUNK: usize = 256;
-        let mut lo = Bound::Included(start.to_vec());
-        let mut hi = end.map_or(Bound::Unbounded, |e| Bound::Excluded(e.to_vec()));
-        loop {
-            let chunk: Vec<(Vec<u8>, Vec<u8>)> = {
-                let spaces = self.spaces.read().unwrap_or_else(PoisonError::into_inner);
-                let range = spaces[index(space)].range((lo.clone(), hi.clone()));
-                if reverse {
-                    range
-                        .rev()
-                        .take(CHUNK)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                } else {
-                    range
-                        .take(CHUNK)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                }
-            };
-            let Some((last, _)) = chunk.last() else {
-                return Ok(());
-            };
-            let last = last.clone();
-            let full = chunk.len() == CHUNK;
-            for (k, v) in &chunk {
-                if visit(k, v) == Visit::Stop {
-                    return Ok(());
-                }
-            }
-            if !full {
-                return Ok(());
-            }
+        let chunk = |range: KeyRange, n: usize| {
+            let spaces = self.spaces.read().unwrap_or_else(PoisonError::into_inner);
+            let entries = spaces[index(space)].range(range);
+            let copy = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
             if reverse {
-                hi = Bound::Excluded(last);
+                entries.rev().take(n).map(copy).collect()
             } else {
-                lo = Bound::Excluded(last);
+                entries.take(n).map(copy).collect()
             }
-        }
+        };
+        scan_in_chunks(start, end, reverse, chunk, |k, v: Vec<u8>| Ok(visit(k, &v)))
     }
 
     fn sync(&self) -> Result<(), StoreError> {

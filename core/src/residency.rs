@@ -157,11 +157,12 @@ pub fn list(js: &[Jurisdiction]) -> String {
 pub struct StorePlace {
     /// What it holds: `log`, `projections`, `access`, `keys`.
     pub role: String,
-    /// How: `fjall`, `sled`, `files`, `memory`.
+    /// How: `fjall`, `sled`, `object_store`, `files`, `memory`.
     pub backend: String,
     /// Where: a directory, a file or a URL.
     pub at: String,
-    /// The jurisdiction its operator declared for it.
+    /// The jurisdiction it lies in: what its operator declared, or where
+    /// the configuration itself says (an Amazon S3 region's country).
     pub jurisdiction: Jurisdiction,
 }
 

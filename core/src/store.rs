@@ -5,6 +5,8 @@
 //! [`EventLog`](crate::EventLog), so sequencing, idempotency, the hash chain
 //! and group commit are written once.
 
+use std::ops::Bound;
+
 use crate::error::StoreError;
 
 /// The key spaces of a log. Keys order bytewise.
@@ -69,6 +71,50 @@ pub enum Visit {
     Continue,
     /// End the scan.
     Stop,
+}
+
+/// A key range as [`Store::scan`] names it, as owned bounds.
+pub type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+/// Runs a scan a chunk at a time, for a store that holds its entries behind
+/// a lock: `chunk(range, n)` copies out up to `n` entries of `range` in scan
+/// order (ascending, or descending when `reverse`) while it holds the lock,
+/// and `visit` then sees each without it, so a slow visitor or a value read
+/// from elsewhere never holds the store up. Ends when a chunk comes back
+/// short or `visit` answers [`Visit::Stop`].
+///
+/// # Errors
+/// The first error `visit` returns.
+pub fn scan_in_chunks<T>(
+    start: &[u8],
+    end: Option<&[u8]>,
+    reverse: bool,
+    mut chunk: impl FnMut(KeyRange, usize) -> Vec<(Vec<u8>, T)>,
+    mut visit: impl FnMut(&[u8], T) -> Result<Visit, StoreError>,
+) -> Result<(), StoreError> {
+    const CHUNK: usize = 256;
+    let mut lo = Bound::Included(start.to_vec());
+    let mut hi = end.map_or(Bound::Unbounded, |e| Bound::Excluded(e.to_vec()));
+    loop {
+        let entries = chunk((lo.clone(), hi.clone()), CHUNK);
+        let full = entries.len() == CHUNK;
+        let Some(last) = entries.last().map(|(k, _)| k.clone()) else {
+            return Ok(());
+        };
+        for (k, v) in entries {
+            if visit(&k, v)? == Visit::Stop {
+                return Ok(());
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+        if reverse {
+            hi = Bound::Excluded(last);
+        } else {
+            lo = Bound::Excluded(last);
+        }
+    }
 }
 
 /// An ordered key-value store with atomic batches.

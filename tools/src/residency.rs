@@ -98,15 +98,15 @@ impl ResidencyArgs {
                 .display()
                 .to_string()
         };
-        let log_at = match log {
+        let (log_at, log_in) = match log {
             LogLocation::Fjall { path }
             | LogLocation::Sled { path }
-            | LogLocation::Objects { path } => abs(path),
-            LogLocation::S3 { url } => url.clone(),
-            LogLocation::Memory => "(memory)".to_owned(),
+            | LogLocation::Objects { path } => (abs(path), data),
+            LogLocation::S3 { url } => s3_place(url, data)?,
+            LogLocation::Memory => ("(memory)".to_owned(), data),
         };
         Ok(Residency::new(node, allowed)
-            .with_store("log", log.backend(), log_at, data)
+            .with_store("log", log.backend(), log_at, log_in)
             .with_store(
                 "projections",
                 "fjall",
@@ -120,6 +120,29 @@ impl ResidencyArgs {
                 data,
             )
             .with_store("keys", "files", abs(keys_dir), keys))
+    }
+}
+
+/// Where an `s3://` log lies: on Amazon S3, in its region's country, whatever
+/// was declared (the client's settings decide where the bytes go); on
+/// another S3-compatible store (`AWS_ENDPOINT`), where its operator
+/// declared the data to be (`--data-jurisdiction`).
+fn s3_place(url: &str, declared: Jurisdiction) -> Result<(String, Jurisdiction)> {
+    use mailledger_object_store::{S3Target, aws_region_country};
+    match S3Target::from_env() {
+        S3Target::Endpoint => Ok((format!("{url} (endpoint from AWS_ENDPOINT)"), declared)),
+        S3Target::Amazon { region } => {
+            let country = aws_region_country(&region).with_context(|| {
+                format!(
+                    "--log {url}: AWS region {region:?} is not one this build can place in a country; \
+                     for a store other than Amazon S3 set AWS_ENDPOINT and declare --data-jurisdiction"
+                )
+            })?;
+            let j = country
+                .parse::<Jurisdiction>()
+                .map_err(|e| anyhow!("AWS region {region}: {e}"))?;
+            Ok((format!("{url} (Amazon S3 region {region})"), j))
+        }
     }
 }
 

@@ -32,8 +32,13 @@ fn keys_dir(data_dir: &Path) -> std::path::PathBuf {
 fn mailledger(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     // The data directory and, beside it, the keys directory, with no
     // MAILLEDGER_* setting of the caller's environment.
-    let mut child = common::command(data_dir.parent().unwrap())
-        .args(args)
+    let mut cmd = common::command(data_dir.parent().unwrap());
+    finish(cmd.args(args), stdin)
+}
+
+/// Runs `cmd`, writing `stdin` to it, and waits for its output.
+fn finish(cmd: &mut std::process::Command, stdin: Option<&str>) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -152,6 +157,92 @@ fn s3_endpoint() -> Option<String> {
     endpoint
 }
 
+/// `mailledger ARGS` with exactly the `AWS_*` variables given.
+fn with_aws(data_dir: &Path, aws: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = common::command(data_dir.parent().unwrap());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(name);
+        }
+    }
+    finish(cmd.envs(aws.iter().copied()).args(args), stdin)
+}
+
+/// The log store of a residency report.
+fn log_store(out: &Output) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["role"] == "log")
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn an_s3_log_on_amazon_lies_in_its_regions_country_and_outside_the_eu_is_refused() {
+    let dir = Dir::new();
+    let log = ["--log", "s3://eu-ledger/log"];
+    // London and Zurich are named eu- but lie outside the EU; with no
+    // region the client uses us-east-1. Refused before anything is made,
+    // whatever the data directory is declared to be.
+    for (region, country) in [
+        (Some("eu-west-2"), "GB"),
+        (Some("eu-central-2"), "CH"),
+        (None, "US"),
+    ] {
+        let aws: Vec<(&str, &str)> = region.map(|r| ("AWS_REGION", r)).into_iter().collect();
+        let args = [&log[..], &["--data-jurisdiction", "EU", "init"]].concat();
+        let out = with_aws(dir.path(), &aws, &args, None);
+        assert!(!out.status.success(), "{region:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("store log is in {country}")),
+            "{region:?}: {err}"
+        );
+        assert!(
+            !dir.path().exists(),
+            "{region:?}: init created the data directory"
+        );
+    }
+    let args = [&log[..], &["init"]].concat();
+    let out = with_aws(dir.path(), &[("AWS_REGION", "mars-north-1")], &args, None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("AWS region \"mars-north-1\""),
+        "{}",
+        text(&out.stderr)
+    );
+    // Frankfurt is within the EU; the report places the log in Germany
+    // (and connects to nothing).
+    let args = [&log[..], &["residency"]].concat();
+    let out = with_aws(
+        dir.path(),
+        &[("AWS_DEFAULT_REGION", "eu-central-1")],
+        &args,
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let store = log_store(&out);
+    assert_eq!(store["jurisdiction"], "DE", "{store}");
+    assert!(
+        store["at"]
+            .as_str()
+            .unwrap()
+            .contains("region eu-central-1"),
+        "{store}"
+    );
+    // Another S3-compatible store is where its operator declares it.
+    let args = [&log[..], &["--data-jurisdiction", "FR", "residency"]].concat();
+    let aws = [
+        ("AWS_ENDPOINT", "http://127.0.0.1:9"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let store = log_store(&with_aws(dir.path(), &aws, &args, None));
+    assert_eq!(store["jurisdiction"], "FR", "{store}");
+}
+
 #[test]
 fn a_log_on_an_s3_compatible_store_is_written_read_and_verified_across_runs() {
     let Some(endpoint) = s3_endpoint() else {
@@ -159,30 +250,14 @@ fn a_log_on_an_s3_compatible_store_is_written_read_and_verified_across_runs() {
     };
     let dir = Dir::new();
     let url = format!("s3://mailledger-test/cli-{}", uuid::Uuid::now_v7().simple());
-    let run = |args: &[&str], stdin: Option<&str>| {
-        let mut child = common::command(dir.path().parent().unwrap())
-            .env("AWS_ENDPOINT", &endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_REGION", "eu-central-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    };
+    let aws = [
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "eu-central-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let run = |args: &[&str], stdin: Option<&str>| with_aws(dir.path(), &aws, args, stdin);
     let init = run(&["--log", &url, "init"], None);
     assert!(init.status.success(), "{}", text(&init.stderr));
     for seed in [3, 4] {

@@ -60,12 +60,11 @@
 //! The format is frozen by `tests/testdata/segment-v1.bin`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::ops::Bound;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use mailledger_core::{Space, Store, StoreError, Visit, WriteBatch};
+use mailledger_core::{KeyRange, Space, Store, StoreError, Visit, WriteBatch, scan_in_chunks};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -289,6 +288,75 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Option<u64> {
         self.take(8)?.try_into().ok().map(u64::from_be_bytes)
     }
+}
+
+/// Where an S3 client configured by the `AWS_*` environment variables (as
+/// [`SegmentStore::open_s3`] makes it) sends its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum S3Target {
+    /// Amazon S3 itself, in this region (`AWS_REGION` or
+    /// `AWS_DEFAULT_REGION`; the client's default is `us-east-1`).
+    Amazon {
+        /// The region's name, such as `eu-central-1`.
+        region: String,
+    },
+    /// Another S3-compatible store (`AWS_ENDPOINT`): where it is, only its
+    /// operator can say.
+    Endpoint,
+}
+
+impl S3Target {
+    /// What the environment configures, without connecting anywhere.
+    #[must_use]
+    pub fn from_env() -> Self {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let b = AmazonS3Builder::from_env();
+        if b.get_config_value(&AmazonS3ConfigKey::Endpoint).is_some()
+            || b.get_config_value(&AmazonS3ConfigKey::S3Endpoint).is_some()
+        {
+            return Self::Endpoint;
+        }
+        Self::Amazon {
+            region: b
+                .get_config_value(&AmazonS3ConfigKey::Region)
+                .unwrap_or_else(|| "us-east-1".into()),
+        }
+    }
+}
+
+/// The country an Amazon S3 region keeps its data in (ISO 3166-1 alpha-2),
+/// for the regions this build knows. London (`eu-west-2`) and Zurich
+/// (`eu-central-2`) are named `eu-` but lie outside the EU.
+#[must_use]
+pub fn aws_region_country(region: &str) -> Option<&'static str> {
+    Some(match region {
+        "eu-central-1" | "eusc-de-east-1" => "DE",
+        "eu-west-1" => "IE",
+        "eu-west-3" => "FR",
+        "eu-north-1" => "SE",
+        "eu-south-1" => "IT",
+        "eu-south-2" => "ES",
+        "eu-west-2" => "GB",
+        "eu-central-2" => "CH",
+        "us-east-1" | "us-east-2" | "us-west-1" | "us-west-2" => "US",
+        "ca-central-1" | "ca-west-1" => "CA",
+        "mx-central-1" => "MX",
+        "sa-east-1" => "BR",
+        "af-south-1" => "ZA",
+        "il-central-1" => "IL",
+        "me-south-1" => "BH",
+        "me-central-1" => "AE",
+        "ap-east-1" => "HK",
+        "ap-northeast-1" | "ap-northeast-3" => "JP",
+        "ap-northeast-2" => "KR",
+        "ap-south-1" | "ap-south-2" => "IN",
+        "ap-southeast-1" => "SG",
+        "ap-southeast-2" | "ap-southeast-4" => "AU",
+        "ap-southeast-3" => "ID",
+        "ap-southeast-5" => "MY",
+        "ap-southeast-7" => "TH",
+        _ => return None,
+    })
 }
 
 /// Splits `s3://BUCKET[/PREFIX]` into bucket and prefix.
@@ -745,56 +813,34 @@ impl Store for SegmentStore {
         reverse: bool,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> Visit,
     ) -> Result<(), StoreError> {
-        // A chunk at a time, so `visit` and segment reads run without the
-        // index locked.
-        const CHUNK: usize = 256;
-        let mut lo = Bound::Included(start.to_vec());
-        let mut hi = end.map_or(Bound::Unbounded, |e| Bound::Excluded(e.to_vec()));
-        loop {
-            let chunk: Vec<(Vec<u8>, Found)> = {
-                let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
-                let range = (lo.clone(), hi.clone());
-                if space == Space::Log {
-                    let entries = index.log.range(range);
-                    let take = |(k, l): (&Vec<u8>, &Loc)| (k.clone(), Found::At(*l));
-                    if reverse {
-                        entries.rev().take(CHUNK).map(take).collect()
-                    } else {
-                        entries.take(CHUNK).map(take).collect()
-                    }
+        // Segment reads, like `visit`, run without the index locked.
+        let chunk = |range: KeyRange, n: usize| -> Vec<(Vec<u8>, Found)> {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            if space == Space::Log {
+                let entries = index.log.range(range);
+                let take = |(k, l): (&Vec<u8>, &Loc)| (k.clone(), Found::At(*l));
+                if reverse {
+                    entries.rev().take(n).map(take).collect()
                 } else {
-                    let entries = index.space(space).range(range);
-                    let take = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), Found::Value(v.clone()));
-                    if reverse {
-                        entries.rev().take(CHUNK).map(take).collect()
-                    } else {
-                        entries.take(CHUNK).map(take).collect()
-                    }
+                    entries.take(n).map(take).collect()
                 }
-            };
-            let Some((last, _)) = chunk.last() else {
-                return Ok(());
-            };
-            let last = last.clone();
-            let full = chunk.len() == CHUNK;
-            for (k, v) in chunk {
-                let v = match v {
-                    Found::Value(v) => v,
-                    Found::At(loc) => self.value(loc)?,
-                };
-                if visit(&k, &v) == Visit::Stop {
-                    return Ok(());
-                }
-            }
-            if !full {
-                return Ok(());
-            }
-            if reverse {
-                hi = Bound::Excluded(last);
             } else {
-                lo = Bound::Excluded(last);
+                let entries = index.space(space).range(range);
+                let take = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), Found::Value(v.clone()));
+                if reverse {
+                    entries.rev().take(n).map(take).collect()
+                } else {
+                    entries.take(n).map(take).collect()
+                }
             }
-        }
+        };
+        scan_in_chunks(start, end, reverse, chunk, |k, found| {
+            let v = match found {
+                Found::Value(v) => v,
+                Found::At(loc) => self.value(loc)?,
+            };
+            Ok(visit(k, &v))
+        })
     }
 
     fn sync(&self) -> Result<(), StoreError> {
@@ -886,6 +932,16 @@ mod tests {
             let err = parse_s3_url(bad).unwrap_err().to_string();
             assert!(err.contains("expected s3://BUCKET"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn aws_regions_named_eu_outside_the_eu_are_placed_where_they_are() {
+        assert_eq!(aws_region_country("eu-central-1"), Some("DE"));
+        assert_eq!(aws_region_country("eu-west-1"), Some("IE"));
+        assert_eq!(aws_region_country("eu-west-2"), Some("GB"));
+        assert_eq!(aws_region_country("eu-central-2"), Some("CH"));
+        assert_eq!(aws_region_country("us-east-1"), Some("US"));
+        assert_eq!(aws_region_country("eu-nowhere-9"), None);
     }
 
     #[test]
