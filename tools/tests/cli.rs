@@ -139,33 +139,20 @@ fn append_read_and_head_round_trip_on_each_backend() {
     }
 }
 
-/// The S3-compatible server `.ci/run` starts (`.ci/s3`), if there is one;
-/// `MAILLEDGER_REQUIRE_S3` makes its absence a failure.
-fn s3_endpoint() -> Option<String> {
-    let endpoint = std::env::var("MAILLEDGER_TEST_S3_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty());
-    assert!(
-        endpoint.is_some() || std::env::var_os("MAILLEDGER_REQUIRE_S3").is_none(),
-        "MAILLEDGER_REQUIRE_S3 is set but MAILLEDGER_TEST_S3_ENDPOINT is not: start a server with .ci/s3"
-    );
-    if endpoint.is_none() {
-        eprintln!(
-            "skipped: no S3-compatible server (set MAILLEDGER_TEST_S3_ENDPOINT, or run .ci/s3 first)"
-        );
-    }
-    endpoint
-}
-
 /// `mailledger ARGS` with exactly the `AWS_*` variables given.
-fn with_aws(data_dir: &Path, aws: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> Output {
+fn with_aws<V: AsRef<std::ffi::OsStr>>(
+    data_dir: &Path,
+    aws: &[(&str, V)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     let mut cmd = common::command(data_dir.parent().unwrap());
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("AWS_") {
             cmd.env_remove(name);
         }
     }
-    finish(cmd.envs(aws.iter().copied()).args(args), stdin)
+    finish(cmd.envs(aws.iter().map(|(k, v)| (k, v))).args(args), stdin)
 }
 
 /// The log store of a residency report.
@@ -245,18 +232,16 @@ fn an_s3_log_on_amazon_lies_in_its_regions_country_and_outside_the_eu_is_refused
 
 #[test]
 fn a_log_on_an_s3_compatible_store_is_written_read_and_verified_across_runs() {
-    let Some(endpoint) = s3_endpoint() else {
+    let Some(endpoint) = common::s3_endpoint() else {
         return;
     };
     let dir = Dir::new();
-    let url = format!("s3://mailledger-test/cli-{}", uuid::Uuid::now_v7().simple());
-    let aws = [
-        ("AWS_ENDPOINT", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_REGION", "eu-central-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ];
+    let url = format!(
+        "s3://{}/cli-{}",
+        common::S3_BUCKET,
+        uuid::Uuid::now_v7().simple()
+    );
+    let aws = common::aws_settings(&endpoint);
     let run = |args: &[&str], stdin: Option<&str>| with_aws(dir.path(), &aws, args, stdin);
     let init = run(&["--log", &url, "init"], None);
     assert!(init.status.success(), "{}", text(&init.stderr));

@@ -355,3 +355,102 @@ fn the_projection_runner_inside_serve_feeds_queries_and_readiness() {
     assert_eq!(places("/v1/messages/m-42"), ["EU", "EU"]);
     assert_eq!(places("/v1/messages/m-43"), ["AT"]);
 }
+
+/// `serve` on a log in an S3-compatible bucket: what it acknowledged is
+/// there after a restart; a second writer (the command line, beside the
+/// running server) fences the server out instead of both extending the
+/// log; the restarted server reads what both wrote.
+#[test]
+fn serve_on_an_s3_log_keeps_what_it_acknowledged_and_a_second_writer_fences_it_out() {
+    let Some(endpoint) = common::s3_endpoint() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let url = format!(
+        "s3://{}/serve-{}",
+        common::S3_BUCKET,
+        uuid::Uuid::now_v7().simple()
+    );
+    let aws = common::aws_settings(&endpoint);
+    let on_s3 = || {
+        let mut c = command(root.path());
+        c.envs(aws.iter().map(|(k, v)| (k, v)));
+        c
+    };
+    let mut first = on_s3();
+    first.args(["--log", &url]);
+    let server = Server::start_with(first, true);
+    let key = server.first_key.clone();
+    let sent = r#"{"events": [
+        {"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0c01", "type": "sent", "message_id": "m-1",
+         "recipient": "ann@example.org", "occurred_at": "2026-11-22T10:00:00Z"}]}"#;
+    let (status, body) = server.request("POST", "/v1/events", &key, sent);
+    assert_eq!(status, 200, "{body}");
+
+    // The command line appends a record to the same log while the server
+    // runs (raw records need no key store, which the server holds).
+    let line = r#"{"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0c02", "stream": "ops-1", "type": "noted", "payload": {"n": 1}}"#;
+    let mut append = on_s3()
+        .args(["append", "--records"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    append
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    let out = append.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The server's next commit finds its segment taken: refused, never
+    // written beside the other's.
+    let bounced = r#"{"events": [
+        {"id": "0193a0c4-7b1e-7d2a-9c3f-2f6a1c9e0c03", "type": "bounced", "message_id": "m-2",
+         "recipient": "bob@example.org", "occurred_at": "2026-11-22T10:00:02Z", "class": "hard"}]}"#;
+    let (status, body) = server.request("POST", "/v1/events", &key, bounced);
+    assert!(status >= 500, "{status} {body}");
+    assert!(!body.contains("bob@"), "{body}");
+    let (status, _) = server.request("POST", "/v1/events", &key, bounced);
+    assert!(status >= 500, "a fenced server stays fenced: {status}");
+    drop(server);
+
+    // Restarted, it reads both writers' records and takes appends again.
+    let head = |expected: &str| {
+        let out = on_s3().arg("head").output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            expected,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    head("2");
+    let mut server = Server::start_with(on_s3(), false);
+    let (status, body) = server.request("POST", "/v1/events", &key, bounced);
+    assert_eq!(status, 200, "{body}");
+    let raw = on_s3()
+        .args(["read", "--raw", "--stream", "ops-1"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&raw.stdout).contains("\"noted\""));
+    let mut timeline = String::new();
+    for _ in 0..200 {
+        let (status, text) = server.request("GET", "/v1/messages/m-2", &key, "");
+        if status == 200 {
+            timeline = text;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let t: serde_json::Value = serde_json::from_str(&timeline).unwrap();
+    assert_eq!(t["status"], "bounced", "{timeline}");
+    assert!(server.terminate().success());
+    head("3");
+}
