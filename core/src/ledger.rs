@@ -1388,6 +1388,10 @@ impl<S: Store> EventLog for Ledger<S> {
         self.shared.published_head()
     }
 
+    fn accepts_appends(&self) -> bool {
+        !self.shared.poisoned.load(Ordering::SeqCst) && !self.shared.closed.load(Ordering::SeqCst)
+    }
+
     fn watch_head(&self) -> watch::Receiver<u64> {
         self.shared.head.subscribe()
     }
@@ -1742,6 +1746,7 @@ mod tests {
         use crate::{EventLog, ExpectedVersion};
         let rt = tokio::runtime::Runtime::new().unwrap();
         let log = gated_log();
+        assert!(log.accepts_appends());
         let (entered, release) = log.store().arm();
         let first = spawn_append(&rt, &log, ExpectedVersion::NoStream, Uuid::now_v7());
         entered.recv().unwrap();
@@ -1763,6 +1768,10 @@ mod tests {
             .unwrap();
         assert_eq!(records, 0, "a group prepared on a failed one was written");
         assert_eq!(log.head(), 0);
+        assert!(
+            !log.accepts_appends(),
+            "a poisoned log says it takes no appends"
+        );
     }
 
     #[test]

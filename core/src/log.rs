@@ -157,6 +157,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// The position the next record will get: the number of records.
     fn head(&self) -> u64;
 
+    /// Whether appends can still succeed: false once the log is closed, or
+    /// once a failed write (a storage error, or another writer that
+    /// extended the same log first) stopped it until it is reopened.
+    fn accepts_appends(&self) -> bool {
+        true
+    }
+
     /// A watch on [`EventLog::head`], updated after each acknowledged append.
     fn watch_head(&self) -> watch::Receiver<u64>;
 

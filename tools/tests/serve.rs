@@ -419,6 +419,10 @@ fn serve_on_an_s3_log_keeps_what_it_acknowledged_and_a_second_writer_fences_it_o
     assert!(!body.contains("bob@"), "{body}");
     let (status, _) = server.request("POST", "/v1/events", &key, bounced);
     assert!(status >= 500, "a fenced server stays fenced: {status}");
+    // And says so where a load balancer looks.
+    let (status, body) = server.request("GET", "/readyz", &key, "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("another writer"), "{body}");
     drop(server);
 
     // Restarted, it reads both writers' records and takes appends again.

@@ -94,11 +94,19 @@ pub(crate) fn projection_status(state: &AppState) -> (u64, Vec<ProjectionStatus>
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Not ready yet (projections catching up)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Not ready: projections catching up, or the log stopped accepting appends after a failed write", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Readiness>, Problem> {
     let (head, projections) = projection_status(&state);
+    if !state.email.log().accepts_appends() {
+        // Queries would still answer, but every append fails until a
+        // restart: a load balancer should send ingest elsewhere.
+        return Err(Problem::new(
+            ProblemType::Unavailable,
+            "the log stopped accepting appends after a failed write (a storage error, or another writer that extended the same log first); restart the server".to_owned(),
+        ));
+    }
     if state.ready.get() {
         return Ok(ApiJson(Readiness {
             status: "ready".into(),
