@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use mailledger_core::{EventLog, Ledger, LedgerConfig, MemoryStore};
+use mailledger_core::{EventLog, Ledger, LedgerConfig, MemoryStore, Store};
 use serde::{Deserialize, Serialize};
 
 /// The file in a data directory that records which backend holds its log.
@@ -82,7 +82,7 @@ impl LogLocation {
     }
 
     /// Where the log is, as `--log` would name it (absolute for paths).
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Self::Fjall { path } => format!("fjall:{}", path.display()),
             Self::Sled { path } => format!("sled:{}", path.display()),
@@ -178,37 +178,60 @@ pub fn resolve(data_dir: &Path, log: Option<&str>, create: bool) -> Result<LogLo
 
 /// Opens the log at `location`.
 pub fn open(location: &LogLocation, config: LedgerConfig) -> Result<Arc<dyn EventLog>> {
+    Ok(Arc::new(Ledger::open(open_store(location)?, config)?))
+}
+
+/// Opens the store under the log at `location`, creating it when empty.
+pub fn open_store(location: &LogLocation) -> Result<Arc<dyn Store>> {
     Ok(match location {
         LogLocation::Fjall { path } => {
-            let store = mailledger_fjall::FjallStore::open(path).with_context(|| {
+            Arc::new(mailledger_fjall::FjallStore::open(path).with_context(|| {
                 format!(
                     "cannot open the fjall log in {} (is another mailledger process using it?)",
                     path.display()
                 )
-            })?;
-            Arc::new(Ledger::open(store, config)?)
+            })?)
         }
         LogLocation::Sled { path } => {
-            let store = mailledger_sled::SledStore::open(path).with_context(|| {
+            Arc::new(mailledger_sled::SledStore::open(path).with_context(|| {
                 format!(
                     "cannot open the sled log in {} (is another mailledger process using it?)",
                     path.display()
                 )
-            })?;
-            Arc::new(Ledger::open(store, config)?)
+            })?)
         }
-        LogLocation::Objects { path } => {
-            let store = mailledger_object_store::SegmentStore::open_dir(path)
-                .with_context(|| format!("cannot open the segment log in {}", path.display()))?;
-            Arc::new(Ledger::open(store, config)?)
-        }
-        LogLocation::S3 { url } => {
-            let store = mailledger_object_store::SegmentStore::open_s3(url)
-                .with_context(|| format!("cannot open the segment log at {url}"))?;
-            Arc::new(Ledger::open(store, config)?)
-        }
-        LogLocation::Memory => Arc::new(Ledger::open(MemoryStore::new(), config)?),
+        LogLocation::Objects { path } => Arc::new(
+            mailledger_object_store::SegmentStore::open_dir(path)
+                .with_context(|| format!("cannot open the segment log in {}", path.display()))?,
+        ),
+        LogLocation::S3 { url } => Arc::new(
+            mailledger_object_store::SegmentStore::open_s3(url)
+                .with_context(|| format!("cannot open the segment log at {url}"))?,
+        ),
+        LogLocation::Memory => Arc::new(MemoryStore::new()),
     })
+}
+
+/// Points the ledger in `data_dir` at the log at `location` (after
+/// `mailledger migrate` copied it there): the marker is replaced
+/// atomically and durably (temp file, `fsync`, rename, `fsync` of the
+/// directory), so a crash leaves the old or the new one, never neither.
+pub fn switch(data_dir: &Path, location: &LogLocation) -> Result<()> {
+    let marker_path = data_dir.join(MARKER);
+    let tmp = data_dir.join(format!("{MARKER}.tmp"));
+    let marker = Marker {
+        format: 1,
+        log: location.clone(),
+    };
+    let bytes = serde_json::to_vec_pretty(&marker)?;
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &marker_path)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", marker_path.display()))
 }
 
 #[cfg(test)]

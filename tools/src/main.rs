@@ -15,6 +15,7 @@ macro_rules! out {
 mod admin;
 mod allocator;
 mod location;
+mod migrate;
 mod projections_cmd;
 mod residency;
 mod serve;
@@ -229,6 +230,19 @@ enum Command {
     /// an allowed jurisdiction: the other commands then refuse to start.
     /// Works while the server runs.
     Residency,
+    /// Copies the log to another backend (such as objects:PATH or
+    /// s3://BUCKET/PREFIX), byte for byte, verifies the copy, then points
+    /// the data directory at it.
+    ///
+    /// The target must be empty and lie where the node and every tenant
+    /// allow (checked before anything is written). With a progress bar.
+    /// The old log is left as it was. Needs the log to itself: stop
+    /// `mailledger serve` first.
+    Migrate {
+        /// Where the log goes, as --log names it.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// What a failed write to standard output says.
@@ -288,6 +302,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tenant { command } => return admin::tenant(&cli, command),
         Command::Key { command } => return admin::key(&cli, command),
         Command::Residency => return residency::report(&cli.residency()?, &cli.data_dir),
+        Command::Migrate { to } => return migrate::run(&cli, to),
         _ => {}
     }
     let durability: Durability = cli.durability.parse()?;
@@ -315,7 +330,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Serve(_)
         | Command::Tenant { .. }
         | Command::Key { .. }
-        | Command::Residency => false,
+        | Command::Residency
+        | Command::Migrate { .. } => false,
     };
     let keys = if needs_keys {
         Some(open_keys(
@@ -446,7 +462,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Serve(_)
             | Command::Tenant { .. }
             | Command::Key { .. }
-            | Command::Residency => {
+            | Command::Residency
+            | Command::Migrate { .. } => {
                 bail!("handled before the log is opened")
             }
         };

@@ -1,0 +1,165 @@
+//! `mailledger migrate --to URL`: copies the log to another backend byte
+//! for byte (every space, so positions, hashes, chains, event ids and
+//! stream versions stay what they were), verifies the copy, and only then
+//! points the data directory at it. The old log is left as it was.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use mailledger_core::{
+    EventLog, Ledger, LedgerConfig, Space, Store, TenantFilter, Visit, WriteBatch,
+};
+
+use crate::location::{self, LogLocation};
+use crate::{Cli, residency};
+
+/// Puts per copied batch, and the bytes at which a batch is written early.
+const BATCH_PUTS: usize = 20_000;
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Runs `mailledger migrate --to TO`.
+///
+/// # Errors
+/// No ledger here; a target that is the same log, kept in memory, outside
+/// an allowed jurisdiction or not empty; a failed copy or verification
+/// (the data directory then still points at the old log).
+pub fn run(cli: &Cli, to: &str) -> Result<ExitCode> {
+    let (from, recorded) = location::peek(&cli.data_dir, cli.log.as_deref())?;
+    if !recorded {
+        bail!(
+            "no ledger in {}; nothing to migrate",
+            cli.data_dir.display()
+        );
+    }
+    let target = LogLocation::parse(to)?;
+    if target == from {
+        bail!("--to {to} is the log this data directory already uses");
+    }
+    if target == LogLocation::Memory {
+        bail!("--to memory: would keep nothing; migrate to a durable backend");
+    }
+    // Where the log goes must be allowed as much as where it is, checked
+    // before anything is written.
+    let now = cli.residency()?;
+    residency::enforce(&now, &cli.data_dir)?;
+    let after = cli
+        .residency_args()
+        .declare(&cli.data_dir, &target, &cli.keys_dir)?;
+    residency::enforce(&after, &cli.data_dir)
+        .context("the log would move outside an allowed jurisdiction")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let source = location::open_store(&from)?;
+    // Opening checks the source's tail and chain heads first.
+    let head = Ledger::open(Arc::clone(&source), LedgerConfig::new())?.head();
+    let dest = location::open_store(&target)?;
+    for space in Space::ALL {
+        let mut any = false;
+        dest.scan(space, &[], None, false, &mut |_, _| {
+            any = true;
+            Visit::Stop
+        })?;
+        if any {
+            bail!(
+                "{} is not empty: migrate copies into an empty log only (an interrupted migration leaves a partial copy; remove it first)",
+                target.describe()
+            );
+        }
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(head)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "copying {bar:40} {pos}/{len} records ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut puts = 0u64;
+    for space in Space::ALL {
+        puts += copy_space(source.as_ref(), dest.as_ref(), space, &bar)?;
+    }
+    bar.finish_and_clear();
+    drop(source);
+
+    let copy = Ledger::open(dest, LedgerConfig::new()).context("the copy does not open")?;
+    if copy.head() != head {
+        bail!(
+            "the copy holds {} records, the log {head}; the data directory still uses {}",
+            copy.head(),
+            from.describe()
+        );
+    }
+    let report = runtime
+        .block_on(copy.verify(&TenantFilter::All, 0..u64::MAX, None))
+        .with_context(|| {
+            format!(
+                "the copy does not verify; the data directory still uses {}",
+                from.describe()
+            )
+        })?;
+    drop(copy);
+    location::switch(&cli.data_dir, &target)?;
+    out!(
+        "migrated {head} records ({puts} entries) from {} to {}; the copy verified ({} records of {} tenant(s)); {} now uses it",
+        from.describe(),
+        target.describe(),
+        report.records,
+        report.tenants,
+        cli.data_dir.display()
+    );
+    eprintln!(
+        "the old log ({}) is left as it was: remove it once it is no longer needed",
+        from.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Copies every entry of `space`, in key order, in synced batches; returns
+/// how many.
+fn copy_space(
+    source: &dyn Store,
+    dest: &dyn Store,
+    space: Space,
+    bar: &ProgressBar,
+) -> Result<u64> {
+    let mut batch = WriteBatch::new();
+    let mut bytes = 0;
+    let mut copied = 0u64;
+    let mut failed = None;
+    let mut flush = |batch: &mut WriteBatch, bytes: &mut usize| -> Result<()> {
+        let n = batch.puts.len() as u64;
+        dest.commit(std::mem::take(batch), true)?;
+        *bytes = 0;
+        copied += n;
+        if space == Space::Log {
+            bar.inc(n);
+        }
+        Ok(())
+    };
+    source.scan(space, &[], None, false, &mut |k, v| {
+        bytes += k.len() + v.len();
+        batch.put(space, k.to_vec(), v.to_vec());
+        let full = batch.puts.len() >= BATCH_PUTS || bytes >= BATCH_BYTES;
+        if let Err(e) = full.then(|| flush(&mut batch, &mut bytes)).transpose() {
+            failed = Some(e);
+            return Visit::Stop;
+        }
+        Visit::Continue
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if !batch.is_empty() {
+        flush(&mut batch, &mut bytes)?;
+    }
+    Ok(copied)
+}
