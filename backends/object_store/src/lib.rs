@@ -22,9 +22,17 @@
 //!   Record bytes are read from their segment on demand, through a cache of
 //!   whole segments bounded by [`SegmentStoreBuilder::cache_bytes`].
 //!   So memory grows with the number of events (about 100 bytes of index
-//!   per event and stream link), not with their size, and opening reads
-//!   the whole log once. A log too large for that needs index snapshots,
-//!   which this backend does not write yet.
+//!   per event and stream link), not with their size.
+//! - Snapshots of that index, `PREFIX/snapshots/{end:020}.snap`, the index
+//!   as the first `end` segments make it: the first after
+//!   [`SegmentStoreBuilder::snapshot_every`] segments, then whenever the
+//!   segments since the last one reach that many and an eighth of the log. Opening loads the newest snapshot that
+//!   decodes and reads only the segments after it, so a restart does not
+//!   read the whole log again. A snapshot is a cache of what the segments
+//!   say: it is written in the background after the commit that fills its
+//!   last segment, a failed or missing one costs only time, and one that
+//!   does not decode is passed over (with a warning) for an older one or
+//!   for the segments themselves.
 //!
 //! # Durability
 //!
@@ -54,10 +62,24 @@
 //! | end − 32 | 32 | blake3 hash of every byte before it |
 //!
 //! The puts are the batch's, in its order (a later put to a key wins).
-//! Opening checks each segment's magic, version, sequence number, lengths
-//! and hash, and that the sequence numbers run from 0 without a gap; a
-//! segment that fails any check stops the open with an error naming it.
+//! Opening checks that the sequence numbers run from 0 without a gap, and
+//! each segment it reads (those after the snapshot it loaded, all of them
+//! without one) for its magic, version, sequence number, lengths and hash;
+//! a segment that fails any check stops the open with an error naming it.
+//! A segment before the snapshot is checked the same way when it is read
+//! (a record read, a scan, `verify`).
 //! The format is frozen by `tests/testdata/segment-v1.bin`.
+//!
+//! # Snapshot layout (format 1)
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `MLSN` |
+//! | 4 | 1 | format version, 1 |
+//! | 5 | 8 | `end`: the segments it covers, 0 to `end` − 1 (its name says the same) |
+//! | 13 | 8 | number of entries `n` |
+//! | 21 | … | `n` entries, each: kind (1: 0 a record's place, 1 event ids, 2 streams, 3 tenants), key length (4), key, then for a record's place its segment (8), offset (4) and length (4), else value length (4) and value |
+//! | end − 32 | 32 | blake3 hash of every byte before it |
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -76,6 +98,10 @@ pub const SEGMENT_FORMAT: u8 = 1;
 const HEADER: usize = 17;
 const HASH: usize = 32;
 const SEGMENTS: &str = "segments";
+const SNAPSHOTS: &str = "snapshots";
+const SNAP_MAGIC: &[u8; 4] = b"MLSN";
+const SNAP_SUFFIX: &str = ".snap";
+const SNAP_HEADER: usize = 21;
 const SUFFIX: &str = ".seg";
 /// Segments fetched at once while opening.
 const OPEN_FETCHES: usize = 8;
@@ -290,6 +316,96 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Encodes `index` as the snapshot of the first `end` segments.
+fn encode_snapshot(end: u64, index: &Index) -> Vec<u8> {
+    let n = index.log.len() + index.spaces.iter().map(BTreeMap::len).sum::<usize>();
+    let mut out = Vec::with_capacity(SNAP_HEADER + n * 48 + HASH);
+    out.extend_from_slice(SNAP_MAGIC);
+    out.push(SEGMENT_FORMAT);
+    out.extend_from_slice(&end.to_be_bytes());
+    out.extend_from_slice(&(n as u64).to_be_bytes());
+    // Keys and values in an index came from segments, whose format bounds
+    // their lengths by u32.
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
+    for (k, loc) in &index.log {
+        out.push(0);
+        out.extend_from_slice(&len(k.len()));
+        out.extend_from_slice(k);
+        out.extend_from_slice(&loc.seq.to_be_bytes());
+        out.extend_from_slice(&loc.offset.to_be_bytes());
+        out.extend_from_slice(&loc.len.to_be_bytes());
+    }
+    for (tag, map) in (1u8..).zip(&index.spaces) {
+        for (k, v) in map {
+            out.push(tag);
+            out.extend_from_slice(&len(k.len()));
+            out.extend_from_slice(k);
+            out.extend_from_slice(&len(v.len()));
+            out.extend_from_slice(v);
+        }
+    }
+    let hash = blake3::hash(&out);
+    out.extend_from_slice(hash.as_bytes());
+    out
+}
+
+/// Decodes the snapshot of the first `end` segments; never panics.
+fn decode_snapshot(end: u64, bytes: &[u8]) -> Result<Index, &'static str> {
+    if bytes.len() < SNAP_HEADER + HASH {
+        return Err("shorter than a snapshot's header and hash");
+    }
+    let (body, hash) = bytes.split_at(bytes.len() - HASH);
+    if blake3::hash(body).as_bytes() != hash {
+        return Err("its hash does not match its bytes");
+    }
+    if &body[..4] != SNAP_MAGIC || body[4] != SEGMENT_FORMAT {
+        return Err("not a snapshot of this format");
+    }
+    let mut r = Reader { bytes: body, at: 5 };
+    if r.u64() != Some(end) {
+        return Err("it covers other segments than its name says");
+    }
+    let n = r.u64().ok_or("truncated header")?;
+    if n > ((body.len() - SNAP_HEADER) / 9) as u64 {
+        return Err("it claims more entries than its bytes hold");
+    }
+    let mut index = Index::default();
+    for _ in 0..n {
+        let tag = r.u8().ok_or("truncated entry")?;
+        let klen = r.u32().ok_or("truncated entry")? as usize;
+        let key = r.take(klen).ok_or("truncated key")?.to_vec();
+        if tag == 0 {
+            let (seq, offset, len) = (r.u64(), r.u32(), r.u32());
+            let (Some(seq), Some(offset), Some(len)) = (seq, offset, len) else {
+                return Err("truncated record place");
+            };
+            if seq >= end {
+                return Err("a record lies in a segment it does not cover");
+            }
+            index.log.insert(key, Loc { seq, offset, len });
+        } else {
+            let space = tag_space(tag)
+                .filter(|s| *s != Space::Log)
+                .ok_or("an entry of no known kind")?;
+            let vlen = r.u32().ok_or("truncated entry")? as usize;
+            let value = r.take(vlen).ok_or("truncated value")?.to_vec();
+            index.spaces[usize::from(space_tag(space)) - 1].insert(key, value);
+        }
+    }
+    if r.at != body.len() {
+        return Err("bytes after its last entry");
+    }
+    Ok(index)
+}
+
+fn parse_snapshot_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SNAP_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// Where an S3 client configured by the `AWS_*` environment variables (as
 /// [`SegmentStore::open_s3`] makes it) sends its requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -465,6 +581,8 @@ impl Index {
 #[derive(Debug)]
 struct Writer {
     next_seq: u64,
+    /// The segments the newest snapshot covers (loaded or written).
+    last_snapshot: u64,
     /// Set once a commit failed or another writer won: nothing more is
     /// written until a reopen.
     stopped: Option<SegmentError>,
@@ -474,12 +592,14 @@ struct Writer {
 #[derive(Debug, Clone)]
 pub struct SegmentStoreBuilder {
     cache_bytes: usize,
+    snapshot_every: u64,
 }
 
 impl Default for SegmentStoreBuilder {
     fn default() -> Self {
         Self {
             cache_bytes: 64 << 20,
+            snapshot_every: 1024,
         }
     }
 }
@@ -494,9 +614,22 @@ impl SegmentStoreBuilder {
         self
     }
 
-    /// Opens the log kept under `prefix` of `objects`: reads every segment
-    /// and checks it (see the module docs). An empty prefix is an empty
-    /// log.
+    /// How many segments at least between two snapshots of the index (0:
+    /// none); past eight times this, the interval is an eighth of the log.
+    /// Writing one holds commits up while the index is encoded in memory.
+    ///
+    /// Default: 1024 (with groups of a few hundred records, the first
+    /// snapshot after a few hundred thousand records).
+    #[must_use]
+    pub fn snapshot_every(mut self, segments: u64) -> Self {
+        self.snapshot_every = segments;
+        self
+    }
+
+    /// Opens the log kept under `prefix` of `objects`: lists every segment
+    /// and checks that none is missing, loads the newest snapshot that
+    /// decodes, then reads and checks every segment after it (see the
+    /// module docs). An empty prefix is an empty log.
     ///
     /// # Errors
     /// A segment that is missing, corrupt or unexpected; a failure of the
@@ -516,9 +649,12 @@ impl SegmentStoreBuilder {
             runtime: Some(runtime),
             objects,
             dir: Path::from(prefix).join(SEGMENTS),
+            snapshots: Path::from(prefix).join(SNAPSHOTS),
+            snapshot_every: self.snapshot_every,
             index: RwLock::new(Index::default()),
             writer: Mutex::new(Writer {
                 next_seq: 0,
+                last_snapshot: 0,
                 stopped: None,
             }),
             cache: Mutex::new(Cache {
@@ -526,8 +662,11 @@ impl SegmentStoreBuilder {
                 ..Cache::default()
             }),
         };
-        let next = store.load()?;
-        store.writer().next_seq = next;
+        let (next, snapshot) = store.load()?;
+        let mut writer = store.writer();
+        writer.next_seq = next;
+        writer.last_snapshot = snapshot;
+        drop(writer);
         Ok(store)
     }
 }
@@ -538,6 +677,8 @@ pub struct SegmentStore {
     runtime: Option<tokio::runtime::Runtime>,
     objects: Arc<dyn ObjectStore>,
     dir: Path,
+    snapshots: Path,
+    snapshot_every: u64,
     index: RwLock<Index>,
     writer: Mutex<Writer>,
     cache: Mutex<Cache>,
@@ -644,8 +785,9 @@ impl SegmentStore {
         self.dir.clone().join(segment_name(seq))
     }
 
-    /// Reads every segment into the index; returns the next sequence number.
-    fn load(&self) -> Result<u64, SegmentError> {
+    /// Reads the newest snapshot and every segment after it into the
+    /// index; returns the next sequence number and the snapshot's end.
+    fn load(&self) -> Result<(u64, u64), SegmentError> {
         let objects = Arc::clone(&self.objects);
         let dir = self.dir.clone();
         let mut seqs = self.run(async move {
@@ -673,8 +815,9 @@ impl SegmentStore {
             }
         }
         let count = seqs.len() as u64;
+        let start = self.load_snapshot(count)?;
         let objects = Arc::clone(&self.objects);
-        let paths: Vec<(u64, Path)> = seqs.iter().map(|&s| (s, self.path(s))).collect();
+        let paths: Vec<(u64, Path)> = (start..count).map(|s| (s, self.path(s))).collect();
         let (tx, rx) = std::sync::mpsc::sync_channel(OPEN_FETCHES);
         let rt = self.runtime.as_ref().ok_or(SegmentError::Runtime)?;
         rt.spawn(async move {
@@ -696,7 +839,7 @@ impl SegmentStore {
         });
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         let mut cache = self.cache();
-        for _ in 0..count {
+        for _ in start..count {
             let (seq, bytes) = rx.recv().map_err(|_| SegmentError::Runtime)??;
             for put in decode(seq, &bytes)? {
                 let (start, end) = (put.offset as usize, put.offset as usize + put.len as usize);
@@ -709,7 +852,69 @@ impl SegmentStore {
             }
             cache.insert(seq, bytes);
         }
-        Ok(count)
+        Ok((count, start))
+    }
+
+    /// Loads the newest snapshot of at most `count` segments that decodes
+    /// into the index; returns how many segments it covers (0 for none).
+    fn load_snapshot(&self, count: u64) -> Result<u64, SegmentError> {
+        let objects = Arc::clone(&self.objects);
+        let dir = self.snapshots.clone();
+        let mut ends = self.run(async move {
+            let metas: Vec<_> = objects.list(Some(&dir)).try_collect().await?;
+            Ok(metas
+                .iter()
+                .filter_map(|m| m.location.filename().and_then(parse_snapshot_name))
+                .collect::<Vec<u64>>())
+        })?;
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        for end in ends.into_iter().filter(|&e| e > 0 && e <= count) {
+            let objects = Arc::clone(&self.objects);
+            let path = self
+                .snapshots
+                .clone()
+                .join(format!("{end:020}{SNAP_SUFFIX}"));
+            let bytes = self.run(async move { Ok(objects.get(&path).await?.bytes().await?) });
+            match bytes.map(|b| decode_snapshot(end, &b)) {
+                Ok(Ok(index)) => {
+                    *self.index.write().unwrap_or_else(PoisonError::into_inner) = index;
+                    return Ok(end);
+                }
+                Ok(Err(reason)) => {
+                    tracing::warn!(end, reason, "passing over a snapshot of the log's index");
+                }
+                Err(e) => {
+                    tracing::warn!(end, error = %e, "passing over a snapshot of the log's index");
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    /// Writes the snapshot of the first `end` segments in the background;
+    /// called with the writer locked, so the index is theirs exactly.
+    fn snapshot(&self, end: u64) {
+        let bytes = {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            encode_snapshot(end, &index)
+        };
+        let Some(rt) = self.runtime.as_ref() else {
+            return;
+        };
+        let objects = Arc::clone(&self.objects);
+        let path = self
+            .snapshots
+            .clone()
+            .join(format!("{end:020}{SNAP_SUFFIX}"));
+        rt.spawn(async move {
+            let opts = PutOptions::from(PutMode::Create);
+            match objects.put_opts(&path, bytes.into(), opts).await {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(end, error = %e, "a snapshot of the log's index was not written")
+                }
+            }
+        });
     }
 
     fn segment(&self, seq: u64) -> Result<Bytes, SegmentError> {
@@ -780,6 +985,14 @@ impl SegmentStore {
         }
         self.cache().insert(seq, bytes);
         writer.next_seq = seq + 1;
+        // The interval grows with the log (an eighth of it at least), so
+        // the snapshots written add up to a few times the final index, and
+        // an open reads at most about an eighth of the segments.
+        let since = writer.next_seq - writer.last_snapshot;
+        if self.snapshot_every > 0 && since >= self.snapshot_every.max(writer.last_snapshot / 8) {
+            writer.last_snapshot = writer.next_seq;
+            self.snapshot(writer.next_seq);
+        }
         Ok(())
     }
 }
@@ -898,6 +1111,27 @@ mod tests {
         }
         let err = decode(4, &bytes).unwrap_err().to_string();
         assert!(err.contains("sequence number differs"), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_its_index_and_refuses_every_flipped_byte_and_truncation() {
+        let mut index = Index::default();
+        let (bytes, locs) = encode(0, &puts()).unwrap();
+        for (put, loc) in decode(0, &bytes).unwrap().into_iter().zip(locs) {
+            let value = bytes[put.offset as usize..(put.offset + put.len) as usize].to_vec();
+            index.apply(put.space, put.key, &value, loc);
+        }
+        let snap = encode_snapshot(1, &index);
+        let back = decode_snapshot(1, &snap).unwrap();
+        assert_eq!(back.log, index.log);
+        assert_eq!(back.spaces, index.spaces);
+        assert!(decode_snapshot(2, &snap).is_err(), "another end");
+        for i in 0..snap.len() {
+            let mut b = snap.clone();
+            b[i] ^= 0x01;
+            assert!(decode_snapshot(1, &b).is_err(), "flip at {i}");
+            assert!(decode_snapshot(1, &snap[..i]).is_err(), "truncated to {i}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod common;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -125,11 +125,23 @@ const REFUSE: u8 = 1;
 /// took it).
 const STORE_THEN_FAIL: u8 = 2;
 
-/// An object store whose puts fail on demand.
+/// An object store whose puts fail on demand, and which counts the
+/// segments read from it.
 #[derive(Debug)]
 struct Failing {
     inner: InMemory,
     next_put: AtomicU8,
+    segment_gets: AtomicUsize,
+}
+
+impl Failing {
+    fn new() -> Self {
+        Self {
+            inner: InMemory::new(),
+            next_put: AtomicU8::new(PASS),
+            segment_gets: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl fmt::Display for Failing {
@@ -176,6 +188,9 @@ impl ObjectStore for Failing {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        if location.as_ref().starts_with("segments/") {
+            self.segment_gets.fetch_add(1, Ordering::SeqCst);
+        }
         self.inner.get_opts(location, options).await
     }
 
@@ -206,10 +221,7 @@ impl ObjectStore for Failing {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_put_loses_no_acknowledged_event_and_leaves_no_part_of_its_batch() {
-    let objects = Arc::new(Failing {
-        inner: InMemory::new(),
-        next_put: AtomicU8::new(PASS),
-    });
+    let objects = Arc::new(Failing::new());
     let acked = events(4);
     let log = log_over(objects.clone(), "").unwrap();
     append(&log, &acked[..2]).await.unwrap();
@@ -360,6 +372,14 @@ fn no_segment_is_ever_overwritten() {
 fn the_segment_format_is_frozen() {
     let dir = tempfile::tempdir().unwrap();
     let store = SegmentStore::open_dir(dir.path()).unwrap();
+    store.commit(frozen_batch(), true).unwrap();
+    let written = std::fs::read(dir.path().join("segments/00000000000000000000.seg")).unwrap();
+    let frozen = include_bytes!("testdata/segment-v1.bin");
+    assert_eq!(written, frozen.as_slice());
+}
+
+/// The batch of the frozen vectors.
+fn frozen_batch() -> WriteBatch {
     let mut batch = WriteBatch::new();
     batch.put(
         Space::Log,
@@ -377,8 +397,147 @@ fn the_segment_format_is_frozen() {
         0u64.to_be_bytes().to_vec(),
     );
     batch.put(Space::Tenants, b"acme".to_vec(), b"head".to_vec());
-    store.commit(batch, true).unwrap();
-    let written = std::fs::read(dir.path().join("segments/00000000000000000000.seg")).unwrap();
-    let frozen = include_bytes!("testdata/segment-v1.bin");
+    batch
+}
+
+/// The bytes of the snapshot of that segment, frozen the same way.
+#[test]
+fn the_snapshot_format_is_frozen() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+    let store = SegmentStore::builder()
+        .snapshot_every(1)
+        .open(Arc::new(local), "")
+        .unwrap();
+    store.commit(frozen_batch(), true).unwrap();
+    let path = dir.path().join("snapshots/00000000000000000001.snap");
+    for _ in 0..500 {
+        if path.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let written = std::fs::read(&path).unwrap();
+    let frozen = include_bytes!("testdata/snapshot-v1.bin");
     assert_eq!(written, frozen.as_slice());
+}
+
+/// Every entry of every space of `store`.
+fn contents(store: &SegmentStore) -> Vec<(Space, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for space in Space::ALL {
+        store
+            .scan(space, &[], None, false, &mut |k, v| {
+                out.push((space, k.to_vec(), v.to_vec()));
+                mailledger_core::Visit::Continue
+            })
+            .unwrap();
+    }
+    out
+}
+
+/// Waits until `objects` holds `path` (snapshots are written in the background).
+async fn wait_for(objects: &Failing, path: &str) {
+    for _ in 0..500 {
+        if objects.inner.head(&Path::from(path)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{path} was never written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopen_loads_the_newest_snapshot_and_reads_only_the_segments_after_it() {
+    let objects = Arc::new(Failing::new());
+    let builder = SegmentStore::builder().snapshot_every(2).cache_bytes(0);
+    let written: Vec<NewEvent> = events(5);
+    {
+        let store = builder.clone().open(objects.clone(), "").unwrap();
+        let log = Ledger::open(store, LedgerConfig::new()).unwrap();
+        for e in &written {
+            append(&log, std::slice::from_ref(e)).await.unwrap();
+        }
+        assert_eq!(log.store().segments(), 5);
+        wait_for(&objects, "snapshots/00000000000000000002.snap").await;
+        wait_for(&objects, "snapshots/00000000000000000004.snap").await;
+    }
+    // What the segments alone say, read from a copy without the snapshots.
+    let segments_only = Arc::new(InMemory::new());
+    for seq in 0..5 {
+        let path = Path::from(format!("segments/{seq:020}.seg"));
+        let bytes = objects
+            .inner
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        segments_only.put(&path, bytes.into()).await.unwrap();
+    }
+    let expected = contents(&SegmentStore::open(segments_only, "").unwrap());
+
+    objects.segment_gets.store(0, Ordering::SeqCst);
+    let store = builder.clone().open(objects.clone(), "").unwrap();
+    assert_eq!(
+        objects.segment_gets.load(Ordering::SeqCst),
+        1,
+        "only segment 4 is read"
+    );
+    assert_eq!(contents(&store), expected);
+    let log = Ledger::open(store, LedgerConfig::new()).unwrap();
+    assert_eq!(
+        ids(&log).await,
+        written.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+    log.verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
+    // Duplicates are known from the snapshot, and appends continue.
+    let again = log
+        .append_to_stream(
+            "acme",
+            "message-1",
+            ExpectedVersion::Any,
+            written[..1].to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.duplicates, 1);
+    append(&log, &events(1)).await.unwrap();
+    wait_for(&objects, "snapshots/00000000000000000006.snap").await;
+    drop(log);
+
+    // A snapshot that does not decode is passed over for an older one.
+    let newest = Path::from("snapshots/00000000000000000006.snap");
+    let mut bytes = objects
+        .inner
+        .get(&newest)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    objects.inner.put(&newest, bytes.into()).await.unwrap();
+    objects.segment_gets.store(0, Ordering::SeqCst);
+    let store = SegmentStore::builder()
+        .snapshot_every(0)
+        .cache_bytes(0)
+        .open(objects.clone(), "")
+        .unwrap();
+    assert_eq!(
+        objects.segment_gets.load(Ordering::SeqCst),
+        2,
+        "segments 4 and 5, after snapshot 4"
+    );
+    assert_eq!(store.segments(), 6);
+    let log = Ledger::open(store, LedgerConfig::new()).unwrap();
+    assert_eq!(ids(&log).await.len(), 6);
+    log.verify(&TenantFilter::All, 0..u64::MAX, None)
+        .await
+        .unwrap();
 }
