@@ -3,12 +3,11 @@
 //! stream versions stay what they were), verifies the copy, and only then
 //! points the data directory at it. The old log is left as it was.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use mailledger_core::{
     EventLog, Ledger, LedgerConfig, Space, Store, TenantFilter, Visit, WriteBatch,
 };
@@ -72,17 +71,7 @@ pub fn run(cli: &Cli, to: &str) -> Result<ExitCode> {
             );
         }
     }
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(head)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "copying {bar:40} {pos}/{len} records ({per_sec}, {eta} left)",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::projections_cmd::progress_bar(head, "copying", "records");
     let mut puts = 0u64;
     for space in Space::ALL {
         puts += copy_space(source.as_ref(), dest.as_ref(), space, &bar)?;

@@ -47,17 +47,7 @@ pub async fn rebuild(log: &Arc<dyn EventLog>, data_dir: &Path, which: &str) -> R
     };
     let p = open(data_dir)?;
     let head = log.head();
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(head)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "rebuilding {bar:40} {pos}/{len} events ({per_sec}, {eta} left)",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(head, "rebuilding", "events");
     let started = std::time::Instant::now();
     let b = bar.clone();
     let progress = move |pr: Progress| {
@@ -79,4 +69,21 @@ pub async fn rebuild(log: &Arc<dyn EventLog>, data_dir: &Path, which: &str) -> R
         },
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar of `len` items on standard error ("`doing` {bar} pos/len
+/// `items` (rate, time left)"), hidden when standard error is not a
+/// terminal.
+pub fn progress_bar(len: u64, doing: &str, items: &str) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(len)
+    } else {
+        ProgressBar::hidden()
+    };
+    let template =
+        format!("{doing} {{bar:40}} {{pos}}/{{len}} {items} ({{per_sec}}, {{eta}} left)");
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
