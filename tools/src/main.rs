@@ -81,9 +81,12 @@ struct Cli {
     /// The jurisdictions this node allows data in, comma-separated [default: the node's own]. Nothing starts when the node or a store lies outside them, or outside a tenant's.
     #[arg(long, global = true, env = "MAILLEDGER_ALLOWED_JURISDICTIONS")]
     allowed_jurisdictions: Option<String>,
-    /// Where the data directory and the log are kept (your declaration: a disk cannot say) [default: the node's jurisdiction].
+    /// Where the data directory (and the log, unless --log-jurisdiction says otherwise) is kept (your declaration: a disk cannot say) [default: the node's jurisdiction].
     #[arg(long, global = true, env = "MAILLEDGER_DATA_JURISDICTION")]
     data_jurisdiction: Option<String>,
+    /// Where the log is kept, when not with the data directory (such as a bucket elsewhere) [default: the data directory's]. For a log on Amazon S3 its region decides.
+    #[arg(long, global = true, env = "MAILLEDGER_LOG_JURISDICTION")]
+    log_jurisdiction: Option<String>,
     /// Where the key directory is kept [default: the node's jurisdiction].
     #[arg(long, global = true, env = "MAILLEDGER_KEYS_JURISDICTION")]
     keys_jurisdiction: Option<String>,
@@ -284,6 +287,7 @@ impl Cli {
             jurisdiction: self.jurisdiction.clone(),
             allowed: self.allowed_jurisdictions.clone(),
             data: self.data_jurisdiction.clone(),
+            log: self.log_jurisdiction.clone(),
             keys: self.keys_jurisdiction.clone(),
         }
     }

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use mailledger_api::access::AccessStore;
 use mailledger_core::residency::{Jurisdiction, Residency, ResidencyError, TenantResidency, list};
 use serde::Deserialize;
@@ -28,8 +28,12 @@ pub struct ResidencyArgs {
     pub jurisdiction: Option<String>,
     /// The jurisdictions the node allows, comma-separated in a flag.
     pub allowed: Option<String>,
-    /// Where the data directory and the log are kept.
+    /// Where the data directory (and, unless `log` says otherwise, the
+    /// log) is kept.
     pub data: Option<String>,
+    /// Where the log is kept, when not with the data directory (a log in
+    /// an object store elsewhere).
+    pub log: Option<String>,
     /// Where the key directory is kept.
     pub keys: Option<String>,
 }
@@ -42,6 +46,7 @@ impl ResidencyArgs {
             jurisdiction: self.jurisdiction.or(fallback.jurisdiction),
             allowed: self.allowed.or(fallback.allowed),
             data: self.data.or(fallback.data),
+            log: self.log.or(fallback.log),
             keys: self.keys.or(fallback.keys),
         }
     }
@@ -91,6 +96,7 @@ impl ResidencyArgs {
                 .map_err(|e| anyhow!("--allowed-jurisdictions: {e}"))?,
         };
         let data = one(self.data.as_ref(), "--data-jurisdiction", node)?;
+        let log_declared = one(self.log.as_ref(), "--log-jurisdiction", data)?;
         let keys = one(self.keys.as_ref(), "--keys-jurisdiction", node)?;
         let abs = |p: &Path| {
             std::path::absolute(p)
@@ -101,9 +107,13 @@ impl ResidencyArgs {
         let (log_at, log_in) = match log {
             LogLocation::Fjall { path }
             | LogLocation::Sled { path }
-            | LogLocation::Objects { path } => (abs(path), data),
-            LogLocation::S3 { url } => s3_place(url, data)?,
-            LogLocation::Memory => ("(memory)".to_owned(), data),
+            | LogLocation::Objects { path } => (abs(path), log_declared),
+            LogLocation::S3 { url } => s3_place(
+                url,
+                log_declared,
+                self.log.is_some().then_some(log_declared),
+            )?,
+            LogLocation::Memory => ("(memory)".to_owned(), log_declared),
         };
         Ok(Residency::new(node, allowed)
             .with_store("log", log.backend(), log_at, log_in)
@@ -123,11 +133,16 @@ impl ResidencyArgs {
     }
 }
 
-/// Where an `s3://` log lies: on Amazon S3, in its region's country, whatever
-/// was declared (the client's settings decide where the bytes go); on
-/// another S3-compatible store (`AWS_ENDPOINT`), where its operator
-/// declared the data to be (`--data-jurisdiction`).
-fn s3_place(url: &str, declared: Jurisdiction) -> Result<(String, Jurisdiction)> {
+/// Where an `s3://` log lies: on Amazon S3, in its region's country (the
+/// client's settings decide where the bytes go; an explicit
+/// `--log-jurisdiction` that says otherwise is refused); on another
+/// S3-compatible store (`AWS_ENDPOINT`), where its operator declared it
+/// (`declared`: `--log-jurisdiction`, else `--data-jurisdiction`).
+fn s3_place(
+    url: &str,
+    declared: Jurisdiction,
+    explicit: Option<Jurisdiction>,
+) -> Result<(String, Jurisdiction)> {
     use mailledger_object_store::{S3Target, aws_region_country};
     match S3Target::from_env() {
         S3Target::Endpoint => Ok((format!("{url} (endpoint from AWS_ENDPOINT)"), declared)),
@@ -141,6 +156,11 @@ fn s3_place(url: &str, declared: Jurisdiction) -> Result<(String, Jurisdiction)>
             let j = country
                 .parse::<Jurisdiction>()
                 .map_err(|e| anyhow!("AWS region {region}: {e}"))?;
+            if let Some(e) = explicit.filter(|e| !j.within(*e)) {
+                bail!(
+                    "--log-jurisdiction {e}, but the log is on Amazon S3 in region {region}, which lies in {j}"
+                );
+            }
             Ok((format!("{url} (Amazon S3 region {region})"), j))
         }
     }

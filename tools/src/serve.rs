@@ -16,7 +16,8 @@
 //! [residency]
 //! jurisdiction = "EU"  # where this node runs
 //! allowed = "EU"       # comma-separated; default: jurisdiction
-//! data = "EU"          # the data directory and the log; default: jurisdiction
+//! data = "EU"          # the data directory (and the log); default: jurisdiction
+//! log = "EU"           # the log, when kept elsewhere; default: data (Amazon S3: its region)
 //! keys = "EU"          # the key directory; default: jurisdiction
 //!
 //! [limits]

@@ -220,14 +220,36 @@ fn an_s3_log_on_amazon_lies_in_its_regions_country_and_outside_the_eu_is_refused
             .contains("region eu-central-1"),
         "{store}"
     );
-    // Another S3-compatible store is where its operator declares it.
-    let args = [&log[..], &["--data-jurisdiction", "FR", "residency"]].concat();
+    // A declared log jurisdiction that the region contradicts is refused.
+    let args = [&log[..], &["--log-jurisdiction", "FR", "residency"]].concat();
+    let out = with_aws(dir.path(), &[("AWS_REGION", "eu-central-1")], &args, None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("region eu-central-1, which lies in DE"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Another S3-compatible store is where its operator declares it: the
+    // data directory's jurisdiction, or the log's own when given.
     let aws = [
         ("AWS_ENDPOINT", "http://127.0.0.1:9"),
         ("AWS_REGION", "us-east-1"),
     ];
+    let args = [&log[..], &["--data-jurisdiction", "FR", "residency"]].concat();
     let store = log_store(&with_aws(dir.path(), &aws, &args, None));
     assert_eq!(store["jurisdiction"], "FR", "{store}");
+    let args = [&log[..], &["--log-jurisdiction", "NL", "residency"]].concat();
+    let store = log_store(&with_aws(dir.path(), &aws, &args, None));
+    assert_eq!(store["jurisdiction"], "NL", "{store}");
+    // A bucket declared outside the EU is refused before anything is made.
+    let args = [&log[..], &["--log-jurisdiction", "US", "init"]].concat();
+    let out = with_aws(dir.path(), &aws, &args, None);
+    assert!(
+        text(&out.stderr).contains("store log is in US"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().exists());
 }
 
 #[test]
