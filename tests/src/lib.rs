@@ -16,9 +16,13 @@ pub fn open_store(backend: &str, dir: &Path) -> mailledger_core::Result<Arc<dyn 
     match backend {
         "fjall" => Ok(Arc::new(mailledger_fjall::FjallStore::open(dir)?)),
         "sled" => Ok(Arc::new(mailledger_sled::SledStore::open(dir)?)),
-        "objects" => Ok(Arc::new(mailledger_object_store::SegmentStore::open_dir(
-            dir,
-        )?)),
+        // Snapshots every 4 segments, not 1,024, so the crash test and the
+        // erasure scan meet them (written, interrupted, loaded, scanned).
+        "objects" => Ok(Arc::new(
+            mailledger_object_store::SegmentStore::builder()
+                .snapshot_every(4)
+                .open_dir(dir)?,
+        )),
         other => Err(mailledger_core::Error::InvalidInput(format!(
             "unknown backend {other}"
         ))),

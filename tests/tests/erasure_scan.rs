@@ -189,6 +189,13 @@ async fn scan_then_erase(backend: &str) {
                 path.display()
             );
         }
+        if backend == "objects" {
+            let snapshots = files(data.path())
+                .iter()
+                .filter(|(p, _)| p.to_string_lossy().contains("/snapshots/"))
+                .count();
+            assert!(snapshots > 0, "the scan covers the index snapshots");
+        }
 
         for i in 0..ERASED {
             let p = ledger.pseudonym("t", &Personal::new(address(i))).unwrap();

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use indicatif::ProgressBar;
 use mailledger_core::{
     EventLog, Ledger, LedgerConfig, Space, Store, TenantFilter, Visit, WriteBatch,
@@ -42,13 +42,13 @@ pub fn run(cli: &Cli, to: &str) -> Result<ExitCode> {
     }
     // Where the log goes must be allowed as much as where it is, checked
     // before anything is written.
-    let now = cli.residency()?;
-    residency::enforce(&now, &cli.data_dir)?;
+    let tenants = residency::enforce(&cli.residency()?, &cli.data_dir)?;
     let after = cli
         .residency_args()
         .declare(&cli.data_dir, &target, &cli.keys_dir)?;
-    residency::enforce(&after, &cli.data_dir)
-        .context("the log would move outside an allowed jurisdiction")?;
+    after.check(&tenants).map_err(|e| {
+        anyhow!("the log would move outside an allowed jurisdiction: {e}. Nothing was written")
+    })?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -108,11 +108,7 @@ impl ResidencyArgs {
             LogLocation::Fjall { path }
             | LogLocation::Sled { path }
             | LogLocation::Objects { path } => (abs(path), log_declared),
-            LogLocation::S3 { url } => s3_place(
-                url,
-                log_declared,
-                self.log.is_some().then_some(log_declared),
-            )?,
+            LogLocation::S3 { url } => s3_place(url, log_declared, self.log.is_some())?,
             LogLocation::Memory => ("(memory)".to_owned(), log_declared),
         };
         Ok(Residency::new(node, allowed)
@@ -137,12 +133,9 @@ impl ResidencyArgs {
 /// client's settings decide where the bytes go; an explicit
 /// `--log-jurisdiction` that says otherwise is refused); on another
 /// S3-compatible store (`AWS_ENDPOINT`), where its operator declared it
-/// (`declared`: `--log-jurisdiction`, else `--data-jurisdiction`).
-fn s3_place(
-    url: &str,
-    declared: Jurisdiction,
-    explicit: Option<Jurisdiction>,
-) -> Result<(String, Jurisdiction)> {
+/// (`declared`: `--log-jurisdiction` when `explicit`, else
+/// `--data-jurisdiction`).
+fn s3_place(url: &str, declared: Jurisdiction, explicit: bool) -> Result<(String, Jurisdiction)> {
     use mailledger_object_store::{S3Target, aws_region_country};
     match S3Target::from_env() {
         S3Target::Endpoint => Ok((format!("{url} (endpoint from AWS_ENDPOINT)"), declared)),
@@ -150,15 +143,15 @@ fn s3_place(
             let country = aws_region_country(&region).with_context(|| {
                 format!(
                     "--log {url}: AWS region {region:?} is not one this build can place in a country; \
-                     for a store other than Amazon S3 set AWS_ENDPOINT and declare --data-jurisdiction"
+                     for a store other than Amazon S3 set AWS_ENDPOINT and declare --log-jurisdiction"
                 )
             })?;
             let j = country
                 .parse::<Jurisdiction>()
                 .map_err(|e| anyhow!("AWS region {region}: {e}"))?;
-            if let Some(e) = explicit.filter(|e| !j.within(*e)) {
+            if explicit && !j.within(declared) {
                 bail!(
-                    "--log-jurisdiction {e}, but the log is on Amazon S3 in region {region}, which lies in {j}"
+                    "--log-jurisdiction {declared}, but the log is on Amazon S3 in region {region}, which lies in {j}"
                 );
             }
             Ok((format!("{url} (Amazon S3 region {region})"), j))

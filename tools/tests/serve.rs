@@ -362,16 +362,16 @@ fn the_projection_runner_inside_serve_feeds_queries_and_readiness() {
 /// log; the restarted server reads what both wrote.
 #[test]
 fn serve_on_an_s3_log_keeps_what_it_acknowledged_and_a_second_writer_fences_it_out() {
-    let Some(endpoint) = common::s3_endpoint() else {
+    let Some(endpoint) = mailledger_object_store::testing::s3_endpoint() else {
         return;
     };
     let root = tempfile::tempdir().unwrap();
     let url = format!(
         "s3://{}/serve-{}",
-        common::S3_BUCKET,
+        mailledger_object_store::testing::bucket(),
         uuid::Uuid::now_v7().simple()
     );
-    let aws = common::aws_settings(&endpoint);
+    let aws = mailledger_object_store::testing::aws_settings(&endpoint);
     let on_s3 = || {
         let mut c = command(root.path());
         c.envs(aws.iter().map(|(k, v)| (k, v)));

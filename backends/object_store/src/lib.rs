@@ -21,8 +21,9 @@
 //!   each record of the log only where it is (segment, offset, length).
 //!   Record bytes are read from their segment on demand, through a cache of
 //!   whole segments bounded by [`SegmentStoreBuilder::cache_bytes`].
-//!   So memory grows with the number of events (about 100 bytes of index
-//!   per event and stream link), not with their size.
+//!   So memory grows with the number of events (by the keys' sizes,
+//!   roughly 100 bytes of index per event and stream link: an estimate,
+//!   not measured), not with their size.
 //! - Snapshots of that index, `PREFIX/snapshots/{end:020}.snap`, the index
 //!   as the first `end` segments make it: the first after
 //!   [`SegmentStoreBuilder::snapshot_every`] segments, then whenever the
@@ -80,6 +81,9 @@
 //! | 13 | 8 | number of entries `n` |
 //! | 21 | … | `n` entries, each: kind (1: 0 a record's place, 1 event ids, 2 streams, 3 tenants), key length (4), key, then for a record's place its segment (8), offset (4) and length (4), else value length (4) and value |
 //! | end − 32 | 32 | blake3 hash of every byte before it |
+
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -184,6 +188,17 @@ struct Loc {
     len: u32,
 }
 
+/// A record's bytes in its segment.
+fn slice(segment: &Bytes, loc: Loc) -> Result<&[u8], SegmentError> {
+    let start = loc.offset as usize;
+    segment
+        .get(start..start + loc.len as usize)
+        .ok_or(SegmentError::Corrupt {
+            seq: loc.seq,
+            reason: "a value lies outside its segment",
+        })
+}
+
 /// A scanned entry: an index value, or where a record's bytes are.
 enum Found {
     Value(Vec<u8>),
@@ -238,28 +253,49 @@ fn encode(
     Ok((out, locs))
 }
 
-/// Decodes segment `seq`, checking everything it holds; never panics.
-fn decode(seq: u64, bytes: &[u8]) -> Result<Vec<SegmentPut>, SegmentError> {
-    let corrupt = |reason| SegmentError::Corrupt { seq, reason };
-    if bytes.len() < HEADER + HASH || u32::try_from(bytes.len()).is_err() {
-        return Err(corrupt(
-            "shorter than a segment's header and hash, or over 4 GiB",
-        ));
+/// The body of a segment or snapshot object (`magic`, `header` bytes at
+/// least) whose trailing hash matches, whose format this build reads, and
+/// whose number (after magic and version) is `n`, the one its name gives:
+/// a reader positioned after that number. Never panics.
+fn open_frame<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 4],
+    header: usize,
+    n: u64,
+) -> Result<Reader<'a>, &'static str> {
+    if bytes.len() < header + HASH || u32::try_from(bytes.len()).is_err() {
+        return Err("shorter than its header and hash, or over 4 GiB");
     }
     let (body, hash) = bytes.split_at(bytes.len() - HASH);
     if blake3::hash(body).as_bytes() != hash {
-        return Err(corrupt("its hash does not match its bytes"));
+        return Err("its hash does not match its bytes");
     }
-    if &body[..4] != MAGIC {
-        return Err(corrupt("not a mailledger segment"));
+    if &body[..4] != magic {
+        return Err("not a mailledger object of its kind");
     }
     if body[4] != SEGMENT_FORMAT {
-        return Err(corrupt("unknown segment format version"));
+        return Err("unknown format version");
     }
     let mut r = Reader { bytes: body, at: 5 };
-    if r.u64().ok_or_else(|| corrupt("truncated header"))? != seq {
-        return Err(corrupt("its sequence number differs from its name"));
+    if r.u64() != Some(n) {
+        return Err("its number differs from its name");
     }
+    Ok(r)
+}
+
+/// Checks that `bytes` are a whole segment `seq` of this format, without
+/// decoding its puts (what a read of a record needs).
+fn check_segment(seq: u64, bytes: &[u8]) -> Result<(), SegmentError> {
+    open_frame(bytes, MAGIC, HEADER, seq)
+        .map(|_| ())
+        .map_err(|reason| SegmentError::Corrupt { seq, reason })
+}
+
+/// Decodes segment `seq`, checking everything it holds; never panics.
+fn decode(seq: u64, bytes: &[u8]) -> Result<Vec<SegmentPut>, SegmentError> {
+    let corrupt = |reason| SegmentError::Corrupt { seq, reason };
+    let mut r = open_frame(bytes, MAGIC, HEADER, seq).map_err(corrupt)?;
+    let body = r.bytes;
     let n = r.u32().ok_or_else(|| corrupt("truncated header"))? as usize;
     // Each put takes at least 9 bytes: no allocation beyond what is there.
     if n > (body.len() - HEADER) / 9 {
@@ -351,20 +387,8 @@ fn encode_snapshot(end: u64, index: &Index) -> Vec<u8> {
 
 /// Decodes the snapshot of the first `end` segments; never panics.
 fn decode_snapshot(end: u64, bytes: &[u8]) -> Result<Index, &'static str> {
-    if bytes.len() < SNAP_HEADER + HASH {
-        return Err("shorter than a snapshot's header and hash");
-    }
-    let (body, hash) = bytes.split_at(bytes.len() - HASH);
-    if blake3::hash(body).as_bytes() != hash {
-        return Err("its hash does not match its bytes");
-    }
-    if &body[..4] != SNAP_MAGIC || body[4] != SEGMENT_FORMAT {
-        return Err("not a snapshot of this format");
-    }
-    let mut r = Reader { bytes: body, at: 5 };
-    if r.u64() != Some(end) {
-        return Err("it covers other segments than its name says");
-    }
+    let mut r = open_frame(bytes, SNAP_MAGIC, SNAP_HEADER, end)?;
+    let body = r.bytes;
     let n = r.u64().ok_or("truncated header")?;
     if n > ((body.len() - SNAP_HEADER) / 9) as u64 {
         return Err("it claims more entries than its bytes hold");
@@ -389,21 +413,13 @@ fn decode_snapshot(end: u64, bytes: &[u8]) -> Result<Index, &'static str> {
                 .ok_or("an entry of no known kind")?;
             let vlen = r.u32().ok_or("truncated entry")? as usize;
             let value = r.take(vlen).ok_or("truncated value")?.to_vec();
-            index.spaces[usize::from(space_tag(space)) - 1].insert(key, value);
+            index.space_mut(space).insert(key, value);
         }
     }
     if r.at != body.len() {
         return Err("bytes after its last entry");
     }
     Ok(index)
-}
-
-fn parse_snapshot_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SNAP_SUFFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 /// Where an S3 client configured by the `AWS_*` environment variables (as
@@ -510,12 +526,15 @@ pub fn parse_s3_url(url: &str) -> Result<(&str, &str), StoreError> {
     Ok((bucket, prefix))
 }
 
-fn segment_name(seq: u64) -> String {
-    format!("{seq:020}{SUFFIX}")
+/// An object's name: its number in 20 digits, then `suffix`
+/// ([`SUFFIX`] for segments, [`SNAP_SUFFIX`] for snapshots).
+fn object_name(n: u64, suffix: &str) -> String {
+    format!("{n:020}{suffix}")
 }
 
-fn parse_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SUFFIX)?;
+/// The number in an [`object_name`], if `name` is one with `suffix`.
+fn parse_name(name: &str, suffix: &str) -> Option<u64> {
+    let digits = name.strip_suffix(suffix)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -569,11 +588,17 @@ impl Index {
         &self.spaces[usize::from(space_tag(space)) - 1]
     }
 
-    fn apply(&mut self, space: Space, key: Vec<u8>, value: &[u8], loc: Loc) {
+    fn space_mut(&mut self, space: Space) -> &mut Map<Vec<u8>> {
+        &mut self.spaces[usize::from(space_tag(space)) - 1]
+    }
+
+    /// A put of `space`: a record's place for the log, else the value,
+    /// which `value` makes only then.
+    fn apply(&mut self, space: Space, key: Vec<u8>, loc: Loc, value: impl FnOnce() -> Vec<u8>) {
         if space == Space::Log {
             self.log.insert(key, loc);
         } else {
-            self.spaces[usize::from(space_tag(space)) - 1].insert(key, value.to_vec());
+            self.space_mut(space).insert(key, value());
         }
     }
 }
@@ -585,7 +610,25 @@ struct Writer {
     last_snapshot: u64,
     /// Set once a commit failed or another writer won: nothing more is
     /// written until a reopen.
-    stopped: Option<SegmentError>,
+    stopped: Option<Stopped>,
+}
+
+/// Why a store writes no more.
+#[derive(Debug, Clone, Copy)]
+enum Stopped {
+    /// Another writer created segment `seq` first.
+    Fenced { seq: u64 },
+    /// A put failed: whether its segment exists is unknown until a reopen.
+    Failed,
+}
+
+impl Stopped {
+    fn error(self) -> SegmentError {
+        match self {
+            Self::Fenced { seq } => SegmentError::Fenced { seq },
+            Self::Failed => SegmentError::Poisoned,
+        }
+    }
 }
 
 /// Settings of a [`SegmentStore`]; [`SegmentStore::builder`] makes one.
@@ -624,6 +667,22 @@ impl SegmentStoreBuilder {
     pub fn snapshot_every(mut self, segments: u64) -> Self {
         self.snapshot_every = segments;
         self
+    }
+
+    /// Opens the log kept as segment files under the directory `dir`
+    /// (created when missing), each written durably (`fsync` of the file and
+    /// its directory).
+    ///
+    /// # Errors
+    /// The directory cannot be made or read; as [`SegmentStoreBuilder::open`].
+    pub fn open_dir(self, dir: &std::path::Path) -> Result<SegmentStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::new(BACKEND, format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let local = LocalFileSystem::new_with_prefix(dir)
+            .map_err(SegmentError::from)?
+            .with_fsync(true);
+        self.open(Arc::new(local), "")
     }
 
     /// Opens the log kept under `prefix` of `objects`: lists every segment
@@ -718,20 +777,13 @@ impl SegmentStore {
         Self::builder().open(objects, prefix)
     }
 
-    /// Opens the log kept as segment files under the directory `dir`
-    /// (created when missing), each written durably (`fsync` of the file and
-    /// its directory).
+    /// Opens the log kept as segment files under the directory `dir` with
+    /// the default settings ([`SegmentStoreBuilder::open_dir`]).
     ///
     /// # Errors
-    /// The directory cannot be made or read; as [`SegmentStoreBuilder::open`].
+    /// As [`SegmentStoreBuilder::open_dir`].
     pub fn open_dir(dir: &std::path::Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::new(BACKEND, format!("cannot create {}: {e}", dir.display()))
-        })?;
-        let local = LocalFileSystem::new_with_prefix(dir)
-            .map_err(SegmentError::from)?
-            .with_fsync(true);
-        Self::open(Arc::new(local), "")
+        Self::builder().open_dir(dir)
     }
 
     /// Opens the log at `url`, `s3://BUCKET/PREFIX`, on an S3-compatible
@@ -782,7 +834,11 @@ impl SegmentStore {
     }
 
     fn path(&self, seq: u64) -> Path {
-        self.dir.clone().join(segment_name(seq))
+        self.dir.clone().join(object_name(seq, SUFFIX))
+    }
+
+    fn snapshot_path(&self, end: u64) -> Path {
+        self.snapshots.clone().join(object_name(end, SNAP_SUFFIX))
     }
 
     /// Reads the newest snapshot and every segment after it into the
@@ -795,11 +851,11 @@ impl SegmentStore {
             let mut seqs = Vec::with_capacity(metas.len());
             for meta in metas {
                 let name = meta.location.filename().unwrap_or_default();
-                let seq = parse_name(name).ok_or_else(|| SegmentError::Unexpected {
+                let seq = parse_name(name, SUFFIX).ok_or_else(|| SegmentError::Unexpected {
                     name: name.to_owned(),
                 })?;
                 // The name must be directly under the segments prefix.
-                if meta.location != dir.clone().join(segment_name(seq)) {
+                if meta.location != dir.clone().join(object_name(seq, SUFFIX)) {
                     return Err(SegmentError::Unexpected {
                         name: meta.location.to_string(),
                     });
@@ -848,7 +904,7 @@ impl SegmentStore {
                     offset: put.offset,
                     len: put.len,
                 };
-                index.apply(put.space, put.key, &bytes[start..end], loc);
+                index.apply(put.space, put.key, loc, || bytes[start..end].to_vec());
             }
             cache.insert(seq, bytes);
         }
@@ -864,16 +920,17 @@ impl SegmentStore {
             let metas: Vec<_> = objects.list(Some(&dir)).try_collect().await?;
             Ok(metas
                 .iter()
-                .filter_map(|m| m.location.filename().and_then(parse_snapshot_name))
+                .filter_map(|m| {
+                    m.location
+                        .filename()
+                        .and_then(|n| parse_name(n, SNAP_SUFFIX))
+                })
                 .collect::<Vec<u64>>())
         })?;
         ends.sort_unstable_by(|a, b| b.cmp(a));
         for end in ends.into_iter().filter(|&e| e > 0 && e <= count) {
             let objects = Arc::clone(&self.objects);
-            let path = self
-                .snapshots
-                .clone()
-                .join(format!("{end:020}{SNAP_SUFFIX}"));
+            let path = self.snapshot_path(end);
             let bytes = self.run(async move { Ok(objects.get(&path).await?.bytes().await?) });
             match bytes.map(|b| decode_snapshot(end, &b)) {
                 Ok(Ok(index)) => {
@@ -902,10 +959,7 @@ impl SegmentStore {
             return;
         };
         let objects = Arc::clone(&self.objects);
-        let path = self
-            .snapshots
-            .clone()
-            .join(format!("{end:020}{SNAP_SUFFIX}"));
+        let path = self.snapshot_path(end);
         rt.spawn(async move {
             let opts = PutOptions::from(PutMode::Create);
             match objects.put_opts(&path, bytes.into(), opts).await {
@@ -925,30 +979,19 @@ impl SegmentStore {
         let path = self.path(seq);
         let bytes = self.run(async move { Ok(objects.get(&path).await?.bytes().await?) })?;
         // Checked again: the object could have been replaced since open.
-        decode(seq, &bytes)?;
+        check_segment(seq, &bytes)?;
         self.cache().insert(seq, bytes.clone());
         Ok(bytes)
     }
 
     fn value(&self, loc: Loc) -> Result<Vec<u8>, SegmentError> {
-        let segment = self.segment(loc.seq)?;
-        let (start, end) = (loc.offset as usize, loc.offset as usize + loc.len as usize);
-        segment
-            .get(start..end)
-            .map(<[u8]>::to_vec)
-            .ok_or(SegmentError::Corrupt {
-                seq: loc.seq,
-                reason: "a value lies outside its segment",
-            })
+        Ok(slice(&self.segment(loc.seq)?, loc)?.to_vec())
     }
 
     fn commit_segment(&self, batch: WriteBatch) -> Result<(), SegmentError> {
         let mut writer = self.writer();
-        if let Some(stopped) = &writer.stopped {
-            return Err(match stopped {
-                SegmentError::Fenced { seq } => SegmentError::Fenced { seq: *seq },
-                _ => SegmentError::Poisoned,
-            });
+        if let Some(stopped) = writer.stopped {
+            return Err(stopped.error());
         }
         if batch.is_empty() {
             return Ok(());
@@ -965,22 +1008,20 @@ impl SegmentStore {
             Ok(())
         });
         if let Err(e) = put {
-            let e = match e {
+            let (stopped, e) = match e {
                 SegmentError::Objects(object_store::Error::AlreadyExists { .. }) => {
-                    SegmentError::Fenced { seq }
+                    let fenced = Stopped::Fenced { seq };
+                    (fenced, fenced.error())
                 }
-                other => other,
+                other => (Stopped::Failed, other),
             };
-            writer.stopped = Some(match &e {
-                SegmentError::Fenced { seq } => SegmentError::Fenced { seq: *seq },
-                _ => SegmentError::Poisoned,
-            });
+            writer.stopped = Some(stopped);
             return Err(e);
         }
         {
             let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
             for ((space, k, v), loc) in batch.puts.into_iter().zip(locs) {
-                index.apply(space, k, &v, loc);
+                index.apply(space, k, loc, || v);
             }
         }
         self.cache().insert(seq, bytes);
@@ -1047,19 +1088,26 @@ impl Store for SegmentStore {
                 }
             }
         };
-        scan_in_chunks(start, end, reverse, chunk, |k, found| {
-            let v = match found {
-                Found::Value(v) => v,
-                Found::At(loc) => self.value(loc)?,
-            };
-            Ok(visit(k, &v))
+        // Consecutive records share a segment: it is looked up once.
+        let mut current: Option<(u64, Bytes)> = None;
+        scan_in_chunks(start, end, reverse, chunk, |k, found| match found {
+            Found::Value(v) => Ok(visit(k, &v)),
+            Found::At(loc) => {
+                let segment = match current.take() {
+                    Some((seq, segment)) if seq == loc.seq => segment,
+                    _ => self.segment(loc.seq)?,
+                };
+                let seen = visit(k, slice(&segment, loc)?);
+                current = Some((loc.seq, segment));
+                Ok(seen)
+            }
         })
     }
 
     fn sync(&self) -> Result<(), StoreError> {
         // Every commit is durable when it returns.
-        match &self.writer().stopped {
-            Some(_) => Err(SegmentError::Poisoned.into()),
+        match self.writer().stopped {
+            Some(stopped) => Err(stopped.error().into()),
             None => Ok(()),
         }
     }
@@ -1110,7 +1158,7 @@ mod tests {
             assert!(decode(3, &bytes[..i]).is_err(), "truncated to {i}");
         }
         let err = decode(4, &bytes).unwrap_err().to_string();
-        assert!(err.contains("sequence number differs"), "{err}");
+        assert!(err.contains("its number differs from its name"), "{err}");
     }
 
     #[test]
@@ -1118,8 +1166,8 @@ mod tests {
         let mut index = Index::default();
         let (bytes, locs) = encode(0, &puts()).unwrap();
         for (put, loc) in decode(0, &bytes).unwrap().into_iter().zip(locs) {
-            let value = bytes[put.offset as usize..(put.offset + put.len) as usize].to_vec();
-            index.apply(put.space, put.key, &value, loc);
+            let (at, len) = (put.offset as usize, put.len as usize);
+            index.apply(put.space, put.key, loc, || bytes[at..at + len].to_vec());
         }
         let snap = encode_snapshot(1, &index);
         let back = decode_snapshot(1, &snap).unwrap();
@@ -1136,15 +1184,23 @@ mod tests {
 
     #[test]
     fn segment_names_are_twenty_digits_and_nothing_else_parses() {
-        assert_eq!(segment_name(42), "00000000000000000042.seg");
-        assert_eq!(parse_name(&segment_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(object_name(42, SUFFIX), "00000000000000000042.seg");
+        assert_eq!(
+            parse_name(&object_name(u64::MAX, SUFFIX), SUFFIX),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            parse_name(&object_name(7, SNAP_SUFFIX), SNAP_SUFFIX),
+            Some(7)
+        );
+        assert_eq!(parse_name(&object_name(7, SNAP_SUFFIX), SUFFIX), None);
         for bad in [
             "42.seg",
             "0000000000000000004x.seg",
             "00000000000000000042",
             "00000000000000000042.seg.tmp",
         ] {
-            assert_eq!(parse_name(bad), None, "{bad}");
+            assert_eq!(parse_name(bad, SUFFIX), None, "{bad}");
         }
     }
 

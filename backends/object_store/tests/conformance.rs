@@ -1,8 +1,6 @@
 //! The shared conformance suite against the object_store backend: on
 //! local files, and on an S3-compatible server (see `common`).
 
-mod common;
-
 mod local_files {
     use std::path::Path;
     use std::sync::Arc;
@@ -24,7 +22,7 @@ mod s3 {
 
     use mailledger_core::Store;
 
-    use super::common;
+    use mailledger_object_store::testing as common;
 
     fn open(dir: &Path) -> mailledger_core::Result<Arc<dyn Store>> {
         let store =

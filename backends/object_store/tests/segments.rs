@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -18,6 +16,7 @@ use mailledger_core::{
     TenantFilter, WriteBatch,
 };
 use mailledger_object_store::SegmentStore;
+use mailledger_object_store::testing as common;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -258,6 +257,22 @@ async fn a_failed_put_loses_no_acknowledged_event_and_leaves_no_part_of_its_batc
     append(&log, &events(1)).await.unwrap();
 }
 
+/// Flips one bit of the object at `path`, at the offset `at` picks from
+/// its length.
+async fn flip(objects: &dyn ObjectStore, path: &Path, at: impl FnOnce(usize) -> usize, bit: u8) {
+    let mut bytes = objects
+        .get(path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let i = at(bytes.len());
+    bytes[i] ^= bit;
+    objects.put(path, bytes.into()).await.unwrap();
+}
+
 /// Three segments of a log in `objects`, and its records' ids.
 async fn three_segments(objects: &Arc<InMemory>) -> Vec<Uuid> {
     let evs = events(3);
@@ -282,10 +297,7 @@ async fn open_refuses_a_missing_a_changed_or_a_foreign_segment_and_names_it() {
     let one = Path::from("segments/00000000000000000001.seg");
     let original = objects.get(&one).await.unwrap().bytes().await.unwrap();
 
-    let mut changed = original.to_vec();
-    let at = changed.len() / 2;
-    changed[at] ^= 0x20;
-    objects.put(&one, changed.into()).await.unwrap();
+    flip(objects.as_ref(), &one, |n| n / 2, 0x20).await;
     let err = open_error(&objects);
     assert!(err.contains("segment 1 is corrupt"), "{err}");
 
@@ -324,17 +336,7 @@ async fn records_read_through_a_cache_too_small_for_a_segment_come_from_the_obje
 
     // A segment changed after open is found when it is read.
     let two = Path::from("segments/00000000000000000002.seg");
-    let mut changed = objects
-        .get(&two)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
-    let last = changed.len() - 40;
-    changed[last] ^= 1;
-    objects.put(&two, changed.into()).await.unwrap();
+    flip(objects.as_ref(), &two, |n| n - 40, 1).await;
     let err = log
         .read_all(&TenantFilter::All, 0, Direction::Forward, 10)
         .await
@@ -344,16 +346,30 @@ async fn records_read_through_a_cache_too_small_for_a_segment_come_from_the_obje
 
 #[test]
 fn no_segment_is_ever_overwritten() {
-    // The backend asks for create-only puts; an object store without them
-    // could not fence writers. Checked here against the store's own
-    // refusal, so a change to another put mode fails this test.
+    // A writer that opened before another committed tries the same
+    // sequence number: its commit fails and the segment keeps the first
+    // writer's bytes (a put that could overwrite would replace them).
     let rt = tokio::runtime::Runtime::new().unwrap();
     let objects = Arc::new(InMemory::new());
-    let store = SegmentStore::open(objects.clone(), "").unwrap();
-    let mut batch = WriteBatch::new();
-    batch.put(Space::Tenants, b"acme".to_vec(), b"one".to_vec());
-    store.commit(batch, true).unwrap();
+    let first = SegmentStore::open(objects.clone(), "").unwrap();
+    let stale = SegmentStore::open(objects.clone(), "").unwrap();
+    let batch = |value: &[u8]| {
+        let mut b = WriteBatch::new();
+        b.put(Space::Tenants, b"acme".to_vec(), value.to_vec());
+        b
+    };
+    first.commit(batch(b"one"), true).unwrap();
     let zero = Path::from("segments/00000000000000000000.seg");
+    let written = rt.block_on(async { objects.get(&zero).await.unwrap().bytes().await.unwrap() });
+    assert!(stale.commit(batch(b"two"), true).is_err());
+    let after = rt.block_on(async { objects.get(&zero).await.unwrap().bytes().await.unwrap() });
+    assert_eq!(after, written);
+    assert_eq!(
+        stale.get(Space::Tenants, b"acme").unwrap(),
+        None,
+        "nothing of it applied"
+    );
+    // The store itself refuses to create a name that exists.
     let again = rt.block_on(objects.put_opts(
         &zero,
         b"x".to_vec().into(),
@@ -511,18 +527,7 @@ async fn a_reopen_loads_the_newest_snapshot_and_reads_only_the_segments_after_it
 
     // A snapshot that does not decode is passed over for an older one.
     let newest = Path::from("snapshots/00000000000000000006.snap");
-    let mut bytes = objects
-        .inner
-        .get(&newest)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 1;
-    objects.inner.put(&newest, bytes.into()).await.unwrap();
+    flip(&objects.inner, &newest, |n| n / 2, 1).await;
     objects.segment_gets.store(0, Ordering::SeqCst);
     let store = SegmentStore::builder()
         .snapshot_every(0)

@@ -142,35 +142,3 @@ impl Drop for Server {
         }
     }
 }
-
-/// The bucket `.ci/s3` makes on its server.
-pub const S3_BUCKET: &str = "mailledger-test";
-
-/// The S3-compatible server `.ci/run` starts (`.ci/s3`), if there is one;
-/// `MAILLEDGER_REQUIRE_S3` makes its absence a failure.
-pub fn s3_endpoint() -> Option<String> {
-    let endpoint = std::env::var("MAILLEDGER_TEST_S3_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty());
-    assert!(
-        endpoint.is_some() || std::env::var_os("MAILLEDGER_REQUIRE_S3").is_none(),
-        "MAILLEDGER_REQUIRE_S3 is set but MAILLEDGER_TEST_S3_ENDPOINT is not: start a server with .ci/s3"
-    );
-    if endpoint.is_none() {
-        eprintln!(
-            "skipped: no S3-compatible server (set MAILLEDGER_TEST_S3_ENDPOINT, or run .ci/s3 first)"
-        );
-    }
-    endpoint
-}
-
-/// The `AWS_*` settings of a client of the test server at `endpoint`.
-pub fn aws_settings(endpoint: &str) -> [(&'static str, String); 5] {
-    [
-        ("AWS_ENDPOINT", endpoint.to_owned()),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_REGION", "eu-central-1".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-    ]
-}
