@@ -54,7 +54,7 @@ where
 }
 
 /// A JSON request body read but not yet parsed, for handlers that parse it
-/// elsewhere (on the [`IngestPool`](crate::IngestPool)): the checks of
+/// elsewhere (on the ingest runtime, [`AppState::with_ingest_runtime`](crate::AppState::with_ingest_runtime)): the checks of
 /// [`ApiJson`] but the parse, which [`parse`] does.
 #[derive(Debug, Clone)]
 pub struct JsonBytes(pub Bytes);

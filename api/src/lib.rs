@@ -44,7 +44,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use access::{AccessStore, Caller, Scope};
 pub use problem::{Problem, ProblemType};
-pub use state::{AppState, IngestPool, Limits, ReadyFlag};
+pub use state::{AppState, Limits, ReadyFlag};
 
 use crate::problem::PROBLEM_JSON;
 use crate::routes::health::OpenApiJson;

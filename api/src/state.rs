@@ -1,5 +1,5 @@
 //! The state every handler shares: [`AppState`], its [`Limits`], the
-//! readiness flag, the per-key rate limiter and the [`IngestPool`].
+//! readiness flag and the per-key rate limiter.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -159,82 +159,14 @@ pub struct AppState {
     /// query routes read; `None` (the default) makes those routes answer
     /// 503 `projections-unavailable`.
     pub projections: Option<Arc<Projections>>,
-    /// Where ingest work runs; `None` (the default) runs it on the runtime
-    /// that serves the request.
-    pub ingest: Option<Arc<IngestPool>>,
+    /// Where ingest work (parsing, sealing, appending) runs; `None` (the
+    /// default) runs it on the runtime that serves the request.
+    pub ingest: Option<tokio::runtime::Handle>,
     /// The node's declared residency: a tenant is served only when the
     /// node and its stores lie within the tenant's allowed jurisdictions.
     /// The default is a node in the EU, allowing the EU, with no store
     /// declared.
     pub residency: Arc<Residency>,
-}
-
-/// A runtime of its own for the work of ingest routes (parsing, sealing
-/// and appending events).
-///
-/// A tokio runtime has no priorities: on the runtime that serves requests,
-/// a timeline query queued behind a dozen ingest batches waits for all of
-/// them. With ingest on threads of its own, the kernel shares the cores
-/// between the two and a query waits for no batch (the load bench's
-/// timeline p90 while ingesting fell from 11 to 29 ms to 5 to 6 ms).
-pub struct IngestPool {
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl std::fmt::Debug for IngestPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngestPool").finish_non_exhaustive()
-    }
-}
-
-impl IngestPool {
-    /// A pool of `threads` threads (at least one; `mailledger serve` starts
-    /// one per core).
-    ///
-    /// # Errors
-    /// When the threads cannot be started.
-    pub fn new(threads: usize) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name("ingest")
-            .on_thread_unpark(mailledger_core::turns::turn_started)
-            .enable_all()
-            .build()?;
-        Ok(Self {
-            runtime: Some(runtime),
-        })
-    }
-
-    /// Runs `work` on the pool and waits for its result. The work goes on
-    /// to its end even when the request is dropped (a client that hangs up
-    /// mid-append): an append is atomic either way.
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl Future<Output = Result<T, crate::Problem>> + Send + 'static,
-    ) -> Result<T, crate::Problem> {
-        let Some(rt) = &self.runtime else {
-            return Err(crate::Problem::internal());
-        };
-        // The pool's threads do nothing but ingest, so blocking work (a new
-        // contact's key, made and synced) runs in place on them; and they
-        // offer their core between polls, every turn
-        // (`mailledger_core::turns`), to the requests waiting for one.
-        rt.spawn(mailledger_core::turns::take_turns(
-            mailledger_core::blocking_allowed(work),
-        ))
-        .await
-        .map_err(|_| crate::Problem::internal())?
-    }
-}
-
-impl Drop for IngestPool {
-    fn drop(&mut self) {
-        // A runtime cannot be dropped from async code, where the last
-        // handle to the state may go; whatever is left is abandoned.
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -277,20 +209,31 @@ impl AppState {
         self
     }
 
-    /// The same state running ingest work on `pool`.
+    /// The same state running ingest work on the runtime of `handle`, whose
+    /// threads must do nothing else: blocking work (a new contact's key,
+    /// made and synced) then runs in place on them. A tokio runtime has no
+    /// priorities, so on the runtime that serves requests a query queued
+    /// behind ingest batches waits for all of them; on a runtime of its own
+    /// the kernel shares the cores between the two.
     #[must_use]
-    pub fn with_ingest_pool(mut self, pool: Arc<IngestPool>) -> Self {
-        self.ingest = Some(pool);
+    pub fn with_ingest_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.ingest = Some(handle);
         self
     }
 
-    /// Runs `work` on the [`IngestPool`], or here when there is none.
+    /// Runs `work` on the ingest runtime, or here when there is none. On
+    /// the ingest runtime the work goes on to its end even when the
+    /// request is dropped (a client that hangs up mid-append): an append is
+    /// atomic either way.
     pub(crate) async fn run_ingest<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, crate::Problem>> + Send + 'static,
     ) -> Result<T, crate::Problem> {
         match &self.ingest {
-            Some(pool) => pool.run(work).await,
+            Some(handle) => handle
+                .spawn(mailledger_core::blocking_allowed(work))
+                .await
+                .map_err(|_| crate::Problem::internal())?,
             None => work.await,
         }
     }
@@ -357,33 +300,5 @@ mod tests {
         assert_eq!(r.take("k"), Err(1));
         assert!(r.take("other").is_ok());
         assert!(RateLimiter::new(0.0, 1).take("k").is_ok());
-    }
-
-    // The ingest pool's threads offer their core after each poll that
-    // leaves their turn due (`mailledger_core::turns`). The work below keeps
-    // its thread busy for two turns in each of two polls, then answers the
-    // thread's count of yields: without `take_turns` around the pool's
-    // work it stays 0.
-    #[tokio::test]
-    async fn the_ingest_pool_offers_its_core_between_polls() {
-        use mailledger_core::turns::{TURN, yields};
-        use std::task::Poll;
-        use std::time::Instant;
-        let pool = IngestPool::new(1).expect("pool");
-        let mut polls = 0;
-        let work = std::future::poll_fn(move |cx| {
-            polls += 1;
-            if polls > 2 {
-                return Poll::Ready(Ok(yields()));
-            }
-            let until = Instant::now() + 2 * TURN;
-            while Instant::now() < until {
-                std::hint::spin_loop();
-            }
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        });
-        let seen = pool.run(work).await.expect("run");
-        assert!(seen >= 1, "the pool's thread never yielded");
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
-use common::{Env, env, env_with, env_with_ingest_pool, event, uuid};
+use common::{Env, env, env_with, env_with_ingest_runtime, event, uuid};
 use mailledger_api::{Limits, Scope};
 use serde_json::{Value, json};
 
@@ -152,8 +152,8 @@ async fn another_tenants_receipt_answers_exactly_like_a_missing_one() {
 
 #[tokio::test]
 async fn a_retried_batch_appends_nothing_and_returns_the_same_positions() {
-    // Inline, and on the ingest pool that `mailledger serve` uses.
-    for e in [env(), env_with_ingest_pool()] {
+    // Inline, and on an ingest runtime of its own, as `mailledger serve` runs it.
+    for e in [env(), env_with_ingest_runtime()] {
         retried_batch(&e).await;
     }
 }

@@ -95,25 +95,21 @@ impl SecretKey {
             return Err(Error::config("a key must be 64 hexadecimal digits"));
         }
         let mut k = Self([0; KEY_LEN]);
-        for (i, pair) in text.chunks(2).enumerate() {
-            let hi = hex_digit(pair[0]);
-            let lo = hex_digit(pair[1]);
-            match (hi, lo) {
-                (Some(h), Some(l)) => k.0[i] = (h << 4) | l,
-                _ => return Err(Error::config("a key must be 64 hexadecimal digits")),
-            }
+        // On failure `k` is dropped, and so zeroized, with any part decoded.
+        if crate::unhex_into(text, &mut k.0) {
+            Ok(k)
+        } else {
+            Err(Error::config("a key must be 64 hexadecimal digits"))
         }
-        Ok(k)
     }
 
     /// The key as 64 lower-case hex digits, in a buffer zeroized on drop.
     #[must_use]
     pub fn to_hex(&self) -> Zeroizing<String> {
         let mut s = Zeroizing::new(String::with_capacity(KEY_LEN * 2));
-        for b in &self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 15)]));
-        }
+        // Made with its full size, so the push never moves (and leaves
+        // behind) a partial copy.
+        crate::push_hex(&mut s, &self.0);
         s
     }
 
@@ -123,17 +119,6 @@ impl SecretKey {
 
     pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
         &self.0
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 

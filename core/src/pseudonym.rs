@@ -55,20 +55,14 @@ impl Pseudonym {
     /// # Errors
     /// When the text is not a pseudonym.
     pub fn from_hex(text: &str) -> Result<Self> {
-        let bytes = text.as_bytes();
-        if bytes.len() != PSEUDONYM_LEN * 2 {
-            return Err(Error::invalid(
-                "a contact pseudonym is 32 hexadecimal digits",
-            ));
-        }
         let mut p = [0u8; PSEUDONYM_LEN];
-        for (i, pair) in bytes.chunks(2).enumerate() {
-            let digits = std::str::from_utf8(pair).ok();
-            p[i] = digits
-                .and_then(|d| u8::from_str_radix(d, 16).ok())
-                .ok_or_else(|| Error::invalid("a contact pseudonym is 32 hexadecimal digits"))?;
+        if crate::unhex_into(text.as_bytes(), &mut p) {
+            Ok(Self(p))
+        } else {
+            Err(Error::invalid(
+                "a contact pseudonym is 32 hexadecimal digits",
+            ))
         }
-        Ok(Self(p))
     }
 
     /// The pseudonym with these bytes, as stored.

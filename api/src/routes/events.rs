@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use mailledger_core::email::{CanonicalEvent, parse_event};
+use mailledger_core::email::{CanonicalEvent, EventType, parse_event};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -80,32 +80,19 @@ pub(crate) fn parse_batch(raw: &[&RawValue], max: usize) -> Result<Vec<Canonical
 /// An event type as a metric label: one of the taxonomy's names (append
 /// refuses any other), so labels stay a small fixed set.
 fn type_label(event_type: &str) -> &'static str {
-    const TYPES: [&str; 12] = [
-        "sent",
-        "rejected",
-        "deferred",
-        "delivered",
-        "bounced",
-        "complained",
-        "opened",
-        "clicked",
-        "unsubscribed",
-        "resubscribed",
-        "suppressed",
-        "unsuppressed",
-    ];
-    TYPES
-        .iter()
-        .find(|t| **t == event_type)
-        .copied()
-        .unwrap_or("other")
+    event_type
+        .parse::<EventType>()
+        .map_or("other", EventType::as_str)
 }
 
-/// Appends parsed events for `tenant`, with metrics.
+/// Appends parsed events for `tenant`, with metrics; the events at the
+/// indexes `per_recipient` names take ids scoped to their recipient
+/// ([`crate::webhooks::scope_to_recipient`]).
 pub(crate) async fn append_events(
     state: &AppState,
     tenant: &str,
     events: Vec<CanonicalEvent>,
+    per_recipient: &[usize],
 ) -> Result<IngestResponse, Problem> {
     // `EmailLedger::append` answers one outcome per event, in order.
     let types: Vec<&'static str> = events.iter().map(|e| type_label(&e.event_type)).collect();
@@ -115,7 +102,15 @@ pub(crate) async fn append_events(
         .acquire()
         .await
         .map_err(|_| Problem::internal())?;
-    let out = state.email.append(tenant, events).await?;
+    let out = state
+        .email
+        .append_scoped(
+            tenant,
+            events,
+            per_recipient,
+            crate::webhooks::scope_to_recipient,
+        )
+        .await?;
     state
         .metrics
         .append_duration
@@ -173,7 +168,7 @@ pub async fn ingest(
     let work = async move {
         let body: IngestBody<'_> = json::parse(&body)?;
         let events = parse_batch(&body.events, st.limits.max_events_per_request)?;
-        append_events(&st, &tenant, events).await
+        append_events(&st, &tenant, events, &[]).await
     };
     state.run_ingest(work).await.map(ApiJson)
 }

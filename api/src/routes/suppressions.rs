@@ -147,7 +147,7 @@ async fn append_one(
     tenant: &str,
     event: CanonicalEvent,
 ) -> Result<ApiJson<EventOutcome>, Problem> {
-    let out = append_events(state, tenant, vec![event])
+    let out = append_events(state, tenant, vec![event], &[])
         .await
         .map_err(|p| {
             // The core names the event's index; here there is one.

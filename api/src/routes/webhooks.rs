@@ -146,29 +146,16 @@ async fn deliver(
     // Opening the sealed secrets reads the access file and decrypts: off
     // the async threads, with the parse.
     let access = std::sync::Arc::clone(&state.access);
-    let email = std::sync::Arc::clone(&state.email);
     let t = tenant.clone();
     let parsed = crate::routes::params::blocking(move || {
         let secrets = access.webhook_secrets(&t)?;
-        let mut parsed = crate::webhooks::parse(provider, &headers, &body, &secrets, now_secs());
-        // Ids that do not tell recipients apart are made per recipient,
-        // through the recipient's pseudonym.
-        if let Ok(WebhookOutcome::Events {
-            events,
-            recipient_scoped,
-            ..
-        }) = &mut parsed
-        {
-            for i in std::mem::take(recipient_scoped) {
-                if let Some(e) = events.get_mut(i)
-                    && let Some(recipient) = &e.recipient
-                {
-                    let contact = email.pseudonym(&t, recipient)?;
-                    e.id = crate::webhooks::scope_to_recipient(e.id, &contact);
-                }
-            }
-        }
-        Ok(parsed)
+        Ok(crate::webhooks::parse(
+            provider,
+            &headers,
+            &body,
+            &secrets,
+            now_secs(),
+        ))
     })
     .await?;
     let outcome = match parsed {
@@ -187,12 +174,14 @@ async fn deliver(
             events,
             skipped,
             authentication: a,
-            ..
+            recipient_scoped,
         } => {
+            // Ids that do not tell recipients apart are made per recipient,
+            // through the recipient's pseudonym, as they are appended.
             let appended = if events.is_empty() {
                 None
             } else {
-                Some(append_events(&state, &tenant, events).await?)
+                Some(append_events(&state, &tenant, events, &recipient_scoped).await?)
             };
             count("events");
             Ok(WebhookResponse {

@@ -44,19 +44,9 @@ pub(crate) fn base64(text: &str) -> Option<Vec<u8>> {
     STANDARD.decode(compact.as_bytes()).ok()
 }
 
-/// Decodes lower- or upper-case hex.
+/// Decodes lower- or upper-case hex, surrounding whitespace ignored.
 fn hex(text: &str) -> Option<Vec<u8>> {
-    let b = text.trim().as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    b.chunks(2)
-        .map(|pair| {
-            let hi = char::from(*pair.first()?).to_digit(16)?;
-            let lo = char::from(*pair.get(1)?).to_digit(16)?;
-            u8::try_from(hi * 16 + lo).ok()
-        })
-        .collect()
+    mailledger_core::unhex(text.trim())
 }
 
 /// Whether `signature_hex` is the HMAC-SHA256 of `data` under `key`,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use mailledger_api::{AccessStore, AppState, IngestPool, Limits, Scope, router};
+use mailledger_api::{AccessStore, AppState, Limits, Scope, router};
 use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::EmailLedger;
 use mailledger_core::keys::FileKeyStore;
@@ -76,13 +76,21 @@ pub fn env_with(limits: Limits) -> Env {
     }
 }
 
-/// An environment whose ingest work runs on an [`IngestPool`], as in
-/// `mailledger serve`.
-pub fn env_with_ingest_pool() -> Env {
+/// An environment whose ingest work runs on a runtime of its own, as in
+/// `mailledger serve`. The runtime lives as long as the test process: a
+/// runtime cannot be dropped from the async test that would drop it.
+pub fn env_with_ingest_runtime() -> Env {
+    static INGEST: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = INGEST.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ingest")
+            .enable_all()
+            .build()
+            .unwrap()
+    });
     let mut e = env();
-    e.state = e
-        .state
-        .with_ingest_pool(Arc::new(IngestPool::new(1).unwrap()));
+    e.state = e.state.with_ingest_runtime(rt.handle().clone());
     e
 }
 

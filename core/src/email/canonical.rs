@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use super::EventType;
 use super::model::{BounceClass, EmailEvent, EventBody, Field, RejectReason};
 use crate::crypto::Personal;
 use crate::error::{Error, Result};
@@ -255,35 +256,21 @@ impl CanonicalEvent {
     /// # Errors
     /// A rule of the taxonomy broken; the error names the field.
     pub fn validate(self) -> Result<Checked> {
-        let allowed: &[&str] = match self.event_type.as_str() {
-            "sent" => &["subject", "size"],
-            "rejected" => &["reason", "detail"],
-            "deferred" => &[
-                "attempt",
-                "smtp_code",
-                "enhanced_status",
-                "mx_host",
-                "next_retry_at",
-            ],
-            "delivered" => &["smtp_response", "mx_host", "tls"],
-            "bounced" => &["class", "sub_type", "status", "diagnostic"],
-            "complained" => &["feedback_type"],
-            "opened" => &["ip", "user_agent", "machine"],
-            "clicked" => &["url", "ip", "user_agent", "bot"],
-            "unsubscribed" | "resubscribed" => &["scope"],
-            "suppressed" => &["reason", "scope", "expires_at"],
-            "unsuppressed" => &["reason", "scope"],
-            "erased" => {
+        let kind = match self.event_type.parse::<EventType>() {
+            Ok(EventType::Erased) => {
                 return Err(Error::invalid(
                     "field `type`: `erased` events are written by the ledger only (use erase)",
                 ));
             }
-            _ => {
-                return Err(Error::invalid(
-                    "field `type`: unknown event type (sent, rejected, deferred, delivered, bounced, complained, opened, clicked, unsubscribed, resubscribed, suppressed, unsuppressed)",
-                ));
+            Ok(kind) => kind,
+            Err(_) => {
+                return Err(Error::invalid(format!(
+                    "field `type`: unknown event type ({})",
+                    EventType::ingestible_names()
+                )));
             }
         };
+        let allowed = kind.own_fields();
         debug_assert!(allowed.iter().all(|f| !COMMON.contains(f)));
         if let Some(f) = self.present().into_iter().find(|f| !allowed.contains(f)) {
             return Err(Error::invalid(format!(
@@ -330,12 +317,12 @@ impl CanonicalEvent {
         ] {
             personal(n, v)?;
         }
-        let body = match self.event_type.as_str() {
-            "sent" => EventBody::MessageSent {
+        let body = match kind {
+            EventType::Sent => EventBody::MessageSent {
                 subject: self.subject,
                 size: self.size,
             },
-            "rejected" => {
+            EventType::Rejected => {
                 let reason = match self.reason.as_deref() {
                     Some("suppressed") => RejectReason::Suppressed,
                     Some("invalid") => RejectReason::Invalid,
@@ -353,19 +340,19 @@ impl CanonicalEvent {
                     detail: self.detail,
                 }
             }
-            "deferred" => EventBody::DeliveryDeferred {
+            EventType::Deferred => EventBody::DeliveryDeferred {
                 attempt: self.attempt,
                 smtp_code: self.smtp_code,
                 enhanced_status: self.enhanced_status,
                 mx_host: self.mx_host,
                 next_retry_at: self.next_retry_at.map(micros),
             },
-            "delivered" => EventBody::Delivered {
+            EventType::Delivered => EventBody::Delivered {
                 smtp_response: self.smtp_response,
                 mx_host: self.mx_host,
                 tls: self.tls,
             },
-            "bounced" => EventBody::Bounced {
+            EventType::Bounced => EventBody::Bounced {
                 class: self
                     .class
                     .ok_or_else(|| Error::invalid("missing field `class`"))?,
@@ -373,15 +360,15 @@ impl CanonicalEvent {
                 status: self.status,
                 diagnostic: self.diagnostic,
             },
-            "complained" => EventBody::ComplaintReceived {
+            EventType::Complained => EventBody::ComplaintReceived {
                 feedback_type: self.feedback_type,
             },
-            "opened" => EventBody::Opened {
+            EventType::Opened => EventBody::Opened {
                 ip: self.ip,
                 user_agent: self.user_agent,
                 machine: self.machine.unwrap_or(false),
             },
-            "clicked" => EventBody::LinkClicked {
+            EventType::Clicked => EventBody::LinkClicked {
                 url: self
                     .url
                     .ok_or_else(|| Error::invalid("missing field `url`"))?,
@@ -389,11 +376,11 @@ impl CanonicalEvent {
                 user_agent: self.user_agent,
                 bot: self.bot.unwrap_or(false),
             },
-            "unsubscribed" | "resubscribed" => EventBody::SubscriptionChanged {
-                subscribed: self.event_type == "resubscribed",
+            EventType::Unsubscribed | EventType::Resubscribed => EventBody::SubscriptionChanged {
+                subscribed: kind == EventType::Resubscribed,
                 scope: scope(self.scope)?,
             },
-            "suppressed" => {
+            EventType::Suppressed => {
                 text("reason", &self.reason)?;
                 EventBody::SuppressionAdded {
                     reason: self.reason,
@@ -401,7 +388,8 @@ impl CanonicalEvent {
                     expires_at: self.expires_at.map(micros),
                 }
             }
-            _ => {
+            // `erased` was refused above.
+            EventType::Unsuppressed | EventType::Erased => {
                 text("reason", &self.reason)?;
                 EventBody::SuppressionRemoved {
                     reason: self.reason,

@@ -28,7 +28,9 @@
 //! ciphertext-and-tag. Field order never changes within a format; a new
 //! format gets a new first byte.
 
+mod append;
 mod canonical;
+mod event_type;
 mod model;
 mod payload;
 
@@ -42,17 +44,18 @@ pub use canonical::{
     CanonicalEvent, Checked, ErasureReceipt, MAX_PERSONAL_LEN, MAX_TAGS, MAX_TEXT_LEN, ReadEvent,
     parse_event, rfc3339,
 };
+pub use event_type::EventType;
 pub use model::{
     BounceClass, EmailEvent, EmailEventOf, Envelope, EventBody, Field, FieldName, RejectReason,
     SealedEvent,
 };
 
-use crate::crypto::{Cipher, Personal};
+use crate::crypto::Personal;
 use crate::error::{Error, Result};
 use crate::keys::{KeyState, KeyStore};
 use crate::log::EventLog;
-use crate::pseudonym::{Pseudonym, normalize};
-use crate::record::{ExpectedVersion, NewEvent, Record, StreamAppend};
+use crate::pseudonym::Pseudonym;
+use crate::record::{ExpectedVersion, NewEvent, Record};
 
 /// The first byte of an email event's payload.
 pub const PAYLOAD_FORMAT: u8 = 1;
@@ -257,22 +260,7 @@ pub fn decode_payload(position: u64, payload: &[u8]) -> Result<SealedEvent> {
 /// Whether a record's type is one of the email taxonomy's.
 #[must_use]
 pub fn is_email_type(event_type: &str) -> bool {
-    matches!(
-        event_type,
-        "sent"
-            | "rejected"
-            | "deferred"
-            | "delivered"
-            | "bounced"
-            | "complained"
-            | "opened"
-            | "clicked"
-            | "unsubscribed"
-            | "resubscribed"
-            | "suppressed"
-            | "unsuppressed"
-            | "erased"
-    )
+    event_type.parse::<EventType>().is_ok()
 }
 
 fn validate_request_id(id: &str) -> Result<()> {
@@ -386,171 +374,6 @@ impl EmailLedger {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(tenant.to_owned(), policy);
         Ok(())
-    }
-
-    /// Appends canonical events atomically: all are written, or none.
-    ///
-    /// Personal fields are sealed under each contact's key, made durable
-    /// first when new. An event whose id the tenant's log already holds is
-    /// not written again; its original position is returned.
-    ///
-    /// # Errors
-    /// Invalid input (naming the field and the event's index), or a storage
-    /// failure; nothing is appended then.
-    pub async fn append(&self, tenant: &str, events: Vec<CanonicalEvent>) -> Result<Vec<Appended>> {
-        crate::record::validate_tenant(tenant)?;
-        let policy = self.policy(tenant).await?;
-        let mut checked = Vec::with_capacity(events.len());
-        for (i, e) in events.into_iter().enumerate() {
-            let c = e
-                .validate()
-                .map_err(|err| Error::invalid(format!("event {i}: {}", strip(&err))))?;
-            checked.push(c);
-        }
-        // Cached after a tenant's first use; that first call writes a slot.
-        let secret = self.keys.tenant_secret(tenant)?;
-        let mut contacts = Vec::with_capacity(checked.len());
-        let mut domains = Vec::with_capacity(checked.len());
-        for (i, c) in checked.iter().enumerate() {
-            let n = normalize(c.recipient.expose())
-                .map_err(|err| Error::invalid(format!("event {i}: {}", strip(&err))))?;
-            contacts.push(Pseudonym::of(&secret, &c.recipient)?);
-            domains.push(n.domain);
-        }
-        // Contacts without a live key get one; a retried event for an erased
-        // contact must not bring a key back, so those are checked first.
-        let mut distinct: Vec<Pseudonym> = contacts.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let mut need: Vec<(Pseudonym, u64)> = Vec::new();
-        for p in &distinct {
-            if !matches!(self.keys.contact(tenant, p)?, KeyState::Live(_)) {
-                need.push((*p, 0));
-            }
-        }
-        let mut skip = vec![None; checked.len()];
-        if !need.is_empty() {
-            let mut still = Vec::with_capacity(need.len());
-            for (p, _) in need {
-                let mut any_new = false;
-                for (i, c) in checked.iter().enumerate() {
-                    if contacts[i] == p {
-                        match self.log.find_event(tenant, c.id).await? {
-                            Some(r) => skip[i] = Some(r.position),
-                            None => any_new = true,
-                        }
-                    }
-                }
-                if any_new {
-                    let base = self
-                        .log
-                        .stream_version(tenant, &p.stream())
-                        .await?
-                        .map_or(0, |v| v + 1);
-                    still.push((p, base));
-                }
-            }
-            if !still.is_empty() {
-                let keys = Arc::clone(&self.keys);
-                let owned_tenant = tenant.to_owned();
-                crate::blocking::run(move || keys.ensure(&owned_tenant, &still)).await?;
-            }
-        }
-        let ids: Vec<Uuid> = checked.iter().map(|c| c.id).collect();
-        let mut ciphers: HashMap<Pseudonym, (u32, crate::keys::ContactKey)> = HashMap::new();
-        let mut appends: Vec<StreamAppend> = Vec::new();
-        let mut slot_of: Vec<Option<(usize, usize)>> = Vec::with_capacity(checked.len());
-        let mut stream_index: HashMap<String, usize> = HashMap::new();
-        for (i, c) in checked.into_iter().enumerate() {
-            crate::turns::end_turn_if_due();
-            if skip[i].is_some() {
-                slot_of.push(None);
-                continue;
-            }
-            let p = contacts[i];
-            if let std::collections::hash_map::Entry::Vacant(slot) = ciphers.entry(p) {
-                match self.keys.contact(tenant, &p)? {
-                    KeyState::Live(k) => {
-                        slot.insert((k.generation, k));
-                    }
-                    // Erased between the check and now: refuse rather than
-                    // recreate silently.
-                    _ => {
-                        return Err(Error::invalid(format!(
-                            "event {i}: the contact was erased while this append ran; retry"
-                        )));
-                    }
-                }
-            }
-            let (generation, key) = &ciphers[&p];
-            let stream = c.message_id.as_deref().map(message_stream);
-            let event = seal(
-                tenant,
-                p,
-                *generation,
-                key.cipher(),
-                c,
-                &policy,
-                domains[i].clone(),
-            )?;
-            let (stream, link) = match stream {
-                Some(s) => (s, Some(p.stream())),
-                None => (p.stream(), None),
-            };
-            let mut ne = NewEvent::new(
-                event.0,
-                event.1.body.event_type(),
-                encode_payload(&event.1)?,
-            );
-            if let Some(l) = link {
-                ne = ne.with_link(l);
-            }
-            let si = *stream_index.entry(stream.clone()).or_insert_with(|| {
-                appends.push(StreamAppend {
-                    stream,
-                    expected: ExpectedVersion::Any,
-                    events: Vec::new(),
-                });
-                appends.len() - 1
-            });
-            appends[si].events.push(ne);
-            slot_of.push(Some((si, appends[si].events.len() - 1)));
-        }
-        let outcomes = if appends.is_empty() {
-            Vec::new()
-        } else {
-            self.log.append(tenant, appends).await?
-        };
-        // New records sit above every older one, so the `fresh` highest
-        // distinct positions are this append's; any other position, or a
-        // repeat within the batch, is a duplicate.
-        let fresh: usize = outcomes
-            .iter()
-            .map(|o| o.positions.len() - o.duplicates)
-            .sum();
-        let mut all: Vec<u64> = outcomes
-            .iter()
-            .flat_map(|o| o.positions.iter().copied())
-            .collect();
-        all.sort_unstable_by(|a, b| b.cmp(a));
-        all.dedup();
-        let new_positions: std::collections::HashSet<u64> = all.into_iter().take(fresh).collect();
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::with_capacity(slot_of.len());
-        for (i, slot) in slot_of.into_iter().enumerate() {
-            let position = match (slot, skip[i]) {
-                (Some((si, ei)), _) => outcomes[si].positions[ei],
-                (None, Some(p)) => p,
-                (None, None) => continue,
-            };
-            let duplicate = !new_positions.contains(&position) || !seen.insert(position);
-            out.push(Appended {
-                id: ids[i],
-                position,
-                duplicate,
-            });
-        }
-        Ok(out)
     }
 
     /// Opens one sealed field of `contact` written by event `event_id` under
@@ -823,53 +646,6 @@ fn receipt_of(r: &Record) -> Result<ErasureReceipt> {
         }),
         _ => Err(Error::corrupt(r.position, "expected an erased event")),
     }
-}
-
-/// Seals a checked event under its contact's key, applying the tenant's
-/// policy. Returns the event id and the sealed event.
-fn seal(
-    tenant: &str,
-    contact: Pseudonym,
-    generation: u32,
-    cipher: &Cipher,
-    c: Checked,
-    policy: &TenantPolicy,
-    recipient_domain: String,
-) -> Result<(Uuid, SealedEvent)> {
-    let id = c.id;
-    let mut body = c.body;
-    match &mut body {
-        EventBody::MessageSent { subject, .. } if !policy.keep_subjects => *subject = None,
-        EventBody::Opened { ip, user_agent, .. }
-        | EventBody::LinkClicked { ip, user_agent, .. }
-            if !policy.keep_engagement_details =>
-        {
-            *ip = None;
-            *user_agent = None;
-        }
-        _ => {}
-    }
-    let plain = EmailEventOf {
-        envelope: Envelope {
-            message_id: c.message_id,
-            contact,
-            key_generation: generation,
-            occurred_at: c.occurred_at,
-            provider: c.provider,
-            provider_event_id: c.provider_event_id,
-            tags: c.tags,
-            campaign: c.campaign,
-            sending_domain: c.sending_domain,
-            recipient_domain: Some(recipient_domain),
-            recipient: Some(c.recipient),
-            raw: c.raw,
-        },
-        body,
-    };
-    let sealed = plain.try_map(|name, v: Personal| {
-        cipher.seal(v.expose().as_bytes(), &ad(tenant, &contact, id, name))
-    })?;
-    Ok((id, sealed))
 }
 
 #[cfg(test)]

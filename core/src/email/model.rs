@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::EventType;
 use crate::crypto::Personal;
 use crate::error::{Error, Result};
 use crate::pseudonym::Pseudonym;
@@ -209,26 +210,32 @@ pub enum EventBody<S> {
 }
 
 impl<S> EventBody<S> {
+    /// The event's type.
+    #[must_use]
+    pub fn kind(&self) -> EventType {
+        match self {
+            Self::MessageSent { .. } => EventType::Sent,
+            Self::MessageRejected { .. } => EventType::Rejected,
+            Self::DeliveryDeferred { .. } => EventType::Deferred,
+            Self::Delivered { .. } => EventType::Delivered,
+            Self::Bounced { .. } => EventType::Bounced,
+            Self::ComplaintReceived { .. } => EventType::Complained,
+            Self::Opened { .. } => EventType::Opened,
+            Self::LinkClicked { .. } => EventType::Clicked,
+            Self::SubscriptionChanged {
+                subscribed: false, ..
+            } => EventType::Unsubscribed,
+            Self::SubscriptionChanged { .. } => EventType::Resubscribed,
+            Self::SuppressionAdded { .. } => EventType::Suppressed,
+            Self::SuppressionRemoved { .. } => EventType::Unsuppressed,
+            Self::ContactErased { .. } => EventType::Erased,
+        }
+    }
+
     /// The canonical JSON `type` of the event.
     #[must_use]
     pub fn event_type(&self) -> &'static str {
-        match self {
-            Self::MessageSent { .. } => "sent",
-            Self::MessageRejected { .. } => "rejected",
-            Self::DeliveryDeferred { .. } => "deferred",
-            Self::Delivered { .. } => "delivered",
-            Self::Bounced { .. } => "bounced",
-            Self::ComplaintReceived { .. } => "complained",
-            Self::Opened { .. } => "opened",
-            Self::LinkClicked { .. } => "clicked",
-            Self::SubscriptionChanged {
-                subscribed: false, ..
-            } => "unsubscribed",
-            Self::SubscriptionChanged { .. } => "resubscribed",
-            Self::SuppressionAdded { .. } => "suppressed",
-            Self::SuppressionRemoved { .. } => "unsuppressed",
-            Self::ContactErased { .. } => "erased",
-        }
+        self.kind().as_str()
     }
 
     /// The same body with each personal field passed through `f`.

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::*;
-use crate::crypto::Sealed;
+use crate::crypto::{Cipher, Sealed};
 use crate::crypto::SecretKey;
 use crate::keys::FileKeyStore;
 use crate::record::TenantFilter;
@@ -404,25 +404,42 @@ fn a_message_s_stream_is_recognised_by_its_hash_alone() {
     ));
 }
 
-// `EmailLedger::append` seals a batch's events one after another on the
-// caller's thread (in the server, the ingest pool's): several turns' work,
-// during which it must offer its core (`crate::turns`). Without the turn
-// check in its loop, the thread's count of yields stays where it was.
+// Provider ids that do not tell a message's recipients apart are scoped to
+// each recipient's pseudonym, which the append computes once: the event
+// named by `per_recipient` takes the scoped id, the others keep theirs, and
+// a retry of the same delivery is a duplicate.
 #[tokio::test(flavor = "current_thread")]
-async fn sealing_a_large_batch_offers_the_core_every_turn() {
+async fn scoped_appends_take_ids_made_from_each_recipients_pseudonym() {
+    fn scope(id: Uuid, contact: &Pseudonym) -> Uuid {
+        let mut bytes = *id.as_bytes();
+        for (b, c) in bytes.iter_mut().zip(contact.as_bytes()) {
+            *b ^= c;
+        }
+        Uuid::from_bytes(bytes)
+    }
     let f = fixture();
-    let events: Vec<CanonicalEvent> = (0..1000)
-        .map(|i| {
-            let recipient = format!("c{}@example.org", i % 100);
-            event("sent", &recipient, &format!("m{i}"), "")
-        })
-        .collect();
-    let before = crate::turns::yields();
-    let started = std::time::Instant::now();
-    f.ledger.append("t", events).await.unwrap();
-    assert!(
-        crate::turns::yields() > before || started.elapsed() < 2 * crate::turns::TURN,
-        "1,000 events sealed in {:?} and the thread never yielded",
-        started.elapsed()
-    );
+    let first = vec![
+        event("delivered", "ann@example.org", "m1", ""),
+        event("delivered", "bob@example.org", "m1", ""),
+    ];
+    let batch = || first.clone();
+    let given: Vec<Uuid> = batch().iter().map(|e| e.id).collect();
+    let out = f
+        .ledger
+        .append_scoped("t", batch(), &[1], scope)
+        .await
+        .unwrap();
+    let bob = f
+        .ledger
+        .pseudonym("t", &Personal::new("bob@example.org".to_owned()))
+        .unwrap();
+    assert_eq!(out[0].id, given[0], "an unscoped id is kept");
+    assert_eq!(out[1].id, scope(given[1], &bob), "the scoped id");
+    assert!(out.iter().all(|a| !a.duplicate));
+    let again = f
+        .ledger
+        .append_scoped("t", batch(), &[1], scope)
+        .await
+        .unwrap();
+    assert!(again.iter().all(|a| a.duplicate), "a retry appends nothing");
 }

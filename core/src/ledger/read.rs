@@ -1,0 +1,192 @@
+//! Reads: records by position, streams, the whole log, event ids, and the
+//! source a subscription reads from.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::Shared;
+use super::keys::{id_key, stream_end, stream_key, stream_prefix, u64_be};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::log::{MAX_READ_BATCH, ReadBatch, SubscriptionSource};
+use crate::record::{Direction, Record, TenantFilter};
+use crate::store::{Space, Store, Visit};
+
+/// The last version of a stream in the index, acknowledged or not.
+pub(super) fn read_stream_version<S: Store>(store: &S, tenant: &str, stream: &str) -> Result<Option<u64>> {
+    // A stream's index entries are never removed, so a stream with any
+    // event has its version 0. That point read settles a new stream (most
+    // message streams are new when first appended to) through the store's
+    // filters; a backwards range scan would visit every table.
+    if store
+        .get(Space::Streams, &stream_key(tenant, stream, 0))?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let start = stream_prefix(tenant, stream);
+    let end = stream_end(tenant, stream);
+    let mut found = None;
+    store.scan(Space::Streams, &start, Some(&end), true, &mut |k, _| {
+        found = k.get(start.len()..).and_then(u64_be);
+        Visit::Stop
+    })?;
+    Ok(found)
+}
+
+impl<S: Store> Shared<S> {
+    pub(super) fn published_head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    pub(super) fn record_at(&self, position: u64) -> Result<Option<Record>> {
+        let Some(frame) = self.store.get(Space::Log, &position.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let r = codec::decode(&frame).map_err(|e| Error::corrupt(position, e.to_string()))?;
+        if r.position != position {
+            return Err(Error::corrupt(position, "record holds another position"));
+        }
+        Ok(Some(r.to_record()))
+    }
+
+    pub(super) fn read_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Record>> {
+        let head = self.published_head();
+        let max = max.min(MAX_READ_BATCH);
+        let start = stream_key(tenant, stream, from);
+        let end = stream_end(tenant, stream);
+        let mut positions = Vec::new();
+        self.store
+            .scan(Space::Streams, &start, Some(&end), false, &mut |_, v| {
+                match u64_be(v) {
+                    Some(p) if p < head => positions.push(p),
+                    _ => return Visit::Stop,
+                }
+                if positions.len() >= max {
+                    Visit::Stop
+                } else {
+                    Visit::Continue
+                }
+            })?;
+        let mut out = Vec::with_capacity(positions.len());
+        for p in positions {
+            let r = self
+                .record_at(p)?
+                .ok_or_else(|| Error::corrupt(p, "stream index names a missing record"))?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    pub(super) fn read_all(
+        &self,
+        filter: &TenantFilter,
+        from: u64,
+        direction: Direction,
+        max: usize,
+    ) -> Result<ReadBatch> {
+        let head = self.published_head();
+        let max = max.clamp(1, MAX_READ_BATCH);
+        let span = usize::try_from(head.saturating_sub(from.min(head))).unwrap_or(max);
+        let mut records = Vec::with_capacity(match direction {
+            Direction::Forward => max.min(span),
+            Direction::Backward => max,
+        });
+        let mut failure = None;
+        let mut last_seen = None;
+        let (start, end, reverse) = match direction {
+            Direction::Forward => (from.min(head), head, false),
+            Direction::Backward => (0, from.saturating_add(1).min(head), true),
+        };
+        if start < end {
+            self.store.scan(
+                Space::Log,
+                &start.to_be_bytes(),
+                Some(&end.to_be_bytes()),
+                reverse,
+                &mut |k, v| {
+                    let pos = u64_be(k).unwrap_or(u64::MAX);
+                    match codec::decode(v) {
+                        Ok(r) if r.position == pos => {
+                            last_seen = Some(pos);
+                            if filter.admits(r.tenant) {
+                                records.push(r.to_record());
+                            }
+                        }
+                        Ok(_) => {
+                            failure = Some(Error::corrupt(pos, "record holds another position"));
+                            return Visit::Stop;
+                        }
+                        Err(e) => {
+                            failure = Some(Error::corrupt(pos, e.to_string()));
+                            return Visit::Stop;
+                        }
+                    }
+                    if records.len() >= max {
+                        Visit::Stop
+                    } else {
+                        Visit::Continue
+                    }
+                },
+            )?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let next = match (direction, last_seen) {
+            (Direction::Forward, Some(p)) if records.len() >= max => Some(p + 1),
+            (Direction::Forward, _) => Some(head.max(start)),
+            (Direction::Backward, Some(p)) if records.len() >= max => p.checked_sub(1),
+            (Direction::Backward, _) => None,
+        };
+        Ok(ReadBatch { records, next })
+    }
+
+    pub(super) fn find_event(&self, tenant: &str, id: Uuid) -> Result<Option<Record>> {
+        let Some(v) = self.store.get(Space::EventIds, &id_key(tenant, id))? else {
+            return Ok(None);
+        };
+        let p =
+            u64_be(&v).ok_or_else(|| Error::corrupt(0, "event id index entry does not decode"))?;
+        if p >= self.published_head() {
+            return Ok(None);
+        }
+        let r = self
+            .record_at(p)?
+            .ok_or_else(|| Error::corrupt(p, "event id index names a missing record"))?;
+        if r.tenant != tenant || r.event_id != id {
+            return Err(Error::corrupt(p, "event id index names another record"));
+        }
+        Ok(Some(r))
+    }
+}
+
+/// What a subscription reads from: the log's shared state.
+pub(super) struct SourceHandle<S: Store>(pub(super) Arc<Shared<S>>);
+
+#[async_trait]
+impl<S: Store> SubscriptionSource for SourceHandle<S> {
+    async fn read_forward(
+        &self,
+        filter: &TenantFilter,
+        from: u64,
+        max: usize,
+    ) -> Result<ReadBatch> {
+        let shared = Arc::clone(&self.0);
+        let filter = filter.clone();
+        crate::blocking::run(move || shared.read_all(&filter, from, Direction::Forward, max)).await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::SeqCst)
+    }
+}
