@@ -58,8 +58,8 @@ pub(crate) fn may_block() -> bool {
 /// - On a multi-threaded runtime it runs here inside `block_in_place`:
 ///   tokio hands this thread's other tasks to another thread meanwhile,
 ///   and the caller saves two hand-overs between threads, which on a busy
-///   machine cost more than the work (a timeline lookup's p99 while
-///   ingesting fell from 9.3 to 11.5 ms to 5.6 to 8.2 ms).
+///   machine cost more than the work (a query's tail latency while
+///   ingesting showed it).
 /// - On a current-thread runtime it goes to the blocking pool.
 pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     if may_block() {

@@ -32,7 +32,7 @@ pub(crate) fn random(buf: &mut [u8]) -> Result<()> {
 
 /// Nonces drawn from the operating system's random source at once, per
 /// thread: one `getrandom` call per nonce cost a system call per sealed
-/// event (about 1.5% of the server's CPU while ingesting).
+/// event, which showed in the server's profile while ingesting.
 const NONCES_PER_DRAW: usize = 128;
 
 /// A thread's unused random nonce bytes, handed out once each.
