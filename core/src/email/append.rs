@@ -8,8 +8,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
-    Appended, CanonicalEvent, Checked, EmailEventOf, EmailLedger, Envelope, EventBody,
-    SealedEvent, TenantPolicy, ad, encode_payload, message_stream, strip,
+    Appended, CanonicalEvent, Checked, EmailEventOf, EmailLedger, Envelope, EventBody, SealedEvent,
+    TenantPolicy, ad, encode_payload, message_stream, strip,
 };
 use crate::crypto::{Cipher, Personal};
 use crate::error::{Error, Result};
@@ -310,4 +310,3 @@ fn seal(
     })?;
     Ok((id, sealed))
 }
-

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::*;
-use crate::crypto::{Cipher, Sealed};
 use crate::crypto::SecretKey;
+use crate::crypto::{Cipher, Sealed};
 use crate::keys::FileKeyStore;
 use crate::record::TenantFilter;
 use crate::{Ledger, LedgerConfig, MemoryStore};

@@ -4,9 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
+use super::Shared;
 use super::config::Durability;
 use super::writer::Prepared;
-use super::Shared;
 use crate::error::Error;
 use crate::store::{Space, Store};
 

@@ -33,10 +33,10 @@ mod keys;
 mod read;
 mod recover;
 mod stage;
-mod verify;
-mod writer;
 #[cfg(test)]
 mod tests;
+mod verify;
+mod writer;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};

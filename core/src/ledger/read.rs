@@ -16,7 +16,11 @@ use crate::record::{Direction, Record, TenantFilter};
 use crate::store::{Space, Store, Visit};
 
 /// The last version of a stream in the index, acknowledged or not.
-pub(super) fn read_stream_version<S: Store>(store: &S, tenant: &str, stream: &str) -> Result<Option<u64>> {
+pub(super) fn read_stream_version<S: Store>(
+    store: &S,
+    tenant: &str,
+    stream: &str,
+) -> Result<Option<u64>> {
     // A stream's index entries are never removed, so a stream with any
     // event has its version 0. That point read settles a new stream (most
     // message streams are new when first appended to) through the store's

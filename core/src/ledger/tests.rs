@@ -3,8 +3,8 @@
 use super::by_tenant::ByTenant;
 use super::commit::sort_puts;
 use super::keys::{TenantHead, stream_end, stream_key, stream_prefix};
-use crate::residency::Jurisdiction;
 use super::*;
+use crate::residency::Jurisdiction;
 use crate::store::{Visit, WriteBatch};
 
 #[test]
@@ -226,15 +226,23 @@ fn the_callers_thread_hook_runs_on_the_writer_and_the_committer() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let log = gated_log_with(LedgerConfig::new().thread_hook(hook));
-    rt.block_on(log.append_to_stream("t", "s", ExpectedVersion::NoStream, vec![event(Uuid::now_v7())]))
-        .unwrap();
+    rt.block_on(log.append_to_stream(
+        "t",
+        "s",
+        ExpectedVersion::NoStream,
+        vec![event(Uuid::now_v7())],
+    ))
+    .unwrap();
     let mut seen = seen.lock().unwrap().clone();
     seen.sort_by_key(|(role, _)| *role == ThreadRole::LogCommitter);
     assert_eq!(
         seen,
         vec![
             (ThreadRole::LogWriter, Some("mailledger-writer".to_owned())),
-            (ThreadRole::LogCommitter, Some("mailledger-commit".to_owned())),
+            (
+                ThreadRole::LogCommitter,
+                Some("mailledger-commit".to_owned())
+            ),
         ]
     );
 }

@@ -1,0 +1,154 @@
+//! Tests of the key store.
+
+use super::*;
+use crate::crypto::Personal;
+
+fn kek() -> SecretKey {
+    SecretKey::from_bytes([7; 32])
+}
+
+fn contact(n: u8) -> Pseudonym {
+    Pseudonym::of(
+        &SecretKey::from_bytes([1; 32]),
+        &Personal::new(format!("c{n}@x.org")),
+    )
+    .unwrap()
+}
+
+#[test]
+fn keys_survive_reopen_and_seal_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = {
+        let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+        let k = ks.ensure("t", &[(contact(1), 0)]).unwrap();
+        k[0].cipher().seal(b"hello", b"ad").unwrap()
+    };
+    let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+    let KeyState::Live(k) = ks.contact("t", &contact(1)).unwrap() else {
+        panic!("key lost")
+    };
+    assert_eq!(&**k.cipher().open(&sealed, b"ad").unwrap(), b"hello");
+    assert!(matches!(
+        ks.contact("u", &contact(1)).unwrap(),
+        KeyState::Unknown
+    ));
+}
+
+#[test]
+fn a_wrong_kek_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(FileKeyStore::open(dir.path(), &kek()).unwrap());
+    let e = FileKeyStore::open(dir.path(), &SecretKey::from_bytes([8; 32])).unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e}");
+}
+
+#[test]
+fn a_second_process_is_refused_while_the_store_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+    assert!(FileKeyStore::open(dir.path(), &kek()).is_err());
+}
+
+#[test]
+fn destroy_overwrites_the_wrapped_key_in_place_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+    ks.ensure("t", &[(contact(1), 0), (contact(2), 0)]).unwrap();
+    let (raw, wrapped) = ks.key_material("t", &contact(1)).unwrap().unwrap();
+    let file = dir.path().join(KEY_FILE);
+    let before = std::fs::read(&file).unwrap();
+    assert!(
+        before
+            .windows(wrapped.len())
+            .any(|w| w == wrapped.as_slice())
+    );
+    let e = ks.destroy("t", &contact(1), 5).unwrap().unwrap();
+    assert_eq!(
+        e,
+        Erasure {
+            generation: 0,
+            events: 5
+        }
+    );
+    let after = std::fs::read(&file).unwrap();
+    assert_eq!(after.len(), before.len(), "overwritten in place");
+    assert!(
+        !after
+            .windows(wrapped.len())
+            .any(|w| w == wrapped.as_slice())
+    );
+    assert!(!after.windows(raw.len()).any(|w| w == raw.as_slice()));
+    assert_eq!(ks.destroy("t", &contact(1), 9).unwrap(), Some(e));
+    assert!(matches!(
+        ks.contact("t", &contact(1)).unwrap(),
+        KeyState::Erased(_)
+    ));
+    assert!(matches!(
+        ks.contact("t", &contact(2)).unwrap(),
+        KeyState::Live(_)
+    ));
+    assert_eq!(ks.destroy("t", &contact(3), 0).unwrap(), None);
+    drop(ks);
+    let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+    assert!(matches!(
+        ks.contact("t", &contact(1)).unwrap(),
+        KeyState::Erased(_)
+    ));
+    let again = ks.ensure("t", &[(contact(1), 7)]).unwrap();
+    assert_eq!(again[0].generation, 1, "a returning contact gets a new key");
+}
+
+#[test]
+fn torn_slots_are_zeroed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+        ks.ensure("t", &[(contact(1), 0), (contact(2), 0)]).unwrap();
+    }
+    let file = dir.path().join(KEY_FILE);
+    let mut bytes = std::fs::read(&file).unwrap();
+    // Tear slot 2 (contact 2) halfway, and leave half a slot at the end.
+    for b in &mut bytes[2 * SLOT_LEN + 40..2 * SLOT_LEN + 70] {
+        *b = 0;
+    }
+    bytes.extend_from_slice(&[9u8; 50]);
+    std::fs::write(&file, &bytes).unwrap();
+    let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+    let after = std::fs::read(&file).unwrap();
+    assert_eq!(after.len(), 3 * SLOT_LEN);
+    assert!(after[2 * SLOT_LEN..].iter().all(|&b| b == 0));
+    assert!(matches!(
+        ks.contact("t", &contact(2)).unwrap(),
+        KeyState::Unknown
+    ));
+    assert!(matches!(
+        ks.contact("t", &contact(1)).unwrap(),
+        KeyState::Live(_)
+    ));
+}
+
+#[test]
+fn tenant_secrets_are_stable_and_distinct() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+        (
+            ks.tenant_secret("a").unwrap(),
+            ks.tenant_secret("b").unwrap(),
+        )
+    };
+    assert_ne!(a, b);
+    let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+    assert_eq!(ks.tenant_secret("a").unwrap(), a);
+}
+
+#[test]
+fn kek_files_must_be_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kek");
+    let k = generate_kek_file(&path).unwrap();
+    assert_eq!(read_kek_file(&path).unwrap(), k);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(read_kek_file(&path), Err(Error::Config(_))));
+    assert!(generate_kek_file(&path).is_err(), "never overwrites a KEK");
+}
