@@ -130,17 +130,7 @@ pub use mailledger_core::hex;
 /// Parses hex of exactly `len` bytes.
 #[must_use]
 pub fn unhex(text: &str, len: usize) -> Option<Vec<u8>> {
-    let b = text.as_bytes();
-    if b.len() != len * 2 {
-        return None;
-    }
-    b.chunks(2)
-        .map(|p| {
-            std::str::from_utf8(p)
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 16).ok())
-        })
-        .collect()
+    mailledger_core::unhex(text).filter(|b| b.len() == len)
 }
 
 /// The 16-byte key of a message id: the hash that names its stream in the

@@ -29,6 +29,7 @@ pub mod codec;
 pub mod delivery;
 mod error;
 mod projection;
+mod rebuild;
 mod runner;
 pub mod state;
 pub mod suppression;
@@ -38,43 +39,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailledger_core::EventLog;
+use mailledger_core::{EventLog, ThreadHook, ThreadRole};
 use tokio::sync::watch;
 
 pub use error::{Error, Result};
 pub use projection::{Input, Projection};
-pub use runner::{BATCH, Progress, RebuildSizes};
+pub use rebuild::RebuildSizes;
+pub use runner::{BATCH, Progress};
 pub use view::{MessageView, analytics_json, entry_json, row_json};
 
 use runner::Slot;
 use state::{FjallState, MemoryState, StateStore};
 
-/// The nice value of the live runner's threads ([`Projections::spawn_runner`]).
-///
-/// The lowest priority (19) was tried: in four interleaved pairs of load
-/// runs (2026-11-24) it made ingest faster in two and slower in two
-/// (51,061 and 47,813 against 32,282 and 43,027 events/s, then 33,033 and
-/// 38,530 against 37,462 and 43,938/s) and left the projections further
-/// behind, so it is not used.
-pub const RUNNER_NICE: i32 = 10;
-
-/// Lowers the calling thread's CPU priority to [`RUNNER_NICE`], best effort.
-fn lower_priority() {
-    if let Err(e) = mailledger_core::turns::set_thread_nice(RUNNER_NICE) {
-        tracing::warn!(error = %e, "cannot lower the projections' priority");
-    }
-}
-
-/// Starts a thread named `name` at [`RUNNER_NICE`] (where the system
-/// allows it) with a current-thread runtime of its own, whose blocking
-/// pool's threads (named `pool`) inherit the priority, and runs the future
-/// `work` makes on it to its end. Threads and stores opened from there
-/// (fjall's workers among them) inherit the priority too, so the work
-/// never takes a core from a thread that serves requests or appends,
-/// whichever thread asked for it. Returns once the runtime is built.
-fn spawn_lowered<F, Fut>(
+/// Starts a thread named `name` with a current-thread runtime of its own,
+/// and runs the future `work` makes on it to its end. The thread, and each
+/// thread of the runtime's blocking pool (named `pool`), first runs `hook`
+/// for [`ThreadRole::Projections`]: whatever policy the caller has for
+/// them (this crate sets none), whichever thread asked for the work.
+/// Returns once the runtime is built.
+fn spawn_with_runtime<F, Fut>(
     name: &str,
     pool: &str,
+    hook: &ThreadHook,
     work: F,
 ) -> std::io::Result<std::thread::JoinHandle<()>>
 where
@@ -82,13 +68,15 @@ where
     Fut: Future<Output = ()>,
 {
     let pool = pool.to_owned();
+    let hook = hook.clone();
     let (started, start) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
     let handle = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            lower_priority();
+            hook.run(ThreadRole::Projections);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .thread_name(pool)
+                .on_thread_start(move || hook.run(ThreadRole::Projections))
                 .enable_all()
                 .build();
             match rt {
@@ -149,6 +137,7 @@ pub struct Projections {
     caught_up: watch::Sender<u64>,
     rebuild: std::sync::Mutex<Option<RebuildStatus>>,
     rebuild_sizes: RebuildSizes,
+    thread_hook: ThreadHook,
 }
 
 impl std::fmt::Debug for Projections {
@@ -180,7 +169,7 @@ impl Projections {
         let mut slots = Vec::with_capacity(3);
         for p in all() {
             let name = p.name();
-            let generation = runner::current_generation(dir, name)?;
+            let generation = rebuild::current_generation(dir, name)?;
             if let Ok(entries) = std::fs::read_dir(dir.join(name)) {
                 for e in entries.flatten() {
                     let n = e.file_name();
@@ -194,7 +183,7 @@ impl Projections {
                     }
                 }
             }
-            let path = runner::generation_dir(dir, name, generation);
+            let path = rebuild::generation_dir(dir, name, generation);
             let (store, reset) = FjallState::open_stamped(&path, p.format())?;
             if reset {
                 tracing::warn!(
@@ -245,6 +234,7 @@ impl Projections {
             caught_up: watch::channel(min).0,
             rebuild: std::sync::Mutex::new(None),
             rebuild_sizes: RebuildSizes::default(),
+            thread_hook: ThreadHook::default(),
         }
     }
 
@@ -252,6 +242,16 @@ impl Projections {
     #[must_use]
     pub fn with_rebuild_sizes(mut self, sizes: RebuildSizes) -> Self {
         self.rebuild_sizes = sizes;
+        self
+    }
+
+    /// Sets the hook every thread this crate starts runs first, with
+    /// [`ThreadRole::Projections`]: the runner's and the background
+    /// rebuild's threads and their runtimes' blocking pools, and a
+    /// rebuild's committer threads. The default does nothing.
+    #[must_use]
+    pub fn with_thread_hook(mut self, hook: ThreadHook) -> Self {
+        self.thread_hook = hook;
         self
     }
 
@@ -365,14 +365,13 @@ impl Projections {
         }
     }
 
-    /// Runs [`Projections::run`] on a thread of its own, at a lower CPU
-    /// priority (nice [`RUNNER_NICE`], where the system allows it; the
-    /// threads it starts inherit it), until `stop` turns true. Queries and
-    /// appends come first when the CPU is short: the projections then lag
-    /// (observably) and catch up when it is not.
+    /// Runs [`Projections::run`] on a thread of its own (named
+    /// `projections`), with a runtime of its own whose blocking pool
+    /// (`projection-pool`) applies the batches, until `stop` turns true.
+    /// Each of those threads first runs the hook set with
+    /// [`Projections::with_thread_hook`].
     ///
-    /// Returns once the thread runs at that priority with its runtime
-    /// built.
+    /// Returns once the thread runs with its runtime built.
     ///
     /// # Errors
     /// When the thread or its runtime cannot be started.
@@ -383,15 +382,20 @@ impl Projections {
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let this = Arc::clone(self);
         // Batches are applied on the runtime's blocking pool.
-        spawn_lowered("projections", "projection-pool", move || async move {
-            let run = this.run(log, stop.clone());
-            // Stopping cuts a catch-up short: each batch commits its state
-            // and checkpoint atomically, so nothing is half applied.
-            tokio::select! {
-                () = run => {}
-                _ = stop.wait_for(|s| *s) => {}
-            }
-        })
+        spawn_with_runtime(
+            "projections",
+            "projection-pool",
+            &self.thread_hook,
+            move || async move {
+                let run = this.run(log, stop.clone());
+                // Stopping cuts a catch-up short: each batch commits its state
+                // and checkpoint atomically, so nothing is half applied.
+                tokio::select! {
+                    () = run => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            },
+        )
     }
 
     /// Rebuilds the named projections (all when `names` is empty) from
@@ -415,11 +419,12 @@ impl Projections {
                 .map(|n| self.slot(n).cloned())
                 .collect::<Result<_>>()?
         };
-        let r = runner::rebuild_slots(
+        let r = rebuild::rebuild_slots(
             log,
             &slots,
             self.root.as_deref(),
             self.rebuild_sizes,
+            &self.thread_hook,
             progress,
         )
         .await;
@@ -431,6 +436,12 @@ impl Projections {
     /// when `names` is empty) and returns at once: `false` when a rebuild is
     /// already running. Reads go on meanwhile; [`Projections::rebuild_status`]
     /// shows progress.
+    ///
+    /// The rebuild runs on a thread of its own (`projection-rebuild`) with a
+    /// runtime of its own (blocking pool `rebuild-pool`), so a rebuild asked
+    /// for by a request takes none of the request runtime's threads; each
+    /// of those threads first runs the hook set with
+    /// [`Projections::with_thread_hook`].
     ///
     /// # Errors
     /// An unknown name.
@@ -461,23 +472,28 @@ impl Projections {
             });
         }
         let me = Arc::clone(self);
-        let started = spawn_lowered("projection-rebuild", "rebuild-pool", move || async move {
-            let progress = |p: Progress| {
+        let started = spawn_with_runtime(
+            "projection-rebuild",
+            "rebuild-pool",
+            &self.thread_hook,
+            move || async move {
+                let progress = |p: Progress| {
+                    me.update_rebuild(|s| {
+                        s.done = p.done;
+                        s.total = p.total;
+                    });
+                };
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let result = me.rebuild(log.as_ref(), &refs, Some(&progress)).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "projection rebuild failed");
+                }
                 me.update_rebuild(|s| {
-                    s.done = p.done;
-                    s.total = p.total;
+                    s.running = false;
+                    s.error = result.err().map(|e| e.to_string());
                 });
-            };
-            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            let result = me.rebuild(log.as_ref(), &refs, Some(&progress)).await;
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "projection rebuild failed");
-            }
-            me.update_rebuild(|s| {
-                s.running = false;
-                s.error = result.err().map(|e| e.to_string());
-            });
-        });
+            },
+        );
         if let Err(e) = started {
             let message = format!("cannot start the rebuild's thread: {e}");
             self.update_rebuild(|s| {
@@ -519,36 +535,5 @@ impl Projections {
             s.store().flush()?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    fn own_nice() -> i32 {
-        mailledger_core::turns::thread_nice().unwrap()
-    }
-
-    #[test]
-    #[cfg(target_os = "linux")]
-    fn lowered_work_and_its_blocking_pool_run_at_the_runner_s_priority() {
-        // Asked for from a thread at a higher priority, as a request's
-        // thread asks for a rebuild. (Under a test runner already niced
-        // below the runner, lowering is all there is to check.)
-        let caller = own_nice();
-        let expected = caller.max(RUNNER_NICE);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let handle = spawn_lowered("lowered-test", "lowered-pool", move || async move {
-            let own = own_nice();
-            let pool = tokio::task::spawn_blocking(own_nice).await.unwrap();
-            tx.send((own, pool)).unwrap();
-        })
-        .unwrap();
-        handle.join().unwrap();
-        assert_eq!(rx.recv().unwrap(), (expected, expected));
-        assert_eq!(own_nice(), caller, "the caller keeps its priority");
     }
 }

@@ -828,6 +828,59 @@ async fn checkpoints_report_lag_and_the_live_runner_follows_the_head() {
     task.await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_s_hook_runs_first_on_every_thread_the_runner_and_a_rebuild_start() {
+    use mailledger_core::{ThreadHook, ThreadRole};
+    let f = fx();
+    append(&f, "t", &sent(10, 2)).await;
+    // Each thread the hook ran on, by name, with the role it was told.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook = {
+        let seen = Arc::clone(&seen);
+        ThreadHook::new(move |role| {
+            let name = std::thread::current().name().map(str::to_owned);
+            seen.lock().unwrap().push((name, role));
+        })
+    };
+    let p = Arc::new(Projections::in_memory().with_thread_hook(hook));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let runner = p.spawn_runner(Arc::clone(&f.log), stop).unwrap();
+    // Applied on the runner's blocking pool, so its threads have started.
+    assert!(p.wait_for(10, std::time::Duration::from_secs(10)).await);
+    stop_tx.send(true).unwrap();
+    tokio::task::spawn_blocking(move || runner.join().unwrap())
+        .await
+        .unwrap();
+    assert!(p.start_rebuild(Arc::clone(&f.log), Vec::new()).unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while p.rebuild_status().is_some_and(|s| s.running) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rebuild never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(p.rebuild_status().unwrap().error, None);
+    let seen = seen.lock().unwrap();
+    for thread in [
+        "projections",
+        "projection-pool",
+        "projection-rebuild",
+        "rebuild-pool",
+        "projection-commit",
+    ] {
+        assert!(
+            seen.iter().any(|(name, _)| name.as_deref() == Some(thread)),
+            "the hook did not run on {thread}: {seen:?}"
+        );
+    }
+    assert!(
+        seen.iter()
+            .all(|(_, role)| *role == ThreadRole::Projections),
+        "{seen:?}"
+    );
+}
+
 /// `n` messages, one `sent` event each, to `contacts` recipients in turn.
 fn sent(n: i64, contacts: i64) -> Vec<Value> {
     (0..n)
