@@ -23,8 +23,8 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine as _;
+use mailledger_access::{Caller, Scope};
 
-use crate::access::{Caller, Scope};
 use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
 

@@ -22,7 +22,6 @@
 //! # }
 //! ```
 
-pub mod access;
 pub mod auth;
 pub mod json;
 pub mod metrics;
@@ -30,6 +29,10 @@ pub mod problem;
 pub mod routes;
 pub mod state;
 pub mod webhooks;
+
+/// The access store, of its own crate; the API authenticates against it
+/// and its admin routes manage it.
+pub use mailledger_access as access;
 
 use std::sync::Arc;
 

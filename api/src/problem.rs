@@ -13,6 +13,10 @@ use mailledger_core::ErrorKind;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+// Describes a JSON error without quoting a value (the access store's
+// messages use it too, so it lives there).
+pub use mailledger_access::describe_json_error;
+
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -324,39 +328,5 @@ impl From<mailledger_projections::Error> for Problem {
                 Self::internal()
             }
         }
-    }
-}
-
-/// Describes a serde_json error without quoting any input value: unknown
-/// and missing field names (when they look like field names), or the line
-/// and column of a syntax error or a value of the wrong type.
-#[must_use]
-pub fn describe_json_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let name_ok = |n: &str| {
-        !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    };
-    if let Some(rest) = text.strip_prefix("unknown field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        if name_ok(name) {
-            return format!("unknown field `{name}`");
-        }
-        return "unknown field".to_owned();
-    }
-    if let Some(rest) = text.strip_prefix("missing field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        if name_ok(name) {
-            return format!("missing field `{name}`");
-        }
-    }
-    match e.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-            format!("not valid JSON (line {}, column {})", e.line(), e.column())
-        }
-        _ => format!(
-            "a field has the wrong type or an invalid value (line {}, column {})",
-            e.line(),
-            e.column()
-        ),
     }
 }

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use mailledger_access::AccessStore;
 use mailledger_core::email::EmailLedger;
 use mailledger_core::residency::{Jurisdiction, Residency};
 use mailledger_projections::Projections;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 
-use crate::access::AccessStore;
 use crate::metrics::Metrics;
 
 /// Limits on requests. Every field has a default; a configuration file or

@@ -322,7 +322,6 @@ fn bench_sealed(c: &mut Criterion, rt: &tokio::runtime::Runtime) -> usize {
 }
 
 fn main() {
-    mailledger_benches::keep_freed_memory();
     let mut c = mailledger_benches::criterion();
     let rt = runtime();
     bench_ledger(&mut c, &rt);

@@ -63,7 +63,6 @@ async fn erase(email: &EmailLedger, contact: &str) -> Duration {
 }
 
 fn main() {
-    mailledger_benches::keep_freed_memory();
     let mut c = mailledger_benches::criterion();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

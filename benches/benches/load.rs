@@ -567,7 +567,8 @@ fn raise_priority() -> u8 {
         if set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, fifo).is_ok() {
             return RAISED_FIFO;
         }
-        if mailledger_core::turns::set_thread_nice(READER_NICE).is_ok() {
+        if rustix::process::setpriority_process(Some(rustix::thread::gettid()), READER_NICE).is_ok()
+        {
             return RAISED_NICE;
         }
         0
@@ -851,7 +852,6 @@ async fn phase(
 }
 
 fn main() {
-    mailledger_benches::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test") {
         println!("load: skipped (run it with `cargo bench -p mailledger-benches --bench load`)");

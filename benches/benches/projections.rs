@@ -58,7 +58,6 @@ fn line(i: u64, message: &str, to: &str, at: i64, ty: usize) -> String {
 }
 
 fn main() {
-    mailledger_benches::keep_freed_memory();
     let n = events();
     let mut c = mailledger_benches::criterion();
     let rt = tokio::runtime::Builder::new_multi_thread()

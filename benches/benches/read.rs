@@ -12,7 +12,6 @@ use mailledger_core::{Direction, Durability, ExpectedVersion, TenantFilter};
 const RECORDS: u64 = 200_000;
 
 fn main() {
-    mailledger_benches::keep_freed_memory();
     let mut c = mailledger_benches::criterion();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

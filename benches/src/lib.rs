@@ -11,11 +11,11 @@ use criterion::Criterion;
 
 use mailledger_core::{Durability, EventLog, Ledger, LedgerConfig, NewEvent, Store};
 
-// The benchmarks run with the allocator of the `mailledger` binary, and its
-// settings: each bench's `main` calls `keep_freed_memory` first.
-#[path = "../../tools/src/allocator.rs"]
-mod allocator;
-pub use allocator::keep_freed_memory;
+// The benchmarks run with the allocator the `mailledger` binary uses
+// (tools/src/allocator.rs), and like it with mimalloc's settings from the
+// environment.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Bytes of payload per benchmark record: with the frame's other fields and
 /// its hash a stored record is about 300 bytes ([`frame_len`] says exactly).

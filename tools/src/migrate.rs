@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
 use indicatif::ProgressBar;
 use mailledger_core::{
     EventLog, Ledger, LedgerConfig, Space, Store, TenantFilter, Visit, WriteBatch,
@@ -14,6 +15,14 @@ use mailledger_core::{
 
 use crate::location::{self, LogLocation};
 use crate::{Cli, residency};
+
+/// `mailledger migrate`'s flags.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Where the log goes, as --log names it.
+    #[arg(long)]
+    to: String,
+}
 
 /// Puts per copied batch, and the bytes at which a batch is written early.
 const BATCH_PUTS: usize = 20_000;
@@ -25,7 +34,8 @@ const BATCH_BYTES: usize = 8 << 20;
 /// No ledger here; a target that is the same log, kept in memory, outside
 /// an allowed jurisdiction or not empty; a failed copy or verification
 /// (the data directory then still points at the old log).
-pub fn run(cli: &Cli, to: &str) -> Result<ExitCode> {
+pub fn run(cli: &Cli, args: &MigrateArgs) -> Result<ExitCode> {
+    let to = args.to.as_str();
     let (from, recorded) = location::peek(&cli.data_dir, cli.log.as_deref())?;
     if !recorded {
         bail!(
@@ -50,10 +60,7 @@ pub fn run(cli: &Cli, to: &str) -> Result<ExitCode> {
         anyhow!("the log would move outside an allowed jurisdiction: {e}. Nothing was written")
     })?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::open::runtime()?;
     let source = location::open_store(&from)?;
     // Opening checks the source's tail and chain heads first.
     let head = Ledger::open(Arc::clone(&source), LedgerConfig::new())?.head();

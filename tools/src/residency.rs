@@ -13,10 +13,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use mailledger_api::access::AccessStore;
+use mailledger_access::AccessStore;
 use mailledger_core::residency::{Jurisdiction, Residency, ResidencyError, TenantResidency, list};
 use serde::Deserialize;
 
+use crate::Cli;
 use crate::location::LogLocation;
 
 /// The residency settings as given (flags, environment, a file), before
@@ -122,7 +123,7 @@ impl ResidencyArgs {
             .with_store(
                 "access",
                 "files",
-                abs(&data_dir.join(mailledger_api::access::ACCESS_FILE)),
+                abs(&data_dir.join(mailledger_access::ACCESS_FILE)),
                 data,
             )
             .with_store("keys", "files", abs(keys_dir), keys))
@@ -181,13 +182,13 @@ pub fn enforce(residency: &Residency, data_dir: &Path) -> Result<Vec<TenantResid
     Ok(tenants)
 }
 
-/// `mailledger residency`: prints the report (JSON); exit status 4 when
-/// something lies outside an allowed jurisdiction.
+/// Runs `mailledger residency`: prints the report (JSON); exit status 4
+/// when something lies outside an allowed jurisdiction.
 ///
 /// # Errors
 /// Bad settings, or an access file that cannot be read.
-pub fn report(residency: &Residency, data_dir: &Path) -> Result<ExitCode> {
-    let report = residency.report(tenants(data_dir)?);
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    let report = cli.residency()?.report(tenants(&cli.data_dir)?);
     out!("{}", serde_json::to_string_pretty(&report)?);
     if report.compliant {
         Ok(ExitCode::SUCCESS)

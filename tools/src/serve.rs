@@ -54,8 +54,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use mailledger_api::access::{AccessStore, DEFAULT_TENANT};
-use mailledger_api::{AppState, IngestPool, Limits};
+use mailledger_access::DEFAULT_TENANT;
+use mailledger_api::{AppState, Limits};
 use mailledger_core::email::EmailLedger;
 use mailledger_core::{Durability, LedgerConfig};
 use serde::Deserialize;
@@ -69,35 +69,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The most records the server's log writes in one group commit, unless
 /// set (see the module docs for why it is small).
 pub const DEFAULT_MAX_GROUP_RECORDS: usize = 400;
-
-/// The nice value of the threads that serve requests (named `http`), where
-/// the system allows it: raising a thread's priority needs `CAP_SYS_NICE`
-/// (root has it); without it they keep the process's.
-///
-/// On two cores flat out with ingest, a query's thread that woke waited
-/// for a core behind the bulk threads (ingest pool, the log's writer and
-/// committer, fjall's workers), each of which keeps it for its slice. A
-/// little more weight lets it in sooner. Measured with the load bench
-/// (interleaved runs, set from outside): at -2, 51,272 to 64,545 events/s
-/// with the timeline p99 2.74 to 4.51 ms (4 runs); at -5, 46,486 to
-/// 60,565/s and p99 2.57 to 5.36 ms (11 runs; the queries' threads then
-/// took CPU from ingest); at 0, 52,439 to 71,707/s and p99 3.60 to 6.46
-/// ms, under 5 ms in 3 of 7.
-pub const REQUEST_NICE: i32 = -2;
-
-/// Raises the calling thread's priority to [`REQUEST_NICE`], where the
-/// system allows it; says so once when it does not.
-fn raise_request_priority() {
-    static REFUSED: std::sync::Once = std::sync::Once::new();
-    if let Err(e) = mailledger_core::turns::set_thread_nice(REQUEST_NICE) {
-        REFUSED.call_once(|| {
-            tracing::info!(
-                error = %e,
-                "request threads keep the default priority (raising it needs CAP_SYS_NICE)"
-            );
-        });
-    }
-}
 
 /// `mailledger serve`'s own flags.
 #[derive(Debug, Args)]
@@ -127,6 +98,10 @@ pub struct ServeArgs {
     /// larger than this goes in a group of its own [default: 400].
     #[arg(long, env = "MAILLEDGER_MAX_GROUP_RECORDS")]
     max_group_records: Option<usize>,
+    /// Sets thread priorities: request threads at nice -2 (needs
+    /// CAP_SYS_NICE), the projections' at nice 10. Off by default.
+    #[arg(long, env = "MAILLEDGER_THREAD_PRIORITIES")]
+    thread_priorities: bool,
     /// Requests per second per API key; 0 turns the limit off [default: 1000].
     #[arg(long, env = "MAILLEDGER_RATE_LIMIT_PER_SECOND")]
     rate_limit_per_second: Option<f64>,
@@ -281,25 +256,35 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         .declare_for(&s.data_dir, s.log.as_deref(), &s.keys_dir)?;
     crate::residency::enforce(&residency, &s.data_dir)?;
     let location = crate::location::resolve(&s.data_dir, s.log.as_deref(), true)?;
-    let keys = crate::open_keys(&s.data_dir, &s.keys_dir, s.kek_file.as_deref(), true)?;
-    let kek = crate::admin::find_kek(&s.keys_dir, s.kek_file.as_deref())?;
-    let access = AccessStore::open(&s.data_dir, &kek).context("cannot open the access store")?;
-    drop(kek);
-    // Named apart from the ingest pool and the projections' threads, so
-    // `top -H` and `perf sched` tell request serving from bulk work.
+    let keys = crate::open::keys(&s.data_dir, &s.keys_dir, s.kek_file.as_deref(), true)?;
+    let access = crate::open::access(&s.data_dir, &s.keys_dir, s.kek_file.as_deref())?;
+    let policy = crate::threads::ThreadPolicy::new(args.thread_priorities);
+    // Named apart from the ingest threads and the projections', so `top -H`
+    // and `perf sched` tell request serving from bulk work.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("http")
-        .on_thread_start(raise_request_priority)
+        .on_thread_start(policy.on_request_thread())
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    // Ingest work (parsing, sealing, appending) on threads of its own, so
+    // queries never wait behind it in one task queue.
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let ingest = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("ingest")
+        .enable_all()
+        .build()
+        .context("cannot start the ingest threads")?;
+    let ingest_handle = ingest.handle().clone();
+    let result = runtime.block_on(async move {
         let log = crate::location::open(
             &location,
             LedgerConfig::new()
                 .durability(durability)
                 .max_group_records(s.max_group_records)
-                .jurisdiction(residency.node()),
+                .jurisdiction(residency.node())
+                .thread_hook(policy.hook()),
         )?;
         let email = Arc::new(EmailLedger::new(Arc::clone(&log), keys));
         if let Some((info, key)) = access.bootstrap(residency.allowed())? {
@@ -318,17 +303,14 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         // The projections, fed by the runner inside the server; their
         // fjall stores allow one process, so `mailledger rebuild` and
         // `mailledger projections` run while the server is stopped.
-        let projections = Arc::new(crate::projections_cmd::open(&s.data_dir)?);
+        let projections =
+            Arc::new(crate::projections_cmd::open(&s.data_dir)?.with_thread_hook(policy.hook()));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let runner = projections
             .spawn_runner(Arc::clone(&log), stopped.clone())
             .context("cannot start the projection runner")?;
-        // Ingest work on threads of its own, so queries never wait behind
-        // it in one task queue.
-        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let ingest = IngestPool::new(threads).context("cannot start the ingest threads")?;
         let state = AppState::new(email, Arc::new(access))
-            .with_ingest_pool(Arc::new(ingest))
+            .with_ingest_runtime(ingest_handle)
             .with_limits(s.limits)
             .with_projections(Arc::clone(&projections))
             .with_residency(residency);
@@ -380,7 +362,11 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         log.sync().await?;
         eprintln!("mailledger: stopped; the log and the projections are synced");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // Whatever ingest work a dropped request left is abandoned: an append
+    // is atomic either way.
+    ingest.shutdown_background();
+    result
 }
 
 #[cfg(test)]

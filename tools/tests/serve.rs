@@ -142,65 +142,86 @@ fn nice_of(task: &std::path::Path) -> i32 {
     after_name.split(' ').nth(16).unwrap().parse().unwrap()
 }
 
-#[test]
-#[cfg(target_os = "linux")]
-fn the_projection_runner_runs_at_a_lower_cpu_priority() {
-    let root = tempfile::tempdir().unwrap();
-    let mut server = Server::start(root.path(), true);
-    let runners = threads_named(server.child.id(), "projections");
-    assert_eq!(runners.len(), 1, "one projection runner thread");
-    for task in runners {
-        let nice = nice_of(&task);
-        assert_eq!(nice, mailledger_projections::RUNNER_NICE);
-        assert!(nice > 0, "below the server's other threads");
-    }
-    assert!(server.terminate().success());
-}
-
 /// Whether this process may raise a thread's priority: tried on a thread
 /// of its own, which then ends.
 #[cfg(target_os = "linux")]
 fn may_raise_priority() -> bool {
-    std::thread::spawn(|| mailledger_core::turns::set_thread_nice(-1).is_ok())
-        .join()
-        .unwrap()
+    std::thread::spawn(|| {
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), -1).is_ok()
+    })
+    .join()
+    .unwrap()
 }
+
+/// The nice value of each of the server's threads named `names` (as the
+/// kernel keeps them: 15 bytes), each asserted to exist.
+#[cfg(target_os = "linux")]
+fn nice_by_name(pid: u32, names: &[&str]) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for name in names {
+        let tasks = threads_named(pid, name);
+        assert!(!tasks.is_empty(), "no {name} thread");
+        out.extend(tasks.iter().map(|t| ((*name).to_owned(), nice_of(t))));
+    }
+    out
+}
+
+// The server's threads as the kernel names them: request serving, ingest,
+// the log's writer and committer, the projections' runner.
+#[cfg(target_os = "linux")]
+const THREADS: [&str; 5] = [
+    "http",
+    "ingest",
+    "mailledger-writ",
+    "mailledger-comm",
+    "projections",
+];
 
 #[test]
 #[cfg(target_os = "linux")]
-fn request_threads_run_above_the_bulk_threads_where_the_system_allows_it() {
+fn thread_priorities_are_left_alone_unless_configured() {
     let root = tempfile::tempdir().unwrap();
     let mut server = Server::start(root.path(), true);
-    let pid = server.child.id();
     // One request first, so the runtime has started its threads.
     let (status, _) = server.request("GET", "/healthz", "", "");
     assert_eq!(status, 200);
-    let requests = threads_named(pid, "http");
-    assert!(!requests.is_empty(), "the runtime's threads are named http");
-    // `serve::REQUEST_NICE` (the binary's, which a test cannot import).
-    let expected = if may_raise_priority() { -2 } else { 0 };
-    for task in &requests {
-        assert_eq!(nice_of(task), expected, "{}", task.display());
-    }
-    // Thread names as the kernel keeps them: 15 bytes.
-    for bulk in ["ingest", "mailledger-writ", "mailledger-comm"] {
-        let tasks = threads_named(pid, bulk);
-        assert!(!tasks.is_empty(), "no {bulk} thread");
-        for task in tasks {
-            assert_eq!(nice_of(&task), 0, "{bulk} keeps the default priority");
-        }
+    for (name, nice) in nice_by_name(server.child.id(), &THREADS) {
+        assert_eq!(nice, 0, "{name} keeps the default priority");
     }
     assert!(server.terminate().success());
 }
 
 #[test]
 #[cfg(target_os = "linux")]
-fn appends_for_new_contacts_keep_the_ingest_pool_at_its_size() {
+fn with_thread_priorities_requests_run_above_the_bulk_threads_and_projections_below() {
+    let root = tempfile::tempdir().unwrap();
+    let mut command = common::command(root.path());
+    command.env("MAILLEDGER_THREAD_PRIORITIES", "true");
+    let mut server = Server::start_with(command, true);
+    let (status, _) = server.request("GET", "/healthz", "", "");
+    assert_eq!(status, 200);
+    // `threads::REQUEST_NICE` and `PROJECTIONS_NICE` (the binary's, which a
+    // test cannot import).
+    let request = if may_raise_priority() { -2 } else { 0 };
+    for (name, nice) in nice_by_name(server.child.id(), &THREADS) {
+        let expected = match name.as_str() {
+            "http" => request,
+            "projections" => 10,
+            _ => 0,
+        };
+        assert_eq!(nice, expected, "{name}");
+    }
+    assert!(server.terminate().success());
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn appends_for_new_contacts_keep_the_ingest_threads_at_their_number() {
     let root = tempfile::tempdir().unwrap();
     let mut server = Server::start(root.path(), true);
     let pid = server.child.id();
     let pool = threads_named(pid, "ingest").len();
-    assert!(pool >= 1, "no ingest pool");
+    assert!(pool >= 1, "no ingest threads");
     // Each batch makes (and syncs) keys for ten new contacts.
     for b in 0..20 {
         let events: Vec<String> = (0..10)

@@ -14,12 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
+use mailledger_access::{AccessError, AccessStore};
 use mailledger_core::residency::{Jurisdiction, ResidencyError, ResidencyReport};
 
-use crate::access::{AccessError, AccessStore, KeyInfo, Scope, TenantInfo};
 use crate::auth::{Auth, scope};
 use crate::json::ApiJson;
 use crate::problem::{Problem, ProblemBody, ProblemType};
+use crate::routes::access_bodies::{KeyInfo, Scope, TenantInfo};
 use crate::routes::schemas;
 use crate::state::AppState;
 
@@ -147,7 +148,7 @@ pub async fn create_tenant(
         a.create_tenant(&req.name, &jurisdictions)
     })
     .await?;
-    Ok((StatusCode::CREATED, ApiJson(t)))
+    Ok((StatusCode::CREATED, ApiJson(t.into())))
 }
 
 /// The residency report of this node: its jurisdiction and what it allows,
@@ -188,7 +189,9 @@ pub async fn list_tenants(
     _auth: Auth<scope::Admin>,
 ) -> Result<ApiJson<TenantList>, Problem> {
     let tenants = blocking(&state.access, AccessStore::tenants).await?;
-    Ok(ApiJson(TenantList { tenants }))
+    Ok(ApiJson(TenantList {
+        tenants: tenants.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Creates an API key; the answer holds the key, shown this once.
@@ -210,15 +213,16 @@ pub async fn create_key(
     _auth: Auth<scope::Admin>,
     ApiJson(req): ApiJson<CreateKey>,
 ) -> Result<(StatusCode, ApiJson<CreatedKey>), Problem> {
+    let scopes: Vec<_> = req.scopes.into_iter().map(Into::into).collect();
     let (info, key) = blocking(&state.access, move |a| {
-        a.create_key(&req.tenant, &req.scopes, req.name.as_deref())
+        a.create_key(&req.tenant, &scopes, req.name.as_deref())
     })
     .await?;
     Ok((
         StatusCode::CREATED,
         ApiJson(CreatedKey {
             key: key.as_str().to_owned(),
-            info,
+            info: info.into(),
         }),
     ))
 }
@@ -243,7 +247,9 @@ pub async fn list_keys(
 ) -> Result<ApiJson<KeyList>, Problem> {
     let Query(q) = query.map_err(|_| Problem::invalid("the query string takes only `tenant`"))?;
     let keys = blocking(&state.access, move |a| a.keys(q.tenant.as_deref())).await?;
-    Ok(ApiJson(KeyList { keys }))
+    Ok(ApiJson(KeyList {
+        keys: keys.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Revokes an API key (idempotent); it fails authentication from then on.
@@ -265,7 +271,7 @@ pub async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<ApiJson<KeyInfo>, Problem> {
     let info = blocking(&state.access, move |a| a.revoke_key(&id)).await?;
-    Ok(ApiJson(info))
+    Ok(ApiJson(info.into()))
 }
 
 /// Sets a tenant's webhook secrets (replacing any set before).

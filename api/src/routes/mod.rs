@@ -14,6 +14,7 @@
 //!
 //! [`Auth`]: crate::auth::Auth
 
+pub mod access_bodies;
 pub mod admin;
 pub mod analytics;
 pub mod erasure;

@@ -19,10 +19,10 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::access::SnsSubscription;
 use crate::auth::{Auth, scope};
 use crate::json::{ApiJson, body_problem};
 use crate::problem::{Problem, ProblemBody, ProblemType};
+use crate::routes::access_bodies::SnsSubscription;
 use crate::routes::events::{EventOutcome, append_events};
 use crate::state::AppState;
 use crate::webhooks::{
@@ -201,7 +201,7 @@ async fn deliver(
             })
         }
         WebhookOutcome::SubscriptionConfirmation(c) => {
-            let sub = SnsSubscription {
+            let sub = mailledger_access::SnsSubscription {
                 kind: match c.kind {
                     SnsConfirmationKind::Subscribe => "subscribe",
                     SnsConfirmationKind::Unsubscribe => "unsubscribe",
@@ -232,7 +232,7 @@ async fn deliver(
                 duplicates: 0,
                 events: Vec::new(),
                 skipped: Vec::new(),
-                subscription_confirmation: Some(sub),
+                subscription_confirmation: Some(sub.into()),
             })
         }
     }

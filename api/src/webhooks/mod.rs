@@ -247,6 +247,7 @@ use mailledger_core::email::CanonicalEvent;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use mailledger_access::ProviderSecrets;
 pub use util::{EVENT_ID_CONTEXT, derive_event_id, scope_to_recipient};
 
 /// The largest webhook body accepted, in bytes.
@@ -310,84 +311,12 @@ impl FromStr for Provider {
     }
 }
 
-/// A tenant's webhook secrets, from configuration. Every secret is optional;
-/// see the module docs for what a missing one means.
-///
-/// ```toml
-/// require_signatures = true
-/// mailgun_signing_key = "key-…"
-/// postal_public_key = "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQ…"
-/// sendgrid_public_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE…"
-/// sns_certificates = ["-----BEGIN CERTIFICATE-----\n…"]
-/// sns_topic_arns = ["arn:aws:sns:eu-west-1:123456789012:ses-events"]
-/// max_signature_age_secs = 300
-/// ```
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProviderSecrets {
-    /// Refuse webhooks of a signing provider whose secret is not configured
-    /// (default `true`). With `false` such webhooks are accepted unverified;
-    /// a configured secret is always checked either way.
-    pub require_signatures: bool,
-    /// Mailgun's HTTP webhook signing key.
-    pub mailgun_signing_key: Option<String>,
-    /// The Postal server's RSA public key: base64 DER (as Postal shows it),
-    /// PEM, or the DKIM record holding it in `p=`.
-    pub postal_public_key: Option<String>,
-    /// SendGrid's signed event webhook verification key (ECDSA P-256): base64
-    /// DER SubjectPublicKeyInfo as SendGrid shows it, or PEM.
-    pub sendgrid_public_key: Option<String>,
-    /// SNS signing certificates (PEM) trusted for SES notifications. They
-    /// are never downloaded: copy the certificate that the `SigningCertURL`
-    /// of your topic's messages names.
-    pub sns_certificates: Vec<String>,
-    /// When not empty, the only SNS topics accepted.
-    pub sns_topic_arns: Vec<String>,
-    /// How far (seconds) a signed timestamp (Mailgun, SendGrid) may be from
-    /// now; default 300.
-    pub max_signature_age_secs: i64,
-}
-
-impl Default for ProviderSecrets {
-    fn default() -> Self {
-        Self {
-            require_signatures: true,
-            mailgun_signing_key: None,
-            postal_public_key: None,
-            sendgrid_public_key: None,
-            sns_certificates: Vec::new(),
-            sns_topic_arns: Vec::new(),
-            max_signature_age_secs: 300,
-        }
-    }
-}
-
-impl fmt::Debug for ProviderSecrets {
-    /// Shows which secrets are configured, never the Mailgun key.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProviderSecrets")
-            .field("require_signatures", &self.require_signatures)
-            .field(
-                "mailgun_signing_key",
-                &self.mailgun_signing_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("postal_public_key", &self.postal_public_key.is_some())
-            .field("sendgrid_public_key", &self.sendgrid_public_key.is_some())
-            .field("sns_certificates", &self.sns_certificates.len())
-            .field("sns_topic_arns", &self.sns_topic_arns)
-            .field("max_signature_age_secs", &self.max_signature_age_secs)
-            .finish()
-    }
-}
-
-impl ProviderSecrets {
-    /// The outcome for a provider whose secret is not configured.
-    fn unsigned(&self, provider: Provider) -> Result<Authentication, WebhookError> {
-        if self.require_signatures {
-            Err(WebhookError::NotConfigured { provider })
-        } else {
-            Ok(Authentication::Unverified)
-        }
+/// The outcome for a provider whose secret is not configured in `secrets`.
+fn unsigned(secrets: &ProviderSecrets, provider: Provider) -> Result<Authentication, WebhookError> {
+    if secrets.require_signatures {
+        Err(WebhookError::NotConfigured { provider })
+    } else {
+        Ok(Authentication::Unverified)
     }
 }
 

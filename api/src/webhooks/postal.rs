@@ -8,7 +8,9 @@ use ring::signature;
 use super::json::{self, Node};
 use super::util::{self, clear, personal};
 use super::verify;
-use super::{Authentication, Provider, ProviderSecrets, Skipped, WebhookError, WebhookOutcome};
+use super::{
+    Authentication, Provider, ProviderSecrets, Skipped, WebhookError, WebhookOutcome, unsigned,
+};
 
 const P: Provider = Provider::Postal;
 const SIG_256: &str = "x-postal-signature-256";
@@ -28,7 +30,7 @@ fn authenticate(
     secrets: &ProviderSecrets,
 ) -> Result<Authentication, WebhookError> {
     let Some(key_text) = secrets.postal_public_key.as_deref() else {
-        return secrets.unsigned(P);
+        return unsigned(secrets, P);
     };
     let key = verify::rsa_public_key(P, key_text)?;
     // The SHA-256 signature when present, and then only it (no downgrade to

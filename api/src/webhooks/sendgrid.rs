@@ -7,7 +7,9 @@ use mailledger_core::email::BounceClass;
 use super::json::{self, Node};
 use super::util::{self, clear, personal};
 use super::verify;
-use super::{Authentication, Provider, ProviderSecrets, Skipped, WebhookError, WebhookOutcome};
+use super::{
+    Authentication, Provider, ProviderSecrets, Skipped, WebhookError, WebhookOutcome, unsigned,
+};
 
 const P: Provider = Provider::Sendgrid;
 const SIGNATURE: &str = "x-twilio-email-event-webhook-signature";
@@ -23,7 +25,7 @@ fn authenticate(
     now_unix_secs: i64,
 ) -> Result<Authentication, WebhookError> {
     let Some(key_text) = secrets.sendgrid_public_key.as_deref() else {
-        return secrets.unsigned(P);
+        return unsigned(secrets, P);
     };
     let key = verify::p256_public_key(P, key_text)?;
     let signature = verify::header(headers, SIGNATURE)?.ok_or(WebhookError::MissingSignature {

@@ -13,7 +13,7 @@ use super::util::{self, clear, personal};
 use super::verify;
 use super::{
     Authentication, Provider, ProviderSecrets, Skipped, SnsConfirmation, SnsConfirmationKind,
-    WebhookError, WebhookOutcome,
+    WebhookError, WebhookOutcome, unsigned,
 };
 
 const P: Provider = Provider::Ses;
@@ -117,7 +117,7 @@ fn authenticate(
     now_unix_secs: i64,
 ) -> Result<Authentication, WebhookError> {
     if secrets.sns_certificates.is_empty() {
-        return secrets.unsigned(P);
+        return unsigned(secrets, P);
     }
     let url = root
         .opt_str("SigningCertURL")?

@@ -6,6 +6,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+#[cfg(feature = "test-util")]
 use zeroize::Zeroizing;
 
 use crate::crypto::{Cipher, KEY_LEN, Sealed, SecretKey};
