@@ -63,6 +63,10 @@ pub enum Error {
     /// The configuration is wrong: names what to fix.
     #[error("configuration: {0}")]
     Config(String),
+    /// An erasure request id already names the erasure of another contact.
+    /// Nothing was destroyed.
+    #[error("this request id was used for the erasure of another contact")]
+    RequestIdConflict,
 }
 
 fn fmt_version(v: Option<u64>) -> String {
@@ -74,7 +78,7 @@ impl Error {
     #[must_use]
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::WrongExpectedVersion { .. } => ErrorKind::Conflict,
+            Self::WrongExpectedVersion { .. } | Self::RequestIdConflict => ErrorKind::Conflict,
             Self::InvalidInput(_) => ErrorKind::InvalidInput,
             Self::Corrupt { .. } => ErrorKind::Corruption,
             Self::Storage(_) => ErrorKind::Storage,

@@ -47,7 +47,8 @@ use crate::projection::{Input, Projection, from_position, opens_message, policy,
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
-pub const FORMAT: u32 = 2;
+/// 3: the stored tenant policy gained `case_sensitive_local_part`.
+pub const FORMAT: u32 = 3;
 
 /// The projection's name.
 pub const NAME: &str = "analytics";

@@ -43,7 +43,8 @@ use crate::projection::{Input, Projection, from_position, policy, store_policy};
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
-pub const FORMAT: u32 = 1;
+/// 2: the stored tenant policy gained `case_sensitive_local_part`.
+pub const FORMAT: u32 = 2;
 
 /// The projection's name.
 pub const NAME: &str = "suppressions";

@@ -69,9 +69,10 @@ async fn append(f: &Fx, tenant: &str, events: &[Value]) {
     f.email.append(tenant, events).await.unwrap();
 }
 
-fn contact(f: &Fx, tenant: &str, address: &str) -> mailledger_core::pseudonym::Pseudonym {
+async fn contact(f: &Fx, tenant: &str, address: &str) -> mailledger_core::pseudonym::Pseudonym {
     f.email
         .pseudonym(tenant, &Personal::new(address.to_owned()))
+        .await
         .unwrap()
 }
 
@@ -329,7 +330,7 @@ async fn each_suppression_rule_decides_as_documented() {
         let last = rule.events.iter().map(|e| e.1).max().unwrap_or(0);
         let now = T0 + last + rule.now_after_last;
         let got = p
-            .check(tenant, &contact(&f, tenant, &to), rule.scope, now)
+            .check(tenant, &contact(&f, tenant, &to).await, rule.scope, now)
             .unwrap();
         let got = match got {
             Decision::Allowed => None,
@@ -353,7 +354,12 @@ async fn a_suppression_names_its_event_and_since() {
     let p = Projections::in_memory();
     p.catch_up(f.log.as_ref()).await.unwrap();
     let Decision::Suppressed(e) = p
-        .check("t", &contact(&f, "t", "ann@EXAMPLE.org"), None, T0 + SEC)
+        .check(
+            "t",
+            &contact(&f, "t", "ann@EXAMPLE.org").await,
+            None,
+            T0 + SEC,
+        )
         .unwrap()
     else {
         panic!("a hard-bounced address must be suppressed");
@@ -389,7 +395,7 @@ async fn an_erased_hard_bounced_address_is_still_refused() {
         .unwrap();
     let p = Projections::in_memory();
     p.catch_up(f.log.as_ref()).await.unwrap();
-    let c = contact(&f, "t", "gone@example.org");
+    let c = contact(&f, "t", "gone@example.org").await;
     assert!(matches!(
         p.check("t", &c, None, T0 + DAY).unwrap(),
         Decision::Suppressed(e) if e.reason == Reason::HardBounce
@@ -419,8 +425,13 @@ async fn suppressions_of_one_tenant_do_not_reach_another() {
     let p = Projections::in_memory();
     p.catch_up(f.log.as_ref()).await.unwrap();
     assert!(matches!(
-        p.check("b", &contact(&f, "b", "x@example.org"), None, T0 + SEC)
-            .unwrap(),
+        p.check(
+            "b",
+            &contact(&f, "b", "x@example.org").await,
+            None,
+            T0 + SEC
+        )
+        .unwrap(),
         Decision::Allowed
     ));
     assert_eq!(
@@ -603,7 +614,7 @@ async fn listings_filter_and_page_newest_first_with_stable_cursors() {
 
     let even_r0 = MessageFilter {
         tag: Some("even".into()),
-        recipient: Some(contact(&f, "t", "r0@example.org")),
+        recipient: Some(contact(&f, "t", "r0@example.org").await),
         ..MessageFilter::default()
     };
     let items = p.messages("t", &even_r0, None, 100).unwrap().items;

@@ -198,7 +198,10 @@ async fn scan_then_erase(backend: &str) {
         }
 
         for i in 0..ERASED {
-            let p = ledger.pseudonym("t", &Personal::new(address(i))).unwrap();
+            let p = ledger
+                .pseudonym("t", &Personal::new(address(i)))
+                .await
+                .unwrap();
             let (raw, wrapped) = ks.key_material("t", &p).unwrap().unwrap();
             material.push((raw, wrapped));
             let receipt = ledger

@@ -21,6 +21,11 @@ pub struct PolicyArgs {
     /// Keep (sealed) IP addresses and user agents of opens and clicks.
     #[arg(long)]
     keep_engagement_details: Option<bool>,
+    /// Tell contacts apart by the case of their address's local part
+    /// (`Ann@x.org` and `ann@x.org` two contacts); set it before the
+    /// tenant's first event. Default: false, as mailbox providers treat them.
+    #[arg(long)]
+    case_sensitive_local_part: Option<bool>,
     /// Replaces the suppression rules, as JSON such as {"soft_bounce_threshold": 5}; fields left out take their defaults (hard_bounce, complaint, unsubscribe: true; soft_bounce_threshold 3, soft_bounce_window_days 7, soft_bounce_expiry_days 30).
     #[arg(long)]
     suppression: Option<String>,
@@ -37,6 +42,7 @@ pub fn run(cli: &Cli, args: &PolicyArgs) -> Result<ExitCode> {
         let mut policy = email.policy(&args.tenant).await?;
         let changed = args.keep_subjects.is_some()
             || args.keep_engagement_details.is_some()
+            || args.case_sensitive_local_part.is_some()
             || args.suppression.is_some()
             || args.analytics.is_some();
         if let Some(j) = &args.suppression {
@@ -52,6 +58,9 @@ pub fn run(cli: &Cli, args: &PolicyArgs) -> Result<ExitCode> {
             policy.keep_engagement_details = args
                 .keep_engagement_details
                 .unwrap_or(policy.keep_engagement_details);
+            policy.case_sensitive_local_part = args
+                .case_sensitive_local_part
+                .unwrap_or(policy.case_sensitive_local_part);
             email.set_policy(&args.tenant, policy).await?;
         }
         out!("{}", serde_json::to_string(&policy)?);

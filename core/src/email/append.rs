@@ -8,10 +8,10 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
-    Appended, CanonicalEvent, Checked, EmailEventOf, EmailLedger, Envelope, EventBody, SealedEvent,
-    TenantPolicy, ad, encode_payload, message_stream, strip,
+    Appended, CanonicalEvent, Checked, EmailEventOf, EmailLedger, Envelope, EventBody, EventType,
+    SealedEvent, TenantPolicy, ad, encode_payload, message_stream, strip,
 };
-use crate::crypto::{Cipher, Personal};
+use crate::crypto::{Cipher, Personal, SecretKey};
 use crate::error::{Error, Result};
 use crate::keys::{ContactKey, KeyState};
 use crate::pseudonym::{Pseudonym, normalize};
@@ -21,6 +21,37 @@ use crate::record::{AppendOutcome, ExpectedVersion, NewEvent, StreamAppend};
 struct Contact {
     pseudonym: Pseudonym,
     domain: String,
+}
+
+/// An event left out of a lenient append, and why (naming fields, never
+/// values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its index in the request.
+    pub index: usize,
+    /// The rule it broke.
+    pub reason: String,
+}
+
+/// The events of an append that passed their checks, each with its
+/// contact; and, in a lenient append, those that did not.
+struct Admitted {
+    policy: TenantPolicy,
+    checked: Vec<Checked>,
+    contacts: Vec<Contact>,
+    skipped: Vec<Skipped>,
+}
+
+/// How each event of an append is written.
+struct Plan {
+    /// The position of the log's record of the event's id, when it is
+    /// already there (nothing is written).
+    known: Vec<Option<u64>>,
+    /// For a late event of an erased contact: the destroyed key's
+    /// generation. Its personal fields are sealed under a one-time key that
+    /// is dropped at once (no key is made or kept), so they read as erased
+    /// from the moment they are written; its raw payload is not kept.
+    unkeyed: Vec<Option<u32>>,
 }
 
 /// The log appends that hold the sealed events, and where each event went
@@ -58,76 +89,164 @@ impl EmailLedger {
         per_recipient: &[usize],
         scope: fn(Uuid, &Pseudonym) -> Uuid,
     ) -> Result<Vec<Appended>> {
+        let admitted = self
+            .admit(tenant, events, per_recipient, scope, false)
+            .await?;
+        self.write(tenant, admitted).await
+    }
+
+    /// As [`EmailLedger::append_scoped`], but an event that fails its
+    /// checks (a field, its address) is left out and named in the second
+    /// list, and the others are appended: for a provider's batch, whose
+    /// good items must not be lost with a bad one. Outcomes are in the
+    /// order of the events appended.
+    ///
+    /// # Errors
+    /// A bad tenant or a storage failure; nothing is appended then.
+    pub async fn append_valid(
+        &self,
+        tenant: &str,
+        events: Vec<CanonicalEvent>,
+        per_recipient: &[usize],
+        scope: fn(Uuid, &Pseudonym) -> Uuid,
+    ) -> Result<(Vec<Appended>, Vec<Skipped>)> {
+        let mut admitted = self
+            .admit(tenant, events, per_recipient, scope, true)
+            .await?;
+        let skipped = std::mem::take(&mut admitted.skipped);
+        Ok((self.write(tenant, admitted).await?, skipped))
+    }
+
+    /// Checks each event and identifies its contact (its address normalised
+    /// as the tenant's policy says), scoping the ids `per_recipient` names
+    /// to it. A failed event is an error, or with `lenient` a skip.
+    async fn admit(
+        &self,
+        tenant: &str,
+        events: Vec<CanonicalEvent>,
+        per_recipient: &[usize],
+        scope: fn(Uuid, &Pseudonym) -> Uuid,
+        lenient: bool,
+    ) -> Result<Admitted> {
         crate::record::validate_tenant(tenant)?;
         let policy = self.policy(tenant).await?;
-        let mut checked = check(events)?;
-        let contacts = self.identify(tenant, &mut checked, per_recipient, scope)?;
-        let known = self.provision_keys(tenant, &checked, &contacts).await?;
+        let case = policy.local_part_case();
+        let mut out = Admitted {
+            policy,
+            checked: Vec::with_capacity(events.len()),
+            contacts: Vec::with_capacity(events.len()),
+            skipped: Vec::new(),
+        };
+        let mut normal = Vec::with_capacity(events.len());
+        for (index, e) in events.into_iter().enumerate() {
+            let checked = e.validate().and_then(|c| {
+                let n = normalize(c.recipient.expose(), case)?;
+                Ok((c, n))
+            });
+            match checked {
+                Ok((c, n)) => normal.push((index, c, n)),
+                Err(err) if lenient => out.skipped.push(Skipped {
+                    index,
+                    reason: strip(&err),
+                }),
+                Err(err) => {
+                    return Err(Error::invalid(format!("event {index}: {}", strip(&err))));
+                }
+            }
+        }
+        if normal.is_empty() {
+            return Ok(out);
+        }
+        // Cached after a tenant's first use; that first call writes a slot.
+        let secret = self.keys.tenant_secret(tenant)?;
+        for (index, mut c, n) in normal {
+            let pseudonym = Pseudonym::of_normalized(&secret, &n);
+            if per_recipient.contains(&index) {
+                c.id = scope(c.id, &pseudonym);
+            }
+            out.checked.push(c);
+            out.contacts.push(Contact {
+                pseudonym,
+                domain: n.domain,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes admitted events: keys, sealing, one log append.
+    async fn write(&self, tenant: &str, admitted: Admitted) -> Result<Vec<Appended>> {
+        let Admitted {
+            policy,
+            checked,
+            contacts,
+            ..
+        } = admitted;
+        let plan = self.provision_keys(tenant, &checked, &contacts).await?;
         let ids: Vec<Uuid> = checked.iter().map(|c| c.id).collect();
-        let grouped = self.seal_by_stream(tenant, checked, &contacts, &known, &policy)?;
+        let grouped = self.seal_by_stream(tenant, checked, &contacts, &plan, &policy)?;
         let outcomes = if grouped.appends.is_empty() {
             Vec::new()
         } else {
             self.log.append(tenant, grouped.appends).await?
         };
-        Ok(outcomes_of(&outcomes, grouped.slots, &known, &ids))
+        Ok(outcomes_of(&outcomes, grouped.slots, &plan.known, &ids))
     }
 
-    /// Each event's contact, and the ids `per_recipient` names scoped to it.
-    fn identify(
-        &self,
-        tenant: &str,
-        checked: &mut [Checked],
-        per_recipient: &[usize],
-        scope: fn(Uuid, &Pseudonym) -> Uuid,
-    ) -> Result<Vec<Contact>> {
-        // Cached after a tenant's first use; that first call writes a slot.
-        let secret = self.keys.tenant_secret(tenant)?;
-        let mut contacts = Vec::with_capacity(checked.len());
-        for (i, c) in checked.iter_mut().enumerate() {
-            let n = normalize(c.recipient.expose())
-                .map_err(|err| Error::invalid(format!("event {i}: {}", strip(&err))))?;
-            let pseudonym = Pseudonym::of(&secret, &c.recipient)?;
-            if per_recipient.contains(&i) {
-                c.id = scope(c.id, &pseudonym);
-            }
-            contacts.push(Contact {
-                pseudonym,
-                domain: n.domain,
-            });
-        }
-        Ok(contacts)
-    }
-
-    /// Makes a key for each contact that has no live one, and returns, per
-    /// event, the position of the log's record of its id where a contact
-    /// without a live key already has it. A retried event for an erased
-    /// contact must not bring a key back, so those ids are looked up first.
+    /// Decides, per event, how it is written, and makes the keys new
+    /// contacts need. A retried event of a contact without a live key must
+    /// not bring a key back, so those ids are looked up first (`known`).
+    /// Late events of an erased contact (an open or a bounce of mail sent
+    /// before the erasure, which routinely arrives hours later) make no key
+    /// either (`unkeyed`); only a `sent` or `resubscribed` after the
+    /// erasure starts a new generation, and then only events after the
+    /// erasure are sealed under it.
     async fn provision_keys(
         &self,
         tenant: &str,
         checked: &[Checked],
         contacts: &[Contact],
-    ) -> Result<Vec<Option<u64>>> {
+    ) -> Result<Plan> {
         let mut distinct: Vec<Pseudonym> = contacts.iter().map(|c| c.pseudonym).collect();
         distinct.sort_unstable();
         distinct.dedup();
-        let mut known = vec![None; checked.len()];
+        let mut plan = Plan {
+            known: vec![None; checked.len()],
+            unkeyed: vec![None; checked.len()],
+        };
         let mut need = Vec::new();
         for p in distinct {
-            if matches!(self.keys.contact(tenant, &p)?, KeyState::Live(_)) {
-                continue;
-            }
-            let mut any_new = false;
+            let erased = match self.keys.contact(tenant, &p)? {
+                KeyState::Live(_) => continue,
+                KeyState::Unknown => None,
+                KeyState::Erased(e) => Some(e),
+            };
+            let mut new = Vec::new();
             for (i, c) in checked.iter().enumerate() {
                 if contacts[i].pseudonym == p {
                     match self.log.find_event(tenant, c.id).await? {
-                        Some(r) => known[i] = Some(r.position),
-                        None => any_new = true,
+                        Some(r) => plan.known[i] = Some(r.position),
+                        None => new.push(i),
                     }
                 }
             }
-            if any_new {
+            let after = |i: usize| erased.is_none_or(|e| checked[i].occurred_at > e.erased_at);
+            let starts_generation = |i: usize| {
+                after(i)
+                    && (erased.is_none()
+                        || matches!(
+                            checked[i].body.kind(),
+                            EventType::Sent | EventType::Resubscribed
+                        ))
+            };
+            let revived = new.iter().any(|&i| starts_generation(i));
+            if let Some(e) = erased {
+                for &i in &new {
+                    if !(revived && after(i)) {
+                        plan.unkeyed[i] = Some(e.generation);
+                    }
+                }
+            }
+            if revived {
                 let base = self
                     .log
                     .stream_version(tenant, &p.stream())
@@ -141,7 +260,7 @@ impl EmailLedger {
             let owned_tenant = tenant.to_owned();
             crate::blocking::run(move || keys.ensure(&owned_tenant, &need)).await?;
         }
-        Ok(known)
+        Ok(plan)
     }
 
     /// Seals each event not already `known` under its contact's key and
@@ -152,35 +271,29 @@ impl EmailLedger {
         tenant: &str,
         checked: Vec<Checked>,
         contacts: &[Contact],
-        known: &[Option<u64>],
+        plan: &Plan,
         policy: &TenantPolicy,
     ) -> Result<Grouped> {
         let mut keys: HashMap<Pseudonym, ContactKey> = HashMap::new();
         let mut appends: Vec<StreamAppend> = Vec::new();
         let mut slots = Vec::with_capacity(checked.len());
         let mut stream_index: HashMap<String, usize> = HashMap::new();
-        for (i, c) in checked.into_iter().enumerate() {
-            if known[i].is_some() {
+        for (i, mut c) in checked.into_iter().enumerate() {
+            if plan.known[i].is_some() {
                 slots.push(None);
                 continue;
             }
             let contact = &contacts[i];
             let p = contact.pseudonym;
-            if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(p) {
-                match self.keys.contact(tenant, &p)? {
-                    KeyState::Live(k) => {
-                        slot.insert(k);
-                    }
-                    // Erased between the check and now: refuse rather than
-                    // recreate silently.
-                    _ => {
-                        return Err(Error::invalid(format!(
-                            "event {i}: the contact was erased while this append ran; retry"
-                        )));
-                    }
-                }
-            }
-            let key = &keys[&p];
+            let one_time;
+            let (generation, cipher) = if let Some(generation) = plan.unkeyed[i] {
+                c.raw = None;
+                one_time = Cipher::new(&SecretKey::generate()?);
+                (generation, &one_time)
+            } else {
+                let key = self.live_key(tenant, p, i, &mut keys)?;
+                (key.generation, key.cipher())
+            };
             let (stream, link) = match c.message_id.as_deref().map(message_stream) {
                 Some(s) => (s, Some(p.stream())),
                 None => (p.stream(), None),
@@ -188,8 +301,8 @@ impl EmailLedger {
             let (id, event) = seal(
                 tenant,
                 p,
-                key.generation,
-                key.cipher(),
+                generation,
+                cipher,
                 c,
                 policy,
                 contact.domain.clone(),
@@ -211,18 +324,30 @@ impl EmailLedger {
         }
         Ok(Grouped { appends, slots })
     }
-}
 
-/// Checks every event; the first error names its index.
-fn check(events: Vec<CanonicalEvent>) -> Result<Vec<Checked>> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            e.validate()
-                .map_err(|err| Error::invalid(format!("event {i}: {}", strip(&err))))
-        })
-        .collect()
+    /// The live key of contact `p` (of event `i`), from `keys` or the key
+    /// store.
+    fn live_key<'k>(
+        &self,
+        tenant: &str,
+        p: Pseudonym,
+        i: usize,
+        keys: &'k mut HashMap<Pseudonym, ContactKey>,
+    ) -> Result<&'k ContactKey> {
+        match keys.entry(p) {
+            std::collections::hash_map::Entry::Occupied(k) => Ok(k.into_mut()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                match self.keys.contact(tenant, &p)? {
+                    KeyState::Live(k) => Ok(slot.insert(k)),
+                    // Erased between the check and now: refuse rather than
+                    // recreate silently.
+                    _ => Err(Error::invalid(format!(
+                        "event {i}: the contact was erased while this append ran; retry"
+                    ))),
+                }
+            }
+        }
+    }
 }
 
 /// Each event's outcome, in order: its position and whether it was already

@@ -270,6 +270,11 @@ impl CanonicalEvent {
                 )));
             }
         };
+        if super::is_erasure_id(self.id) {
+            return Err(Error::invalid(
+                "field `id`: ids beginning 45524153- are reserved for the ledger's erasures",
+            ));
+        }
         let allowed = kind.own_fields();
         debug_assert!(allowed.iter().all(|f| !COMMON.contains(f)));
         if let Some(f) = self.present().into_iter().find(|f| !allowed.contains(f)) {
@@ -621,9 +626,11 @@ fn body_json(body: &EventBody<Field>, m: &mut Map<String, Value>) {
         EventBody::ContactErased {
             request_id,
             events_unreadable,
+            key_found,
         } => {
             put("request_id", json!(request_id));
             put("events_unreadable", json!(events_unreadable));
+            put("key_found", json!(key_found));
         }
     }
 }
@@ -641,6 +648,9 @@ pub struct ErasureReceipt {
     pub position: u64,
     /// How many of the contact's events became unreadable.
     pub events_unreadable: u64,
+    /// Whether the ledger held a key of the contact: false records that it
+    /// held no data of the address.
+    pub key_found: bool,
 }
 
 #[cfg(test)]

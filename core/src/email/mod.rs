@@ -29,7 +29,9 @@
 //! format gets a new first byte.
 
 mod append;
+pub use append::Skipped;
 mod canonical;
+mod erase;
 mod event_type;
 mod model;
 mod payload;
@@ -44,6 +46,7 @@ pub use canonical::{
     CanonicalEvent, Checked, ErasureReceipt, MAX_PERSONAL_LEN, MAX_TAGS, MAX_TEXT_LEN, ReadEvent,
     parse_event, rfc3339,
 };
+pub use erase::{ERASURE_ID_PREFIX, erasure_event_id, is_erasure_id, unreserved_id};
 pub use event_type::EventType;
 pub use model::{
     BounceClass, EmailEvent, EmailEventOf, Envelope, EventBody, Field, FieldName, RejectReason,
@@ -54,7 +57,7 @@ use crate::crypto::Personal;
 use crate::error::{Error, Result};
 use crate::keys::{KeyState, KeyStore};
 use crate::log::EventLog;
-use crate::pseudonym::Pseudonym;
+use crate::pseudonym::{LocalPartCase, Pseudonym};
 use crate::record::{ExpectedVersion, NewEvent, Record};
 
 /// The first byte of an email event's payload.
@@ -71,12 +74,12 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 const AD_PREFIX: &[u8] = b"mailledger sealed field v1";
 const MESSAGE_STREAM_CONTEXT: &str = "mailledger 2026-11 message stream v1";
-const ERASURE_ID_CONTEXT: &str = "mailledger 2026-11 erasure event id v1";
 
 /// A tenant's settings that are events in its log (so a projection rebuild
 /// sees exactly what incremental application saw): what it keeps of
 /// optional personal data (both off by default: data minimisation first),
-/// and the rules its suppression list and analytics follow.
+/// how its addresses are told apart, and the rules its suppression list and
+/// analytics follow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantPolicy {
     /// Keep (sealed) subject lines of sent messages. Off: subjects given are
@@ -93,6 +96,29 @@ pub struct TenantPolicy {
     /// How analytics tells machines from people.
     #[serde(default)]
     pub analytics: AnalyticsRules,
+    /// Tell addresses apart by the case of their local part: `Ann@x.org`
+    /// and `ann@x.org` become two contacts, with two pseudonyms, two
+    /// suppression entries and two erasures. Off (the default), local parts
+    /// are lower-cased before hashing, as mailbox providers treat them (see
+    /// [`crate::pseudonym`]). Unlike the other settings it applies to every
+    /// pseudonym computed after it changes, lookups and erasures of older
+    /// contacts included: changing it once the tenant has contacts whose
+    /// address has an upper-case local part splits or merges them, so set
+    /// it before the first event.
+    #[serde(default)]
+    pub case_sensitive_local_part: bool,
+}
+
+impl TenantPolicy {
+    /// How this tenant's pseudonyms treat the local part of an address.
+    #[must_use]
+    pub const fn local_part_case(&self) -> LocalPartCase {
+        if self.case_sensitive_local_part {
+            LocalPartCase::Sensitive
+        } else {
+            LocalPartCase::Insensitive
+        }
+    }
 }
 
 /// When events suppress an address. Each rule applies to events appended
@@ -150,7 +176,8 @@ impl Default for AnalyticsRules {
 /// Who to erase.
 #[derive(Debug, Clone)]
 pub enum ContactRef {
-    /// By address; it is normalised and hashed, never stored.
+    /// By address; it is normalised (as the tenant's policy says) and
+    /// hashed, never stored.
     Address(Personal),
     /// By pseudonym.
     Pseudonym(Pseudonym),
@@ -195,19 +222,6 @@ pub fn message_hash(message_id: &str) -> [u8; 16] {
     let mut k = [0u8; 16];
     k.copy_from_slice(&h[..16]);
     k
-}
-
-/// The event id of the `erased` event for a request: the same request id
-/// always gives the same event, so a retried erasure appends nothing.
-#[must_use]
-pub fn erasure_event_id(tenant: &str, request_id: &str) -> Uuid {
-    let mut h = blake3::Hasher::new_derive_key(ERASURE_ID_CONTEXT);
-    h.update(&(tenant.len() as u64).to_le_bytes());
-    h.update(tenant.as_bytes());
-    h.update(request_id.as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    uuid::Builder::from_custom_bytes(b).into_uuid()
 }
 
 /// Associated data of a sealed field.
@@ -282,6 +296,9 @@ pub struct EmailLedger {
     log: Arc<dyn EventLog>,
     keys: Arc<dyn KeyStore>,
     policies: Mutex<HashMap<String, TenantPolicy>>,
+    /// Held by an erasure from its first check to its event, so two
+    /// erasures with one request id cannot both destroy a key.
+    erasing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for EmailLedger {
@@ -299,6 +316,7 @@ impl EmailLedger {
             log,
             keys,
             policies: Mutex::new(HashMap::new()),
+            erasing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -314,13 +332,27 @@ impl EmailLedger {
         &self.keys
     }
 
-    /// The pseudonym of `address` in `tenant`.
+    /// The pseudonym of `address` in `tenant`, normalised as the tenant's
+    /// policy says ([`TenantPolicy::case_sensitive_local_part`]): the one
+    /// its appends give the address, so the one to look it up by. The
+    /// tenant's secret is made (and synced) on its first use, off the async
+    /// threads.
     ///
     /// # Errors
-    /// When the address is not one, or the key store fails.
-    pub fn pseudonym(&self, tenant: &str, address: &Personal) -> Result<Pseudonym> {
-        let secret = self.keys.tenant_secret(tenant)?;
-        Pseudonym::of(&secret, address)
+    /// When the address is not one (the error does not echo it), the policy
+    /// does not read, or the key store fails.
+    pub async fn pseudonym(&self, tenant: &str, address: &Personal) -> Result<Pseudonym> {
+        let case = self.policy(tenant).await?.local_part_case();
+        let secret = self.tenant_secret(tenant).await?;
+        Pseudonym::of(&secret, address, case)
+    }
+
+    /// The tenant's secret, off the async threads (its first use makes and
+    /// syncs it).
+    async fn tenant_secret(&self, tenant: &str) -> Result<Arc<crate::crypto::SecretKey>> {
+        let keys = Arc::clone(&self.keys);
+        let t = tenant.to_owned();
+        crate::blocking::run(move || keys.tenant_secret(&t)).await
     }
 
     /// The tenant's policy: the last one set, or the default.
@@ -491,113 +523,6 @@ impl EmailLedger {
         })?;
         Ok(Some(ReadEvent::new(record, event)))
     }
-
-    /// Erases a contact: destroys its key, appends a `ContactErased` event
-    /// (pseudonym, request id, time, count; no personal data) and returns
-    /// the receipt. Idempotent: the same request id, or any request for a
-    /// contact already erased, returns the first receipt.
-    ///
-    /// # Errors
-    /// A bad request id or address, or a storage failure. If the key was
-    /// destroyed but the event could not be appended, a retry appends it.
-    pub async fn erase(
-        &self,
-        tenant: &str,
-        contact: ContactRef,
-        request_id: &str,
-    ) -> Result<ErasureReceipt> {
-        crate::record::validate_tenant(tenant)?;
-        validate_request_id(request_id)?;
-        let p = match contact {
-            ContactRef::Pseudonym(p) => p,
-            ContactRef::Address(a) => {
-                let keys = Arc::clone(&self.keys);
-                let t = tenant.to_owned();
-                let secret = crate::blocking::run(move || keys.tenant_secret(&t)).await?;
-                Pseudonym::of(&secret, &a)?
-            }
-        };
-        let event_id = erasure_event_id(tenant, request_id);
-        if let Some(r) = self.log.find_event(tenant, event_id).await? {
-            return receipt_of(&r);
-        }
-        let stream = p.stream();
-        let len = self
-            .log
-            .stream_version(tenant, &stream)
-            .await?
-            .map_or(0, |v| v + 1);
-        if !matches!(self.keys.contact(tenant, &p)?, KeyState::Live(_)) && len > 0 {
-            let last = self.log.read_stream(tenant, &stream, len - 1, 1).await?;
-            if let Some(r) = last.first().filter(|r| r.event_type == "erased") {
-                return receipt_of(r);
-            }
-        }
-        let keys = Arc::clone(&self.keys);
-        let t = tenant.to_owned();
-        let erasure = crate::blocking::run(move || keys.destroy(&t, &p, len)).await?;
-        let (generation, events) = erasure.map_or((0, 0), |e| (e.generation, e.events));
-        let erased_at = crate::now_micros();
-        let event: SealedEvent = EmailEventOf {
-            envelope: Envelope {
-                message_id: None,
-                contact: p,
-                key_generation: generation,
-                occurred_at: erased_at,
-                provider: None,
-                provider_event_id: None,
-                tags: Vec::new(),
-                campaign: None,
-                sending_domain: None,
-                recipient_domain: None,
-                recipient: None,
-                raw: None,
-            },
-            body: EventBody::ContactErased {
-                request_id: request_id.to_owned(),
-                events_unreadable: events,
-            },
-        };
-        let out = self
-            .log
-            .append_to_stream(
-                tenant,
-                &stream,
-                ExpectedVersion::Any,
-                vec![NewEvent::new(event_id, "erased", encode_payload(&event)?)],
-            )
-            .await?;
-        let position = out.positions[0];
-        if out.duplicates > 0
-            && let Some(r) = self.log.find_event(tenant, event_id).await?
-        {
-            return receipt_of(&r);
-        }
-        tracing::info!(contact = %p, position, events, "contact erased");
-        Ok(ErasureReceipt {
-            request_id: request_id.to_owned(),
-            contact: p.to_string(),
-            erased_at: rfc3339(erased_at),
-            position,
-            events_unreadable: events,
-        })
-    }
-
-    /// The receipt of an earlier erasure request, if there was one.
-    ///
-    /// # Errors
-    /// A bad request id or a storage failure.
-    pub async fn receipt(&self, tenant: &str, request_id: &str) -> Result<Option<ErasureReceipt>> {
-        validate_request_id(request_id)?;
-        match self
-            .log
-            .find_event(tenant, erasure_event_id(tenant, request_id))
-            .await?
-        {
-            Some(r) => receipt_of(&r).map(Some),
-            None => Ok(None),
-        }
-    }
 }
 
 fn open_with(
@@ -628,23 +553,6 @@ fn strip(e: &Error) -> String {
     match e {
         Error::InvalidInput(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-fn receipt_of(r: &Record) -> Result<ErasureReceipt> {
-    let e = decode_payload(r.position, &r.payload)?;
-    match e.body {
-        EventBody::ContactErased {
-            request_id,
-            events_unreadable,
-        } => Ok(ErasureReceipt {
-            request_id,
-            contact: e.envelope.contact.to_string(),
-            erased_at: rfc3339(e.envelope.occurred_at),
-            position: r.position,
-            events_unreadable,
-        }),
-        _ => Err(Error::corrupt(r.position, "expected an erased event")),
     }
 }
 

@@ -206,6 +206,9 @@ pub enum EventBody<S> {
         request_id: String,
         /// How many of the contact's events became unreadable.
         events_unreadable: u64,
+        /// Whether the contact had a key (so the ledger held data of it):
+        /// false records "no data held".
+        key_found: bool,
     },
 }
 
@@ -329,9 +332,11 @@ impl<S> EventBody<S> {
             Self::ContactErased {
                 request_id,
                 events_unreadable,
+                key_found,
             } => EventBody::ContactErased {
                 request_id,
                 events_unreadable,
+                key_found,
             },
         })
     }

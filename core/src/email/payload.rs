@@ -137,6 +137,7 @@ fn body(r: &mut Reader<'_>) -> Result<EventBody<Sealed>> {
         11 => EventBody::ContactErased {
             request_id: r.string()?,
             events_unreadable: r.u64()?,
+            key_found: r.bool()?,
         },
         _ => return Err(WireError::Malformed),
     })
@@ -294,12 +295,13 @@ mod tests {
             }),
             (text(), "\\PC{0,8}")
                 .prop_map(|(reason, scope)| EventBody::SuppressionRemoved { reason, scope }),
-            ("\\PC{0,8}", any::<u64>()).prop_map(|(request_id, events_unreadable)| {
-                EventBody::ContactErased {
+            ("\\PC{0,8}", any::<u64>(), any::<bool>()).prop_map(
+                |(request_id, events_unreadable, key_found)| EventBody::ContactErased {
                     request_id,
                     events_unreadable,
+                    key_found,
                 }
-            }),
+            ),
         ]
     }
 

@@ -378,6 +378,7 @@ impl KeyStore for FileKeyStore {
             _ => Ok(KeyState::Erased(Erasure {
                 generation: s.generation,
                 events: s.count,
+                erased_at: erased_at(&slot),
             })),
         }
     }
@@ -471,6 +472,7 @@ impl KeyStore for FileKeyStore {
         tenant: &str,
         contact: &Pseudonym,
         stream_len: u64,
+        at_time: i64,
     ) -> Result<Option<Erasure>> {
         let o = owner(KIND_CONTACT, tenant, Some(contact));
         let mut inner = self.lock_ok()?;
@@ -485,11 +487,13 @@ impl KeyStore for FileKeyStore {
             return Ok(Some(Erasure {
                 generation: s.generation,
                 events: s.count,
+                erased_at: erased_at(&old),
             }));
         }
         let erasure = Erasure {
             generation: s.generation,
             events: stream_len.saturating_sub(s.count),
+            erased_at: at_time,
         };
         let mut slot = [0u8; SLOT_LEN];
         slot[0] = ERASED;
@@ -497,6 +501,7 @@ impl KeyStore for FileKeyStore {
         slot[4..8].copy_from_slice(&s.generation.to_le_bytes());
         slot[8..40].copy_from_slice(&o);
         slot[40..48].copy_from_slice(&erasure.events.to_le_bytes());
+        slot[ERASED_AT].copy_from_slice(&erasure.erased_at.to_le_bytes());
         seal_checksum(&mut slot);
         self.file
             .write_all_at(&slot, at * SLOT_LEN as u64)

@@ -15,7 +15,7 @@
 //! file: keep the key directory on a plain, ideally encrypted, volume and out
 //! of backups.)
 //!
-//! The slot layout is in [`slots`]; [`FileKeyStore`] (in `file`) keeps the
+//! The slot layout is in the `slots` module's docs; [`FileKeyStore`] (in `file`) keeps the
 //! slots.
 
 mod file;
@@ -58,6 +58,9 @@ pub struct Erasure {
     pub generation: u32,
     /// How many of the contact's events were sealed under it.
     pub events: u64,
+    /// When it was destroyed, µs since the epoch (0 for a slot erased
+    /// before the key file kept the time).
+    pub erased_at: i64,
 }
 
 /// A contact's data key, ready to seal and open; `Debug` shows no key bytes.
@@ -103,9 +106,10 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Destroys a contact's live key: when this returns, no copy of it, raw
     /// or wrapped, is in any file of the store, and no cache holds it.
-    /// `stream_len` is the contact stream's length now. Returns the erasure,
-    /// also when the key was destroyed before (then unchanged), or `None`
-    /// for a contact that never had a key.
+    /// `stream_len` is the contact stream's length now, `erased_at` the
+    /// time the erasure is recorded with (µs since the epoch). Returns the
+    /// erasure, also when the key was destroyed before (then unchanged,
+    /// with its first time), or `None` for a contact that never had a key.
     ///
     /// # Errors
     /// A storage failure.
@@ -114,6 +118,7 @@ pub trait KeyStore: Send + Sync + 'static {
         tenant: &str,
         contact: &Pseudonym,
         stream_len: u64,
+        erased_at: i64,
     ) -> Result<Option<Erasure>>;
 }
 

@@ -24,7 +24,7 @@
 //! | 4..8 | generation: 0 for a contact's first key, +1 after each erasure |
 //! | 8..40 | owner: blake3 derive-key hash of kind, tenant and pseudonym |
 //! | 40..48 | live: the contact stream's length when the key was made; erased: the events that became unreadable |
-//! | 48..60 | nonce of the wrapped key (zero once erased) |
+//! | 48..60 | live: nonce of the wrapped key; erased: bytes 48..56 the time of the erasure (i64 µs since the epoch), then zero |
 //! | 60..108 | the key sealed under the KEK, with tag; associated data: owner, generation, kind (zero once erased) |
 //! | 108..112 | zero |
 //! | 112..128 | checksum |
@@ -121,4 +121,15 @@ pub(super) fn parse(slot: &[u8; SLOT_LEN]) -> Option<Slot> {
         owner,
         count: u64::from_le_bytes(c8),
     })
+}
+
+/// Where an erased slot keeps the time of its erasure (the wrapped key's
+/// nonce while the slot was live).
+pub(super) const ERASED_AT: std::ops::Range<usize> = 48..56;
+
+/// The time an erased slot records, µs since the epoch.
+pub(super) fn erased_at(slot: &[u8; SLOT_LEN]) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&slot[ERASED_AT]);
+    i64::from_le_bytes(b)
 }

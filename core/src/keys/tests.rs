@@ -11,6 +11,7 @@ fn contact(n: u8) -> Pseudonym {
     Pseudonym::of(
         &SecretKey::from_bytes([1; 32]),
         &Personal::new(format!("c{n}@x.org")),
+        crate::pseudonym::LocalPartCase::Insensitive,
     )
     .unwrap()
 }
@@ -62,12 +63,13 @@ fn destroy_overwrites_the_wrapped_key_in_place_and_is_idempotent() {
             .windows(wrapped.len())
             .any(|w| w == wrapped.as_slice())
     );
-    let e = ks.destroy("t", &contact(1), 5).unwrap().unwrap();
+    let e = ks.destroy("t", &contact(1), 5, 1_000).unwrap().unwrap();
     assert_eq!(
         e,
         Erasure {
             generation: 0,
-            events: 5
+            events: 5,
+            erased_at: 1_000,
         }
     );
     let after = std::fs::read(&file).unwrap();
@@ -78,7 +80,11 @@ fn destroy_overwrites_the_wrapped_key_in_place_and_is_idempotent() {
             .any(|w| w == wrapped.as_slice())
     );
     assert!(!after.windows(raw.len()).any(|w| w == raw.as_slice()));
-    assert_eq!(ks.destroy("t", &contact(1), 9).unwrap(), Some(e));
+    assert_eq!(
+        ks.destroy("t", &contact(1), 9, 2_000).unwrap(),
+        Some(e),
+        "a second erasure changes nothing, its time included"
+    );
     assert!(matches!(
         ks.contact("t", &contact(1)).unwrap(),
         KeyState::Erased(_)
@@ -87,13 +93,19 @@ fn destroy_overwrites_the_wrapped_key_in_place_and_is_idempotent() {
         ks.contact("t", &contact(2)).unwrap(),
         KeyState::Live(_)
     ));
-    assert_eq!(ks.destroy("t", &contact(3), 0).unwrap(), None);
+    assert_eq!(ks.destroy("t", &contact(3), 0, 3_000).unwrap(), None);
     drop(ks);
     let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
-    assert!(matches!(
-        ks.contact("t", &contact(1)).unwrap(),
-        KeyState::Erased(_)
-    ));
+    assert!(
+        matches!(
+            ks.contact("t", &contact(1)).unwrap(),
+            KeyState::Erased(Erasure {
+                erased_at: 1_000,
+                ..
+            })
+        ),
+        "the erasure and its time survive a reopen"
+    );
     let again = ks.ensure("t", &[(contact(1), 7)]).unwrap();
     assert_eq!(again[0].generation, 1, "a returning contact gets a new key");
 }

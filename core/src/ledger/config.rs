@@ -29,7 +29,7 @@ impl std::str::FromStr for Durability {
     }
 }
 
-/// Settings of a [`Ledger`].
+/// Settings of a [`Ledger`](crate::Ledger).
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
     durability: Durability,
@@ -87,7 +87,7 @@ impl LedgerConfig {
     }
 
     /// The jurisdiction this node declares, written into every record it
-    /// appends ([`Record::jurisdiction`], inside the hashed bytes), so each
+    /// appends ([`Record::jurisdiction`](crate::Record::jurisdiction), inside the hashed bytes), so each
     /// record carries where it was written. Default: [`Jurisdiction::DEFAULT`]
     /// (the EU). Which jurisdictions a node may declare is the caller's
     /// check ([`crate::residency`]).
