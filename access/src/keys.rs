@@ -15,11 +15,61 @@ use crate::{AccessError, AccessStore, DEFAULT_TENANT, KEY_PREFIX, MAX_KEY_NAME_L
 const ID_BYTES: usize = 8;
 const SECRET_BYTES: usize = 24;
 
+/// A provider whose webhooks a `webhook:<provider>` scope admits, named as
+/// in `POST /v1/webhooks/{provider}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WebhookProvider {
+    /// `postal`.
+    Postal,
+    /// `ses` (Amazon SES through SNS).
+    Ses,
+    /// `postmark`.
+    Postmark,
+    /// `mailgun`.
+    Mailgun,
+    /// `sendgrid`.
+    Sendgrid,
+}
+
+impl WebhookProvider {
+    /// Every provider.
+    pub const ALL: [WebhookProvider; 5] = [
+        Self::Postal,
+        Self::Ses,
+        Self::Postmark,
+        Self::Mailgun,
+        Self::Sendgrid,
+    ];
+
+    /// The provider's name in URLs and scopes.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postal => "postal",
+            Self::Ses => "ses",
+            Self::Postmark => "postmark",
+            Self::Mailgun => "mailgun",
+            Self::Sendgrid => "sendgrid",
+        }
+    }
+
+    /// The provider of a name (exact, lower case).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+///
+/// In the access file and the API a scope is its [`name`](Scope::name):
+/// `ingest`, `read`, `erase`, `admin`, `webhook` or `webhook:<provider>`.
+/// Files written before the `webhook` scope existed hold only the first
+/// four, and read as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
-    /// Append events and webhooks.
+    /// Append canonical events, post provider webhooks, add and remove
+    /// suppressions.
     Ingest,
     /// Read messages, suppressions, analytics; export a contact.
     Read,
@@ -27,10 +77,17 @@ pub enum Scope {
     Erase,
     /// Manage tenants, keys and provider secrets (of every tenant).
     Admin,
+    /// Post provider webhooks (`POST /v1/webhooks/{provider}`) and nothing
+    /// else: of every provider (`webhook`), or of one (`webhook:ses`). The
+    /// credential a provider's webhook URL carries, which can neither post
+    /// unsigned canonical events, nor lift suppressions, nor ask whether an
+    /// address is suppressed.
+    Webhook(Option<WebhookProvider>),
 }
 
 impl Scope {
-    /// Every scope.
+    /// The general scopes, which the first key of a new installation gets
+    /// (`ingest` includes every webhook, so `webhook` is not among them).
     pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Read, Scope::Erase, Scope::Admin];
 
     /// The scope's name.
@@ -41,21 +98,69 @@ impl Scope {
             Self::Read => "read",
             Self::Erase => "erase",
             Self::Admin => "admin",
+            Self::Webhook(None) => "webhook",
+            Self::Webhook(Some(WebhookProvider::Postal)) => "webhook:postal",
+            Self::Webhook(Some(WebhookProvider::Ses)) => "webhook:ses",
+            Self::Webhook(Some(WebhookProvider::Postmark)) => "webhook:postmark",
+            Self::Webhook(Some(WebhookProvider::Mailgun)) => "webhook:mailgun",
+            Self::Webhook(Some(WebhookProvider::Sendgrid)) => "webhook:sendgrid",
         }
+    }
+
+    /// Every scope a key may have, each by its name: the general ones,
+    /// `webhook`, and `webhook:<provider>` of each provider.
+    #[must_use]
+    pub fn every() -> Vec<Scope> {
+        let mut all = Self::ALL.to_vec();
+        all.push(Self::Webhook(None));
+        all.extend(
+            WebhookProvider::ALL
+                .into_iter()
+                .map(|p| Self::Webhook(Some(p))),
+        );
+        all
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 impl std::str::FromStr for Scope {
     type Err = AccessError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
+        let s = s.trim();
+        Scope::every()
             .into_iter()
-            .find(|c| c.name() == s.trim())
-            .ok_or_else(|| AccessError::Invalid("scopes are ingest, read, erase and admin".into()))
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                AccessError::Invalid(
+                    "scopes are ingest, read, erase, admin, webhook, and webhook:<provider> \
+                     (postal, ses, postmark, mailgun, sendgrid)"
+                        .into(),
+                )
+            })
     }
 }
 
-/// Parses a comma-separated scope list, such as `ingest,read`.
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|_| serde::de::Error::custom("an unknown scope"))
+    }
+}
+
+/// Parses a comma-separated scope list, such as `ingest,read` or
+/// `webhook:ses`.
 ///
 /// # Errors
 /// An unknown or empty list.
@@ -131,6 +236,16 @@ impl Caller {
         // tenant's keys may carry it; any other tenant's admin key (say, an
         // edited access file) is refused here, where every route checks.
         self.scopes.contains(&scope) && (scope != Scope::Admin || self.tenant == DEFAULT_TENANT)
+    }
+
+    /// Whether the key may post `provider`'s webhooks: an `ingest` key
+    /// (which may append canonical events anyway), a `webhook` key, or a
+    /// `webhook:<provider>` key of that provider.
+    #[must_use]
+    pub fn may_post_webhook(&self, provider: WebhookProvider) -> bool {
+        self.has(Scope::Ingest)
+            || self.has(Scope::Webhook(None))
+            || self.has(Scope::Webhook(Some(provider)))
     }
 }
 

@@ -52,10 +52,10 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use keys::{Caller, KeyInfo, Scope, parse_scopes};
+pub use keys::{Caller, KeyInfo, Scope, WebhookProvider, parse_scopes};
 pub use store::AccessStore;
 pub use tenants::TenantInfo;
-pub use webhook_secrets::{ProviderSecrets, SnsSubscription};
+pub use webhook_secrets::{ProviderSecrets, SNS_TOPICS_RULE, SnsSubscription};
 
 /// The access file's name in the data directory.
 pub const ACCESS_FILE: &str = "access.json";
@@ -86,6 +86,16 @@ pub enum AccessError {
     /// No such key.
     #[error("no key `{0}`")]
     UnknownKey(String),
+    /// Settings that parse but would make a check prove nothing (SNS
+    /// certificates without a topic allow-list): names the field and the
+    /// rule, never a value.
+    #[error("webhook secrets: field `{field}` {rule}")]
+    UnsafeSetting {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        rule: &'static str,
+    },
     /// The file could not be read or written.
     #[error("access store {path}: {message}")]
     Io {

@@ -13,6 +13,9 @@ const SECRET_AD: &[u8] = b"mailledger provider secret v1";
 /// The SNS subscriptions kept per tenant, the latest.
 const MAX_SNS_SUBSCRIPTIONS: usize = 100;
 
+/// Why SNS certificates need a topic allow-list.
+pub const SNS_TOPICS_RULE: &str = "is required when sns_certificates is set: SNS signs every AWS account's topics with the same certificates, so only the topic allow-list makes a signed message this tenant's";
+
 /// A tenant's webhook secrets, from configuration. Every secret is optional;
 /// the webhook adapters (`mailledger_api::webhooks`) say what a missing one
 /// means.
@@ -24,8 +27,14 @@ const MAX_SNS_SUBSCRIPTIONS: usize = 100;
 /// sendgrid_public_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE…"
 /// sns_certificates = ["-----BEGIN CERTIFICATE-----\n…"]
 /// sns_topic_arns = ["arn:aws:sns:eu-west-1:123456789012:ses-events"]
+/// sns_signature_v2_only = true
+/// postal_require_sha256 = true
 /// max_signature_age_secs = 300
 /// ```
+///
+/// A document that configures SNS certificates without a topic allow-list
+/// is refused ([`AccessError::UnsafeSetting`]): any AWS account can have
+/// SNS sign messages of its own topics with the same certificates.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderSecrets {
@@ -43,12 +52,24 @@ pub struct ProviderSecrets {
     pub sendgrid_public_key: Option<String>,
     /// SNS signing certificates (PEM) trusted for SES notifications. They
     /// are never downloaded: copy the certificate that the `SigningCertURL`
-    /// of your topic's messages names.
+    /// of your topic's messages names. Needs `sns_topic_arns`.
     pub sns_certificates: Vec<String>,
-    /// When not empty, the only SNS topics accepted.
+    /// The only SNS topics accepted. Required with `sns_certificates`: SNS
+    /// signs every account's topics with the same certificates, so the
+    /// signature proves only that SNS sent the message, not whose topic.
     pub sns_topic_arns: Vec<String>,
-    /// How far (seconds) a signed timestamp (Mailgun, SendGrid) may be from
-    /// now; default 300.
+    /// Refuse SNS messages of `SignatureVersion` 1 (SHA1withRSA); accept
+    /// only version 2 (SHA256withRSA), which the topic's
+    /// `SignatureVersion` attribute selects. Default `false`.
+    pub sns_signature_v2_only: bool,
+    /// Refuse Postal webhooks signed only with SHA-1 (`X-Postal-Signature`);
+    /// accept only `X-Postal-Signature-256`, which Postal sends since
+    /// version 3. Default `false`.
+    pub postal_require_sha256: bool,
+    /// How far (seconds) a signed timestamp (Mailgun, SendGrid, the SNS
+    /// `Timestamp`) may be from now, in either direction; default 300.
+    /// SNS keeps a message's `Timestamp` across its delivery retries, so
+    /// with a delivery policy that retries for longer, raise this to match.
     pub max_signature_age_secs: i64,
 }
 
@@ -61,6 +82,8 @@ impl Default for ProviderSecrets {
             sendgrid_public_key: None,
             sns_certificates: Vec::new(),
             sns_topic_arns: Vec::new(),
+            sns_signature_v2_only: false,
+            postal_require_sha256: false,
             max_signature_age_secs: 300,
         }
     }
@@ -79,12 +102,31 @@ impl fmt::Debug for ProviderSecrets {
             .field("sendgrid_public_key", &self.sendgrid_public_key.is_some())
             .field("sns_certificates", &self.sns_certificates.len())
             .field("sns_topic_arns", &self.sns_topic_arns)
+            .field("sns_signature_v2_only", &self.sns_signature_v2_only)
+            .field("postal_require_sha256", &self.postal_require_sha256)
             .field("max_signature_age_secs", &self.max_signature_age_secs)
             .finish()
     }
 }
 
 impl ProviderSecrets {
+    /// Refuses settings that would make a signature prove nothing: SNS
+    /// certificates without a topic allow-list. Names the field, never a
+    /// value. The SES adapter refuses such secrets too, should a document
+    /// stored before this check hold them.
+    ///
+    /// # Errors
+    /// [`AccessError::UnsafeSetting`] naming the field.
+    pub fn check(&self) -> Result<(), AccessError> {
+        if !self.sns_certificates.is_empty() && self.sns_topic_arns.is_empty() {
+            return Err(AccessError::UnsafeSetting {
+                field: "sns_topic_arns",
+                rule: SNS_TOPICS_RULE,
+            });
+        }
+        Ok(())
+    }
+
     /// The providers this document configures.
     fn providers(&self) -> Vec<String> {
         let mut p = Vec::new();
@@ -136,7 +178,8 @@ impl AccessStore {
     ///
     /// # Errors
     /// An unknown tenant, a document that does not parse (the error names
-    /// the field, never a value), or a storage failure.
+    /// the field, never a value), settings that [`ProviderSecrets::check`]
+    /// refuses, or a storage failure.
     pub fn set_webhook_secrets(&self, tenant: &str, json: Option<&str>) -> Result<(), AccessError> {
         let sealed = match json {
             Some(text) => {
@@ -148,6 +191,7 @@ impl AccessStore {
                 let parsed: ProviderSecrets = serde_json::from_str(text).map_err(|e| {
                     AccessError::Invalid(format!("webhook secrets: {}", describe_json_error(&e)))
                 })?;
+                parsed.check()?;
                 let sealed = self
                     .seal
                     .seal(text.as_bytes(), &secret_ad(tenant))

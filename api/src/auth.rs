@@ -11,7 +11,10 @@
 //!   key id, a wrong secret, a revoked key, a deleted tenant) answers the
 //!   same 401 with the same body;
 //! - a valid key without the scope answers 403 `forbidden`: the caller has
-//!   proved who it is, and learns only that its own key lacks a scope;
+//!   proved who it is, and learns only that its own key lacks a scope. A
+//!   `webhook` key has no scope but its own, so every route answers it 403
+//!   except `POST /v1/webhooks/{provider}` ([`WebhookAuth`]), which answers
+//!   a `webhook:<provider>` key 403 for any other provider;
 //! - then the key's token bucket is charged: 429 with `Retry-After` when
 //!   empty.
 //!
@@ -23,7 +26,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine as _;
-use mailledger_access::{Caller, Scope};
+use mailledger_access::{Caller, Scope, WebhookProvider};
 
 use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
@@ -142,6 +145,30 @@ pub fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Problem> 
     }
 }
 
+/// The 403 of a key without any of the scopes `names`.
+fn forbidden(names: &[&str]) -> Problem {
+    Problem::new(
+        ProblemType::Forbidden,
+        format!(
+            "this API key lacks the scope this route needs: {}",
+            names.join(" or ")
+        ),
+    )
+}
+
+/// Charges the caller's token bucket: 429 when it is empty.
+fn charge(caller: &Caller, state: &AppState) -> Result<(), Problem> {
+    if let Err(wait) = state.rate.take(&caller.key_id) {
+        state.metrics.rate_limited.inc();
+        return Err(Problem::new(
+            ProblemType::RateLimited,
+            "this API key made too many requests; retry after the time Retry-After gives",
+        )
+        .retry_after(wait));
+    }
+    Ok(())
+}
+
 impl<S: RequiredScope> FromRequestParts<AppState> for Auth<S> {
     type Rejection = Problem;
 
@@ -149,22 +176,49 @@ impl<S: RequiredScope> FromRequestParts<AppState> for Auth<S> {
         let caller = authenticate(parts, state)?;
         if !S::SCOPES.iter().any(|s| caller.has(*s)) {
             let names: Vec<&str> = S::SCOPES.iter().map(|s| s.name()).collect();
-            return Err(Problem::new(
-                ProblemType::Forbidden,
-                format!(
-                    "this API key lacks the scope this route needs: {}",
-                    names.join(" or ")
-                ),
-            ));
+            return Err(forbidden(&names));
         }
-        if let Err(wait) = state.rate.take(&caller.key_id) {
-            state.metrics.rate_limited.inc();
-            return Err(Problem::new(
-                ProblemType::RateLimited,
-                "this API key made too many requests; retry after the time Retry-After gives",
-            )
-            .retry_after(wait));
-        }
+        charge(&caller, state)?;
         Ok(Auth(caller, PhantomData))
+    }
+}
+
+/// An authenticated caller that may post the webhooks of the provider the
+/// path names (`POST /v1/webhooks/{provider}`): a key with `ingest`,
+/// `webhook`, or `webhook:<that provider>`. A provider-limited key gets 403
+/// for any other provider, and for a name that is no provider; the others
+/// learn of an unknown provider from the handler's 404.
+#[derive(Debug)]
+pub struct WebhookAuth(pub Caller);
+
+impl WebhookAuth {
+    /// The caller's tenant.
+    #[must_use]
+    pub fn tenant(&self) -> &str {
+        &self.0.tenant
+    }
+}
+
+impl FromRequestParts<AppState> for WebhookAuth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let caller = authenticate(parts, state)?;
+        let provider = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|p| WebhookProvider::from_name(&p.0));
+        let allowed = match provider {
+            Some(p) => caller.may_post_webhook(p),
+            // No such provider: the handler answers 404 to a key that may
+            // post any provider's webhooks.
+            None => caller.has(Scope::Ingest) || caller.has(Scope::Webhook(None)),
+        };
+        if !allowed {
+            let own = provider.map_or("webhook:<provider>", |p| Scope::Webhook(Some(p)).name());
+            return Err(forbidden(&["ingest", "webhook", own]));
+        }
+        charge(&caller, state)?;
+        Ok(WebhookAuth(caller))
     }
 }

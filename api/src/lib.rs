@@ -13,6 +13,10 @@
 //!   guard (500, no detail).
 //! - Routes: [`routes::api`] lists them; `/openapi.json` is generated from
 //!   their annotations.
+//! - Metrics: `GET /metrics` (Prometheus text, counts of every tenant) is
+//!   not among them: [`metrics_router`] ([`metrics::router`]) serves it, for
+//!   a listener of its own that only the monitoring network reaches, as
+//!   Prometheus exporters are usually deployed.
 //!
 //! ```no_run
 //! # async fn run(state: mailledger_api::AppState) -> std::io::Result<()> {
@@ -46,6 +50,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub use access::{AccessStore, Caller, Scope};
+pub use metrics::router as metrics_router;
 pub use problem::{Problem, ProblemType};
 pub use state::{AppState, Limits, ReadyFlag};
 
@@ -95,7 +100,7 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
 }
 
 /// The answer for a path no route has.
-async fn no_route() -> Problem {
+pub(crate) async fn no_route() -> Problem {
     Problem::for_status(axum::http::StatusCode::NOT_FOUND)
 }
 
@@ -125,7 +130,7 @@ async fn problem_bodies(res: Response) -> Response {
 }
 
 /// The answer when a handler panicked: 500, no detail.
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     Problem::internal().into_response()
 }

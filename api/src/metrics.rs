@@ -1,4 +1,5 @@
-//! Prometheus metrics, rendered as text at `GET /metrics`.
+//! Prometheus metrics, rendered as text at `GET /metrics` on a listener of
+//! their own ([`router`]), never on the API's.
 //!
 //! Labels hold only route templates (axum's `MatchedPath`, never a raw path),
 //! methods, status codes, event types, outcomes and projection names: never
@@ -43,7 +44,9 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     /// `mailledger_log_head`: the position the next record will get.
     pub log_head: IntGauge,
-    /// `mailledger_webhook_requests_total{provider, outcome}`.
+    /// `mailledger_webhook_requests_total{provider, outcome}`: `events`,
+    /// `subscription`, `invalid`, `bad_signature`, `not_configured`, or
+    /// `replayed` (a Mailgun signature token seen before).
     pub webhooks: IntCounterVec,
 }
 
@@ -186,6 +189,26 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `GET /metrics` alone, in the Prometheus text format, for a listener of
+/// its own (`mailledger serve --metrics-listen`): the metrics count every
+/// tenant's requests, so they are not served on the API's listener, where
+/// any client could read them (a separate listener is how Prometheus
+/// exporters are usually deployed). No authentication (Prometheus scrapes
+/// without), no rate limit; any other path answers 404. Not part of the
+/// API's OpenAPI document, which describes the API's listener.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(crate::routes::health::metrics),
+        )
+        .fallback(crate::no_route)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            crate::panic_response,
+        ))
+        .with_state(state)
 }
 
 /// Middleware: counts and times each request by its route template.

@@ -52,11 +52,18 @@ pub enum ProblemType {
     /// The tenant has not configured what this request needs (a webhook
     /// secret); the provider should retry once it is.
     NotConfigured,
+    /// Settings that parse but would make a check prove nothing (SNS
+    /// certificates without a topic allow-list); the detail names the
+    /// field, never a value.
+    UnsafeSettings,
     /// This server runs without projections, so queries, suppression
     /// checks and analytics are not available.
     ProjectionsUnavailable,
     /// The change needs a `reason` (removing a complaint's suppression).
     ReasonRequired,
+    /// An erasure request id already names the erasure of another contact;
+    /// nothing was destroyed.
+    RequestIdConflict,
     /// The tenant's data may not be kept where this node keeps it (the
     /// node or one of its stores lies outside the tenant's allowed
     /// jurisdictions); `GET /v1/admin/residency` shows where.
@@ -82,9 +89,11 @@ impl ProblemType {
             Self::Internal => "internal",
             Self::BadSignature => "bad-signature",
             Self::NotConfigured => "not-configured",
+            Self::UnsafeSettings => "unsafe-settings",
             Self::ProjectionsUnavailable => "projections-unavailable",
             Self::ReasonRequired => "reason-required",
             Self::ResidencyViolation => "residency-violation",
+            Self::RequestIdConflict => "request-id-conflict",
         }
     }
 
@@ -112,9 +121,11 @@ impl ProblemType {
             Self::Internal => "Internal error",
             Self::BadSignature => "Bad webhook signature",
             Self::NotConfigured => "Not configured",
+            Self::UnsafeSettings => "Unsafe settings",
             Self::ProjectionsUnavailable => "Projections unavailable",
             Self::ReasonRequired => "Reason required",
             Self::ResidencyViolation => "Outside the allowed jurisdictions",
+            Self::RequestIdConflict => "Request id used for another contact",
         }
     }
 
@@ -129,12 +140,13 @@ impl ProblemType {
             Self::Forbidden | Self::ResidencyViolation => StatusCode::FORBIDDEN,
             Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict | Self::ReasonRequired => StatusCode::CONFLICT,
+            Self::Conflict | Self::ReasonRequired | Self::RequestIdConflict => StatusCode::CONFLICT,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable | Self::NotConfigured | Self::ProjectionsUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UnsafeSettings => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }
@@ -291,10 +303,16 @@ impl From<mailledger_core::Error> for Problem {
                 mailledger_core::Error::InvalidInput(msg) => Self::invalid(msg),
                 other => Self::invalid(other.to_string()),
             },
-            ErrorKind::Conflict => Self::new(
-                ProblemType::Conflict,
-                "a stream was not at the expected version; read it and retry",
-            ),
+            ErrorKind::Conflict => match e {
+                mailledger_core::Error::RequestIdConflict => Self::new(
+                    ProblemType::RequestIdConflict,
+                    "this request id names the erasure of another contact; nothing was erased: use a new request id",
+                ),
+                _ => Self::new(
+                    ProblemType::Conflict,
+                    "a stream was not at the expected version; read it and retry",
+                ),
+            },
             ErrorKind::Unavailable => {
                 tracing::error!(error = %e, "log unavailable");
                 Self::new(

@@ -167,6 +167,9 @@ pub struct AppState {
     /// The default is a node in the EU, allowing the EU, with no store
     /// declared.
     pub residency: Arc<Residency>,
+    /// The tokens of verified Mailgun signatures seen, per tenant, so a
+    /// replayed one is refused (in this process's memory only).
+    pub seen_tokens: Arc<crate::webhooks::replay::SeenTokens>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -199,6 +202,7 @@ impl AppState {
             projections: None,
             ingest: None,
             residency: Arc::new(Residency::new(Jurisdiction::DEFAULT, Vec::new())),
+            seen_tokens: Arc::default(),
         }
     }
 

@@ -367,7 +367,7 @@ async fn metrics_have_the_expected_families_and_no_address() {
         .await;
     e.call(Method::GET, "/no/such/canary@example.org", None, None)
         .await;
-    let r = e.call(Method::GET, "/metrics", None, None).await;
+    let r = e.scrape().await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.content_type().starts_with("text/plain"));
     let text = r.text();
@@ -387,7 +387,7 @@ async fn metrics_have_the_expected_families_and_no_address() {
     assert!(!text.contains("canary"), "{text}");
     assert!(!text.contains(&key));
     // Each scrape reports every projection's lag under its own name.
-    let r = e.call(Method::GET, "/metrics", None, None).await;
+    let r = e.scrape().await;
     for name in mailledger_projections::NAMES {
         assert!(
             r.text().contains(&format!(
@@ -700,7 +700,6 @@ async fn every_route_is_in_the_openapi_document() {
     let served = [
         ("GET", "/healthz"),
         ("GET", "/readyz"),
-        ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("POST", "/v1/events"),
         ("POST", "/v1/erasures"),
@@ -1120,7 +1119,7 @@ async fn a_postmark_webhook_is_appended_once_however_often_it_is_retried() {
         f["events"][0]["position"]
     );
     assert_eq!(e.state.email.log().head(), head);
-    let metrics = e.call(Method::GET, "/metrics", None, None).await.text();
+    let metrics = e.scrape().await.text();
     assert!(
         metrics.contains(
             "mailledger_webhook_requests_total{outcome=\"events\",provider=\"postmark\"} 2"

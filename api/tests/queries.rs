@@ -376,7 +376,7 @@ async fn manual_suppressions_are_events_checked_listed_and_removed() {
         )
         .await;
     assert_eq!(now, json!({"allowed": true}));
-    let metrics = e.call(Method::GET, "/metrics", None, None).await.text();
+    let metrics = e.scrape().await.text();
     assert!(metrics.contains("mailledger_suppression_checks_total{outcome=\"allowed\"} 2"));
     assert!(metrics.contains("mailledger_suppression_checks_total{outcome=\"suppressed\"} 2"));
     assert!(!metrics.contains("ann@"));
@@ -833,7 +833,7 @@ async fn readyz_waits_for_the_projections_and_metrics_show_their_lag() {
         detail.contains(&format!("delivery-log at 0 (lag {head})")),
         "{detail}"
     );
-    let metrics = e.call(Method::GET, "/metrics", None, None).await.text();
+    let metrics = e.scrape().await.text();
     assert!(
         metrics.contains(&format!(
             "mailledger_projection_lag_events{{projection=\"suppressions\"}} {head}"
@@ -861,7 +861,7 @@ async fn readyz_waits_for_the_projections_and_metrics_show_their_lag() {
         })
         .collect();
     assert_eq!(names, ["delivery-log", "suppressions", "analytics"]);
-    let metrics = e.call(Method::GET, "/metrics", None, None).await.text();
+    let metrics = e.scrape().await.text();
     assert!(metrics.contains("mailledger_projection_lag_events{projection=\"analytics\"} 0"));
     drop(stop);
 }

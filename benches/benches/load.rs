@@ -238,6 +238,8 @@ fn server_binary() -> PathBuf {
 struct Server {
     child: Child,
     addr: String,
+    /// The metrics listener's address (`--metrics-listen`).
+    metrics: String,
     admin_key: String,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -253,6 +255,8 @@ impl Server {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
                 "--rate-limit-per-second",
                 "0",
             ])
@@ -262,6 +266,7 @@ impl Server {
             .env_remove("MAILLEDGER_KEK_FILE")
             .env_remove("MAILLEDGER_DURABILITY")
             .env_remove("MAILLEDGER_LISTEN")
+            .env_remove("MAILLEDGER_METRICS_LISTEN")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -270,6 +275,7 @@ impl Server {
         let mut server = Self {
             child,
             addr: String::new(),
+            metrics: String::new(),
             admin_key: String::new(),
             log: Arc::new(Mutex::new(Vec::new())),
         };
@@ -280,6 +286,9 @@ impl Server {
             let n = err.read_line(&mut line).expect("server stderr");
             assert!(n > 0, "the server exited: {:?}", server.log);
             server.log.lock().expect("log").push(line.clone());
+            if let Some(rest) = line.split("metrics on http://").nth(1) {
+                server.metrics = rest.split('/').next().unwrap_or_default().to_owned();
+            }
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 server.addr = rest
                     .split_whitespace()
@@ -398,9 +407,11 @@ async fn send(
 }
 
 /// The server's own latency histogram of `GET /v1/messages/{id}`, from
-/// `/metrics`: (upper bound in seconds, cumulative count) per bucket.
-async fn timeline_histogram(client: &HttpClient, base: &str) -> Vec<(f64, u64)> {
-    let Ok((200, body)) = send(client, "GET", &format!("{base}/metrics"), "", None).await else {
+/// `/metrics` on the metrics listener at `metrics_base`: (upper bound in
+/// seconds, cumulative count) per bucket.
+async fn timeline_histogram(client: &HttpClient, metrics_base: &str) -> Vec<(f64, u64)> {
+    let Ok((200, body)) = send(client, "GET", &format!("{metrics_base}/metrics"), "", None).await
+    else {
         return Vec::new();
     };
     String::from_utf8_lossy(&body)
@@ -635,6 +646,7 @@ const PACED_IN_FLIGHT: usize = 64;
 async fn phase(
     client: &HttpClient,
     base: &str,
+    metrics_base: &str,
     key: &str,
     secs: u64,
     offer: Offer,
@@ -643,7 +655,7 @@ async fn phase(
     server_pid: u32,
 ) -> Measured {
     let (client, base, key) = (client.clone(), base.to_owned(), key.to_owned());
-    let histogram_before = timeline_histogram(&client, &base).await;
+    let histogram_before = timeline_histogram(&client, metrics_base).await;
     let run = Duration::from_secs(secs);
     let server_pid = server_pid.to_string();
     let cpu_before =
@@ -813,7 +825,7 @@ async fn phase(
         .into_iter()
         .map(|t| t.join().expect("reader thread"))
         .collect();
-    let histogram_after = timeline_histogram(&client, &base).await;
+    let histogram_after = timeline_histogram(&client, metrics_base).await;
     m.server_timeline = histogram_after
         .iter()
         .map(|&(le, n)| {
@@ -886,6 +898,7 @@ fn main() {
         server.addr
     );
     let base = format!("http://{}", server.addr);
+    let metrics_base = format!("http://{}", server.metrics);
     let pid = server.child.id();
     let (idle, saturated, paced) = rt.block_on(async {
         let client = client();
@@ -893,6 +906,7 @@ fn main() {
         let saturated = phase(
             &client,
             &base,
+            &metrics_base,
             &key,
             secs,
             Offer::Saturate { clients },
@@ -909,6 +923,7 @@ fn main() {
                 phase(
                     &client,
                     &base,
+                    &metrics_base,
                     &key,
                     paced_secs,
                     Offer::Paced {

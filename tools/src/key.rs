@@ -23,7 +23,10 @@ pub enum KeyCommand {
         /// The tenant the key acts for.
         #[arg(long, default_value = DEFAULT_TENANT)]
         tenant: String,
-        /// What it may do: a comma-separated list of ingest, read, erase, admin.
+        /// What it may do: a comma-separated list of ingest, read, erase,
+        /// admin, webhook (provider webhooks only, for a provider's webhook
+        /// URL) or webhook:PROVIDER (postal, ses, postmark, mailgun,
+        /// sendgrid: that provider's webhooks only).
         #[arg(long)]
         scopes: String,
         /// A label for the key.

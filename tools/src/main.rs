@@ -107,11 +107,15 @@ enum Command {
     Append(append::AppendArgs),
     /// Prints records as JSON lines: one stream, or the whole log.
     Read(read::ReadArgs),
-    /// Erases a contact: destroys its key and prints the receipt (JSON).
+    /// Erases contacts: destroys their keys and prints the receipts (JSON).
     ///
-    /// Afterwards its events read with {"erased": true} in place of each
-    /// personal field, and the chain still verifies. Repeating an erasure
-    /// prints the first receipt again.
+    /// Addresses come from standard input (`mailledger erase < list.txt`)
+    /// or --address-file, one per line, so none shows in `ps` or shell
+    /// history; or give one contact's pseudonym with --contact. Every
+    /// address is checked before any key is destroyed. Afterwards their
+    /// events read with {"erased": true} in place of each personal field,
+    /// and the chain still verifies. Repeating an erasure with its request
+    /// id prints the first receipt again.
     Erase(erase::EraseArgs),
     /// Shows, or with flags sets, what a tenant keeps of optional personal data.
     Policy(policy::PolicyArgs),

@@ -6,6 +6,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"
+//! metrics_listen = "127.0.0.1:9464"   # GET /metrics; not served unless set
 //! data_dir = "./mailledger-data"
 //! keys_dir = "./mailledger-keys"
 //! kek_file = "/run/secrets/mailledger-kek"
@@ -36,6 +37,13 @@
 //! `crate::residency`) before it opens any store, and refuses to start,
 //! naming each violation, when the node or a store lies outside the
 //! jurisdictions the node or a tenant allows.
+//!
+//! Prometheus metrics (`GET /metrics`) count every tenant's requests, so
+//! they are never served on the API's listener: `metrics_listen`
+//! (`--metrics-listen`, `MAILLEDGER_METRICS_LISTEN`) serves them on a
+//! listener of their own, as Prometheus exporters usually are, for an
+//! address only the monitoring network reaches; without it they are not
+//! served at all.
 //!
 //! `max_group_records` bounds the records the log writes in one group
 //! commit ([`mailledger_core::LedgerConfig::max_group_records`]); the
@@ -79,6 +87,11 @@ pub struct ServeArgs {
     /// The address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "MAILLEDGER_LISTEN")]
     listen: Option<String>,
+    /// Serves Prometheus metrics (GET /metrics, counts of every tenant) on
+    /// this address of their own, such as 127.0.0.1:9464; keep it off the
+    /// public network. Never served on the API's address [default: not served].
+    #[arg(long, env = "MAILLEDGER_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// The largest request body, in bytes [default: 1048576].
     #[arg(long, env = "MAILLEDGER_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -115,6 +128,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    metrics_listen: Option<String>,
     data_dir: Option<PathBuf>,
     keys_dir: Option<PathBuf>,
     kek_file: Option<PathBuf>,
@@ -131,6 +145,7 @@ struct FileConfig {
 #[derive(Debug)]
 struct Settings {
     listen: String,
+    metrics_listen: Option<String>,
     data_dir: PathBuf,
     keys_dir: PathBuf,
     kek_file: Option<PathBuf>,
@@ -199,6 +214,7 @@ fn settings(cli: &Cli, args: &ServeArgs) -> Result<Settings> {
             .clone()
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+        metrics_listen: args.metrics_listen.clone().or(file.metrics_listen),
         data_dir: pick_path(
             &cli.data_dir,
             "./mailledger-data",
@@ -316,6 +332,24 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             .with_residency(residency);
         let app = mailledger_api::router(state.clone());
         let shutdown = shutdown_signal()?;
+        // Metrics on their own listener, when one is configured; it stops
+        // with the server (it holds nothing to flush).
+        let metrics = match &s.metrics_listen {
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {address}"))?;
+                let addr = listener.local_addr()?;
+                eprintln!("mailledger: metrics on http://{addr}/metrics");
+                let app = mailledger_api::metrics_router(state.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::error!(error = %e, "the metrics listener failed");
+                    }
+                }))
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(&s.listen)
             .await
             .with_context(|| format!("cannot listen on {}", s.listen))?;
@@ -344,6 +378,9 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             .await
             .context("the server failed");
         state.ready.set(false);
+        if let Some(m) = metrics {
+            m.abort();
+        }
         // Stop the runner; a long catch-up is cut short (each batch commits
         // its state and checkpoint atomically, so nothing is half applied).
         let _ = stop.send(true);
@@ -405,6 +442,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.listen, "127.0.0.1:9999");
+        assert_eq!(s.metrics_listen, None, "metrics are not served by default");
         assert_eq!(s.data_dir, PathBuf::from("/srv/ml/data"));
         assert_eq!(s.limits.max_body_bytes, 2048);
         assert_eq!(s.limits.rate_limit_burst, 7);
@@ -441,6 +479,28 @@ mod tests {
             parse(&["mailledger", "serve", "--config", f]).unwrap_err()
         );
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn metrics_are_served_only_where_metrics_listen_says() {
+        let s = parse(&["mailledger", "serve"]).unwrap();
+        assert_eq!(s.metrics_listen, None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mailledger.toml");
+        std::fs::write(&file, "metrics_listen = \"127.0.0.1:9464\"\n").unwrap();
+        let f = file.to_str().unwrap();
+        let s = parse(&["mailledger", "serve", "--config", f]).unwrap();
+        assert_eq!(s.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+        let s = parse(&[
+            "mailledger",
+            "serve",
+            "--config",
+            f,
+            "--metrics-listen",
+            "10.0.0.5:9100",
+        ])
+        .unwrap();
+        assert_eq!(s.metrics_listen.as_deref(), Some("10.0.0.5:9100"));
     }
 
     #[test]

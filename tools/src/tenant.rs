@@ -34,8 +34,10 @@ pub enum TenantCommand {
     /// Sets a tenant's webhook secrets from a TOML (or, for a `.json` file,
     /// JSON) document, read from a file or standard input, replacing any set
     /// before. Keys: require_signatures, mailgun_signing_key,
-    /// postal_public_key, sendgrid_public_key, sns_certificates,
-    /// sns_topic_arns, max_signature_age_secs. Stored sealed under the KEK.
+    /// postal_public_key, postal_require_sha256, sendgrid_public_key,
+    /// sns_certificates, sns_topic_arns (required with sns_certificates),
+    /// sns_signature_v2_only, max_signature_age_secs. Stored sealed under
+    /// the KEK.
     WebhookSecrets {
         /// The tenant.
         #[arg(long, default_value = DEFAULT_TENANT)]

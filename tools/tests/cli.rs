@@ -452,22 +452,21 @@ fn email_events_are_sealed_read_back_erased_and_still_verify() {
         let m1 = json_lines(&mailledger(dir.path(), &["read", "--message", "m1"], None));
         assert_eq!(m1.len(), 2);
 
+        // The address on standard input: never in `ps` or shell history.
         let erase = mailledger(
             dir.path(),
-            &[
-                "erase",
-                "--address",
-                "ann@example.org",
-                "--request-id",
-                "dsr-1",
-            ],
-            None,
+            &["erase", "--request-id", "dsr-1"],
+            Some("ann@example.org\n"),
         );
         assert!(erase.status.success(), "{}", text(&erase.stderr));
         let receipt: serde_json::Value = serde_json::from_slice(&erase.stdout).unwrap();
         assert_eq!(receipt["events_unreadable"], 2);
         assert_eq!(receipt["request_id"], "dsr-1");
-        let again = mailledger(dir.path(), &["erase", "--address", "ann@example.org"], None);
+        let again = mailledger(
+            dir.path(),
+            &["erase", "--request-id", "dsr-1"],
+            Some("ann@example.org\n"),
+        );
         let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
         assert_eq!(again, receipt, "re-erasing returns the first receipt");
 
@@ -832,4 +831,102 @@ fn migrate_copies_the_log_byte_for_byte_verifies_it_and_switches_only_then() {
     assert!(report.contains("\"object_store\""), "{report}");
     // The old log is left where it was.
     assert!(dir.path().join("log").exists());
+}
+
+/// The `erased` events of the log, as `read` prints them.
+fn erased_count(dir: &Path) -> usize {
+    json_lines(&mailledger(dir, &["read"], None))
+        .iter()
+        .filter(|e| e["type"] == "erased")
+        .count()
+}
+
+#[test]
+fn erase_takes_addresses_from_standard_input_or_a_file_and_never_from_argv_silently() {
+    let dir = Dir::new();
+    assert!(mailledger(dir.path(), &["init"], None).status.success());
+    let input = ["ann", "bob", "cyd", "dee"]
+        .map(|n| event_line("sent", &format!("{n}@example.org"), "m1", ""))
+        .concat();
+    assert!(
+        mailledger(dir.path(), &["append"], Some(&input))
+            .status
+            .success()
+    );
+
+    // Bad input erases nothing and names the line, never the address.
+    let out = mailledger(dir.path(), &["erase"], Some("\n  \n"));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no address"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = mailledger(
+        dir.path(),
+        &["erase"],
+        Some("ann@example.org\nzed-not-an-address\n"),
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("line 2") && !err.contains("zed"), "{err}");
+    assert_eq!(erased_count(dir.path()), 0, "nothing was erased");
+
+    // A file of addresses: each erased once, request ids numbered.
+    let list = dir.path().parent().unwrap().join("addresses.txt");
+    std::fs::write(
+        &list,
+        "ann@example.org\n\nbob@example.org\nann@example.org\n",
+    )
+    .unwrap();
+    let out = mailledger(
+        dir.path(),
+        &[
+            "erase",
+            "--address-file",
+            list.to_str().unwrap(),
+            "--request-id",
+            "dsr-7",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let receipts: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ids: Vec<&str> = receipts
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["dsr-7:1", "dsr-7:2"]);
+    assert_eq!(erased_count(dir.path()), 2);
+
+    // Standard input, explicitly.
+    let out = mailledger(
+        dir.path(),
+        &["erase", "--address-file", "-"],
+        Some("cyd@example.org\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(erased_count(dir.path()), 3);
+
+    // --address still works, with a warning that does not repeat it.
+    let out = mailledger(dir.path(), &["erase", "--address", "dee@example.org"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning") && err.contains("--address-file"),
+        "{err}"
+    );
+    assert!(!err.contains("dee@"), "{err}");
+    assert_eq!(erased_count(dir.path()), 4);
+    let events = json_lines(&mailledger(dir.path(), &["read"], None));
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["type"] == "sent")
+            .all(|e| e["recipient"] == serde_json::json!({"erased": true})),
+        "{events:?}"
+    );
 }

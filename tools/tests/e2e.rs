@@ -4,13 +4,16 @@
 //! webhook secrets are set with `mailledger tenant webhook-secrets`; every
 //! provider's sample webhook (signed where the provider signs) and a
 //! canonical batch go in; then a timeline, a suppression check, an export,
-//! an erasure and its marker, `/metrics` through `promtool check metrics`
-//! (when promtool is on PATH), and SIGTERM with exit status 0.
+//! an erasure and its marker, `/metrics` on the metrics listener (not the
+//! API's) through `promtool check metrics` (when promtool is on PATH), and
+//! SIGTERM with exit status 0.
 //!
-//! Every provider is signed: Postal (RSA, `keys/postal-2048.pk8`), SES (an
-//! SNS SignatureVersion 2 envelope signed with `keys/sns-2048.pk8`, plus the
-//! pre-signed SignatureVersion 1 sample, both trusted through
-//! `keys/sns-cert.pem`), Mailgun (HMAC under a test signing key), SendGrid
+//! The webhooks go in with a key of the `webhook` scope, as the README's
+//! setup makes one for providers' webhook URLs. Every provider is signed:
+//! Postal (RSA, `keys/postal-2048.pk8`), SES (an SNS SignatureVersion 2
+//! envelope signed now with `keys/sns-2048.pk8`, trusted through
+//! `keys/sns-cert.pem`; the pre-signed SignatureVersion 1 sample of 2016 is
+//! refused as stale), Mailgun (HMAC under a test signing key), SendGrid
 //! (a P-256 key made for this run); Postmark signs nothing and is
 //! authenticated by the API key as the basic-auth password, as Postmark's
 //! webhook URLs carry it. So `require_signatures` stays at its default
@@ -197,15 +200,16 @@ fn rsa_sha256(key_file: &str, message: &[u8]) -> String {
     signing::rsa_sha256(&testdata(key_file), message)
 }
 
-/// An SES record in an SNS Notification, signed (SignatureVersion 2) with
-/// the test SNS key.
+/// An SES record in an SNS Notification sent now, signed
+/// (SignatureVersion 2) with the test SNS key.
 fn sns_notification(ses_record: &str, message_id: &str) -> Vec<u8> {
+    let now = mailledger_core::email::rfc3339(mailledger_core::now_micros());
     let mut n = json!({
         "Type": "Notification",
         "MessageId": message_id,
         "TopicArn": TOPIC,
         "Message": ses_record,
-        "Timestamp": "2026-11-22T10:00:03.100Z",
+        "Timestamp": now,
         "SigningCertURL": CERT_URL,
         "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x",
     });
@@ -357,7 +361,17 @@ fn promtool_check(metrics: &str) {
 fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server() {
     let started = Instant::now();
     let root = tempfile::tempdir().unwrap();
-    let mut server = Server::start(root.path(), true);
+    // Metrics on a listener of their own, as `--metrics-listen` sets it.
+    let mut command = common::command(root.path());
+    command.env("MAILLEDGER_METRICS_LISTEN", "127.0.0.1:0");
+    let mut server = Server::start_with(command, true);
+    let metrics_addr = server
+        .banner
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in {}", server.banner))
+        .to_owned();
 
     // First start: the admin key, once, on stdout; how to make more on stderr.
     assert!(
@@ -391,6 +405,22 @@ fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server(
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(key.starts_with("mlk_") && !key.contains('\n'), "{key}");
     let key = key.as_str();
+    // The providers' key: webhooks only, for their webhook URLs.
+    let out = mailledger(
+        root.path(),
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "default",
+            "--scopes",
+            "webhook",
+            "--name",
+            "provider webhooks",
+        ],
+    );
+    let hook_key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hook_key.starts_with("mlk_"), "{hook_key}");
     // No key, or a wrong one: the same 401, as problem+json.
     let r = server.call("POST", "/v1/events", "mlk_0_nope", &json!({"events": []}));
     assert_eq!(r.status, 401, "{}", r.body);
@@ -461,13 +491,20 @@ fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server(
     // and the pre-signed SignatureVersion 1 delivery.
     let body = sns_notification(&testdata_text("ses/notification-bounce.json"), "e2e-ses-1");
     assert_eq!(
-        assert_ingested(&webhook(&server, "ses", key, &[], &body), "ses", "verified"),
+        assert_ingested(
+            &webhook(&server, "ses", &hook_key, &[], &body),
+            "ses",
+            "verified"
+        ),
         2
     );
+    // The SignatureVersion 1 sample verifies, but was sent in 2016: refused.
     let body = testdata("ses/sns-notification-v1.json");
-    assert_ingested(&webhook(&server, "ses", key, &[], &body), "ses", "verified");
+    let r = webhook(&server, "ses", &hook_key, &[], &body);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("Timestamp"), "{}", r.body);
     // Postmark signs nothing: the key travels as the basic-auth password.
-    let basic = format!("Basic {}", STANDARD.encode(format!("postmark:{key}")));
+    let basic = format!("Basic {}", STANDARD.encode(format!("postmark:{hook_key}")));
     for file in ["delivery.json", "bounce.json"] {
         let r = server.request(
             "POST",
@@ -484,7 +521,7 @@ fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server(
     for file in ["delivered.json", "failed-permanent-bounce.json"] {
         let body = mailgun_body(file);
         assert_ingested(
-            &webhook(&server, "mailgun", key, &[], &body),
+            &webhook(&server, "mailgun", &hook_key, &[], &body),
             "mailgun",
             "verified",
         );
@@ -498,7 +535,7 @@ fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server(
     ];
     assert!(
         assert_ingested(
-            &webhook(&server, "sendgrid", key, &headers, &body),
+            &webhook(&server, "sendgrid", &hook_key, &headers, &body),
             "sendgrid",
             "verified"
         ) > 5
@@ -507,8 +544,18 @@ fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server(
     let mut forged = body.clone();
     let at = forged.iter().position(|&b| b == b'1').unwrap();
     forged[at] = b'2';
-    let r = webhook(&server, "sendgrid", key, &headers, &forged);
+    let r = webhook(&server, "sendgrid", &hook_key, &headers, &forged);
     assert_eq!(r.status, 401, "{}", r.body);
+    // The webhook key does nothing else: no canonical events, no checks.
+    let r = server.call("POST", "/v1/events", &hook_key, &json!({"events": []}));
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = server.call(
+        "POST",
+        "/v1/sends/check",
+        &hook_key,
+        &json!({"address": "jane@example.org"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
 
     // ---- a canonical batch.
     let batch = json!({"events": [
@@ -668,8 +715,11 @@ fn a_newcomer_ingests_queries_checks_erases_and_exports_through_the_real_server(
     assert!(!export.to_string().contains("erin@example.org"), "{export}");
     assert!(!export.to_string().contains("user unknown"), "{export}");
 
-    // ---- metrics: Prometheus text that promtool accepts.
+    // ---- metrics: not on the API's listener; on their own, Prometheus
+    // text that promtool accepts.
     let r = server.request("GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = http(&metrics_addr, "GET", "/metrics", &[], b"");
     assert_eq!(r.status, 200);
     assert!(
         r.header("content-type")

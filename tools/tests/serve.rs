@@ -307,10 +307,38 @@ fn init_creates_tenant_default_and_tenants_can_be_listed_and_created() {
     assert!(!access.contains("key-zed"));
 }
 
+/// `GET path` on `addr`, unauthenticated; the status and the raw body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
 #[test]
 fn the_projection_runner_inside_serve_feeds_queries_and_readiness() {
     let root = tempfile::tempdir().unwrap();
-    let mut server = Server::start(root.path(), true);
+    let mut metrics_on = command(root.path());
+    metrics_on.env("MAILLEDGER_METRICS_LISTEN", "127.0.0.1:0");
+    let mut server = Server::start_with(metrics_on, true);
+    let metrics_addr = server
+        .banner
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in {}", server.banner))
+        .to_owned();
     let key = server.first_key.clone();
     let wait_for = |server: &Server, path: &str, method: &str, body: &str| -> String {
         for _ in 0..200 {
@@ -345,7 +373,11 @@ fn the_projection_runner_inside_serve_feeds_queries_and_readiness() {
     );
     assert_eq!(status, 200);
     assert!(check.contains("\"allowed\":false"), "{check}");
-    let (_, metrics) = server.request("GET", "/metrics", &key, "");
+    // Metrics are on their own listener only, even for an admin key.
+    let (status, _) = server.request("GET", "/metrics", &key, "");
+    assert_eq!(status, 404);
+    let (status, metrics) = get(&metrics_addr, "/metrics");
+    assert_eq!(status, 200);
     assert!(
         metrics.contains("mailledger_projection_lag_events{projection=\"delivery-log\"} 0"),
         "{metrics}"

@@ -8,13 +8,15 @@ use mailledger_core::residency::Jurisdiction;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// What a key may do.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
+use crate::webhooks::Provider;
+
+/// What a key may do: `ingest`, `read`, `erase`, `admin`, `webhook`, or
+/// `webhook:<provider>` (`postal`, `ses`, `postmark`, `mailgun`,
+/// `sendgrid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
-    /// Append events and webhooks.
+    /// Append canonical events, post provider webhooks, add and remove
+    /// suppressions.
     Ingest,
     /// Read messages, suppressions, analytics; export a contact.
     Read,
@@ -22,6 +24,77 @@ pub enum Scope {
     Erase,
     /// Manage tenants, keys and provider secrets (of every tenant).
     Admin,
+    /// Post provider webhooks and nothing else: every provider's (`None`,
+    /// `webhook`) or one's (`webhook:ses`).
+    Webhook(Option<Provider>),
+}
+
+impl Scope {
+    /// The scope's name, as the API shows it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        access::Scope::from(self).name()
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse::<access::Scope>()
+            .map(Self::from)
+            .map_err(|_| serde::de::Error::custom("an unknown scope"))
+    }
+}
+
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let names: Vec<&str> = access::Scope::every()
+            .into_iter()
+            .map(access::Scope::name)
+            .collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "What a key may do. `ingest`: append events, post webhooks, add and remove suppressions. \
+                 `read`: messages, suppressions, analytics, exports. `erase`: erasures. \
+                 `admin`: tenants, keys, provider secrets (operator tenant only). \
+                 `webhook`: only `POST /v1/webhooks/{provider}`, of any provider; \
+                 `webhook:<provider>`: of that provider only.",
+            ))
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl ToSchema for Scope {}
+
+fn provider_of(p: access::WebhookProvider) -> Provider {
+    match p {
+        access::WebhookProvider::Postal => Provider::Postal,
+        access::WebhookProvider::Ses => Provider::Ses,
+        access::WebhookProvider::Postmark => Provider::Postmark,
+        access::WebhookProvider::Mailgun => Provider::Mailgun,
+        access::WebhookProvider::Sendgrid => Provider::Sendgrid,
+    }
+}
+
+/// The access store's name of an API provider.
+#[must_use]
+pub fn webhook_provider(p: Provider) -> access::WebhookProvider {
+    match p {
+        Provider::Postal => access::WebhookProvider::Postal,
+        Provider::Ses => access::WebhookProvider::Ses,
+        Provider::Postmark => access::WebhookProvider::Postmark,
+        Provider::Mailgun => access::WebhookProvider::Mailgun,
+        Provider::Sendgrid => access::WebhookProvider::Sendgrid,
+    }
 }
 
 impl From<access::Scope> for Scope {
@@ -31,6 +104,7 @@ impl From<access::Scope> for Scope {
             access::Scope::Read => Self::Read,
             access::Scope::Erase => Self::Erase,
             access::Scope::Admin => Self::Admin,
+            access::Scope::Webhook(p) => Self::Webhook(p.map(provider_of)),
         }
     }
 }
@@ -42,6 +116,7 @@ impl From<Scope> for access::Scope {
             Scope::Read => Self::Read,
             Scope::Erase => Self::Erase,
             Scope::Admin => Self::Admin,
+            Scope::Webhook(p) => Self::Webhook(p.map(webhook_provider)),
         }
     }
 }

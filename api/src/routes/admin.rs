@@ -33,6 +33,9 @@ impl From<AccessError> for Problem {
             }
             AccessError::UnknownTenant(_) => Problem::not_found("tenant"),
             AccessError::UnknownKey(_) => Problem::not_found("key"),
+            e @ AccessError::UnsafeSetting { .. } => {
+                Problem::new(ProblemType::UnsafeSettings, e.to_string())
+            }
             e @ (AccessError::Io { .. } | AccessError::Corrupt { .. }) => {
                 tracing::error!(error = %e, "access store failure");
                 Problem::internal()
@@ -77,7 +80,9 @@ pub struct TenantList {
 pub struct CreateKey {
     /// The tenant the key acts for.
     pub tenant: String,
-    /// What it may do.
+    /// What it may do: `ingest`, `read`, `erase`, `admin`, `webhook`
+    /// (provider webhooks only, for a provider's webhook URL), or
+    /// `webhook:<provider>` (that provider's webhooks only).
     pub scopes: Vec<Scope>,
     /// A label (no `@`).
     pub name: Option<String>,
@@ -202,7 +207,7 @@ pub async fn list_tenants(
     request_body = CreateKey,
     responses(
         (status = 201, description = "Created", body = CreatedKey),
-        (status = 400, description = "No scopes or a bad name", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "No scopes, an unknown scope, or a bad name", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -290,6 +295,7 @@ pub async fn revoke_key(
         (status = 400, description = "A field that is not a webhook setting, or a value of the wrong type", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Settings that would make a signature prove nothing (`unsafe-settings`): `sns_certificates` without `sns_topic_arns`. Names the field, never a value; nothing is changed", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))
 )]

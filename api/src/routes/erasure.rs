@@ -25,7 +25,8 @@ pub struct ErasureRequest {
     #[schema(value_type = String, example = "ann@example.org")]
     pub address: Personal,
     /// Your id for the request (1 to 128 of A-Z a-z 0-9 - _ . :); a new
-    /// UUID when absent. The same id returns the same receipt.
+    /// UUID when absent. An id belongs to one contact: the same id for the
+    /// same contact returns the same receipt, for another contact 409.
     pub request_id: Option<String>,
 }
 
@@ -42,6 +43,9 @@ pub struct Receipt {
     pub position: u64,
     /// How many of the contact's events became unreadable.
     pub events_unreadable: u64,
+    /// Whether the ledger held a key of the contact; false records that it
+    /// held no data of the address.
+    pub key_found: bool,
 }
 
 impl From<ErasureReceipt> for Receipt {
@@ -52,6 +56,7 @@ impl From<ErasureReceipt> for Receipt {
             erased_at: r.erased_at,
             position: r.position,
             events_unreadable: r.events_unreadable,
+            key_found: r.key_found,
         }
     }
 }
@@ -85,8 +90,10 @@ pub struct ExportResponse {
 /// Erases a contact: destroys its key and returns the receipt.
 ///
 /// Afterwards every personal field of its events reads `{"erased": true}`;
-/// the log's hash chain still verifies. Idempotent: the same request id, or
-/// any request for a contact already erased, returns the first receipt.
+/// the log's hash chain still verifies. Idempotent: the same request id for
+/// the same contact returns the same receipt; a new request id for a
+/// contact erased before returns a receipt of its own. `key_found` false
+/// records that the ledger held no data of the address.
 #[utoipa::path(
     post,
     path = "/v1/erasures",
@@ -96,6 +103,7 @@ pub struct ExportResponse {
         (status = 200, description = "The receipt", body = Receipt),
         (status = 400, description = "A bad address or request id", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the erase scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "`request-id-conflict`: the request id names the erasure of another contact; nothing was erased", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))
 )]

@@ -1,5 +1,6 @@
-//! `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json`:
-//! no authentication.
+//! `GET /healthz`, `GET /readyz`, `GET /openapi.json`: no authentication;
+//! and `GET /metrics`, served apart from the API by
+//! [`metrics_router`](crate::metrics_router), on a listener of its own.
 
 use std::sync::Arc;
 
@@ -128,13 +129,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Readiness>,
     Err(Problem::new(ProblemType::Unavailable, detail).retry_after(1))
 }
 
-/// Metrics in the Prometheus text format.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"))
-)]
+/// Metrics in the Prometheus text format, of every tenant: served only by
+/// [`metrics_router`](crate::metrics_router), never on the API's listener.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state
         .metrics

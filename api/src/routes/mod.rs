@@ -49,7 +49,7 @@ use crate::state::AppState;
         (name = "suppressions", description = "The suppression list, manual entries and the check before sending"),
         (name = "erasure", description = "Erasure receipts and data subject exports"),
         (name = "admin", description = "Tenants, API keys, provider secrets and the residency report (scope admin, operator-wide)"),
-        (name = "operations", description = "Health, readiness, metrics and this document"),
+        (name = "operations", description = "Health, readiness and this document (Prometheus metrics are served on a listener of their own, `mailledger serve --metrics-listen`)"),
     )
 )]
 pub struct ApiDoc;
@@ -182,7 +182,6 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(health::metrics))
         .routes(routes!(health::openapi_json))
         .routes(routes!(events::ingest))
         .routes(routes!(webhooks::receive))

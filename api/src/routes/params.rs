@@ -168,16 +168,14 @@ pub(crate) fn boolean(src: Src, name: &str, value: Option<&str>) -> Result<bool,
     }
 }
 
-/// The pseudonym of `address` in `tenant` (the tenant's secret is made, and
-/// synced, on its first use, so off the async threads).
+/// The pseudonym of `address` in `tenant`, normalised as the tenant's
+/// policy says.
 pub(crate) async fn pseudonym(
     state: &AppState,
     tenant: &str,
     address: Personal,
 ) -> Result<Pseudonym, Problem> {
-    let email = Arc::clone(&state.email);
-    let t = tenant.to_owned();
-    blocking(move || email.pseudonym(&t, &address).map_err(Problem::from)).await
+    Ok(state.email.pseudonym(tenant, &address).await?)
 }
 
 pub(crate) use mailledger_core::now_micros;

@@ -124,11 +124,26 @@ pub struct WebhookSecrets {
     /// SendGrid's signed event webhook verification key (base64 DER or PEM).
     sendgrid_public_key: Option<String>,
     /// SNS signing certificates (PEM) trusted for SES notifications; never
-    /// downloaded.
+    /// downloaded: copy the one the `SigningCertURL` of your topic's
+    /// messages names. Requires `sns_topic_arns` (422 without).
     sns_certificates: Option<Vec<String>>,
-    /// When not empty, the only SNS topics accepted.
+    /// The only SNS topics accepted (their ARNs). Required with
+    /// `sns_certificates`: SNS signs every AWS account's topics with the
+    /// same certificates, so only this list makes a signed message yours.
+    #[schema(example = json!(["arn:aws:sns:eu-west-1:123456789012:ses-events"]))]
     sns_topic_arns: Option<Vec<String>>,
-    /// How far (seconds) a signed timestamp may be from now; default 300.
+    /// Refuse SNS `SignatureVersion` 1 (SHA1withRSA); accept only version 2
+    /// (SHA256withRSA, the topic's `SignatureVersion` attribute). Default
+    /// false.
+    sns_signature_v2_only: Option<bool>,
+    /// Refuse Postal webhooks signed only with SHA-1 (`X-Postal-Signature`);
+    /// accept only `X-Postal-Signature-256`. Default false.
+    postal_require_sha256: Option<bool>,
+    /// How far (seconds) a signed timestamp (Mailgun's, SendGrid's, the SNS
+    /// `Timestamp`) may be from now, either way; default 300. SNS keeps a
+    /// message's `Timestamp` across delivery retries: with a delivery policy
+    /// that retries for longer, raise this to match. Mailgun tokens are
+    /// remembered this long and a repeated one is refused.
     max_signature_age_secs: Option<i64>,
 }
 

@@ -1,7 +1,8 @@
 //! `POST /v1/webhooks/{provider}`: provider webhooks in, canonical events
 //! appended.
 //!
-//! Authenticated by an ingest key as a Bearer token or as the basic-auth
+//! Authenticated by a key with the `webhook` scope (or `webhook:<provider>`
+//! for this provider, or `ingest`) as a Bearer token or as the basic-auth
 //! password (`https://api:mlk_…@host/v1/webhooks/postmark`), and, where the
 //! provider signs, by the signature under the tenant's webhook secrets (see
 //! [`crate::webhooks`]). Event ids derive from the provider's own event ids,
@@ -19,24 +20,44 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Auth, scope};
+use crate::auth::WebhookAuth;
 use crate::json::{ApiJson, body_problem};
 use crate::problem::{Problem, ProblemBody, ProblemType};
 use crate::routes::access_bodies::SnsSubscription;
-use crate::routes::events::{EventOutcome, append_events};
+use crate::routes::events::{EventOutcome, IngestResponse};
 use crate::state::AppState;
+use crate::webhooks::replay::signature_token;
 use crate::webhooks::{
-    Authentication, Provider, SnsConfirmationKind, WebhookError, WebhookErrorKind, WebhookOutcome,
+    Authentication, EventSource, Provider, RawPolicy, SnsConfirmationKind, WebhookError,
+    WebhookErrorKind, WebhookOutcome,
 };
 
-/// A provider event that maps to no canonical type (not an error).
+/// A provider event that gave no canonical event: one with no canonical
+/// type, or a bad item of a batch (a SendGrid array element, a recipient of
+/// an SES record) whose other items were appended.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SkippedEvent {
-    /// The JSON path of the event in the payload.
+    /// The JSON path of the event in the payload, or of the bad field of a
+    /// bad item (`[3].email`).
     pub field: String,
-    /// The provider's event type.
+    /// The provider's event type (`unknown` for an item whose type is not
+    /// one the adapter knows).
     pub event_type: String,
+    /// The bad item's index in the provider's batch (a SendGrid array, an
+    /// SES record's recipient list); absent for an event with no canonical
+    /// type and for a body that is one event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// Why it was skipped: `no canonical type`; what is wrong with the bad
+    /// item; or `refused by the ledger: ...` (an address that does not
+    /// normalise). It names the field and the kind of problem, never a
+    /// value.
+    #[serde(default)]
+    pub reason: String,
 }
+
+/// What `reason` says of an event with no canonical type.
+pub const NO_CANONICAL_TYPE: &str = "no canonical type";
 
 /// The answer to a webhook.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -52,7 +73,8 @@ pub struct WebhookResponse {
     pub duplicates: usize,
     /// One outcome per canonical event.
     pub events: Vec<EventOutcome>,
-    /// Provider events with no canonical type.
+    /// Provider events with no canonical type, and bad items of a batch
+    /// (the others were appended; a batch with no usable item answers 400).
     pub skipped: Vec<SkippedEvent>,
     /// An SNS subscription (un)confirmation: recorded, never followed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,8 +106,106 @@ fn problem(e: &WebhookError) -> Problem {
     }
 }
 
+/// A request-derived text as a log field: control characters and quotes
+/// escaped (no forged log lines), at most 200 characters.
+pub(crate) fn loggable(text: &str) -> String {
+    const MAX: usize = 200;
+    let mut out: String = text
+        .chars()
+        .take(MAX)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 fn now_secs() -> i64 {
     mailledger_core::now_micros() / 1_000_000
+}
+
+/// A mapped event the ledger refused, named by where it came from in the
+/// payload and by the ledger's reason (which names fields, never values).
+fn refused_event(source: Option<&EventSource>, reason: &str) -> SkippedEvent {
+    SkippedEvent {
+        field: source.map_or_else(String::new, |s| s.field.clone()),
+        event_type: source.map_or("unknown", |s| s.event_type).to_owned(),
+        index: source.and_then(|s| s.index),
+        reason: format!("refused by the ledger: {reason}"),
+    }
+}
+
+/// Appends a webhook's events for `tenant` as `append_events` does (the
+/// append permit, the metrics), but through [`EmailLedger::append_valid`]:
+/// an event the ledger refuses is left out and returned, and the others
+/// are appended, so one bad item of a provider's batch loses no other.
+///
+/// [`EmailLedger::append_valid`]: mailledger_core::email::EmailLedger::append_valid
+async fn append_valid_events(
+    state: &AppState,
+    tenant: &str,
+    events: Vec<mailledger_core::email::CanonicalEvent>,
+    per_recipient: &[usize],
+) -> Result<(IngestResponse, Vec<mailledger_core::email::Skipped>), Problem> {
+    // A metric label per event: one of the taxonomy's names.
+    let types: Vec<&'static str> = events
+        .iter()
+        .map(|e| {
+            e.event_type
+                .parse::<mailledger_core::email::EventType>()
+                .map_or("other", mailledger_core::email::EventType::as_str)
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let _permit = state
+        .appends
+        .acquire()
+        .await
+        .map_err(|_| Problem::internal())?;
+    let (out, refused) = state
+        .email
+        .append_valid(
+            tenant,
+            events,
+            per_recipient,
+            crate::webhooks::scope_to_recipient,
+        )
+        .await?;
+    state
+        .metrics
+        .append_duration
+        .observe(started.elapsed().as_secs_f64());
+    // The outcomes are those of the events not refused, in order.
+    let kept = types
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !refused.iter().any(|s| s.index == *i))
+        .map(|(_, t)| *t);
+    let mut appended = 0;
+    let mut duplicates = 0;
+    for (a, t) in out.iter().zip(kept) {
+        if a.duplicate {
+            duplicates += 1;
+            state.metrics.events_duplicate.inc();
+        } else {
+            appended += 1;
+            state.metrics.events_appended.with_label_values(&[t]).inc();
+        }
+    }
+    let response = IngestResponse {
+        appended,
+        duplicates,
+        events: out
+            .into_iter()
+            .map(|a| EventOutcome {
+                id: a.id,
+                position: a.position,
+                duplicate: a.duplicate,
+            })
+            .collect(),
+    };
+    Ok((response, refused))
 }
 
 /// Receives a provider webhook: checks its signature, maps it onto
@@ -95,7 +215,12 @@ fn now_secs() -> i64 {
 /// confirmations, which are recorded and reported but never followed),
 /// `postmark`, `mailgun`, `sendgrid`. Any content type is accepted (SNS
 /// sends `text/plain`). A malformed or unknown payload answers 400 naming
-/// the field, and nothing is stored.
+/// the field, and nothing is stored. A batch (a SendGrid array, the
+/// recipients of an SES record) keeps its usable items and lists each bad
+/// one in `skipped`, with its index and what is wrong (never a value); it
+/// answers 400 only when no item is usable. Each event's `raw` payload is
+/// scrubbed as the tenant's policy drops fields: no subject, IP or user
+/// agent unless kept, and never another recipient's address.
 #[utoipa::path(
     post,
     path = "/v1/webhooks/{provider}",
@@ -103,10 +228,10 @@ fn now_secs() -> i64 {
     params(("provider" = String, Path, description = "postal, ses, postmark, mailgun or sendgrid")),
     request_body(content = Object, description = "The provider's webhook payload, as it sends it", content_type = "application/json"),
     responses(
-        (status = 200, description = "Appended (or already present), or an SNS confirmation recorded", body = WebhookResponse),
-        (status = 400, description = "A malformed or unknown payload, naming the field; nothing was stored", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 200, description = "Appended (or already present), or an SNS confirmation recorded; bad items of a batch are listed in `skipped`", body = WebhookResponse),
+        (status = 400, description = "A malformed or unknown payload (or a batch with no usable item), naming the field; nothing was stored", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key, or a bad provider signature", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the ingest scope", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key has neither `webhook`, nor `webhook:<this provider>`, nor `ingest`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such provider", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The tenant has no secret for this provider (the provider retries)", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -114,7 +239,7 @@ fn now_secs() -> i64 {
 )]
 pub async fn receive(
     State(state): State<AppState>,
-    auth: Auth<scope::Ingest>,
+    auth: WebhookAuth,
     Path(provider): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -143,19 +268,28 @@ async fn deliver(
             .with_label_values(&[provider.as_str(), outcome])
             .inc();
     };
+    // The raw payloads are scrubbed as the tenant's policy drops fields.
+    let keep = RawPolicy::from(&state.email.policy(&tenant).await?);
     // Opening the sealed secrets reads the access file and decrypts: off
     // the async threads, with the parse.
     let access = std::sync::Arc::clone(&state.access);
     let t = tenant.clone();
-    let parsed = crate::routes::params::blocking(move || {
+    let (parsed, token) = crate::routes::params::blocking(move || {
         let secrets = access.webhook_secrets(&t)?;
-        Ok(crate::webhooks::parse(
+        let parsed = crate::webhooks::parse_with_policy(
             provider,
             &headers,
             &body,
             &secrets,
+            keep,
             now_secs(),
-        ))
+        );
+        // The once-only token of a signature just verified (Mailgun's).
+        let token = parsed
+            .is_ok()
+            .then(|| signature_token(provider, &body, &secrets))
+            .flatten();
+        Ok((parsed, token))
     })
     .await?;
     let outcome = match parsed {
@@ -169,19 +303,68 @@ async fn deliver(
             return Err(problem(&e));
         }
     };
+    // A signature whose token was seen before is a replay (Mailgun signs
+    // its token, not the events). The claim is released when nothing gets
+    // stored, so that the provider's retry of this delivery still passes.
+    if let Some(t) = &token
+        && let Err(e) = state.seen_tokens.claim(&tenant, t, now_secs())
+    {
+        count("replayed");
+        return Err(problem(&e));
+    }
+    let release = |_: &Problem| {
+        if let Some(t) = &token {
+            state.seen_tokens.release(&tenant, t);
+        }
+    };
     match outcome {
         WebhookOutcome::Events {
             events,
             skipped,
             authentication: a,
             recipient_scoped,
+            sources,
         } => {
+            let mut skipped: Vec<SkippedEvent> = skipped
+                .into_iter()
+                .map(|s| SkippedEvent {
+                    reason: s
+                        .error
+                        .as_ref()
+                        .map_or_else(|| NO_CANONICAL_TYPE.to_owned(), ToString::to_string),
+                    field: s.field,
+                    event_type: s.event_type.to_owned(),
+                    index: s.index,
+                })
+                .collect();
             // Ids that do not tell recipients apart are made per recipient,
-            // through the recipient's pseudonym, as they are appended.
+            // through the recipient's pseudonym, as they are appended. An
+            // event the ledger refuses (an address that does not normalise)
+            // is skipped like a bad item, named by where it came from.
             let appended = if events.is_empty() {
                 None
             } else {
-                Some(append_events(&state, &tenant, events, &recipient_scoped).await?)
+                let (r, refused) = append_valid_events(&state, &tenant, events, &recipient_scoped)
+                    .await
+                    .inspect_err(release)?;
+                let nothing_usable = r.events.is_empty()
+                    && !refused.is_empty()
+                    && skipped.iter().all(|s| s.index.is_some());
+                let refused: Vec<SkippedEvent> = refused
+                    .into_iter()
+                    .map(|s| refused_event(sources.get(s.index), &s.reason))
+                    .collect();
+                if nothing_usable && let Some(first) = refused.first() {
+                    let p = Problem::invalid(format!(
+                        "webhook event `{}` refused: {}",
+                        first.field, first.reason
+                    ));
+                    release(&p);
+                    count("invalid");
+                    return Err(p);
+                }
+                skipped.extend(refused);
+                Some(r)
             };
             count("events");
             Ok(WebhookResponse {
@@ -190,13 +373,7 @@ async fn deliver(
                 appended: appended.as_ref().map_or(0, |r| r.appended),
                 duplicates: appended.as_ref().map_or(0, |r| r.duplicates),
                 events: appended.map(|r| r.events).unwrap_or_default(),
-                skipped: skipped
-                    .into_iter()
-                    .map(|s| SkippedEvent {
-                        field: s.field,
-                        event_type: s.event_type.to_owned(),
-                    })
-                    .collect(),
+                skipped,
                 subscription_confirmation: None,
             })
         }
@@ -224,7 +401,9 @@ async fn deliver(
             })
             .await?;
             count("subscription");
-            tracing::info!(tenant = %tenant, topic = %sub.topic_arn, "SNS subscription confirmation recorded (not followed)");
+            // The topic comes from the request (verified only when SNS
+            // certificates are configured): logged escaped and bounded.
+            tracing::info!(tenant = %tenant, topic = %loggable(&sub.topic_arn), "SNS subscription confirmation recorded (not followed)");
             Ok(WebhookResponse {
                 provider: provider.as_str().to_owned(),
                 authentication: authentication(c.authentication).to_owned(),

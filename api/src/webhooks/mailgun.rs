@@ -9,7 +9,8 @@ use super::json::{self, Node};
 use super::util::{self, clear, personal};
 use super::verify;
 use super::{
-    Authentication, Provider, ProviderSecrets, Skipped, WebhookError, WebhookOutcome, unsigned,
+    Authentication, EventSource, Provider, ProviderSecrets, RawPolicy, Skipped, WebhookError,
+    WebhookOutcome, unsigned,
 };
 
 const P: Provider = Provider::Mailgun;
@@ -22,6 +23,29 @@ const SKIPPED: &[&str] = &[
     "list_member_upload_error",
     "list_uploaded",
 ];
+
+/// The Mailgun events that give a canonical event.
+const EVENTS: &[&str] = &[
+    "accepted",
+    "rejected",
+    "delivered",
+    "failed",
+    "opened",
+    "clicked",
+    "unsubscribed",
+    "complained",
+];
+
+/// Where Mailgun's `event-data` (kept as `raw`) has what [`util::scrub`]
+/// removes besides recipient headers (`message.headers.to`, `cc`, `bcc`)
+/// and `message.headers.subject`, which it finds by name: the SMTP
+/// recipients (`envelope.targets`, `message.recipients`) always; the
+/// opener's or clicker's `ip`, `client-info` (user agent, client, device)
+/// and `geolocation` (from the IP) unless engagement details are kept.
+const RAW: util::RawFields = util::RawFields {
+    recipients: &["envelope.targets", "message.recipients"],
+    engagement: &["ip", "client-info", "geolocation"],
+};
 
 fn authenticate(
     root: &Node<'_>,
@@ -61,9 +85,23 @@ fn authenticate(
     Ok(Authentication::Verified)
 }
 
+/// The token and timestamp of a webhook's signature, when a signing key is
+/// configured (so that a parsed webhook was verified): what the replay
+/// guard ([`super::replay`]) remembers.
+pub(crate) fn signature_token(body: &[u8], secrets: &ProviderSecrets) -> Option<(String, i64)> {
+    secrets.mailgun_signing_key.as_ref()?;
+    let value = json::parse(body).ok()?;
+    let root = Node::root(&value, "");
+    let sig = root.get("signature").ok()??;
+    let timestamp = sig.opt_scalar("timestamp").ok()??.parse().ok()?;
+    let token = sig.opt_str("token").ok()??.to_owned();
+    Some((token, timestamp))
+}
+
 pub(crate) fn parse(
     body: &[u8],
     secrets: &ProviderSecrets,
+    keep: RawPolicy,
     now_unix_secs: i64,
 ) -> Result<WebhookOutcome, WebhookError> {
     let value = json::parse(body)?;
@@ -75,12 +113,10 @@ pub(crate) fn parse(
     if let Some(known) = SKIPPED.iter().copied().find(|s| *s == name) {
         return Ok(WebhookOutcome::Events {
             events: Vec::new(),
-            skipped: vec![Skipped {
-                field: data.child_path("event"),
-                event_type: known,
-            }],
+            skipped: vec![Skipped::unmapped(data.child_path("event"), known)],
             authentication,
             recipient_scoped: Vec::new(),
+            sources: Vec::new(),
         });
     }
     let severity = data.opt_str("severity")?;
@@ -155,7 +191,7 @@ pub(crate) fn parse(
             None => None,
         },
     };
-    ev.raw = util::raw(data.value());
+    ev.raw = util::raw(data.value(), &RAW, keep);
 
     let status = data.get("delivery-status")?;
     let status_text = |key: &'static str| -> Result<Option<&str>, WebhookError> {
@@ -274,5 +310,6 @@ pub(crate) fn parse(
         skipped: Vec::new(),
         authentication,
         recipient_scoped: Vec::new(),
+        sources: vec![EventSource::single("event-data", util::known(EVENTS, name))],
     })
 }

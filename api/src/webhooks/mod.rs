@@ -2,10 +2,12 @@
 //! Mailgun and SendGrid payloads checked for their signature and mapped onto
 //! canonical email events.
 //!
-//! One pure function, [`parse`], takes the provider, the request headers, the
-//! raw body, the tenant's [`ProviderSecrets`] and the current time, and
-//! returns either canonical events ([`WebhookOutcome::Events`]) or an SNS
-//! subscription (un)confirmation ([`WebhookOutcome::SubscriptionConfirmation`]).
+//! One pure function, [`parse_with_policy`], takes the provider, the request
+//! headers, the raw body, the tenant's [`ProviderSecrets`], what the
+//! tenant's policy keeps ([`RawPolicy`]) and the current time, and returns
+//! either canonical events ([`WebhookOutcome::Events`]) or an SNS
+//! subscription (un)confirmation ([`WebhookOutcome::SubscriptionConfirmation`]);
+//! [`parse`] is the same under the default policy.
 //! It does no I/O: nothing is fetched (not SNS's `SubscribeURL`, not its
 //! `SigningCertURL`), nothing is logged.
 //!
@@ -38,6 +40,24 @@
 //!   SES record, the Mailgun `event-data` or the SendGrid array element);
 //!   like every personal field it is sealed by the core. A `raw` larger than
 //!   the core's limit is left out rather than cut.
+//! - **`raw` obeys the policy, and holds only this contact's data.** It is
+//!   scrubbed by one set of rules (`util::scrub`), each adapter saying only
+//!   where its provider puts things: headers that list recipients (`To`,
+//!   `Cc`, `Bcc`, `Resent-*`, `Delivered-To`, `X-Original-To`, ...) go
+//!   wherever they occur, as keys (SES `commonHeaders.to`, Mailgun
+//!   `message.headers.to`, Postal `message.to`) or `{name, value}` entries
+//!   (SES `mail.headers`), with each provider's own recipient fields
+//!   (Mailgun `envelope.targets` and `message.recipients`, the Postmark
+//!   bounce dump `Content`), whatever the policy; subjects (any `subject`
+//!   key or header) unless [`RawPolicy::keep_subjects`]; IPs and user
+//!   agents and what the provider derives from them (Postal `ip_address`,
+//!   `user_agent`; SES `open`/`click` `ipAddress`, `userAgent` and
+//!   `complaint.userAgent`; Postmark `Geo`, `UserAgent`, `Client`, `OS`,
+//!   `Platform`; Mailgun `ip`, `client-info`, `geolocation`; SendGrid `ip`,
+//!   `useragent`) unless [`RawPolicy::keep_engagement_details`]. An SES
+//!   record for several recipients gives each event a copy whose recipient
+//!   lists (`mail.destination`, `bouncedRecipients`, ...) hold that
+//!   recipient's entries only (within a budget; beyond it, no `raw`).
 //! - **Clear fields hold no personal data.** `smtp_response`, `detail`,
 //!   `feedback_type`, tags and the other unsealed texts are dropped when they
 //!   contain an `@` (an address, most likely), have control characters
@@ -51,6 +71,11 @@
 //!   field by its JSON path (`event-data.recipient`, `[3].email`,
 //!   `Message.bounce.bouncedRecipients[0].emailAddress`) and never quotes a
 //!   value of the payload.
+//! - **One bad item does not lose a batch.** In a SendGrid array, or the
+//!   recipient list of an SES record, an item that is malformed or of an
+//!   unknown type is [`Skipped`] with its index and its error, and the
+//!   other items are mapped; the request is an error only when no item is
+//!   usable (every one bad).
 //! - **Every event returned passed the core's
 //!   [`CanonicalEvent::validate`]**.
 //!
@@ -88,7 +113,8 @@
 //! **Id:** `provider_event_id` = id source = the envelope `uuid` (the same for
 //! every delivery attempt). **Signature:** RSA PKCS#1 v1.5 over the raw body;
 //! `X-Postal-Signature-256` (SHA-256) when present, and then only it, else the
-//! legacy `X-Postal-Signature` (SHA-1) that older Postal versions send alone.
+//! legacy `X-Postal-Signature` (SHA-1) that older Postal versions send alone,
+//! unless `postal_require_sha256` is set ([`WebhookError::WeakSignature`]).
 //! Keys of 1024 to 8192 bits (Postal generates 1024-bit keys). The key is
 //! configured as Postal shows it: base64 DER, PEM, or the DKIM record whose
 //! `p=` it is. Postal signs no timestamp, so a replayed request verifies; it
@@ -132,10 +158,16 @@
 //! `Type` for confirmations, each as `name\nvalue\n`), verified against the
 //! configured certificates valid at `now`. The `SigningCertURL` is never
 //! fetched, but must be `https` on a host `sns.<region>.amazonaws.com` with a
-//! `.pem` path. When `sns_topic_arns` is not empty, any other `TopicArn` is
-//! refused (that restricts, it does not authenticate). The SNS `Timestamp`
-//! is not checked for freshness: SNS retries keep it for hours; a replay
-//! yields the same ids.
+//! `.pem` path. SNS signs every AWS account's topics with the same
+//! certificates, so certificates without `sns_topic_arns` are a
+//! configuration error ([`WebhookError::BadSecret`]; the access store
+//! refuses to store them), and any `TopicArn` not listed is refused. The
+//! signed `Timestamp` must lie within `max_signature_age_secs` of `now`
+//! ([`WebhookError::StaleTimestamp`]); SNS keeps it across its delivery
+//! retries, so a delivery policy that retries for longer needs a longer
+//! age. With `sns_signature_v2_only`, version 1 is refused
+//! ([`WebhookError::WeakSignature`]). A replay within the age yields the
+//! same ids.
 //!
 //! # Postmark
 //!
@@ -193,8 +225,9 @@
 //! `max_signature_age_secs` (default 300) from `now`. Mailgun's signature
 //! does not cover `event-data`: a captured signature could be replayed with
 //! another body while its timestamp is fresh. Mailgun therefore advises
-//! refusing a token seen before; that needs state and is the caller's to add
-//! (the token is `signature.token`).
+//! refusing a token seen before: [`parse`] is pure, so the route does it
+//! with [`replay::signature_token`] and [`replay::SeenTokens`] (per tenant,
+//! per process, while the timestamp is fresh).
 //!
 //! # SendGrid
 //!
@@ -229,6 +262,7 @@ mod json;
 mod mailgun;
 mod postal;
 mod postmark;
+pub mod replay;
 mod sendgrid;
 mod ses;
 #[cfg(any(test, feature = "test-util"))]
@@ -332,14 +366,123 @@ pub enum Authentication {
     ProviderDoesNotSign,
 }
 
-/// A provider event that has no place in the canonical taxonomy.
+/// A provider event that gives no canonical event: it has no place in the
+/// canonical taxonomy, or it is one bad item of a batch whose other items
+/// are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    /// The JSON path of the event (`event`, `[3]`, `Message.eventType`).
+    /// The JSON path of the event (`event`, `[3]`, `Message.eventType`), or
+    /// of the bad field of a bad item (`[3].email`).
     pub field: String,
     /// The provider's event type (from the adapter's own list, never copied
-    /// from the payload).
+    /// from the payload; `unknown` when the item's type is not one).
     pub event_type: &'static str,
+    /// The item's index in the provider's batch (the SendGrid array, an SES
+    /// record's recipient list), for a bad item.
+    pub index: Option<usize>,
+    /// Why a bad item was refused (its message names the field and the kind
+    /// of problem, never a value); `None` for an event with no canonical
+    /// type.
+    pub error: Option<WebhookError>,
+}
+
+impl Skipped {
+    /// A provider event with no canonical type.
+    pub(crate) fn unmapped(field: impl Into<String>, event_type: &'static str) -> Self {
+        Self {
+            field: field.into(),
+            event_type,
+            index: None,
+            error: None,
+        }
+    }
+
+    /// A bad item of a batch: `item` is its JSON path, `index` its index.
+    pub(crate) fn bad(
+        item: &str,
+        index: usize,
+        event_type: &'static str,
+        error: WebhookError,
+    ) -> Self {
+        Self {
+            field: error.field().unwrap_or(item).to_owned(),
+            event_type,
+            index: Some(index),
+            error: Some(error),
+        }
+    }
+}
+
+/// Where a canonical event came from in the provider's payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSource {
+    /// The JSON path of the provider event (`[3]`,
+    /// `Message.bounce.bouncedRecipients[1]`, `event-data`; `(root)` for a
+    /// body that is one event).
+    pub field: String,
+    /// Its index in the provider's batch, when it is an item of one.
+    pub index: Option<usize>,
+    /// The provider's event type (from the adapter's own list).
+    pub event_type: &'static str,
+}
+
+impl EventSource {
+    /// The source of the one event a body holds.
+    pub(crate) fn single(field: &str, event_type: &'static str) -> Self {
+        Self {
+            field: if field.is_empty() { "(root)" } else { field }.to_owned(),
+            index: None,
+            event_type,
+        }
+    }
+}
+
+/// The outcome of a batch whose bad items were set aside: the good events
+/// (each with its source) and the skips, or, when no item at all was usable
+/// (every one bad), the first item's error.
+pub(crate) fn batch(
+    events: Vec<(CanonicalEvent, EventSource)>,
+    skipped: Vec<Skipped>,
+    authentication: Authentication,
+) -> Result<WebhookOutcome, WebhookError> {
+    if events.is_empty()
+        && skipped.iter().all(|s| s.error.is_some())
+        && let Some(error) = skipped.first().and_then(|s| s.error.clone())
+    {
+        return Err(error);
+    }
+    let (events, sources) = events.into_iter().unzip();
+    Ok(WebhookOutcome::Events {
+        events,
+        skipped,
+        authentication,
+        recipient_scoped: Vec::new(),
+        sources,
+    })
+}
+
+/// What a tenant keeps of the optional personal data a provider payload
+/// carries: the two settings of the tenant's
+/// [`TenantPolicy`](mailledger_core::email::TenantPolicy) that drop fields.
+/// The `raw` payload kept with each event is scrubbed by them as the fields
+/// are (see the module docs). The default keeps neither, as the tenant
+/// policy's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawPolicy {
+    /// Keep subject lines (`TenantPolicy::keep_subjects`).
+    pub keep_subjects: bool,
+    /// Keep IP addresses and user agents, and what a provider derives from
+    /// them (`TenantPolicy::keep_engagement_details`).
+    pub keep_engagement_details: bool,
+}
+
+impl From<&mailledger_core::email::TenantPolicy> for RawPolicy {
+    fn from(p: &mailledger_core::email::TenantPolicy) -> Self {
+        Self {
+            keep_subjects: p.keep_subjects,
+            keep_engagement_details: p.keep_engagement_details,
+        }
+    }
 }
 
 /// Whether an SNS message subscribes or unsubscribes.
@@ -388,6 +531,10 @@ pub enum WebhookOutcome {
         /// secret, and an unkeyed hash of the address would outlive an
         /// erasure).
         recipient_scoped: Vec<usize>,
+        /// Where each event came from in the payload, one per event, to
+        /// name an event the ledger refuses (an address that does not
+        /// normalise) by the provider's own index and path.
+        sources: Vec<EventSource>,
     },
     /// An SNS subscription (un)confirmation.
     SubscriptionConfirmation(SnsConfirmation),
@@ -444,6 +591,22 @@ pub enum WebhookError {
     /// The SNS topic is not among the configured ones.
     #[error("field `TopicArn` is not an allowed SNS topic")]
     TopicNotAllowed,
+    /// The signature uses SHA-1, which the tenant's secrets refuse
+    /// (`sns_signature_v2_only`, `postal_require_sha256`).
+    #[error("webhook signature {what} uses SHA-1, which this tenant's `{setting}` refuses")]
+    WeakSignature {
+        /// Which header or field.
+        what: &'static str,
+        /// The setting that refuses it.
+        setting: &'static str,
+    },
+    /// A signature seen before within its age (a Mailgun token used
+    /// twice): a captured signature replayed, perhaps with another body.
+    #[error("webhook signature {what} was used before (a replay)")]
+    Replayed {
+        /// Which field.
+        what: &'static str,
+    },
     /// The body is not JSON.
     #[error("webhook body is not valid JSON (line {line}, column {column})")]
     InvalidJson {
@@ -496,7 +659,10 @@ impl WebhookError {
     pub fn field(&self) -> Option<&str> {
         match self {
             Self::Malformed { field, .. } | Self::UnknownEvent { field } => Some(field),
-            Self::MissingSignature { what } | Self::BadSignature { what } => Some(what),
+            Self::MissingSignature { what }
+            | Self::BadSignature { what }
+            | Self::WeakSignature { what, .. }
+            | Self::Replayed { what } => Some(what),
             Self::StaleTimestamp { field, .. } => Some(field),
             Self::UntrustedCertUrl => Some("SigningCertURL"),
             Self::TopicNotAllowed => Some("TopicArn"),
@@ -512,7 +678,9 @@ impl WebhookError {
             | Self::BadSignature { .. }
             | Self::StaleTimestamp { .. }
             | Self::UntrustedCertUrl
-            | Self::TopicNotAllowed => WebhookErrorKind::Unauthenticated,
+            | Self::TopicNotAllowed
+            | Self::WeakSignature { .. }
+            | Self::Replayed { .. } => WebhookErrorKind::Unauthenticated,
             Self::NotConfigured { .. } | Self::BadSecret { .. } => WebhookErrorKind::Configuration,
             Self::TooLarge => WebhookErrorKind::TooLarge,
             Self::UnknownProvider
@@ -525,15 +693,12 @@ impl WebhookError {
 }
 
 /// Checks a provider webhook's signature and maps its payload onto canonical
-/// events (or an SNS subscription confirmation).
-///
-/// `headers` are the request's headers, `body` its raw bytes (signatures
-/// cover the exact bytes), `secrets` the tenant's, `now_unix_secs` the
-/// current time (for timestamp freshness and certificate validity).
+/// events (or an SNS subscription confirmation), keeping in `raw` what the
+/// default [`RawPolicy`] keeps (no subject, IP or user agent): as
+/// [`parse_with_policy`] with `RawPolicy::default()`.
 ///
 /// # Errors
-/// A [`WebhookError`]: an authentication failure, a malformed payload, an
-/// unknown event type. Its message names fields, never values.
+/// As [`parse_with_policy`].
 pub fn parse(
     provider: Provider,
     headers: &HeaderMap,
@@ -541,14 +706,45 @@ pub fn parse(
     secrets: &ProviderSecrets,
     now_unix_secs: i64,
 ) -> Result<WebhookOutcome, WebhookError> {
+    parse_with_policy(
+        provider,
+        headers,
+        body,
+        secrets,
+        RawPolicy::default(),
+        now_unix_secs,
+    )
+}
+
+/// Checks a provider webhook's signature and maps its payload onto canonical
+/// events (or an SNS subscription confirmation).
+///
+/// `headers` are the request's headers, `body` its raw bytes (signatures
+/// cover the exact bytes), `secrets` the tenant's, `keep` what the tenant's
+/// policy keeps (each event's `raw` is scrubbed by it), `now_unix_secs` the
+/// current time (for timestamp freshness and certificate validity).
+///
+/// # Errors
+/// A [`WebhookError`]: an authentication failure, a malformed payload, an
+/// unknown event type; for a batch (a SendGrid array, an SES record's
+/// recipients) only when no item is usable, bad items being otherwise
+/// [`Skipped`]. Its message names fields, never values.
+pub fn parse_with_policy(
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &ProviderSecrets,
+    keep: RawPolicy,
+    now_unix_secs: i64,
+) -> Result<WebhookOutcome, WebhookError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(WebhookError::TooLarge);
     }
     match provider {
-        Provider::Postal => postal::parse(headers, body, secrets),
-        Provider::Ses => ses::parse(body, secrets, now_unix_secs),
-        Provider::Postmark => postmark::parse(body),
-        Provider::Mailgun => mailgun::parse(body, secrets, now_unix_secs),
-        Provider::Sendgrid => sendgrid::parse(headers, body, secrets, now_unix_secs),
+        Provider::Postal => postal::parse(headers, body, secrets, keep),
+        Provider::Ses => ses::parse(body, secrets, keep, now_unix_secs),
+        Provider::Postmark => postmark::parse(body, keep),
+        Provider::Mailgun => mailgun::parse(body, secrets, keep, now_unix_secs),
+        Provider::Sendgrid => sendgrid::parse(headers, body, secrets, keep, now_unix_secs),
     }
 }

@@ -9,7 +9,8 @@ use super::json::{self, Node};
 use super::util::{self, clear, personal};
 use super::verify;
 use super::{
-    Authentication, Provider, ProviderSecrets, Skipped, WebhookError, WebhookOutcome, unsigned,
+    Authentication, EventSource, Provider, ProviderSecrets, RawPolicy, Skipped, WebhookError,
+    WebhookOutcome, unsigned,
 };
 
 const P: Provider = Provider::Postal;
@@ -23,6 +24,24 @@ const SKIPPED: &[&str] = &[
     "SendLimitApproaching",
     "SendLimitExceeded",
 ];
+
+/// The Postal events that give a canonical event.
+const EVENTS: &[&str] = &[
+    "MessageSent",
+    "MessageDelayed",
+    "MessageDeliveryFailed",
+    "MessageBounced",
+    "MessageLinkClicked",
+    "MessageLoaded",
+];
+
+/// Where a Postal payload (the whole body, kept as `raw`) has what
+/// [`util::scrub`] removes besides recipient headers (`message.to`,
+/// `bounce.to`) and subjects, which it finds by name.
+const RAW: util::RawFields = util::RawFields {
+    recipients: &[],
+    engagement: &["payload.ip_address", "payload.user_agent"],
+};
 
 fn authenticate(
     headers: &HeaderMap,
@@ -43,6 +62,12 @@ fn authenticate(
                 &signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
             )
         } else if verify::header(headers, SIG_1)?.is_some() {
+            if secrets.postal_require_sha256 {
+                return Err(WebhookError::WeakSignature {
+                    what: "header X-Postal-Signature",
+                    setting: "postal_require_sha256",
+                });
+            }
             (
                 SIG_1,
                 &signature::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY,
@@ -71,6 +96,7 @@ pub(crate) fn parse(
     headers: &HeaderMap,
     body: &[u8],
     secrets: &ProviderSecrets,
+    keep: RawPolicy,
 ) -> Result<WebhookOutcome, WebhookError> {
     let authentication = authenticate(headers, body, secrets)?;
     let value = json::parse(body)?;
@@ -85,12 +111,10 @@ pub(crate) fn parse(
 
     let skip = |event_type: &'static str| WebhookOutcome::Events {
         events: Vec::new(),
-        skipped: vec![Skipped {
-            field: "event".to_owned(),
-            event_type,
-        }],
+        skipped: vec![Skipped::unmapped("event", event_type)],
         authentication,
         recipient_scoped: Vec::new(),
+        sources: Vec::new(),
     };
     if let Some(known) = SKIPPED.iter().copied().find(|s| *s == name) {
         return Ok(skip(known));
@@ -143,7 +167,7 @@ pub(crate) fn parse(
     ev.message_id = message.opt_str("message_id")?.and_then(util::message_id);
     ev.tags = util::tags(message.opt_str("tag")?);
     ev.sending_domain = message.opt_str("from")?.and_then(util::domain_of);
-    ev.raw = util::raw(&value);
+    ev.raw = util::raw(&value, &RAW, keep);
 
     match name {
         "MessageSent" | "MessageDelayed" | "MessageDeliveryFailed" => {
@@ -172,6 +196,7 @@ pub(crate) fn parse(
         skipped: Vec::new(),
         authentication,
         recipient_scoped: Vec::new(),
+        sources: vec![EventSource::single("", util::known(EVENTS, name))],
     })
 }
 

@@ -6,7 +6,9 @@ use mailledger_core::email::BounceClass;
 
 use super::json::{self, Node};
 use super::util::{self, clear, personal};
-use super::{Authentication, Provider, Skipped, WebhookError, WebhookOutcome};
+use super::{
+    Authentication, EventSource, Provider, RawPolicy, Skipped, WebhookError, WebhookOutcome,
+};
 
 const P: Provider = Provider::Postmark;
 
@@ -27,19 +29,38 @@ const NOT_BOUNCES: &[&str] = &[
 /// Record types with no place in the canonical taxonomy.
 const SKIPPED: &[&str] = &["SMTPApiError", "Inbound"];
 
-pub(crate) fn parse(body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
+/// Record types that give a canonical event.
+const RECORD_TYPES: &[&str] = &[
+    "Delivery",
+    "Open",
+    "Click",
+    "Bounce",
+    "SpamComplaint",
+    "SubscriptionChange",
+];
+
+/// Where a Postmark record (the whole body, kept as `raw`) has what
+/// [`util::scrub`] removes besides recipient headers and `Subject`, which it
+/// finds by name: the bounce dump `Content` (the bounce message, whose
+/// headers list the message's recipients and its subject) always;
+/// `Geo` (the IP and where it is), `UserAgent` and what Postmark reads from
+/// it (`Client`, `OS`, `Platform`) unless engagement details are kept.
+const RAW: util::RawFields = util::RawFields {
+    recipients: &["Content"],
+    engagement: &["Geo", "UserAgent", "Client", "OS", "Platform"],
+};
+
+pub(crate) fn parse(body: &[u8], keep: RawPolicy) -> Result<WebhookOutcome, WebhookError> {
     let authentication = Authentication::ProviderDoesNotSign;
     let value = json::parse(body)?;
     let root = Node::root(&value, "");
     let record_type = root.req_str("RecordType")?;
     let skip = |event_type: &'static str, field: &str| WebhookOutcome::Events {
         events: Vec::new(),
-        skipped: vec![Skipped {
-            field: field.to_owned(),
-            event_type,
-        }],
+        skipped: vec![Skipped::unmapped(field, event_type)],
         authentication,
         recipient_scoped: Vec::new(),
+        sources: Vec::new(),
     };
     if let Some(known) = SKIPPED.iter().copied().find(|s| *s == record_type) {
         return Ok(skip(known, "RecordType"));
@@ -133,7 +154,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
     ev.message_id = message_id.and_then(util::message_id);
     ev.tags = util::tags(root.opt_str("Tag")?);
     ev.sending_domain = root.opt_str("From")?.and_then(util::domain_of);
-    ev.raw = util::raw(&value);
+    ev.raw = util::raw(&value, &RAW, keep);
     let details = root.opt_str("Details")?;
     let geo_ip = match root.get("Geo")? {
         Some(geo) => geo.opt_str("IP")?.and_then(personal),
@@ -195,5 +216,9 @@ pub(crate) fn parse(body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
         // A composite id names no recipient: two recipients of one message
         // at the same instant would share it.
         recipient_scoped: if composite_id { vec![0] } else { Vec::new() },
+        sources: vec![EventSource::single(
+            "",
+            util::known(RECORD_TYPES, record_type),
+        )],
     })
 }

@@ -11,7 +11,7 @@ use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use super::json::{EMPTY, INVALID, Node, TOO_LONG};
-use super::{Provider, WebhookError};
+use super::{Provider, RawPolicy, WebhookError};
 
 /// The blake3 `derive_key` context of webhook event ids. Changing it changes
 /// every derived id, so it never changes.
@@ -19,8 +19,9 @@ pub const EVENT_ID_CONTEXT: &str = "mailledger 2026-11 provider webhook event id
 
 /// The canonical event id of a provider event: blake3 `derive_key` under
 /// [`EVENT_ID_CONTEXT`] of `provider name ‖ 0x00 ‖ id source`, first 16
-/// bytes, as a UUID version 8. The same provider event always yields the
-/// same id, so a retried webhook is deduplicated by the ledger.
+/// bytes, as a UUID version 8 (moved out of the erasures' id space, which it
+/// meets once in 2^32). The same provider event always yields the same id,
+/// so a retried webhook is deduplicated by the ledger.
 #[must_use]
 pub fn derive_event_id(provider: Provider, id_source: &str) -> Uuid {
     let mut input = Vec::with_capacity(provider.as_str().len() + 1 + id_source.len());
@@ -32,7 +33,8 @@ pub fn derive_event_id(provider: Provider, id_source: &str) -> Uuid {
     for (b, k) in bytes.iter_mut().zip(key.iter()) {
         *b = *k;
     }
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    // Out of the erasures' id space, which ingest refuses.
+    mailledger_core::email::unreserved_id(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
 /// The blake3 `derive_key` context of [`scope_to_recipient`]. Never changes.
@@ -52,7 +54,8 @@ pub fn scope_to_recipient(id: Uuid, contact: &mailledger_core::pseudonym::Pseudo
     let key = blake3::derive_key(RECIPIENT_ID_CONTEXT, &input);
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&key[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    // Out of the erasures' id space, which ingest refuses.
+    mailledger_core::email::unreserved_id(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
 /// The latest instant accepted (the end of year 9999).
@@ -150,12 +153,131 @@ pub(crate) fn personal(text: &str) -> Option<Personal> {
     (!t.is_empty() && t.len() <= MAX_PERSONAL_LEN).then(|| Personal::new(t))
 }
 
-/// The raw provider payload of an event (sealed by the core), when it fits.
-pub(crate) fn raw(value: &Value) -> Option<Personal> {
+/// Where one provider's payload holds what [`scrub`] removes besides the
+/// fields it finds by their standard names: paths from the root of the
+/// event's `raw` (the keys separated by dots, `client-info`,
+/// `payload.ip_address`). Each adapter has one, next to its mapping.
+pub(crate) struct RawFields {
+    /// Fields that list or hold recipients under the provider's own names
+    /// (Mailgun `envelope.targets`, the Postmark bounce dump `Content`):
+    /// always removed.
+    pub(crate) recipients: &'static [&'static str],
+    /// IP addresses and user agents of opens, clicks and complaints, and
+    /// what the provider derives from them (geolocation, client and device
+    /// names): removed unless the policy keeps engagement details.
+    pub(crate) engagement: &'static [&'static str],
+}
+
+/// Header names that list recipients (compared in lower case, `_` read as
+/// `-`): removed from `raw` wherever they occur, as an object key (SES
+/// `commonHeaders.to`, Mailgun `message.headers.cc`, Postal `message.to`)
+/// or as the name of a `{name, value}` header (SES `mail.headers`). The
+/// event's own recipient is in its `recipient` field; anyone else's address
+/// sealed under this contact's key would outlive that person's erasure.
+const RECIPIENT_HEADERS: &[&str] = &[
+    "to",
+    "cc",
+    "bcc",
+    "resent-to",
+    "resent-cc",
+    "resent-bcc",
+    "delivered-to",
+    "x-original-to",
+    "x-forwarded-to",
+    "envelope-to",
+    "x-envelope-to",
+    "apparently-to",
+    "tofull",
+    "ccfull",
+    "bccfull",
+];
+
+/// Whether a key or header name is dropped from `raw`: a recipient header
+/// always, `subject` unless subjects are kept.
+fn dropped_name(name: &str, keep_subjects: bool) -> bool {
+    let n = name.trim().to_ascii_lowercase().replace('_', "-");
+    RECIPIENT_HEADERS.contains(&n.as_str()) || (!keep_subjects && n == "subject")
+}
+
+/// The name of a `{"name": ..., "value": ...}` header entry.
+fn header_name(item: &Value) -> Option<&str> {
+    let map = item.as_object()?;
+    let name = map.get("name").or_else(|| map.get("Name"))?.as_str()?;
+    (map.contains_key("value") || map.contains_key("Value")).then_some(name)
+}
+
+/// Removes the recipient headers and, unless kept, the subject, at any
+/// depth. Depth is bounded by the JSON parser's recursion limit.
+fn strip_names(value: &mut Value, keep_subjects: bool) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|k, _| !dropped_name(k, keep_subjects));
+            for child in map.values_mut() {
+                strip_names(child, keep_subjects);
+            }
+        }
+        Value::Array(items) => {
+            items.retain(|item| !header_name(item).is_some_and(|n| dropped_name(n, keep_subjects)));
+            for child in items {
+                strip_names(child, keep_subjects);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes the field at a dotted path, when there.
+fn remove_path(value: &mut Value, path: &str) {
+    let (parent, last) = match path.rsplit_once('.') {
+        Some((parent, last)) => (Some(parent), last),
+        None => (None, path),
+    };
+    let mut at = value;
+    if let Some(parent) = parent {
+        for key in parent.split('.') {
+            match at.get_mut(key) {
+                Some(next) => at = next,
+                None => return,
+            }
+        }
+    }
+    if let Value::Object(map) = at {
+        map.remove(last);
+    }
+}
+
+/// Scrubs a provider payload by the same rules as the event's fields:
+/// recipient headers (anywhere) and the provider's `recipients` fields
+/// always go; subjects (anywhere) unless `keep.keep_subjects`; the
+/// provider's `engagement` fields unless `keep.keep_engagement_details`.
+/// The one place these rules are; the adapters only say where their
+/// provider puts things.
+pub(crate) fn scrub(value: &mut Value, fields: &RawFields, keep: RawPolicy) {
+    for path in fields.recipients {
+        remove_path(value, path);
+    }
+    if !keep.keep_engagement_details {
+        for path in fields.engagement {
+            remove_path(value, path);
+        }
+    }
+    strip_names(value, keep.keep_subjects);
+}
+
+/// The scrubbed payload as text, when it fits the core's limit (a payload
+/// too large is left out rather than cut).
+pub(crate) fn raw_text(value: &Value) -> Option<String> {
     serde_json::to_string(value)
         .ok()
         .filter(|s| s.len() <= MAX_PERSONAL_LEN)
-        .map(Personal::new)
+}
+
+/// The raw provider payload of an event (sealed by the core), scrubbed
+/// ([`scrub`]), when it fits.
+pub(crate) fn raw(value: &Value, fields: &RawFields, keep: RawPolicy) -> Option<Personal> {
+    let mut copy = value.clone();
+    scrub(&mut copy, fields, keep);
+    raw_text(&copy).map(Personal::new)
 }
 
 /// The recipient address: a string with an `@`, at most 998 bytes (the
@@ -302,6 +424,17 @@ pub(crate) fn event(
     }
 }
 
+/// `name` as the `'static` entry of an adapter's list of names, `unknown`
+/// when it is not one (a provider's type is never copied from a payload
+/// into what reports it).
+pub(crate) fn known(names: &[&'static str], name: &str) -> &'static str {
+    names
+        .iter()
+        .copied()
+        .find(|n| *n == name)
+        .unwrap_or("unknown")
+}
+
 /// Checks a built event with the core's own rules, so that the caller only
 /// ever receives events that the ledger accepts. The core's messages name
 /// the field, never its value.
@@ -371,6 +504,50 @@ mod tests {
         );
         assert_eq!(domain_of("no address"), None);
         assert_eq!(domain_of("x@bad_host!"), None);
+    }
+
+    #[test]
+    fn scrub_removes_recipient_headers_anywhere_and_policy_fields_unless_kept() {
+        let payload = serde_json::json!({
+            "To": "a@x.example",
+            "m": {"headers": {"cc": "b@x.example", "Resent_To": "c@x.example",
+                              "subject": "S", "from": "f@x.example"}},
+            "list": [{"name": "BCC", "value": "d@x.example"},
+                     {"Name": "Subject", "Value": "S"},
+                     {"name": "X-Other", "value": "kept"}],
+            "geo": {"ip": "198.51.100.1", "city": "C"},
+            "ua": "Agent",
+            "own": {"targets": "e@x.example"},
+        });
+        const FIELDS: RawFields = RawFields {
+            recipients: &["own.targets", "no.such.path"],
+            engagement: &["geo.ip", "ua"],
+        };
+        let mut v = payload.clone();
+        scrub(&mut v, &FIELDS, RawPolicy::default());
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "m": {"headers": {"from": "f@x.example"}},
+                "list": [{"name": "X-Other", "value": "kept"}],
+                "geo": {"city": "C"},
+                "own": {},
+            })
+        );
+        let mut v = payload.clone();
+        let keep = RawPolicy {
+            keep_subjects: true,
+            keep_engagement_details: true,
+        };
+        scrub(&mut v, &FIELDS, keep);
+        let text = v.to_string();
+        for gone in ["a@", "b@", "c@", "d@", "e@"] {
+            assert!(!text.contains(gone), "{text}");
+        }
+        assert_eq!(v["m"]["headers"]["subject"], "S");
+        assert_eq!(v["list"][0]["Name"], "Subject");
+        assert_eq!(v["geo"]["ip"], "198.51.100.1");
+        assert_eq!(v["ua"], "Agent");
     }
 
     #[test]

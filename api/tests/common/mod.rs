@@ -153,7 +153,18 @@ impl Env {
     }
 
     pub async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.app().oneshot(req).await.unwrap();
+        Self::answer(self.app(), req).await
+    }
+
+    /// `GET /metrics` from the metrics listener's router (it is not on the
+    /// API's).
+    pub async fn scrape(&self) -> Reply {
+        let req = Request::get("/metrics").body(Body::empty()).unwrap();
+        Self::answer(mailledger_api::metrics_router(self.state.clone()), req).await
+    }
+
+    async fn answer(app: Router, req: Request<Body>) -> Reply {
+        let res = app.oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
         let body = axum::body::to_bytes(res.into_body(), usize::MAX)
