@@ -119,6 +119,83 @@ async fn a_key_without_the_scope_gets_403() {
     }
 }
 
+// A request id belongs to one contact: reused for another, the answer is
+// 409 `request-id-conflict` and nothing is erased; a new id for a contact
+// erased before gets a receipt of its own, found again by its id; an address
+// the tenant never saw is receipted with `key_found: false`.
+#[tokio::test]
+async fn an_erasure_request_id_belongs_to_one_contact() {
+    let e = env();
+    let ingest = e.key("acme", &[Scope::Ingest]);
+    let erase = e.key("acme", &[Scope::Erase, Scope::Read]);
+    let body = json!({"events": [
+        event(&uuid(), "sent", "ann@example.org", "m-1"),
+        event(&uuid(), "sent", "john@example.com", "m-2"),
+    ]});
+    let r = e
+        .call(Method::POST, "/v1/events", Some(&ingest), Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let erase_as = |address: &str, id: &str| json!({"address": address, "request_id": id});
+    let ann = e
+        .call(
+            Method::POST,
+            "/v1/erasures",
+            Some(&erase),
+            Some(&erase_as("ann@example.org", "dsr-1")),
+        )
+        .await;
+    assert_eq!(ann.status, StatusCode::OK, "{}", ann.text());
+    assert_eq!(ann.json()["key_found"], true);
+    let john = e
+        .call(
+            Method::POST,
+            "/v1/erasures",
+            Some(&erase),
+            Some(&erase_as("john@example.com", "dsr-1")),
+        )
+        .await;
+    assert_eq!(john.status, StatusCode::CONFLICT, "{}", john.text());
+    assert_eq!(
+        john.json()["type"],
+        "urn:mailledger:problem:request-id-conflict"
+    );
+    assert!(!john.text().contains("john"), "no address in the answer");
+    e.project().await;
+    let timeline = e
+        .call(Method::GET, "/v1/messages/m-2", Some(&erase), None)
+        .await;
+    assert!(
+        timeline.text().contains("john@example.com"),
+        "John's data is still readable: {}",
+        timeline.text()
+    );
+    let again = e
+        .call(
+            Method::POST,
+            "/v1/erasures",
+            Some(&erase),
+            Some(&erase_as("ann@example.org", "dsr-2")),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["request_id"], "dsr-2");
+    let found = e
+        .call(Method::GET, "/v1/erasures/dsr-2", Some(&erase), None)
+        .await;
+    assert_eq!(found.json(), again.json());
+    let never = e
+        .call(
+            Method::POST,
+            "/v1/erasures",
+            Some(&erase),
+            Some(&erase_as("nobody@example.net", "dsr-3")),
+        )
+        .await;
+    assert_eq!(never.json()["key_found"], false);
+    assert_eq!(never.json()["events_unreadable"], 0);
+}
+
 #[tokio::test]
 async fn another_tenants_receipt_answers_exactly_like_a_missing_one() {
     let e = env();

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use mailledger_core::email::{CanonicalEvent, EventType, parse_event};
+use mailledger_core::email::{CanonicalEvent, EventType, Skipped, parse_event};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -85,16 +85,26 @@ fn type_label(event_type: &str) -> &'static str {
         .map_or("other", EventType::as_str)
 }
 
+/// How [`append_events`] treats an event the ledger refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The whole batch is refused (the canonical API: atomic batches).
+    Batch,
+    /// The event is skipped and the others appended (a provider's batch).
+    Event,
+}
+
 /// Appends parsed events for `tenant`, with metrics; the events at the
 /// indexes `per_recipient` names take ids scoped to their recipient
-/// ([`crate::webhooks::scope_to_recipient`]).
+/// ([`crate::webhooks::scope_to_recipient`]). Returns the outcomes of the
+/// events appended, in order, and (with [`Refused::Event`]) those skipped.
 pub(crate) async fn append_events(
     state: &AppState,
     tenant: &str,
     events: Vec<CanonicalEvent>,
     per_recipient: &[usize],
-) -> Result<IngestResponse, Problem> {
-    // `EmailLedger::append` answers one outcome per event, in order.
+    refused: Refused,
+) -> Result<(IngestResponse, Vec<Skipped>), Problem> {
     let types: Vec<&'static str> = events.iter().map(|e| type_label(&e.event_type)).collect();
     let started = Instant::now();
     let _permit = state
@@ -102,31 +112,44 @@ pub(crate) async fn append_events(
         .acquire()
         .await
         .map_err(|_| Problem::internal())?;
-    let out = state
-        .email
-        .append_scoped(
-            tenant,
-            events,
-            per_recipient,
-            crate::webhooks::scope_to_recipient,
-        )
-        .await?;
+    let scope = crate::webhooks::scope_to_recipient;
+    let (out, skipped) = match refused {
+        Refused::Batch => (
+            state
+                .email
+                .append_scoped(tenant, events, per_recipient, scope)
+                .await?,
+            Vec::new(),
+        ),
+        Refused::Event => {
+            state
+                .email
+                .append_valid(tenant, events, per_recipient, scope)
+                .await?
+        }
+    };
     state
         .metrics
         .append_duration
         .observe(started.elapsed().as_secs_f64());
+    // The outcomes are those of the events not skipped, in order.
+    let kept = types
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skipped.iter().any(|s| s.index == *i))
+        .map(|(_, t)| *t);
     let mut appended = 0;
     let mut duplicates = 0;
-    for (a, t) in out.iter().zip(&types) {
+    for (a, t) in out.iter().zip(kept) {
         if a.duplicate {
             duplicates += 1;
             state.metrics.events_duplicate.inc();
         } else {
             appended += 1;
-            state.metrics.events_appended.with_label_values(&[*t]).inc();
+            state.metrics.events_appended.with_label_values(&[t]).inc();
         }
     }
-    Ok(IngestResponse {
+    let response = IngestResponse {
         appended,
         duplicates,
         events: out
@@ -137,7 +160,8 @@ pub(crate) async fn append_events(
                 duplicate: a.duplicate,
             })
             .collect(),
-    })
+    };
+    Ok((response, skipped))
 }
 
 /// Appends a batch of canonical events.
@@ -168,7 +192,9 @@ pub async fn ingest(
     let work = async move {
         let body: IngestBody<'_> = json::parse(&body)?;
         let events = parse_batch(&body.events, st.limits.max_events_per_request)?;
-        append_events(&st, &tenant, events, &[]).await
+        append_events(&st, &tenant, events, &[], Refused::Batch)
+            .await
+            .map(|(r, _)| r)
     };
     state.run_ingest(work).await.map(ApiJson)
 }

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::auth::{Auth, scope};
 use crate::json::ApiJson;
 use crate::problem::{Problem, ProblemBody, ProblemType};
-use crate::routes::events::{EventOutcome, append_events};
+use crate::routes::events::{EventOutcome, Refused, append_events};
 use crate::routes::params::{self, Src};
 use crate::routes::schemas;
 use crate::state::AppState;
@@ -147,7 +147,7 @@ async fn append_one(
     tenant: &str,
     event: CanonicalEvent,
 ) -> Result<ApiJson<EventOutcome>, Problem> {
-    let out = append_events(state, tenant, vec![event], &[])
+    let (out, _) = append_events(state, tenant, vec![event], &[], Refused::Batch)
         .await
         .map_err(|p| {
             // The core names the event's index; here there is one.

@@ -24,7 +24,7 @@ use crate::auth::WebhookAuth;
 use crate::json::{ApiJson, body_problem};
 use crate::problem::{Problem, ProblemBody, ProblemType};
 use crate::routes::access_bodies::SnsSubscription;
-use crate::routes::events::{EventOutcome, IngestResponse};
+use crate::routes::events::{EventOutcome, Refused, append_events};
 use crate::state::AppState;
 use crate::webhooks::replay::signature_token;
 use crate::webhooks::{
@@ -134,78 +134,6 @@ fn refused_event(source: Option<&EventSource>, reason: &str) -> SkippedEvent {
         index: source.and_then(|s| s.index),
         reason: format!("refused by the ledger: {reason}"),
     }
-}
-
-/// Appends a webhook's events for `tenant` as `append_events` does (the
-/// append permit, the metrics), but through [`EmailLedger::append_valid`]:
-/// an event the ledger refuses is left out and returned, and the others
-/// are appended, so one bad item of a provider's batch loses no other.
-///
-/// [`EmailLedger::append_valid`]: mailledger_core::email::EmailLedger::append_valid
-async fn append_valid_events(
-    state: &AppState,
-    tenant: &str,
-    events: Vec<mailledger_core::email::CanonicalEvent>,
-    per_recipient: &[usize],
-) -> Result<(IngestResponse, Vec<mailledger_core::email::Skipped>), Problem> {
-    // A metric label per event: one of the taxonomy's names.
-    let types: Vec<&'static str> = events
-        .iter()
-        .map(|e| {
-            e.event_type
-                .parse::<mailledger_core::email::EventType>()
-                .map_or("other", mailledger_core::email::EventType::as_str)
-        })
-        .collect();
-    let started = std::time::Instant::now();
-    let _permit = state
-        .appends
-        .acquire()
-        .await
-        .map_err(|_| Problem::internal())?;
-    let (out, refused) = state
-        .email
-        .append_valid(
-            tenant,
-            events,
-            per_recipient,
-            crate::webhooks::scope_to_recipient,
-        )
-        .await?;
-    state
-        .metrics
-        .append_duration
-        .observe(started.elapsed().as_secs_f64());
-    // The outcomes are those of the events not refused, in order.
-    let kept = types
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !refused.iter().any(|s| s.index == *i))
-        .map(|(_, t)| *t);
-    let mut appended = 0;
-    let mut duplicates = 0;
-    for (a, t) in out.iter().zip(kept) {
-        if a.duplicate {
-            duplicates += 1;
-            state.metrics.events_duplicate.inc();
-        } else {
-            appended += 1;
-            state.metrics.events_appended.with_label_values(&[t]).inc();
-        }
-    }
-    let response = IngestResponse {
-        appended,
-        duplicates,
-        events: out
-            .into_iter()
-            .map(|a| EventOutcome {
-                id: a.id,
-                position: a.position,
-                duplicate: a.duplicate,
-            })
-            .collect(),
-    };
-    Ok((response, refused))
 }
 
 /// Receives a provider webhook: checks its signature, maps it onto
@@ -344,9 +272,10 @@ async fn deliver(
             let appended = if events.is_empty() {
                 None
             } else {
-                let (r, refused) = append_valid_events(&state, &tenant, events, &recipient_scoped)
-                    .await
-                    .inspect_err(release)?;
+                let (r, refused) =
+                    append_events(&state, &tenant, events, &recipient_scoped, Refused::Event)
+                        .await
+                        .inspect_err(release)?;
                 let nothing_usable = r.events.is_empty()
                     && !refused.is_empty()
                     && skipped.iter().all(|s| s.index.is_some());
