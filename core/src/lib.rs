@@ -53,7 +53,7 @@ pub use record::{
     MAX_EVENT_TYPE_LEN, MAX_LINKS, MAX_STREAM_LEN, MAX_TENANT_LEN, NewEvent, Record, StreamAppend,
     TenantFilter, validate_event, validate_stream, validate_tenant,
 };
-pub use store::{KeyRange, Space, Store, Visit, WriteBatch, scan_in_chunks};
+pub use store::{KeyRange, Space, Store, Visit, WriteBatch, scan_in_chunks, scan_iter};
 pub use threads::{ThreadHook, ThreadRole};
 
 /// Now, in microseconds since the Unix epoch: the clock of `recorded_at`

@@ -117,6 +117,35 @@ pub fn scan_in_chunks<T>(
     }
 }
 
+/// Runs a scan over a range iterator of a backend's engine: `step` visits
+/// each item, ascending, or from the back when `reverse`, until it answers
+/// [`Visit::Stop`] or the range ends.
+///
+/// # Errors
+/// The first error `step` returns.
+pub fn scan_iter<I: DoubleEndedIterator, E>(
+    iter: I,
+    reverse: bool,
+    step: impl FnMut(I::Item) -> Result<Visit, E>,
+) -> Result<(), E> {
+    fn each<T, E>(
+        iter: impl Iterator<Item = T>,
+        mut step: impl FnMut(T) -> Result<Visit, E>,
+    ) -> Result<(), E> {
+        for item in iter {
+            if step(item)? == Visit::Stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+    if reverse {
+        each(iter.rev(), step)
+    } else {
+        each(iter, step)
+    }
+}
+
 /// An ordered key-value store with atomic batches.
 ///
 /// All methods block; the log calls them from its writer thread and from

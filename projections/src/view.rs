@@ -87,21 +87,11 @@ fn open_row(
     tenant: &str,
     row: &MessageRow,
 ) -> Result<(Option<Field>, Option<Field>)> {
-    let r = open(
-        email,
-        tenant,
-        &row.contact,
-        FieldName::Recipient,
-        row.recipient.as_ref(),
-    )?;
-    let s = open(
-        email,
-        tenant,
-        &row.contact,
-        FieldName::Subject,
-        row.subject.as_ref(),
-    )?;
-    Ok((r, s))
+    let field = |name, sealed| open(email, tenant, &row.contact, name, sealed);
+    Ok((
+        field(FieldName::Recipient, row.recipient.as_ref())?,
+        field(FieldName::Subject, row.subject.as_ref())?,
+    ))
 }
 
 impl MessageView {

@@ -1142,7 +1142,9 @@ async fn play(f: &Fx, steps: &[Step]) -> Vec<u64> {
                     .erase(
                         tenant,
                         ContactRef::Address(Personal::new(to)),
-                        &format!("r{i}"),
+                        // Unique also when steps are played one at a time:
+                        // a request id belongs to one contact.
+                        &format!("r{i}-{}", f.log.head()),
                     )
                     .await
                     .unwrap();

@@ -19,7 +19,7 @@ pub use keyspaces::{KeyOrder, Keyspaces, MEMTABLE_BYTES, SCATTERED_L0_TABLES};
 pub use keyspaces::{assert_first_level_merges_as, assert_memtable_holds_memtable_bytes};
 
 use fjall::{Keyspace, PersistMode};
-use mailledger_core::{Space, Store, StoreError, Visit, WriteBatch};
+use mailledger_core::{Space, Store, StoreError, Visit, WriteBatch, scan_iter};
 
 const BACKEND: &str = "fjall";
 
@@ -101,24 +101,10 @@ impl Store for FjallStore {
             Some(end) => ks.range(start..end),
             None => ks.range(start..),
         };
-        let mut step = |guard: fjall::Guard| -> Result<Visit, StoreError> {
+        scan_iter(iter, reverse, |guard: fjall::Guard| {
             let (k, v) = guard.into_inner().map_err(err)?;
             Ok(visit(&k, &v))
-        };
-        if reverse {
-            for guard in iter.rev() {
-                if step(guard)? == Visit::Stop {
-                    break;
-                }
-            }
-        } else {
-            for guard in iter {
-                if step(guard)? == Visit::Stop {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        })
     }
 
     fn sync(&self) -> Result<(), StoreError> {

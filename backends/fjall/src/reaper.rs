@@ -3,10 +3,12 @@
 //! fjall 3.1 retires old versions of a keyspace while it holds that
 //! keyspace's version lock (`SuperVersions::maintenance`, run after each
 //! memtable rotation). When the version it drops holds the last reference
-//! to a flushed memtable, the memtable (a skiplist of some 200,000 records
-//! when it holds 64 MiB of log records) is freed under the lock: 50 to
-//! 330 ms here (cache misses, and waits for a core), during which every
-//! read and write of the keyspace waits. A timeline query while ingesting saw them as its p99.
+//! to a flushed memtable, the memtable (a skiplist of every record written
+//! since the last rotation, up to [`MEMTABLE_BYTES`](crate::MEMTABLE_BYTES))
+//! is freed under the lock. Freeing that many nodes is slow (a cache miss
+//! each, and the thread may wait for a core), and every read and write of
+//! the keyspace waits for it: reads during ingestion would see those waits
+//! as their slowest answers.
 //!
 //! [`MemtableReaper`] takes its own reference to each keyspace's active
 //! memtable soon after it becomes active, and lets go of it only once it
@@ -20,7 +22,8 @@ use std::time::Duration;
 use fjall::{AbstractTree, Keyspace};
 
 /// How often the reaper looks for new memtables and frees those only it
-/// holds. A memtable is active for seconds at the least (it holds 64 MiB),
+/// holds. A memtable stays active until it holds
+/// [`MEMTABLE_BYTES`](crate::MEMTABLE_BYTES), far longer than this period,
 /// so none is missed; one that were would be freed the old way.
 const PERIOD: Duration = Duration::from_millis(10);
 

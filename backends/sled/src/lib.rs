@@ -26,7 +26,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use mailledger_core::{Space, Store, StoreError, Visit, WriteBatch};
+use mailledger_core::{Space, Store, StoreError, Visit, WriteBatch, scan_iter};
 
 const BACKEND: &str = "sled";
 
@@ -145,25 +145,10 @@ impl Store for SledStore {
             Some(end) => prefixed(space, end),
             None => vec![tag(space) + 1],
         };
-        let iter = self.db.range(lo..hi);
-        let mut step = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Visit, StoreError> {
+        scan_iter(self.db.range(lo..hi), reverse, |item| {
             let (k, v) = item.map_err(err)?;
             Ok(visit(&k[1..], &v))
-        };
-        if reverse {
-            for item in iter.rev() {
-                if step(item)? == Visit::Stop {
-                    break;
-                }
-            }
-        } else {
-            for item in iter {
-                if step(item)? == Visit::Stop {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        })
     }
 
     fn sync(&self) -> Result<(), StoreError> {

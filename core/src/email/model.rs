@@ -398,38 +398,32 @@ impl<S> EmailEventOf<S> {
         self,
         mut f: impl FnMut(FieldName, S) -> Result<T>,
     ) -> Result<EmailEventOf<T>> {
-        let Envelope {
-            message_id,
-            contact,
-            key_generation,
-            occurred_at,
-            provider,
-            provider_event_id,
-            tags,
-            campaign,
-            sending_domain,
-            recipient_domain,
-            recipient,
-            raw,
-        } = self.envelope;
-        let recipient = recipient.map(|v| f(FieldName::Recipient, v)).transpose()?;
-        let raw = raw.map(|v| f(FieldName::Raw, v)).transpose()?;
         Ok(EmailEventOf {
-            envelope: Envelope {
-                message_id,
-                contact,
-                key_generation,
-                occurred_at,
-                provider,
-                provider_event_id,
-                tags,
-                campaign,
-                sending_domain,
-                recipient_domain,
-                recipient,
-                raw,
-            },
+            envelope: self.envelope.try_map(&mut f)?,
             body: self.body.try_map(f)?,
+        })
+    }
+}
+
+impl<S> Envelope<S> {
+    /// The same envelope with each personal field passed through `f`.
+    fn try_map<T>(self, mut f: impl FnMut(FieldName, S) -> Result<T>) -> Result<Envelope<T>> {
+        Ok(Envelope {
+            recipient: self
+                .recipient
+                .map(|v| f(FieldName::Recipient, v))
+                .transpose()?,
+            raw: self.raw.map(|v| f(FieldName::Raw, v)).transpose()?,
+            message_id: self.message_id,
+            contact: self.contact,
+            key_generation: self.key_generation,
+            occurred_at: self.occurred_at,
+            provider: self.provider,
+            provider_event_id: self.provider_event_id,
+            tags: self.tags,
+            campaign: self.campaign,
+            sending_domain: self.sending_domain,
+            recipient_domain: self.recipient_domain,
         })
     }
 }

@@ -67,6 +67,32 @@ fn envelope(r: &mut Reader<'_>) -> Result<Envelope<Sealed>> {
     })
 }
 
+/// [`RejectReason`]'s variants in declaration order: bincode writes a
+/// variant as its index in that order.
+const REJECT_REASONS: [RejectReason; 4] = [
+    RejectReason::Suppressed,
+    RejectReason::Invalid,
+    RejectReason::Policy,
+    RejectReason::Quota,
+];
+
+/// [`BounceClass`]'s variants in declaration order.
+const BOUNCE_CLASSES: [BounceClass; 4] = [
+    BounceClass::Hard,
+    BounceClass::Soft,
+    BounceClass::Block,
+    BounceClass::Undetermined,
+];
+
+/// A field-less enum, as bincode writes one: its variant index (a u32)
+/// into `variants`, its variants in declaration order.
+fn unit_variant<T: Copy, const N: usize>(r: &mut Reader<'_>, variants: [T; N]) -> Result<T> {
+    usize::try_from(r.u32()?)
+        .ok()
+        .and_then(|i| variants.get(i).copied())
+        .ok_or(WireError::Malformed)
+}
+
 fn body(r: &mut Reader<'_>) -> Result<EventBody<Sealed>> {
     Ok(match r.u32()? {
         0 => EventBody::MessageSent {
@@ -74,13 +100,7 @@ fn body(r: &mut Reader<'_>) -> Result<EventBody<Sealed>> {
             size: r.opt(Reader::u64)?,
         },
         1 => EventBody::MessageRejected {
-            reason: match r.u32()? {
-                0 => RejectReason::Suppressed,
-                1 => RejectReason::Invalid,
-                2 => RejectReason::Policy,
-                3 => RejectReason::Quota,
-                _ => return Err(WireError::Malformed),
-            },
+            reason: unit_variant(r, REJECT_REASONS)?,
             detail: r.opt_string()?,
         },
         2 => EventBody::DeliveryDeferred {
@@ -96,13 +116,7 @@ fn body(r: &mut Reader<'_>) -> Result<EventBody<Sealed>> {
             tls: r.opt(Reader::bool)?,
         },
         4 => EventBody::Bounced {
-            class: match r.u32()? {
-                0 => BounceClass::Hard,
-                1 => BounceClass::Soft,
-                2 => BounceClass::Block,
-                3 => BounceClass::Undetermined,
-                _ => return Err(WireError::Malformed),
-            },
+            class: unit_variant(r, BOUNCE_CLASSES)?,
             sub_type: r.opt_string()?,
             status: r.opt_string()?,
             diagnostic: opt_sealed(r)?,

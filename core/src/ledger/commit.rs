@@ -14,8 +14,8 @@ use crate::store::{Space, Store};
 /// their order (a later one wins). A group's stream-index keys land at
 /// random places in the store's ordered structures (a memtable skiplist
 /// for fjall); inserted in order, each insert finds most of its search
-/// path still in cache from the one before (measured faster for sealed
-/// appends; benches/RESULTS.md).
+/// path still in cache from the one before, rather than a fresh walk
+/// of cache misses.
 pub(super) fn sort_puts(puts: &mut [(Space, Vec<u8>, Vec<u8>)]) {
     puts.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
 }

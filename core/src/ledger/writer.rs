@@ -63,8 +63,8 @@ pub(super) struct Group {
     pub(super) versions: Versions,
     pub(super) ids: Ids,
     // How many events the group's jobs hold: the size its maps are made
-    // with. Grown by doubling, each step hashed every key again (SipHash
-    // over tenant and stream names), a tenth of the writer's time.
+    // with. Grown by doubling instead, each step would hash every key again
+    // (SipHash over tenant and stream names).
     pub(super) events: usize,
 }
 

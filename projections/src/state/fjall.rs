@@ -102,10 +102,10 @@ impl StateStore for FjallState {
         //
         // The writes point all over the heap, in sorted rather than
         // allocation order, so reading each key and value is a cache miss.
-        // Ingesting one at a time waits out each miss in turn (a fifth of
-        // the commit's time); so each chunk is first checked for order in a
-        // short loop that reads its keys and values, whose misses overlap,
-        // and is then ingested from the cache.
+        // Ingesting one at a time waits out each miss in turn; so each
+        // chunk is first checked for order in a short loop that reads its
+        // keys and values, whose misses overlap, and is then ingested from
+        // the cache.
         let mut ingest = self.ks().start_ingestion().map_err(fj)?;
         let mut previous: Option<&[u8]> = None;
         for chunk in writes.chunks(INGEST_CHUNK) {

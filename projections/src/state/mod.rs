@@ -21,6 +21,8 @@ pub use fjall::FjallState;
 pub use memory::MemoryState;
 pub use tx::{Frozen, Tx};
 
+use mailledger_core::Visit;
+
 use crate::error::Result;
 
 /// One write of a batch: a value, or `None` to delete the key.
@@ -89,19 +91,12 @@ fn drive<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     reverse: bool,
     visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
 ) -> Result<()> {
-    let mut step = |item: Result<(K, V)>| item.map(|(k, v)| visit(k.as_ref(), v.as_ref()));
-    if reverse {
-        for item in iter.rev() {
-            if !step(item)? {
-                break;
-            }
-        }
-    } else {
-        for item in iter {
-            if !step(item)? {
-                break;
-            }
-        }
-    }
-    Ok(())
+    mailledger_core::scan_iter(iter, reverse, |item: Result<(K, V)>| {
+        let (k, v) = item?;
+        Ok(if visit(k.as_ref(), v.as_ref()) {
+            Visit::Continue
+        } else {
+            Visit::Stop
+        })
+    })
 }
