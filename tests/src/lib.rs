@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use mailledger_core::Store;
 
+pub mod rounds;
+
 /// The durable backends the crash and fault tests run against.
 pub const DURABLE_BACKENDS: [&str; 3] = ["fjall", "sled", "objects"];
 
