@@ -23,6 +23,7 @@
 mod blocking;
 pub mod codec;
 pub mod crypto;
+mod dirs;
 pub mod email;
 mod error;
 mod hex;
@@ -41,6 +42,7 @@ mod wire;
 pub mod conformance;
 
 pub use blocking::{blocking_allowed, on_blocking_thread, run_blocking};
+pub use dirs::sync_tree;
 pub use error::{Error, ErrorKind, Result, StoreError};
 pub use hex::{hex, is_hex_of, push_hex, unhex, unhex_into};
 pub use ledger::{Durability, Ledger, LedgerConfig};

@@ -97,6 +97,10 @@ impl SledStore {
                 Err(e) => return Err(err(e)),
             }
         };
+        // sled syncs no directory: without this the names of the files it
+        // just made (its data file above all) are not durable, and a power
+        // cut loses the whole store (the power-cut test found it).
+        mailledger_core::sync_tree(path).map_err(err)?;
         let data_file = File::open(path.join("db")).map_err(err)?;
         Ok(Self { db, data_file })
     }
