@@ -94,6 +94,11 @@ impl Keyspaces {
             .iter()
             .map(|&(name, order)| db.keyspace(name, || order.options()))
             .collect::<fjall::Result<Vec<_>>>()?;
+        // fjall syncs the folder of a new keyspace but not the folder that
+        // names it: without this a power cut after the first commits can
+        // drop every keyspace made at this open, and the journal's writes
+        // to them with it (the power-cut test found it).
+        mailledger_core::sync_tree(path)?;
         let reaper = MemtableReaper::start(keyspaces.clone())?;
         Ok(Self {
             _reaper: reaper,
