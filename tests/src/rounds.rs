@@ -63,10 +63,18 @@ impl Writer {
     /// When it cannot start or acknowledges nothing within 30 s.
     #[must_use]
     pub fn start(exe: &Path, backend: &str, dir: &Path, round: usize) -> Self {
+        let dir = dir.to_string_lossy();
+        Self::start_with(exe, &[backend, &dir, &round.to_string()])
+    }
+
+    /// Starts `exe` with `args`, and waits for the first line it prints.
+    ///
+    /// # Panics
+    /// When it cannot start or prints nothing within 30 s.
+    #[must_use]
+    pub fn start_with(exe: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(exe)
-            .arg(backend)
-            .arg(dir)
-            .arg(round.to_string())
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -102,6 +110,27 @@ impl Writer {
         }
     }
 
+    /// Waits up to 30 s for a line that starts with `prefix`, collecting
+    /// the lines before it; returns that line.
+    ///
+    /// # Panics
+    /// When no such line comes.
+    pub fn wait_for(&mut self, prefix: &str) -> String {
+        if let Some(line) = self.acked.iter().find(|l| l.starts_with(prefix)) {
+            return line.clone();
+        }
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("the writer never printed {prefix}"));
+            self.acked.push(line.clone());
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
     /// Stops it where it is (SIGSTOP): it issues nothing more, and every
     /// acknowledgement it printed is of an append that had returned.
     ///
@@ -118,16 +147,25 @@ impl Writer {
     /// # Panics
     /// On a line that is not a whole acknowledgement.
     #[must_use]
-    pub fn kill(mut self) -> Vec<Uuid> {
+    pub fn kill(self) -> Vec<Uuid> {
+        self.kill_for_lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("ack "))
+            .map(|rest| {
+                let id = rest.split(' ').next().unwrap_or_default();
+                Uuid::parse_str(id).expect("a whole ack line")
+            })
+            .collect()
+    }
+
+    /// Kills it (SIGKILL) and returns every line it printed.
+    #[must_use]
+    pub fn kill_for_lines(mut self) -> Vec<String> {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = self.reader.join();
         self.acked.extend(self.lines.try_iter());
         self.acked
-            .iter()
-            .filter_map(|l| l.strip_prefix("ack "))
-            .map(|id| Uuid::parse_str(id).expect("a whole ack line"))
-            .collect()
     }
 }
 
