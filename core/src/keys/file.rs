@@ -95,7 +95,11 @@ impl FileKeyStore {
             seal_checksum(&mut header);
             file.write_all_at(&header, 0).map_err(io)?;
             file.sync_all().map_err(io)?;
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            // The file's name, and the directory's in its parent: without
+            // the parent's sync a power cut could drop the whole key
+            // directory (found by
+            // an_acknowledged_event_of_a_new_contact_still_decrypts_after_a_power_cut).
+            crate::sync_tree(dir).map_err(io)?;
             bytes = SLOT_LEN as u64;
         }
         let mut header = [0u8; SLOT_LEN];
