@@ -59,7 +59,7 @@ fn a_power_cut_loses_no_acknowledged_event_and_tears_no_record() {
             let mut writer = Writer::start(exe, backend, mount.path(), round);
             writer.run_for(Duration::from_millis(5 + rng.below(150)));
             writer.freeze();
-            let mode = if round % 2 == 0 {
+            let mode = if round.is_multiple_of(2) {
                 CutMode::Clean
             } else {
                 CutMode::Torn {
@@ -137,7 +137,7 @@ fn email_round(
     }
     writer.run_for(Duration::from_millis(rng.below(100)));
     writer.freeze();
-    let mode = if round % 2 == 0 {
+    let mode = if round.is_multiple_of(2) {
         CutMode::Clean
     } else {
         CutMode::Torn {

@@ -3,6 +3,8 @@
 //! the projections up with the log until killed or done. With `rebuild` as
 //! `ARGV[3]` it rebuilds every projection instead, reading and committing
 //! in small steps so that a kill lands between commits of the fresh stores.
+//! With `steps` as `ARGV[3]` it catches up in steps of 256 events (one
+//! commit each), so that a cut lands between commits of the live stores.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -14,10 +16,12 @@ use mailledger_projections::{Projections, RebuildSizes};
 fn main() -> std::process::ExitCode {
     let mut args = std::env::args_os().skip(1).map(PathBuf::from);
     let (Some(log_dir), Some(proj_dir)) = (args.next(), args.next()) else {
-        eprintln!("usage: projection-runner LOG_DIR PROJECTIONS_DIR [rebuild]");
+        eprintln!("usage: projection-runner LOG_DIR PROJECTIONS_DIR [rebuild|steps]");
         return std::process::ExitCode::FAILURE;
     };
-    let rebuild = args.next().is_some_and(|a| a.as_os_str() == "rebuild");
+    let mode = args.next();
+    let rebuild = mode.as_ref().is_some_and(|a| a.as_os_str() == "rebuild");
+    let steps = mode.as_ref().is_some_and(|a| a.as_os_str() == "steps");
     let run = async {
         let store = mailledger_fjall::FjallStore::open(&log_dir)?;
         let log: Arc<dyn EventLog> = Arc::new(Ledger::open(store, LedgerConfig::new())?);
@@ -31,6 +35,12 @@ fn main() -> std::process::ExitCode {
             })
             .rebuild(log.as_ref(), &[], None)
             .await?;
+        } else if steps {
+            let mut until = 0;
+            while until < log.head() {
+                until = (until + 256).min(log.head());
+                p.catch_up_with(log.as_ref(), until, None).await?;
+            }
         } else {
             p.catch_up(log.as_ref()).await?;
         }
