@@ -3,6 +3,7 @@
 //! stream versions stay what they were), verifies the copy, and only then
 //! points the data directory at it. The old log is left as it was.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -61,6 +62,9 @@ pub fn run(cli: &Cli, args: &MigrateArgs) -> Result<ExitCode> {
     })?;
 
     let runtime = crate::open::runtime()?;
+    // The directories opening the copy makes: their names must be durable
+    // before the marker names the copy (see `sync_new_dirs`).
+    let existed = local_path(&target).map(first_existing);
     let source = location::open_store(&from)?;
     // Opening checks the source's tail and chain heads first.
     let head = Ledger::open(Arc::clone(&source), LedgerConfig::new())?.head();
@@ -103,6 +107,10 @@ pub fn run(cli: &Cli, args: &MigrateArgs) -> Result<ExitCode> {
             )
         })?;
     drop(copy);
+    if let (Some(path), Some(existed)) = (local_path(&target), existed) {
+        sync_new_dirs(path, &existed)
+            .with_context(|| format!("cannot make {} durable", path.display()))?;
+    }
     location::switch(&cli.data_dir, &target)?;
     out!(
         "migrated {head} records ({puts} entries) from {} to {}; the copy verified ({} records of {} tenant(s)); {} now uses it",
@@ -158,4 +166,38 @@ fn copy_space(
         flush(&mut batch, &mut bytes)?;
     }
     Ok(copied)
+}
+
+/// The directory a log on the local disk lives in.
+fn local_path(location: &LogLocation) -> Option<&Path> {
+    match location {
+        LogLocation::Fjall { path }
+        | LogLocation::Sled { path }
+        | LogLocation::Objects { path } => Some(path),
+        LogLocation::S3 { .. } | LogLocation::Memory => None,
+    }
+}
+
+/// `path` or its nearest ancestor that exists.
+fn first_existing(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(path)
+        .to_path_buf()
+}
+
+/// Makes the copy's directory reachable after a power cut: the stores sync
+/// their own files and directory, but the names of `path` and of the
+/// directories made above it (up to `existed`, which was there before) live
+/// in their parents, which nothing synced. Syncs `path`, then each parent
+/// up to and including `existed`, before the marker may name the copy.
+fn sync_new_dirs(path: &Path, existed: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()?;
+    for dir in path.ancestors().skip(1) {
+        std::fs::File::open(dir)?.sync_all()?;
+        if dir == existed || !dir.starts_with(existed) {
+            break;
+        }
+    }
+    Ok(())
 }
