@@ -163,16 +163,12 @@ pub fn resolve(data_dir: &Path, log: Option<&str>, create: bool) -> Result<LogLo
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let marker_path = data_dir.join(MARKER);
-    let marker = Marker {
-        format: 1,
-        log: location.clone(),
-    };
-    let tmp = data_dir.join(format!("{MARKER}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&marker)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &marker_path)
-        .with_context(|| format!("cannot write {}", marker_path.display()))?;
+    // Durably, as a switch is: the marker, and the data directory's own
+    // name in its parent (a power cut must not leave a directory without
+    // its marker, or no directory at all).
+    switch(data_dir, &location)?;
+    mailledger_core::sync_tree(data_dir)
+        .with_context(|| format!("cannot sync data directory {}", data_dir.display()))?;
     Ok(location)
 }
 
