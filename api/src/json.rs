@@ -49,7 +49,11 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
-        parse(&bytes).map(ApiJson)
+        let mut value: serde_json::Value = parse_object(&bytes)?;
+        whole_floats_as_integers(&mut value);
+        T::deserialize(value)
+            .map(ApiJson)
+            .map_err(|e| Problem::invalid(describe_json_error(&e)))
     }
 }
 
@@ -83,6 +87,43 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
 /// The 400 problem.
 pub fn parse<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Problem> {
     serde_json::from_slice(bytes).map_err(|e| Problem::invalid(describe_json_error(&e)))
+}
+
+/// Rewrites each number of `value` that is a whole float (`2.0`) as the
+/// integer it equals: JSON (and the schemas of `/openapi.json`) make no
+/// difference between `2.0` and `2`, serde's integer fields do.
+pub fn whole_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && f.abs() <= 9_007_199_254_740_992.0
+            {
+                // Exact: a whole float within 2^53 is an integer of i64.
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *n = i.into();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_floats_as_integers),
+        _ => {}
+    }
+}
+
+/// Parses a JSON request body that must be an object: anything else (an
+/// array, `null`, a string) is refused with the same 400 as any other
+/// invalid body, before `T` sees it.
+///
+/// # Errors
+/// The 400 problem.
+pub fn parse_object<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Problem> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(Problem::invalid("the request body must be a JSON object"));
+    }
+    parse(bytes)
 }
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {

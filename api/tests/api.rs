@@ -340,7 +340,7 @@ async fn bad_bodies_are_400_problems_naming_the_field_never_the_value() {
         ("{\"events\": [".to_owned(), "not valid JSON"),
         (
             json!([event(&uuid(), "sent", "zed@secret.example", "m")]).to_string(),
-            "wrong type",
+            "must be a JSON object",
         ),
     ];
     for (body, expect) in cases {

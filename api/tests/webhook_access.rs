@@ -230,7 +230,7 @@ async fn sns_certificates_without_a_topic_allow_list_answer_422_naming_the_field
             Method::PUT,
             path,
             Some(&e.admin),
-            Some(&json!({"sns_certificates": ["pem"],
+            Some(&json!({"sns_certificates": [include_str!("../testdata/webhooks/keys/sns-cert.pem")],
                          "sns_topic_arns": ["arn:aws:sns:eu-west-1:123456789012:ses-events"],
                          "sns_signature_v2_only": true, "postal_require_sha256": true})),
         )

@@ -99,6 +99,7 @@ pub fn run(cli: &Cli, command: &TenantCommand) -> Result<ExitCode> {
                     .map_err(|e| anyhow!("webhook secrets: {}", e.message()))?;
                 zeroize::Zeroizing::new(serde_json::to_string(&value)?)
             };
+            mailledger_api::webhooks::check_secrets_document(&json).map_err(|m| anyhow!(m))?;
             access.set_webhook_secrets(tenant, Some(&json))?;
             let t = access.tenant(tenant)?;
             eprintln!(

@@ -11,7 +11,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use mailledger_access::{AccessError, AccessStore};
@@ -53,17 +52,37 @@ async fn blocking<T: Send + 'static>(
     crate::routes::params::blocking(move || f(&a).map_err(Problem::from)).await
 }
 
+/// A jurisdiction: `EU` or an ISO 3166-1 alpha-2 code (two letters, read
+/// in capitals; white space around is ignored).
+#[derive(Debug)]
+pub struct JurisdictionCode;
+
+impl utoipa::PartialSchema for JurisdictionCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("`EU` or an ISO 3166-1 alpha-2 code"))
+            .pattern(Some(r"^\s*[A-Za-z]{2}\s*$"))
+            .examples([serde_json::json!("EU")])
+            .into()
+    }
+}
+
+impl ToSchema for JurisdictionCode {}
+
 /// `POST /v1/admin/tenants`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// The name: 1 to 64 of a-z 0-9 _ -.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", example = "acme")]
     pub name: String,
     /// Where its data may be kept: `EU` or ISO 3166-1 alpha-2 codes.
     /// Default: the jurisdictions this node allows. Refused (403
     /// `residency-violation`) when the node or one of its stores lies
     /// outside them.
-    #[schema(example = json!(["EU"]))]
+    #[schema(example = json!(["EU"]), value_type = Option<Vec<JurisdictionCode>>, min_items = 1)]
     pub jurisdictions: Option<Vec<String>>,
 }
 
@@ -79,12 +98,18 @@ pub struct TenantList {
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// The tenant the key acts for.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", example = "acme")]
     pub tenant: String,
     /// What it may do: `ingest`, `read`, `erase`, `admin`, `webhook`
     /// (provider webhooks only, for a provider's webhook URL), or
     /// `webhook:<provider>` (that provider's webhooks only).
+    #[schema(min_items = 1, example = json!(["ingest", "read"]))]
     pub scopes: Vec<Scope>,
-    /// A label (no `@`).
+    /// A label: 1 to 128 bytes, no `@`, no control characters.
+    #[schema(
+        pattern = "^[^@\\x00-\\x1f\\x7f-\\x9f]{1,128}$",
+        example = "ingest from the app"
+    )]
     pub name: Option<String>,
 }
 
@@ -110,6 +135,7 @@ pub struct KeyList {
 #[serde(deny_unknown_fields)]
 pub struct KeysQuery {
     /// Only this tenant's keys.
+    #[param(example = "default")]
     pub tenant: Option<String>,
 }
 
@@ -262,7 +288,7 @@ pub async fn list_keys(
     post,
     path = "/v1/admin/keys/{id}/revoke",
     tag = "admin",
-    params(("id" = String, Path, description = "The key id (the part after `mlk_`)")),
+    params(("id" = String, Path, description = "The key id (the part after `mlk_`)", example = "0123456789abcdef")),
     responses(
         (status = 200, description = "Revoked", body = KeyInfo),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
@@ -288,14 +314,14 @@ pub async fn revoke_key(
     put,
     path = "/v1/admin/tenants/{tenant}/webhook-secrets",
     tag = "admin",
-    params(("tenant" = String, Path, description = "The tenant")),
+    params(("tenant" = String, Path, description = "The tenant", example = "default")),
     request_body = schemas::WebhookSecrets,
     responses(
         (status = 204, description = "Set"),
         (status = 400, description = "A field that is not a webhook setting, or a value of the wrong type", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Settings that would make a signature prove nothing (`unsafe-settings`): `sns_certificates` without `sns_topic_arns`. Names the field, never a value; nothing is changed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "`unsafe-settings`: a secret that does not parse as what its provider signs with (`postal_public_key` not an RSA public key, `sendgrid_public_key` not an ECDSA P-256 one, an `sns_certificates` entry not PEM X.509, an empty `mailgun_signing_key`), or settings that would make a signature prove nothing (`sns_certificates` without `sns_topic_arns`). Names the field, never a value; nothing is changed", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("basic" = []))
 )]
@@ -303,9 +329,14 @@ pub async fn set_webhook_secrets(
     State(state): State<AppState>,
     _auth: Auth<scope::Admin>,
     Path(tenant): Path<String>,
-    ApiJson(doc): ApiJson<Box<RawValue>>,
+    ApiJson(doc): ApiJson<serde_json::Value>,
 ) -> Result<StatusCode, Problem> {
-    let text = zeroize::Zeroizing::new(doc.get().to_owned());
+    // `ApiJson` has read whole floats (`300.0`) as the integers they are.
+    let text = zeroize::Zeroizing::new(doc.to_string());
+    // Each secret is checked now, as the adapters will read it, so a bad
+    // one is refused here rather than on the provider's first webhook.
+    crate::webhooks::check_secrets_document(&text)
+        .map_err(|m| Problem::new(ProblemType::UnsafeSettings, m))?;
     blocking(&state.access, move |a| {
         a.set_webhook_secrets(&tenant, Some(text.as_str()))
     })
@@ -318,7 +349,7 @@ pub async fn set_webhook_secrets(
     delete,
     path = "/v1/admin/tenants/{tenant}/webhook-secrets",
     tag = "admin",
-    params(("tenant" = String, Path, description = "The tenant")),
+    params(("tenant" = String, Path, description = "The tenant", example = "default")),
     responses(
         (status = 204, description = "Removed (or none were set)"),
         (status = 403, description = "The key lacks the admin scope", body = ProblemBody, content_type = "application/problem+json"),
@@ -340,6 +371,10 @@ pub async fn remove_webhook_secrets(
 #[serde(deny_unknown_fields)]
 pub struct RebuildRequest {
     /// `delivery-log`, `suppressions`, `analytics`, or `all` (the default).
+    #[schema(
+        pattern = "^(delivery-log|suppressions|analytics|all)$",
+        example = "all"
+    )]
     pub projection: Option<String>,
 }
 

@@ -21,15 +21,18 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct AnalyticsParams {
     /// Start of the range, inclusive (RFC 3339; counts are kept per hour).
-    #[param(format = DateTime)]
+    /// Required, and before `to`.
+    #[param(required = true, value_type = String, format = DateTime, example = "2026-01-01T00:00:00Z")]
     pub from: Option<String>,
-    /// End of the range, exclusive (RFC 3339).
-    #[param(format = DateTime)]
+    /// End of the range, exclusive (RFC 3339). Required.
+    #[param(required = true, value_type = String, format = DateTime, example = "2026-02-01T00:00:00Z")]
     pub to: Option<String>,
     /// `hour` or `day` (default `day`, UTC).
+    #[param(pattern = "^(hour|day)$")]
     pub granularity: Option<String>,
     /// `tag`, `campaign`, `sending_domain` or `recipient_domain`; the
     /// tenant's totals when absent.
+    #[param(pattern = "^(tag|campaign|sending_domain|recipient_domain)$")]
     pub group_by: Option<String>,
 }
 

@@ -22,11 +22,12 @@ pub const MAX_EXPORT_EVENTS: usize = 100_000;
 #[serde(deny_unknown_fields)]
 pub struct ErasureRequest {
     /// The contact's address; normalised and hashed, never stored.
-    #[schema(value_type = String, example = "ann@example.org")]
+    #[schema(value_type = String, format = Email, min_length = 3, max_length = 254, example = "ann@example.org")]
     pub address: Personal,
     /// Your id for the request (1 to 128 of A-Z a-z 0-9 - _ . :); a new
     /// UUID when absent. An id belongs to one contact: the same id for the
     /// same contact returns the same receipt, for another contact 409.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "dsr-2026-0001")]
     pub request_id: Option<String>,
 }
 
@@ -66,7 +67,7 @@ impl From<ErasureReceipt> for Receipt {
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
     /// The contact's address.
-    #[schema(value_type = String, example = "ann@example.org")]
+    #[schema(value_type = String, format = Email, min_length = 3, max_length = 254, example = "ann@example.org")]
     pub address: Personal,
 }
 
@@ -128,7 +129,7 @@ pub async fn erase(
     get,
     path = "/v1/erasures/{request_id}",
     tag = "erasure",
-    params(("request_id" = String, Path, description = "The erasure's request id")),
+    params(("request_id" = String, Path, description = "The erasure's request id", example = "dsr-2026-0001")),
     responses(
         (status = 200, description = "The receipt", body = Receipt),
         (status = 400, description = "A malformed request id", body = ProblemBody, content_type = "application/problem+json"),

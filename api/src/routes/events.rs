@@ -26,11 +26,15 @@ pub struct IngestBody<'a> {
 }
 
 /// The body of `POST /v1/events` as documented.
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"events": [schemas::example_event(EventType::Sent)]}))]
 #[allow(dead_code)]
 pub struct IngestRequest {
-    /// The events, appended atomically (all or none). At most 1,000.
-    events: Vec<schemas::CanonicalEvent>,
+    /// The events, appended atomically (all or none): 1 to 1,000 (the
+    /// server's `max_events_per_request`, 1,000 unless configured lower).
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<schemas::CanonicalEvent>)]
+    events: Vec<serde_json::Value>,
 }
 
 /// What happened to one event.
@@ -190,7 +194,7 @@ pub async fn ingest(
     let tenant = auth.tenant().to_owned();
     let st = state.clone();
     let work = async move {
-        let body: IngestBody<'_> = json::parse(&body)?;
+        let body: IngestBody<'_> = json::parse_object(&body)?;
         let events = parse_batch(&body.events, st.limits.max_events_per_request)?;
         append_events(&st, &tenant, events, &[], Refused::Batch)
             .await

@@ -33,20 +33,29 @@ use crate::state::AppState;
 pub struct MessagesQuery {
     /// Current status: sent, deferred, delivered, bounced, rejected or
     /// complained.
+    #[param(
+        pattern = "^(sent|deferred|delivered|bounced|rejected|complained)$",
+        example = "delivered"
+    )]
     pub status: Option<String>,
     /// Carries this tag.
+    #[param(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub tag: Option<String>,
     /// Belongs to this campaign.
+    #[param(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub campaign: Option<String>,
     /// Sent from this domain.
+    #[param(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub sending_domain: Option<String>,
-    /// First event at or after this time (RFC 3339).
+    /// First event at or after this time (RFC 3339); with `to`, before it
+    /// (400 otherwise).
     #[param(format = DateTime)]
     pub from: Option<String>,
     /// First event before this time (RFC 3339).
     #[param(format = DateTime)]
     pub to: Option<String>,
     /// `next` of the previous page.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -59,24 +68,30 @@ pub struct MessagesQuery {
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// Messages to this address (turned into its pseudonym; never stored).
-    #[schema(value_type = Option<String>, example = "ann@example.org")]
+    #[schema(value_type = Option<String>, format = Email, min_length = 3, max_length = 254, example = "ann@example.org")]
     pub recipient: Option<Personal>,
     /// Current status: sent, deferred, delivered, bounced, rejected or
     /// complained.
+    #[schema(pattern = "^(sent|deferred|delivered|bounced|rejected|complained)$")]
     pub status: Option<String>,
     /// Carries this tag.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub tag: Option<String>,
     /// Belongs to this campaign.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub campaign: Option<String>,
     /// Sent from this domain.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub sending_domain: Option<String>,
-    /// First event at or after this time (RFC 3339).
+    /// First event at or after this time (RFC 3339); with `to`, before it
+    /// (400 otherwise).
     #[schema(format = DateTime)]
     pub from: Option<String>,
     /// First event before this time (RFC 3339).
     #[schema(format = DateTime)]
     pub to: Option<String>,
     /// `next` of the previous page.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -165,7 +180,7 @@ async fn page(
     get,
     path = "/v1/messages/{id}",
     tag = "queries",
-    params(("id" = String, Path, description = "The message id (percent-encoded)")),
+    params(("id" = String, Path, description = "The message id (percent-encoded)", example = "msg-1")),
     responses(
         (status = 200, description = "The message and its timeline", body = schemas::MessageTimeline),
         (status = 403, description = "The key lacks the read scope", body = ProblemBody, content_type = "application/problem+json"),
@@ -204,6 +219,7 @@ pub async fn message(
 #[utoipa::path(
     get,
     path = "/v1/messages",
+    operation_id = "list_messages",
     tag = "queries",
     params(MessagesQuery),
     responses(

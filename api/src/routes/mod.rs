@@ -92,7 +92,7 @@ impl Modify for SecuritySchemes {
 /// that takes a `Body`).
 ///
 /// [`Auth`]: crate::auth::Auth
-const COMMON_RESPONSES: [(&str, &str, Applies); 6] = [
+const COMMON_RESPONSES: [(&str, &str, Applies); 7] = [
     ("401", "No valid API key", Applies::Secured),
     (
         "403",
@@ -100,6 +100,11 @@ const COMMON_RESPONSES: [(&str, &str, Applies); 6] = [
         Applies::Secured,
     ),
     ("413", "Body over the limit", Applies::Body),
+    (
+        "415",
+        "The body is not JSON (`Content-Type: application/json`)",
+        Applies::Body,
+    ),
     (
         "429",
         "Rate limited (per key); Retry-After says when to try again",

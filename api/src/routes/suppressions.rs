@@ -42,12 +42,13 @@ const SETTLE: Duration = Duration::from_secs(2);
 #[into_params(parameter_in = Query)]
 pub struct SuppressionsQuery {
     /// `next` of the previous page.
+    #[param(pattern = "^([0-9a-fA-F]{2}){1,1024}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Also list entries that have expired (default false).
-    #[param(value_type = Option<bool>)]
+    #[param(value_type = Option<bool>, example = true)]
     pub include_lapsed: Option<String>,
 }
 
@@ -56,7 +57,7 @@ pub struct SuppressionsQuery {
 #[serde(deny_unknown_fields)]
 pub struct LookupRequest {
     /// The contact's address (turned into its pseudonym; never stored).
-    #[schema(value_type = String, example = "ann@example.org")]
+    #[schema(value_type = String, format = Email, min_length = 3, max_length = 254, example = "ann@example.org")]
     pub address: Personal,
 }
 
@@ -65,10 +66,11 @@ pub struct LookupRequest {
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     /// The address about to be mailed.
-    #[schema(value_type = String, example = "ann@example.org")]
+    #[schema(value_type = String, format = Email, min_length = 3, max_length = 254, example = "ann@example.org")]
     pub address: Personal,
     /// `all` (default) or a topic: an entry in `all` suppresses every
     /// scope, an entry in a topic that topic.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub scope: Option<String>,
 }
 
@@ -78,11 +80,13 @@ pub struct CheckRequest {
 pub struct AddSuppression {
     /// The contact's address (sealed in the event; the entry is keyed by
     /// its pseudonym).
-    #[schema(value_type = String, example = "ann@example.org")]
+    #[schema(value_type = String, format = Email, min_length = 3, max_length = 254, example = "ann@example.org")]
     pub address: Personal,
     /// `all` (default) or a topic.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub scope: Option<String>,
     /// Why (free text, 1 to 256 bytes, no personal data, no `@`).
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub reason: String,
     /// When the entry lapses (RFC 3339); never when absent.
     #[schema(format = DateTime)]
@@ -98,11 +102,13 @@ pub struct AddSuppression {
 #[serde(deny_unknown_fields)]
 pub struct RemoveSuppression {
     /// The contact's address.
-    #[schema(value_type = String, example = "ann@example.org")]
+    #[schema(value_type = String, format = Email, min_length = 3, max_length = 254, example = "ann@example.org")]
     pub address: Personal,
     /// `all` (default) or a topic.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub scope: Option<String>,
     /// Why; required to remove a complaint's entry.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub reason: Option<String>,
     /// The event id (a UUID), the idempotency key; a new UUID v7 when
     /// absent.
@@ -171,6 +177,7 @@ async fn append_one(
 #[utoipa::path(
     get,
     path = "/v1/suppressions",
+    operation_id = "list_suppressions",
     tag = "suppressions",
     params(SuppressionsQuery),
     responses(

@@ -153,8 +153,10 @@ fn refused_event(source: Option<&EventSource>, reason: &str) -> SkippedEvent {
     post,
     path = "/v1/webhooks/{provider}",
     tag = "ingest",
-    params(("provider" = String, Path, description = "postal, ses, postmark, mailgun or sendgrid")),
-    request_body(content = Object, description = "The provider's webhook payload, as it sends it", content_type = "application/json"),
+    params(("provider" = String, Path, description = "postal, ses, postmark, mailgun or sendgrid", example = "postmark")),
+    request_body(content = Object, description = "The provider's webhook payload, as it sends it", content_type = "application/json",
+        example = json!({"RecordType": "Delivery", "MessageStream": "outbound", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+                         "Recipient": "ann@example.org", "DeliveredAt": "2026-01-02T03:04:05Z", "Details": "delivered", "ServerID": 23})),
     responses(
         (status = 200, description = "Appended (or already present), or an SNS confirmation recorded; bad items of a batch are listed in `skipped`", body = WebhookResponse),
         (status = 400, description = "A malformed or unknown payload (or a batch with no usable item), naming the field; nothing was stored", body = ProblemBody, content_type = "application/problem+json"),

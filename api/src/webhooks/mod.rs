@@ -270,6 +270,24 @@ pub mod signing;
 mod util;
 mod verify;
 
+/// Checks each secret a webhook secrets document (JSON) sets, as the
+/// adapters will read it, before it is stored: the API's `PUT
+/// …/webhook-secrets` and `mailledger tenant webhook-secrets` both call
+/// this. A document that does not parse passes: the access store refuses
+/// it with an error naming the field.
+///
+/// # Errors
+/// The message naming the first bad field (never its value), for a 422
+/// `unsafe-settings` problem.
+pub fn check_secrets_document(json: &str) -> Result<(), String> {
+    let Ok(parsed) = serde_json::from_str::<mailledger_access::ProviderSecrets>(json) else {
+        return Ok(());
+    };
+    parsed.check().map_err(|e| e.to_string())?;
+    verify::check_secrets(&parsed)
+        .map_err(|(field, rule)| format!("webhook secrets: field `{field}` {rule}"))
+}
+
 #[cfg(test)]
 mod tests;
 

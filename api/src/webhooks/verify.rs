@@ -128,17 +128,86 @@ fn rsa_from_spki(spki: &SubjectPublicKeyInfoOwned) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// Whether `der` is a PKCS#1 RSAPublicKey (a sequence of modulus and
+/// exponent) with a modulus of 1024 to 8192 bits (Postal's default key is
+/// 1024 bits).
+fn is_rsa_pkcs1(der: &[u8]) -> bool {
+    use x509_cert::der::asn1::UintRef;
+    use x509_cert::der::{Decode, Reader, SliceReader};
+    let Ok(mut reader) = SliceReader::new(der) else {
+        return false;
+    };
+    let parts = reader.sequence(|r| {
+        let n = UintRef::decode(r)?;
+        let e = UintRef::decode(r)?;
+        Ok::<_, x509_cert::der::Error>((n.as_bytes().len(), e.as_bytes().len()))
+    });
+    matches!(parts, Ok((n, e)) if (128..=1024).contains(&n) && e > 0) && reader.finish().is_ok()
+}
+
 /// A configured RSA public key as PKCS#1 DER.
 pub(crate) fn rsa_public_key(provider: Provider, text: &str) -> Result<Vec<u8>, WebhookError> {
     let bad = |reason| WebhookError::BadSecret { provider, reason };
-    match key_der(text).ok_or_else(|| bad("not PEM or base64 DER"))? {
-        KeyDer::Pkcs1(der) => Ok(der),
+    let der = match key_der(text).ok_or_else(|| bad("not PEM or base64 DER"))? {
+        KeyDer::Pkcs1(der) => der,
         KeyDer::Spki(der) => {
             let spki = SubjectPublicKeyInfoOwned::from_der(&der)
                 .map_err(|_| bad("not a SubjectPublicKeyInfo"))?;
-            rsa_from_spki(&spki).ok_or_else(|| bad("not an RSA public key"))
+            rsa_from_spki(&spki).ok_or_else(|| bad("not an RSA public key"))?
         }
+    };
+    if is_rsa_pkcs1(&der) {
+        Ok(der)
+    } else {
+        Err(bad("not an RSA public key of 1024 to 8192 bits"))
     }
+}
+
+/// The most `max_signature_age_secs` may be: a week.
+pub(crate) const MAX_SIGNATURE_AGE_SECS: i64 = 7 * 24 * 3600;
+
+/// Checks each secret a webhook document sets, as the adapters will read
+/// it: the Postal key an RSA public key, the SendGrid key an ECDSA P-256
+/// one, each SNS certificate PEM X.509, the Mailgun key not empty. Returns
+/// the first bad field and what it must be; never a value.
+pub(crate) fn check_secrets(
+    s: &mailledger_access::ProviderSecrets,
+) -> Result<(), (&'static str, &'static str)> {
+    if s.mailgun_signing_key
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
+        return Err(("mailgun_signing_key", "must not be empty"));
+    }
+    if let Some(k) = &s.postal_public_key
+        && rsa_public_key(Provider::Postal, k).is_err()
+    {
+        return Err((
+            "postal_public_key",
+            "must be an RSA public key of 1024 to 8192 bits: PEM, base64 DER, or the DKIM record holding it",
+        ));
+    }
+    if let Some(k) = &s.sendgrid_public_key
+        && p256_public_key(Provider::Sendgrid, k).is_err()
+    {
+        return Err((
+            "sendgrid_public_key",
+            "must be an ECDSA P-256 public key: PEM or base64 DER",
+        ));
+    }
+    if s.sns_certificates
+        .iter()
+        .any(|c| Certificate::load_pem_chain(c.as_bytes()).map_or(true, |chain| chain.is_empty()))
+    {
+        return Err(("sns_certificates", "must each be a PEM X.509 certificate"));
+    }
+    if !(1..=MAX_SIGNATURE_AGE_SECS).contains(&s.max_signature_age_secs) {
+        return Err(("max_signature_age_secs", "must be 1 to 604800 (a week)"));
+    }
+    if s.sns_topic_arns.iter().any(|a| a.trim().is_empty()) {
+        return Err(("sns_topic_arns", "must not hold an empty ARN"));
+    }
+    Ok(())
 }
 
 /// A configured ECDSA P-256 public key (SubjectPublicKeyInfo, PEM or base64
