@@ -32,10 +32,9 @@ pub struct Limits {
     /// Ingest requests sealing and appending at once; more wait their turn,
     /// parsed but not yet sealed. A request holds
     /// its permit while its group commit syncs, so the bound also caps how
-    /// many requests one group can take: at 4 the log's groups were too
-    /// small to fill (load bench, interleaved: 38,844 to 51,866 events/s
-    /// at 4, 51,750 to 68,226 at 16, at 34 to 45 and 27 to 35 µs of server
-    /// CPU per event). Default 16.
+    /// many requests one group can take: too few and the log's groups stay
+    /// too small to fill (the load bench measured it; benches/RESULTS.md).
+    /// Default 16.
     pub max_concurrent_appends: usize,
     /// Requests per second each API key may make on average (a token
     /// bucket); 0 turns the limit off. Default 1,000.

@@ -51,10 +51,8 @@
 //! library's. A group is written in one store call that cannot stop to let
 //! a query run, and the writer prepares the next group while the committer
 //! writes one, so groups of a few requests keep both busy and the commit
-//! short. Measured with the load bench (16 clients, batches of 100, 16
-//! appends at once, interleaved runs): unbounded, 51,750 to 68,226
-//! events/s with the timeline p99 under 5 ms in 4 of 11 runs; at most 400,
-//! 56,488 to 77,165/s with the p99 under 5 ms in 6 of 8.
+//! short (the load bench measured both more ingest and a lower query p99
+//! with the bound; benches/RESULTS.md).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

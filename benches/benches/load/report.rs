@@ -1,0 +1,180 @@
+//! What a phase measured, printed.
+
+use super::*;
+
+/// Prints what a phase measured; `idle`, the timelines before any ingest,
+/// with the first.
+#[allow(clippy::too_many_lines)]
+pub(crate) fn report(m: &Measured, idle: Option<&[Duration]>, clean: bool) {
+    let mut q = m.query_latency.clone();
+    q.sort();
+    let mut i = m.ingest_latency.clone();
+    i.sort();
+    let mut idle = idle.map(<[Duration]>::to_vec);
+    if let Some(idle) = &mut idle {
+        idle.sort();
+    }
+    let mut health = m.health_latency.clone();
+    health.sort();
+    let phase = match m.offer {
+        Offer::Saturate { clients } => format!(
+            "saturating: {clients} clients, each sending its next batch as soon as the last is answered"
+        ),
+        Offer::Paced {
+            events_per_sec,
+            in_flight,
+        } => format!(
+            "paced: {events_per_sec:.0} events/s offered on a fixed schedule, up to {in_flight} requests in flight"
+        ),
+    };
+    println!("\n== load: request latency while ingesting ({phase}): measured in this run ==");
+    println!(
+        "{:<44} {:>8} {:>8} {:>8} {:>8} {:>8}  verdict",
+        "case", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    let p99 = percentile(&q, 0.99);
+    let verdict = if q.is_empty() {
+        "not measured in this run".to_owned()
+    } else {
+        format!(
+            "{} target p99 < {} ms",
+            if p99 < TARGET_P99 && m.query_failures == 0 {
+                "PASS"
+            } else {
+                "MISS"
+            },
+            TARGET_P99.as_millis()
+        )
+    };
+    let none = Vec::new();
+    let rows = [
+        ("load/timeline GET /v1/messages/{id}", &q, verdict),
+        (
+            "load/timeline, before ingest (no load)",
+            idle.as_ref().unwrap_or(&none),
+            String::new(),
+        ),
+        (
+            "load/healthz GET /healthz (control)",
+            &health,
+            String::new(),
+        ),
+        (
+            "load/ingest POST /v1/events (100 events)",
+            &i,
+            String::new(),
+        ),
+    ];
+    for (case, v, verdict) in rows.into_iter().filter(|(_, v, _)| !v.is_empty()) {
+        println!(
+            "{:<44} {:>8} {:>8} {:>8} {:>8} {:>8}  {verdict}",
+            case,
+            v.len(),
+            ms(percentile(v, 0.50)),
+            ms(percentile(v, 0.90)),
+            ms(percentile(v, 0.99)),
+            ms(v.last().copied().unwrap_or_default()),
+        );
+    }
+    if let Offer::Paced { .. } = m.offer {
+        println!(
+            "paced: {} events acknowledged within the schedule's window ({} after it); the latest send was {} ms after its batch was due",
+            m.in_window(),
+            m.after_window,
+            ms(m.max_lag)
+        );
+    }
+    println!(
+        "events acknowledged: {} in {:.2} s; failed ingest requests: {}{}; failed timeline queries: {}{}",
+        m.events,
+        m.elapsed.as_secs_f64(),
+        m.failures,
+        m.first_failure
+            .as_ref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
+        m.query_failures,
+        m.first_query_failure
+            .as_ref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
+    );
+    if m.per_second.len() >= 10 {
+        println!(
+            "events acknowledged per second, by 5 s stretch (does the rate hold?): {}",
+            m.per_second
+                .chunks(5)
+                .map(|c| format!("{:.0}", c.iter().sum::<u64>() as f64 / c.len() as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!(
+        "projections showed the last batch {:.2} s after ingest ended; server stopped with SIGTERM: {}",
+        m.catch_up.as_secs_f64(),
+        if clean { "exit 0" } else { "NOT CLEAN" }
+    );
+    println!(
+        "timeline readers: {}",
+        match READERS_RAISED.load(Ordering::Relaxed) {
+            RAISED_FIFO => "SCHED_FIFO (real-time, lowest priority)".to_owned(),
+            RAISED_NICE => format!(
+                "nice {READER_NICE} (the system refused SCHED_FIFO: their wake-ups may wait out a time slice)"
+            ),
+            _ => "not raised (the system refused SCHED_FIFO and nice -10: their own wake-ups count as latency)"
+                .to_owned(),
+        }
+    );
+    if let Some((server_cpu, client_cpu)) = m.cpu {
+        let wall = m.elapsed.as_secs_f64();
+        println!(
+            "CPU during ingest ({wall:.1} s wall, {} cores): server {server_cpu:.1} s ({:.0}% of one core), \
+             this bench's clients {client_cpu:.1} s ({:.0}%)",
+            std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+            100.0 * server_cpu / wall,
+            100.0 * client_cpu / wall,
+        );
+    }
+    if let Some(stolen) = m.stolen {
+        println!(
+            "CPU time stolen by the hypervisor during ingest (it stalls every thread at once): {:.0} ms",
+            stolen * 1000.0
+        );
+    }
+    if let Some(&(_, total)) = m.server_timeline.last()
+        && total > 0
+    {
+        println!(
+            "timeline queries as the server timed them (share answered within each bound): {}",
+            m.server_timeline
+                .iter()
+                .filter(|(le, _)| le.is_finite() && *le <= 0.1)
+                .map(|(le, n)| format!(
+                    "{} ms {:.2}%",
+                    le * 1000.0,
+                    100.0 * *n as f64 / total as f64
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for (kind, slow) in [
+        ("timeline queries", &m.slow_queries),
+        ("/healthz requests", &m.slow_health),
+    ] {
+        if slow.is_empty() {
+            continue;
+        }
+        let mut slow = slow.clone();
+        slow.sort();
+        println!(
+            "{kind} over {} ms (start after ingest began: duration): {}",
+            SLOW.as_millis(),
+            slow.iter()
+                .take(20)
+                .map(|(at, took)| format!("{:.2} s: {} ms", at.as_secs_f64(), took.as_millis()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
