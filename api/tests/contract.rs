@@ -700,6 +700,31 @@ async fn a_whole_float_reads_as_the_integer_it_equals() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Events are parsed by the ledger's own reader; whole floats there too.
+    let deferred = json!({"id": "0190f5d6-4c3a-7b8e-9a1b-2c3d4e5f6a71", "type": "deferred", "message_id": "m-float",
+        "recipient": "ann@example.org", "occurred_at": "2026-01-02T03:04:05Z",
+        "smtp_code": 421.0, "attempt": 2.0});
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/events",
+            Some(&admin),
+            Some(&json!({"events": [deferred]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let half = json!({"id": "0190f5d6-4c3a-7b8e-9a1b-2c3d4e5f6a72", "type": "deferred", "message_id": "m-float",
+        "recipient": "ann@example.org", "occurred_at": "2026-01-02T03:04:06Z",
+        "smtp_code": 421.5});
+    let r = e
+        .call(
+            Method::POST,
+            "/v1/events",
+            Some(&admin),
+            Some(&json!({"events": [half]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
     let r = e
         .call(
             Method::PUT,

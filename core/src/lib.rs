@@ -40,6 +40,10 @@ mod wire;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
+#[cfg(feature = "test-util")]
+pub mod counting;
+#[cfg(feature = "test-util")]
+pub mod traffic;
 
 pub use blocking::{blocking_allowed, on_blocking_thread, run_blocking};
 pub use dirs::sync_tree;

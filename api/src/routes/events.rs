@@ -71,14 +71,25 @@ pub(crate) fn parse_batch(raw: &[&RawValue], max: usize) -> Result<Vec<Canonical
     raw.iter()
         .enumerate()
         .map(|(i, r)| {
-            parse_event(r.get()).map_err(|e| match e {
-                mailledger_core::Error::InvalidInput(m) => {
-                    Problem::invalid(format!("event {i}: {m}"))
-                }
-                other => Problem::from(other),
-            })
+            parse_event(r.get())
+                .or_else(|e| parse_with_whole_floats(r.get()).ok_or(e))
+                .map_err(|e| match e {
+                    mailledger_core::Error::InvalidInput(m) => {
+                        Problem::invalid(format!("event {i}: {m}"))
+                    }
+                    other => Problem::from(other),
+                })
         })
         .collect()
+}
+
+/// Parses an event again after rewriting its whole floats (`26.0`) as
+/// integers, which JSON and the published schemas treat as equal: the
+/// fallback of a failed parse, so the usual path reads the bytes once.
+fn parse_with_whole_floats(raw: &str) -> Option<CanonicalEvent> {
+    let mut value: serde_json::Value = serde_json::from_str(raw).ok()?;
+    json::whole_floats_as_integers(&mut value);
+    parse_event(&serde_json::to_string(&value).ok()?).ok()
 }
 
 /// An event type as a metric label: one of the taxonomy's names (append

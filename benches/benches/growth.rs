@@ -1,0 +1,241 @@
+//! Growth: does the cost of an event stay flat as the log grows?
+//!
+//! One fjall log, filled with the shared traffic model
+//! (`mailledger_core::traffic`), measured twice in the same run: sealed,
+//! durable in-process appends (64 concurrent appenders of 100 events, as
+//! `sealed/sealed-b100-w64`) once the log holds `MAILLEDGER_GROWTH_FIRST`
+//! events (default 1 M) and again at `MAILLEDGER_GROWTH_EVENTS` (default
+//! 20 M). Between the two it fills the log with the same appends in larger
+//! batches (1,000 events, 8 appenders).
+//!
+//! For each measurement it prints, from counters in the store layer
+//! (`mailledger_core::counting`), not estimates:
+//! - events per second, and the ratio of the later to the first;
+//! - keys written per event, and bytes written per event, in all and
+//!   *scattered* (keys landing below their space's end, see the module);
+//! - write amplification: bytes the process sent to storage
+//!   (`/proc/self/io` `write_bytes`) per byte of record appended;
+//! - bytes on disk per event.
+//!
+//! Run: `cargo bench -p mailledger-benches --bench growth`, with
+//! `MAILLEDGER_GROWTH_DIR` to put the log on another disk (the 20 M log
+//! takes about 15 GB).
+#![allow(missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailledger_core::counting::{CountingStore, SpaceCount, WriteCounts};
+use mailledger_core::crypto::SecretKey;
+use mailledger_core::email::{CanonicalEvent, EmailLedger};
+use mailledger_core::keys::FileKeyStore;
+use mailledger_core::traffic::{Traffic, TrafficConfig};
+use mailledger_core::{Durability, EventLog, Ledger, LedgerConfig, Space};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// Bytes this process has sent to the storage layer so far.
+fn write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("write_bytes: ").map(str::to_owned))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn disk_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn total(counts: &WriteCounts) -> SpaceCount {
+    counts
+        .all()
+        .iter()
+        .fold(SpaceCount::default(), |a, (_, c)| SpaceCount {
+            puts: a.puts + c.puts,
+            bytes: a.bytes + c.bytes,
+            scattered_puts: a.scattered_puts + c.scattered_puts,
+            scattered_bytes: a.scattered_bytes + c.scattered_bytes,
+        })
+}
+
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    email: Arc<EmailLedger>,
+    counts: Arc<WriteCounts>,
+    traffic: Traffic,
+    appended: u64,
+}
+
+impl Bench {
+    /// Appends `rounds` rounds of `appenders` concurrent appends of `batch`
+    /// events each; the time spent appending (not generating).
+    fn append(&mut self, rounds: u64, appenders: usize, batch: usize) -> Duration {
+        let mut spent = Duration::ZERO;
+        for _ in 0..rounds {
+            // Generating and parsing is the caller's work: done before the
+            // clock starts.
+            let batches: Vec<(String, Vec<CanonicalEvent>)> = (0..appenders)
+                .map(|_| {
+                    let b = self.traffic.next_batch(batch);
+                    let parsed = b.parsed().expect("generated events parse");
+                    (b.tenant_name, parsed)
+                })
+                .collect();
+            let start = Instant::now();
+            self.rt.block_on(async {
+                let tasks: Vec<_> = batches
+                    .into_iter()
+                    .map(|(tenant, events)| {
+                        let email = Arc::clone(&self.email);
+                        tokio::spawn(async move {
+                            email.append(&tenant, events).await.expect("append");
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.expect("task");
+                }
+            });
+            spent += start.elapsed();
+            self.appended += (appenders * batch) as u64;
+        }
+        spent
+    }
+
+    fn fill_to(&mut self, target: u64) {
+        let started = Instant::now();
+        let mut next_report = self.appended + 1_000_000;
+        while self.appended < target {
+            self.append(1, 8, 1_000);
+            if self.appended >= next_report {
+                eprintln!(
+                    "growth: filled {:>5.1} M events in {:.0} s",
+                    self.appended as f64 / 1e6,
+                    started.elapsed().as_secs_f64()
+                );
+                next_report += 1_000_000;
+            }
+        }
+    }
+
+    /// Measures `window` events of sealed appends, 64 × 100.
+    fn measure(&mut self, dir: &Path, window: u64) -> Measure {
+        let before = total(&self.counts);
+        let log_before = self.counts.of(Space::Log);
+        let written_before = write_bytes();
+        let rounds = window.div_ceil(6_400);
+        let spent = self.append(rounds, 64, 100);
+        let events = rounds * 6_400;
+        let after = total(&self.counts).since(&before);
+        let log = self.counts.of(Space::Log).since(&log_before);
+        let written = write_bytes() - written_before;
+        Measure {
+            at: self.appended,
+            rate: events as f64 / spent.as_secs_f64(),
+            keys: after.puts as f64 / events as f64,
+            bytes: after.bytes as f64 / events as f64,
+            scattered_keys: after.scattered_puts as f64 / events as f64,
+            scattered_bytes: after.scattered_bytes as f64 / events as f64,
+            amplification: written as f64 / log.bytes.max(1) as f64,
+            disk: disk_bytes(dir) as f64 / self.appended as f64,
+            spaces: self.counts.all().map(|(s, _)| s),
+        }
+    }
+}
+
+struct Measure {
+    at: u64,
+    rate: f64,
+    keys: f64,
+    bytes: f64,
+    scattered_keys: f64,
+    scattered_bytes: f64,
+    amplification: f64,
+    disk: f64,
+    spaces: [Space; 4],
+}
+
+fn print(m: &Measure) {
+    println!(
+        "{:>8.1} M {:>12.0} {:>10.2} {:>10.0} {:>10.2} {:>10.0} {:>8.2} {:>10.0}",
+        m.at as f64 / 1e6,
+        m.rate,
+        m.keys,
+        m.bytes,
+        m.scattered_keys,
+        m.scattered_bytes,
+        m.amplification,
+        m.disk
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; any filter argument is not ours.
+    let first = env_or("MAILLEDGER_GROWTH_FIRST", 1_000_000);
+    let last = env_or("MAILLEDGER_GROWTH_EVENTS", 20_000_000).max(first);
+    let window = env_or("MAILLEDGER_GROWTH_WINDOW", 320_000);
+    let parent =
+        std::env::var_os("MAILLEDGER_GROWTH_DIR").map_or_else(std::env::temp_dir, Into::into);
+    let data = tempfile::tempdir_in(&parent).expect("data dir");
+    let keys = tempfile::tempdir_in(&parent).expect("keys dir");
+    let store =
+        CountingStore::new(mailledger_fjall::FjallStore::open(data.path()).expect("open fjall"));
+    let counts = store.counts();
+    let log: Arc<dyn EventLog> = Arc::new(
+        Ledger::open(store, LedgerConfig::new().durability(Durability::Sync)).expect("ledger"),
+    );
+    let ks = FileKeyStore::open(keys.path(), &SecretKey::generate().expect("key")).expect("keys");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut bench = Bench {
+        rt,
+        email: Arc::new(EmailLedger::new(log, Arc::new(ks))),
+        counts,
+        traffic: Traffic::new(&TrafficConfig::default()),
+        appended: 0,
+    };
+    eprintln!(
+        "growth: filling to {first} events, measuring {window}, filling to {last}, measuring again"
+    );
+    bench.fill_to(first.saturating_sub(window));
+    let early = bench.measure(data.path(), window);
+    bench.fill_to(last.saturating_sub(window));
+    let late = bench.measure(data.path(), window);
+    println!("\ngrowth: sealed in-process appends (64 × 100) on fjall, realistic traffic");
+    println!(
+        "{:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "log", "events/s", "keys/ev", "bytes/ev", "scat k/ev", "scat b/ev", "w-amp", "disk b/ev"
+    );
+    print(&early);
+    print(&late);
+    println!(
+        "ratio {:.2} (events/s with {:.1} M in the log / with {:.1} M); spaces counted: {:?}",
+        late.rate / early.rate,
+        late.at as f64 / 1e6,
+        early.at as f64 / 1e6,
+        late.spaces.map(Space::name)
+    );
+}
