@@ -57,7 +57,7 @@ pub use memory::MemoryStore;
 pub use record::{
     AppendOutcome, Direction, ExpectedVersion, GENESIS_HASH, Hash, MAX_EVENT_BYTES,
     MAX_EVENT_TYPE_LEN, MAX_LINKS, MAX_STREAM_LEN, MAX_TENANT_LEN, NewEvent, Record, StreamAppend,
-    TenantFilter, validate_event, validate_stream, validate_tenant,
+    TenantFilter, time_of_id, validate_event, validate_stream, validate_tenant,
 };
 pub use store::{KeyRange, Space, Store, Visit, WriteBatch, scan_in_chunks, scan_iter};
 pub use threads::{ThreadHook, ThreadRole};

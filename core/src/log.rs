@@ -132,12 +132,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// A storage error.
     async fn stream_version(&self, tenant: &str, stream: &str) -> Result<Option<u64>>;
 
-    /// The record with this event id in `tenant`'s log, if any. Another
-    /// tenant's event reads as missing.
+    /// The record of the event with this time and id
+    /// ([`NewEvent::time`](crate::NewEvent::time)) in `tenant`'s log, if
+    /// any. Another tenant's event reads as missing.
     ///
     /// # Errors
     /// A storage or corruption error.
-    async fn find_event(&self, tenant: &str, id: Uuid) -> Result<Option<Record>>;
+    async fn find_event(&self, tenant: &str, time: i64, id: Uuid) -> Result<Option<Record>>;
 
     /// Up to `max` records of the whole log that pass `filter`, from
     /// position `from` (inclusive) in `direction`. Backward reads from

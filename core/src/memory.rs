@@ -22,6 +22,14 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Removes a key: what corruption does, for tests of the checks that
+    /// find it (the [`Store`] contract has no delete).
+    #[cfg(test)]
+    pub(crate) fn remove_for_test(&self, space: Space, key: &[u8]) {
+        let mut spaces = self.spaces.write().unwrap_or_else(PoisonError::into_inner);
+        spaces[index(space)].remove(key);
+    }
 }
 
 fn index(space: Space) -> usize {

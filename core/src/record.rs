@@ -66,9 +66,17 @@ pub const MAX_LINKS: usize = 4;
 /// An event to append: the log assigns its position, version, time and hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
-    /// The idempotency key: appending an id that the tenant's log already
-    /// holds appends nothing and returns the original position.
+    /// The idempotency key, with [`NewEvent::time`]: appending an event
+    /// whose id and time the tenant's log already holds appends nothing and
+    /// returns the original position.
     pub id: Uuid,
+    /// The event's own time, microseconds since the Unix epoch (an email
+    /// event's `occurred_at`; not the time the log records it). With the id
+    /// it is the event's identity: the event-id index is ordered by it, so
+    /// the index grows at its recent end, and an id reused with another
+    /// time is another event. [`NewEvent::new`] takes it from a UUIDv7 id,
+    /// and 0 for other ids; [`NewEvent::at`] sets it.
+    pub time: i64,
     /// The event type name, such as `bounced`.
     pub event_type: String,
     /// Opaque bytes, the event itself.
@@ -90,11 +98,19 @@ impl NewEvent {
     pub fn new(id: Uuid, event_type: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
         Self {
             id,
+            time: time_of_id(id),
             event_type: event_type.into(),
             payload: payload.into(),
             metadata: Vec::new(),
             links: Vec::new(),
         }
+    }
+
+    /// The same event with its own time set (see [`NewEvent::time`]).
+    #[must_use]
+    pub fn at(mut self, micros: i64) -> Self {
+        self.time = micros;
+        self
     }
 
     /// The same event, also indexed under `stream` (see [`NewEvent::links`]).
@@ -110,6 +126,20 @@ impl NewEvent {
         self.metadata = metadata.into();
         self
     }
+}
+
+/// The time a UUIDv7 carries, in microseconds; 0 for any other id.
+#[must_use]
+pub fn time_of_id(id: Uuid) -> i64 {
+    id.get_timestamp()
+        .filter(|_| id.get_version_num() == 7)
+        .map_or(0, |ts| {
+            let (secs, nanos) = ts.to_unix();
+            i64::try_from(secs)
+                .unwrap_or(i64::MAX / 1_000_000)
+                .saturating_mul(1_000_000)
+                .saturating_add(i64::from(nanos / 1_000))
+        })
 }
 
 /// The events for one stream within an append.

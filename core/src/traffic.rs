@@ -369,11 +369,13 @@ impl TenantTraffic {
             ),
             Due::HardBounce => (
                 "bounced",
-                r#","class":"hard","status":"5.1.1","diagnostic":"550 5.1.1 user unknown""#.to_owned(),
+                r#","class":"hard","status":"5.1.1","diagnostic":"550 5.1.1 user unknown""#
+                    .to_owned(),
             ),
             Due::SoftBounce => (
                 "bounced",
-                r#","class":"soft","status":"4.2.2","diagnostic":"452 4.2.2 mailbox full""#.to_owned(),
+                r#","class":"soft","status":"4.2.2","diagnostic":"452 4.2.2 mailbox full""#
+                    .to_owned(),
             ),
             Due::Opened { machine } => (
                 "opened",

@@ -91,9 +91,10 @@ pub struct AddSuppression {
     /// When the entry lapses (RFC 3339); never when absent.
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
-    /// The event id (a UUID), the idempotency key; a new UUID v7 when
-    /// absent.
-    #[schema(format = Uuid, value_type = Option<String>)]
+    /// The event id, a UUID v7, the idempotency key: its time is the
+    /// entry's time, so a retry with the same id is the same event (an id
+    /// and a time make an event's identity). A new UUID v7 when absent.
+    #[schema(format = Uuid, value_type = Option<String>, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$", example = "0190f5d6-4c3a-7b8e-9a1b-2c3d4e5f6a01")]
     pub id: Option<String>,
 }
 
@@ -110,9 +111,10 @@ pub struct RemoveSuppression {
     /// Why; required to remove a complaint's entry.
     #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub reason: Option<String>,
-    /// The event id (a UUID), the idempotency key; a new UUID v7 when
-    /// absent.
-    #[schema(format = Uuid, value_type = Option<String>)]
+    /// The event id, a UUID v7, the idempotency key: its time is the
+    /// entry's time, so a retry with the same id is the same event (an id
+    /// and a time make an event's identity). A new UUID v7 when absent.
+    #[schema(format = Uuid, value_type = Option<String>, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$", example = "0190f5d6-4c3a-7b8e-9a1b-2c3d4e5f6a01")]
     pub id: Option<String>,
 }
 
@@ -121,12 +123,25 @@ fn scope_of(value: Option<String>) -> Result<String, Problem> {
     Ok(params::text(Src::Body, "scope", value)?.unwrap_or_else(|| ALL.to_owned()))
 }
 
-/// The id of a body, a new UUID v7 when absent.
+/// The id of a body, a new UUID v7 when absent. Only a v7: the entry's
+/// time is taken from it, so that a retry carries the same id and time.
 fn id_of(value: Option<&str>) -> Result<Uuid, Problem> {
     match value {
         None => Ok(Uuid::now_v7()),
-        Some(v) => Uuid::parse_str(v).map_err(|_| Src::Body.bad("id", "must be a UUID")),
+        Some(v) => Uuid::parse_str(v)
+            .ok()
+            .filter(|id| id.get_version_num() == 7 && id.hyphenated().to_string().len() == v.len())
+            .ok_or_else(|| Src::Body.bad("id", "must be a UUID v7 (its time is the entry's time)")),
     }
+}
+
+/// The time of a UUID v7 ([`id_of`] gives no other), now for any other.
+fn time_of(id: Uuid) -> OffsetDateTime {
+    let micros = mailledger_core::time_of_id(id);
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .ok()
+        .filter(|_| micros != 0)
+        .unwrap_or_else(OffsetDateTime::now_utc)
 }
 
 /// A `suppressed` or `unsuppressed` event, built directly so the address
@@ -143,7 +158,7 @@ fn suppression_event(
         reason,
         scope: Some(scope),
         expires_at,
-        ..CanonicalEvent::new(id, event_type, recipient, OffsetDateTime::now_utc())
+        ..CanonicalEvent::new(id, event_type, recipient, time_of(id))
     }
 }
 

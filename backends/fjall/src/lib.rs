@@ -47,9 +47,11 @@ impl FjallStore {
     /// When the directory cannot be created or locked, or fjall's recovery fails.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let order = |space: Space| match space {
-            Space::EventIds | Space::Streams => KeyOrder::Scattered,
-            // Keyed by position and by tenant: written in order, or small.
-            Space::Log | Space::Tenants => KeyOrder::Ordered,
+            // Keyed by a stream's hash.
+            Space::Streams => KeyOrder::Scattered,
+            // Keyed by position, by event time, by tenant: written in
+            // order, or small.
+            Space::Log | Space::EventIds | Space::Tenants => KeyOrder::Ordered,
         };
         let spaces = Space::ALL.map(|space| (space.name(), order(space)));
         Ok(Self {
@@ -122,14 +124,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_keyspaces_keyed_at_random_merge_their_first_level_at_sixteen_tables() {
+    fn the_keyspace_keyed_at_random_merges_its_first_level_at_sixteen_tables() {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
-        for space in [Space::EventIds, Space::Streams] {
-            assert_first_level_merges_as(store.space(space), KeyOrder::Scattered);
+        assert_first_level_merges_as(store.space(Space::Streams), KeyOrder::Scattered);
+        // The log, keyed by position, and the event ids, keyed by time
+        // first, keep fjall's default.
+        for space in [Space::Log, Space::EventIds] {
+            assert_first_level_merges_as(store.space(space), KeyOrder::Ordered);
         }
-        // The log, keyed by position, keeps fjall's default.
-        assert_first_level_merges_as(store.space(Space::Log), KeyOrder::Ordered);
     }
 
     #[test]

@@ -68,7 +68,12 @@ pub async fn append_then_read_returns_what_was_written(open_store: OpenStore) {
         o.log.stream_version("acme", "message-2").await.unwrap(),
         None
     );
-    let found = o.log.find_event("acme", evs[1].id).await.unwrap().unwrap();
+    let found = o
+        .log
+        .find_event("acme", evs[1].time, evs[1].id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.position, 1);
 }
 
@@ -191,6 +196,33 @@ pub async fn duplicate_ids_return_original_positions_across_reopen(open_store: O
         .unwrap();
     assert_eq!(out.positions, vec![10_002, 10_002]);
     assert_eq!(o.log.head(), 10_003);
+    // An id with its time is the event's identity: the same id at another
+    // time is another event, and each is found by its own time.
+    let again = batches[1][0].clone().at(batches[1][0].time + 1);
+    let out = o
+        .log
+        .append_to_stream("t", "s-1", ExpectedVersion::Any, vec![again.clone()])
+        .await
+        .unwrap();
+    assert_eq!((out.positions, out.duplicates), (vec![10_003], 0));
+    let found = |time| o.log.find_event("t", time, again.id);
+    assert_eq!(found(again.time).await.unwrap().unwrap().position, 10_003);
+    assert_eq!(
+        found(batches[1][0].time).await.unwrap().unwrap().position,
+        first[1][0]
+    );
+    assert!(found(again.time + 1).await.unwrap().is_none());
+    let o = {
+        drop(o);
+        open(open_store, dir.path(), Durability::Sync)
+    };
+    let out = o
+        .log
+        .append_to_stream("t", "s-1", ExpectedVersion::Any, vec![again])
+        .await
+        .unwrap();
+    assert_eq!((out.positions, out.duplicates), (vec![10_003], 1));
+    assert_eq!(o.log.head(), 10_004);
     // Another tenant's id space is its own.
     let out = o
         .log
@@ -202,7 +234,7 @@ pub async fn duplicate_ids_return_original_positions_across_reopen(open_store: O
         )
         .await
         .unwrap();
-    assert_eq!(out.positions, vec![10_003]);
+    assert_eq!(out.positions, vec![10_004]);
     o.log
         .verify(&TenantFilter::All, 0..u64::MAX, None)
         .await

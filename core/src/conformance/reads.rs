@@ -230,14 +230,14 @@ pub async fn tenants_chain_and_read_apart(open_store: OpenStore) {
     let ev_a = all.records.iter().find(|r| r.tenant == "a").unwrap();
     assert!(
         o.log
-            .find_event("b", ev_a.event_id)
+            .find_event("b", crate::time_of_id(ev_a.event_id), ev_a.event_id)
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         o.log
-            .find_event("a", ev_a.event_id)
+            .find_event("a", crate::time_of_id(ev_a.event_id), ev_a.event_id)
             .await
             .unwrap()
             .is_some()

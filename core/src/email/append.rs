@@ -223,7 +223,7 @@ impl EmailLedger {
             let mut new = Vec::new();
             for (i, c) in checked.iter().enumerate() {
                 if contacts[i].pseudonym == p {
-                    match self.log.find_event(tenant, c.id).await? {
+                    match self.log.find_event(tenant, c.occurred_at, c.id).await? {
                         Some(r) => plan.known[i] = Some(r.position),
                         None => new.push(i),
                     }
@@ -298,6 +298,7 @@ impl EmailLedger {
                 Some(s) => (s, Some(p.stream())),
                 None => (p.stream(), None),
             };
+            let occurred_at = c.occurred_at;
             let (id, event) = seal(
                 tenant,
                 p,
@@ -307,7 +308,8 @@ impl EmailLedger {
                 policy,
                 contact.domain.clone(),
             )?;
-            let mut ne = NewEvent::new(id, event.body.event_type(), encode_payload(&event)?);
+            let mut ne =
+                NewEvent::new(id, event.body.event_type(), encode_payload(&event)?).at(occurred_at);
             if let Some(l) = link {
                 ne = ne.with_link(l);
             }

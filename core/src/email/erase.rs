@@ -48,6 +48,12 @@ pub fn erasure_event_id(tenant_secret: &SecretKey, tenant: &str, request_id: &st
     uuid::Builder::from_custom_bytes(b).into_uuid()
 }
 
+/// The time an erasure's event is indexed under, whatever its request's
+/// time: a request id retried at any later moment must find its first
+/// erasure. Erasures are few, so their entries at the start of the
+/// tenant's range cost nothing to keep there.
+pub(crate) const ERASURE_TIME: i64 = 0;
+
 /// Whether `id` lies in the space of erasure ids, which ingest refuses.
 #[must_use]
 pub fn is_erasure_id(id: Uuid) -> bool {
@@ -96,7 +102,7 @@ impl EmailLedger {
         let secret = self.tenant_secret(tenant).await?;
         let event_id = erasure_event_id(&secret, tenant, request_id);
         let _one_at_a_time = self.erasing.lock().await;
-        if let Some(r) = self.log.find_event(tenant, event_id).await? {
+        if let Some(r) = self.log.find_event(tenant, ERASURE_TIME, event_id).await? {
             return same_contact(receipt_of(&r)?, &p);
         }
         let stream = p.stream();
@@ -138,12 +144,12 @@ impl EmailLedger {
                 tenant,
                 &stream,
                 ExpectedVersion::Any,
-                vec![NewEvent::new(event_id, "erased", encode_payload(&event)?)],
+                vec![NewEvent::new(event_id, "erased", encode_payload(&event)?).at(ERASURE_TIME)],
             )
             .await?;
         let position = out.positions[0];
         if out.duplicates > 0
-            && let Some(r) = self.log.find_event(tenant, event_id).await?
+            && let Some(r) = self.log.find_event(tenant, ERASURE_TIME, event_id).await?
         {
             return same_contact(receipt_of(&r)?, &p);
         }
@@ -168,7 +174,11 @@ impl EmailLedger {
         let secret = self.tenant_secret(tenant).await?;
         match self
             .log
-            .find_event(tenant, erasure_event_id(&secret, tenant, request_id))
+            .find_event(
+                tenant,
+                ERASURE_TIME,
+                erasure_event_id(&secret, tenant, request_id),
+            )
             .await?
         {
             Some(r) => receipt_of(&r).map(Some),

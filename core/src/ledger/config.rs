@@ -78,8 +78,9 @@ impl LedgerConfig {
         self
     }
 
-    /// How many stream versions the writer keeps in memory; past that the
-    /// cache is emptied and refilled from the index. Default: 1,048,576.
+    /// How many stream versions the writer keeps in memory, in two
+    /// generations: past half of it, the younger becomes the older and the
+    /// older is dropped, keeping what was used since. Default: 1,048,576.
     #[must_use]
     pub fn stream_cache_entries(mut self, n: usize) -> Self {
         self.stream_cache_entries = n.max(1);

@@ -30,6 +30,8 @@ mod by_tenant;
 mod commit;
 mod config;
 mod keys;
+#[cfg(test)]
+mod layout_tests;
 mod read;
 mod recover;
 mod stage;
@@ -54,8 +56,8 @@ use crate::store::{Space, Store};
 use crate::threads::ThreadRole;
 
 pub use config::{Durability, LedgerConfig};
-use keys::{stream_key, u64_be};
-use read::{SourceHandle, read_stream_version};
+use keys::{stream_key, stream_position};
+use read::{SourceHandle, last_version};
 use writer::Writer;
 
 /// An [`EventLog`] over a [`Store`].
@@ -96,6 +98,7 @@ impl<S: Store> Ledger<S> {
     /// chain head fail their checks; a storage error.
     pub fn open(store: S, config: LedgerConfig) -> Result<Self> {
         let (head, last_recorded) = recover::check_tail(&store)?;
+        let unstamped = recover::check_layout(&store, head)?;
         let tenants = recover::load_tenants(&store, head)?;
         let shared = Arc::new(Shared {
             store,
@@ -105,7 +108,8 @@ impl<S: Store> Ledger<S> {
             durability: config.durability_of(),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(Arc::clone(&shared), head, last_recorded, tenants, config);
+        let mut writer = Writer::new(Arc::clone(&shared), head, last_recorded, tenants, config);
+        writer.unstamped = unstamped;
         let handle = thread::Builder::new()
             .name("mailledger-writer".into())
             .spawn(move || {
@@ -200,12 +204,16 @@ impl<S: Store> EventLog for Ledger<S> {
         self.blocking(move |s| {
             let head = s.published_head();
             // An unacknowledged tail is not yet the stream's: step back over it.
-            let mut v = read_stream_version(&s.store, &tenant, &stream)?;
+            // A name whose hash another stream holds has no events.
+            let mut v = last_version(&s.store, &tenant, &stream)?.flatten();
             while let Some(n) = v {
                 let p = s
                     .store
                     .get(Space::Streams, &stream_key(&tenant, &stream, n))?;
-                if p.as_deref().and_then(u64_be).is_some_and(|p| p < head) {
+                if p.as_deref()
+                    .and_then(stream_position)
+                    .is_some_and(|p| p < head)
+                {
                     break;
                 }
                 v = n.checked_sub(1);
@@ -215,9 +223,10 @@ impl<S: Store> EventLog for Ledger<S> {
         .await
     }
 
-    async fn find_event(&self, tenant: &str, id: Uuid) -> Result<Option<Record>> {
+    async fn find_event(&self, tenant: &str, time: i64, id: Uuid) -> Result<Option<Record>> {
         let tenant = tenant.to_owned();
-        self.blocking(move |s| s.find_event(&tenant, id)).await
+        self.blocking(move |s| s.find_event(&tenant, time, id))
+            .await
     }
 
     async fn read_all(

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::Shared;
-use super::keys::{id_key, stream_end, stream_key, stream_prefix, u64_be};
+use super::keys::{
+    id_key, names_stream, stream_end, stream_key, stream_position, stream_prefix, u64_be,
+};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::log::{MAX_READ_BATCH, ReadBatch, SubscriptionSource};
@@ -16,19 +18,38 @@ use crate::record::{Direction, Record, TenantFilter};
 use crate::store::{Space, Store, Visit};
 
 /// The last version of a stream in the index, acknowledged or not.
+///
+/// # Errors
+/// A storage failure, or [`Error::InvalidInput`] when another stream of
+/// the tenant holds the stream's 64-bit hash (see [`super::keys`]): the
+/// stream cannot be written.
 pub(super) fn read_stream_version<S: Store>(
     store: &S,
     tenant: &str,
     stream: &str,
 ) -> Result<Option<u64>> {
+    last_version(store, tenant, stream)?.ok_or_else(|| {
+        Error::invalid(
+            "this stream name shares its 64-bit index hash with another stream of the tenant; use another name",
+        )
+    })
+}
+
+/// The last version of a stream in the index (`Some(None)`: no such
+/// stream), or `None` when another stream of the tenant holds its hash.
+pub(super) fn last_version<S: Store>(
+    store: &S,
+    tenant: &str,
+    stream: &str,
+) -> Result<Option<Option<u64>>> {
     // A stream's index entries are never removed, so a stream with any
     // event has its version 0. That point read settles a new stream (most
     // message streams are new when first appended to) through the store's
     // filters; a backwards range scan would visit every table.
-    if store
-        .get(Space::Streams, &stream_key(tenant, stream, 0))?
-        .is_none()
-    {
+    let Some(first) = store.get(Space::Streams, &stream_key(tenant, stream, 0))? else {
+        return Ok(Some(None));
+    };
+    if !names_stream(&first, stream) {
         return Ok(None);
     }
     let start = stream_prefix(tenant, stream);
@@ -38,7 +59,7 @@ pub(super) fn read_stream_version<S: Store>(
         found = k.get(start.len()..).and_then(u64_be);
         Visit::Stop
     })?;
-    Ok(found)
+    Ok(Some(found))
 }
 
 impl<S: Store> Shared<S> {
@@ -66,12 +87,21 @@ impl<S: Store> Shared<S> {
     ) -> Result<Vec<Record>> {
         let head = self.published_head();
         let max = max.min(MAX_READ_BATCH);
+        // The entry of version 0 names the stream: with another name there,
+        // the hash is another stream's, and this one holds nothing.
+        match self
+            .store
+            .get(Space::Streams, &stream_key(tenant, stream, 0))?
+        {
+            Some(first) if names_stream(&first, stream) => {}
+            _ => return Ok(Vec::new()),
+        }
         let start = stream_key(tenant, stream, from);
         let end = stream_end(tenant, stream);
         let mut positions = Vec::new();
         self.store
             .scan(Space::Streams, &start, Some(&end), false, &mut |_, v| {
-                match u64_be(v) {
+                match stream_position(v) {
                     Some(p) if p < head => positions.push(p),
                     _ => return Visit::Stop,
                 }
@@ -155,8 +185,8 @@ impl<S: Store> Shared<S> {
         Ok(ReadBatch { records, next })
     }
 
-    pub(super) fn find_event(&self, tenant: &str, id: Uuid) -> Result<Option<Record>> {
-        let Some(v) = self.store.get(Space::EventIds, &id_key(tenant, id))? else {
+    pub(super) fn find_event(&self, tenant: &str, time: i64, id: Uuid) -> Result<Option<Record>> {
+        let Some(v) = self.store.get(Space::EventIds, &id_key(tenant, time, id))? else {
             return Ok(None);
         };
         let p =

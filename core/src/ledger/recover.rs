@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 
-use super::keys::{TenantHead, u64_be};
+use super::keys::{LAYOUT, LAYOUT_KEY, TenantHead, u64_be};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::store::WriteBatch;
 use crate::store::{Space, Store, Visit};
 
 /// The log's head and the recording time of its last record, once its
@@ -51,6 +52,9 @@ pub(super) fn load_tenants<S: Store>(store: &S, head: u64) -> Result<HashMap<Str
     })?;
     let mut tenants = HashMap::with_capacity(raw.len());
     for (k, v) in raw {
+        if k == LAYOUT_KEY {
+            continue;
+        }
         let tenant = String::from_utf8(k)
             .map_err(|_| Error::corrupt(head, "a chain head names a tenant that is not UTF-8"))?;
         let th = TenantHead::decode(&v)
@@ -75,4 +79,51 @@ pub(super) fn load_tenants<S: Store>(store: &S, head: u64) -> Result<HashMap<Str
         tenants.insert(tenant, th);
     }
     Ok(tenants)
+}
+
+/// Checks that the log's indexes are in the layout this build reads
+/// ([`LAYOUT`]). `Ok(true)`: the log is empty and unstamped; the first
+/// batch written stamps it ([`stamp`]), so opening writes nothing.
+///
+/// # Errors
+/// [`Error::Config`] for a log written in another layout: nothing is
+/// released that wrote one, so there is no conversion; copy the events
+/// into a new log instead.
+pub(super) fn check_layout<S: Store>(store: &S, head: u64) -> Result<bool> {
+    let stamped = store.get(Space::Tenants, LAYOUT_KEY)?;
+    match stamped.as_deref().map(<[u8; 4]>::try_from) {
+        Some(Ok(v)) if u32::from_be_bytes(v) == LAYOUT => Ok(false),
+        None if head == 0 && is_empty(store)? => Ok(true),
+        Some(Ok(v)) => Err(Error::Config(format!(
+            "the log's indexes are in layout {}; this build reads layout {LAYOUT} only",
+            u32::from_be_bytes(v)
+        ))),
+        _ => Err(Error::Config(format!(
+            "the log's indexes are in layout 1 (before time-ordered event ids); this build reads layout {LAYOUT} only"
+        ))),
+    }
+}
+
+/// Adds the layout stamp to a batch.
+pub(super) fn stamp(batch: &mut WriteBatch) {
+    batch.put(
+        Space::Tenants,
+        LAYOUT_KEY.to_vec(),
+        LAYOUT.to_be_bytes().to_vec(),
+    );
+}
+
+/// Whether no space holds an entry.
+fn is_empty<S: Store>(store: &S) -> Result<bool> {
+    for space in Space::ALL {
+        let mut any = false;
+        store.scan(space, &[], None, false, &mut |_, _| {
+            any = true;
+            Visit::Stop
+        })?;
+        if any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

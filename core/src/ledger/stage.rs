@@ -3,10 +3,8 @@
 
 use std::collections::HashMap;
 
-use uuid::Uuid;
-
-use super::keys::{TenantHead, id_key, stream_key};
-use super::writer::{Group, Slot, Writer};
+use super::keys::{TenantHead, id_key, stream_key, stream_value};
+use super::writer::{EventKey, Group, Slot, Writer};
 use crate::codec::RecordFields;
 use crate::error::{Error, Result};
 use crate::record::{
@@ -35,17 +33,18 @@ impl<S: Store> Writer<S> {
         let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(streams.len());
         let mut actuals: Vec<Option<u64>> = Vec::with_capacity(streams.len());
         let events: usize = streams.iter().map(|s| s.events.len()).sum();
-        let mut seen: HashMap<Uuid, (usize, usize)> = HashMap::with_capacity(events);
+        let mut seen: HashMap<EventKey, (usize, usize)> = HashMap::with_capacity(events);
         let mut local_versions: HashMap<&str, Option<u64>> = HashMap::with_capacity(streams.len());
         for (si, s) in streams.iter().enumerate() {
             let mut row = Vec::with_capacity(s.events.len());
             for (ei, e) in s.events.iter().enumerate() {
-                if let Some(p) = self.lookup_id(g, tenant, e.id)? {
+                let key = (e.time, e.id);
+                if let Some(p) = self.lookup_id(g, tenant, key)? {
                     row.push(Slot::Existing(p));
-                } else if let Some(&(s2, e2)) = seen.get(&e.id) {
+                } else if let Some(&(s2, e2)) = seen.get(&key) {
                     row.push(Slot::SameAs(s2, e2));
                 } else {
-                    seen.insert(e.id, (si, ei));
+                    seen.insert(key, (si, ei));
                     row.push(Slot::New);
                 }
             }
@@ -143,13 +142,13 @@ impl<S: Store> Writer<S> {
                         puts.push((Space::Log, next.to_be_bytes().to_vec(), frame));
                         puts.push((
                             Space::EventIds,
-                            id_key(tenant, e.id),
+                            id_key(tenant, e.time, e.id),
                             next.to_be_bytes().to_vec(),
                         ));
                         puts.push((
                             Space::Streams,
                             stream_key(tenant, &s.stream, v),
-                            next.to_be_bytes().to_vec(),
+                            stream_value(next, v, &s.stream),
                         ));
                         for link in &e.links {
                             let lv = match current.get(link.as_str()) {
@@ -160,11 +159,11 @@ impl<S: Store> Writer<S> {
                             puts.push((
                                 Space::Streams,
                                 stream_key(tenant, link, lv),
-                                next.to_be_bytes().to_vec(),
+                                stream_value(next, lv, link),
                             ));
                             current.insert(link, Some(lv));
                         }
-                        new_ids.push((e.id, next));
+                        new_ids.push(((e.time, e.id), next));
                         th = TenantHead {
                             last_position: next,
                             hash,

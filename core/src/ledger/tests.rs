@@ -2,7 +2,7 @@
 
 use super::by_tenant::ByTenant;
 use super::commit::sort_puts;
-use super::keys::{TenantHead, stream_end, stream_key, stream_prefix};
+use super::keys::TenantHead;
 use super::*;
 use crate::residency::Jurisdiction;
 use crate::store::{Visit, WriteBatch};
@@ -430,19 +430,4 @@ fn by_tenant_keeps_tenants_apart_and_counts_each_key_once() {
     c.insert("t", "s".into(), 1, 0);
     a.extend(c);
     assert_eq!((a.len(), a.get("t", "s")), (1, Some(1)));
-}
-
-#[test]
-fn stream_keys_bound_one_stream() {
-    let (start, end) = (stream_prefix("t", "s"), stream_end("t", "s"));
-    let inside = |k: &[u8]| start.as_slice() <= k && k < end.as_slice();
-    assert!(inside(&stream_key("t", "s", 0)));
-    assert!(inside(&stream_key("t", "s", u64::MAX)));
-    for (tenant, other) in [("t", "s!"), ("t", "r"), ("t", "ss"), ("u", "s")] {
-        assert!(!inside(&stream_key(tenant, other, 0)), "{tenant}/{other}");
-        assert!(
-            !inside(&stream_key(tenant, other, u64::MAX)),
-            "{tenant}/{other}"
-        );
-    }
 }

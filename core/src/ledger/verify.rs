@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use super::Shared;
-use super::keys::{TenantHead, id_key, stream_key, u64_be};
+use super::keys::{
+    LAYOUT_KEY, TenantHead, names_stream, parse_id_key, stream_key, stream_position, u64_be,
+};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::log::{ProgressFn, VerifyProgress, VerifyReport};
@@ -31,6 +33,7 @@ impl<S: Store> Shared<S> {
         let mut expected = start;
         let mut checked = 0;
         let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(CHUNK);
+        let mut ids = IdCheck::new(start..end);
         while expected < end {
             chunk.clear();
             self.store.scan(
@@ -78,20 +81,15 @@ impl<S: Store> Shared<S> {
                         }
                         _ => {}
                     }
-                    let by_id = self
-                        .store
-                        .get(Space::EventIds, &id_key(r.tenant, r.event_id))?;
-                    if by_id.as_deref().and_then(u64_be) != Some(pos) {
-                        return Err(Error::corrupt(
-                            pos,
-                            "event id index does not point at this record",
-                        ));
-                    }
+                    ids.record(r.tenant, r.event_id, pos);
                     let by_stream = self.store.get(
                         Space::Streams,
                         &stream_key(r.tenant, r.stream, r.stream_version),
                     )?;
-                    if by_stream.as_deref().and_then(u64_be) != Some(pos) {
+                    let names = |v: &[u8]| r.stream_version != 0 || names_stream(v, r.stream);
+                    if by_stream.as_deref().and_then(stream_position) != Some(pos)
+                        || !by_stream.as_deref().is_some_and(names)
+                    {
                         return Err(Error::corrupt(
                             pos,
                             "stream index does not point at this record",
@@ -119,6 +117,7 @@ impl<S: Store> Shared<S> {
                 });
             }
         }
+        self.check_ids(filter, &mut ids)?;
         if end == head {
             let mut heads = Vec::new();
             self.store
@@ -128,6 +127,9 @@ impl<S: Store> Shared<S> {
                 })?;
             let mut seen = 0;
             for (k, v) in heads {
+                if k == LAYOUT_KEY {
+                    continue;
+                }
                 let tenant = String::from_utf8_lossy(&k).into_owned();
                 if !filter.admits(&tenant) {
                     continue;
@@ -171,6 +173,143 @@ impl<S: Store> Shared<S> {
                 .map(|(tenant, s)| (tenant, s.written_in))
                 .collect(),
         })
+    }
+}
+
+impl<S: Store> Shared<S> {
+    /// Checks the event-id index against the records [`IdCheck`] saw: each
+    /// entry of an admitted tenant whose position is in the range names a
+    /// record seen, of its tenant and id, no record twice, and every record
+    /// seen has its entry. The entry's time cannot be checked: the record
+    /// does not hold it.
+    fn check_ids(&self, filter: &TenantFilter, ids: &mut IdCheck) -> Result<()> {
+        // Time comes first in the key, so one tenant's entries are spread
+        // over the whole space: every entry is read, and others skipped.
+        let mut failure = None;
+        self.store
+            .scan(Space::EventIds, &[], None, false, &mut |k, v| {
+                let Some((tenant, id)) = parse_id_key(k) else {
+                    failure = Some(Error::corrupt(
+                        ids.range.start,
+                        "event id index key does not decode",
+                    ));
+                    return Visit::Stop;
+                };
+                if !filter.admits(tenant) {
+                    return Visit::Continue;
+                }
+                let Some(p) = u64_be(v) else {
+                    failure = Some(Error::corrupt(
+                        ids.range.start,
+                        "event id index entry does not decode",
+                    ));
+                    return Visit::Stop;
+                };
+                match ids.entry(tenant, id, p) {
+                    Ok(()) => Visit::Continue,
+                    Err(e) => {
+                        failure = Some(e);
+                        Visit::Stop
+                    }
+                }
+            })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        ids.finish()
+    }
+}
+
+/// The check of the event-id index over a range of positions. Records and
+/// entries each add a 128-bit hash of (tenant, id, position) to a sum, so
+/// equal sums mean the same entries as records without holding either in
+/// memory; two bitmaps of the range (a bit per position) say which
+/// records were seen and which were named, so a failure names a position.
+struct IdCheck {
+    range: Range<u64>,
+    seen: Vec<u64>,
+    named: Vec<u64>,
+    records: u128,
+    entries: u128,
+}
+
+impl IdCheck {
+    fn new(range: Range<u64>) -> Self {
+        let words = usize::try_from((range.end - range.start).div_ceil(64)).unwrap_or(0);
+        Self {
+            range,
+            seen: vec![0; words],
+            named: vec![0; words],
+            records: 0,
+            entries: 0,
+        }
+    }
+
+    fn term(tenant: &str, id: uuid::Uuid, position: u64) -> u128 {
+        let mut h = blake3::Hasher::new();
+        h.update(tenant.as_bytes());
+        h.update(&[0]);
+        h.update(id.as_bytes());
+        h.update(&position.to_be_bytes());
+        let mut b = [0; 16];
+        b.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        u128::from_le_bytes(b)
+    }
+
+    fn bit(&self, position: u64) -> (usize, u64) {
+        let i = position - self.range.start;
+        (usize::try_from(i / 64).unwrap_or(usize::MAX), 1 << (i % 64))
+    }
+
+    fn record(&mut self, tenant: &str, id: uuid::Uuid, position: u64) {
+        let (w, b) = self.bit(position);
+        if let Some(word) = self.seen.get_mut(w) {
+            *word |= b;
+        }
+        self.records = self.records.wrapping_add(Self::term(tenant, id, position));
+    }
+
+    fn entry(&mut self, tenant: &str, id: uuid::Uuid, position: u64) -> Result<()> {
+        if !self.range.contains(&position) {
+            return Ok(());
+        }
+        let (w, b) = self.bit(position);
+        if self.seen.get(w).is_none_or(|word| word & b == 0) {
+            return Err(Error::corrupt(
+                position,
+                "event id index names a record of another tenant",
+            ));
+        }
+        let named = &mut self.named[w];
+        if *named & b != 0 {
+            return Err(Error::corrupt(
+                position,
+                "two event id index entries name this record",
+            ));
+        }
+        *named |= b;
+        self.entries = self.entries.wrapping_add(Self::term(tenant, id, position));
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<()> {
+        for (w, (seen, named)) in self.seen.iter().zip(&self.named).enumerate() {
+            let missing = seen & !named;
+            if missing != 0 {
+                let p = self.range.start + w as u64 * 64 + u64::from(missing.trailing_zeros());
+                return Err(Error::corrupt(
+                    p,
+                    "no event id index entry names this record",
+                ));
+            }
+        }
+        if self.records != self.entries {
+            return Err(Error::corrupt(
+                self.range.start,
+                "an event id index entry names a record with another id",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use std::thread;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::by_tenant::ByTenant;
+use super::by_tenant::{ByTenant, Generations};
 use super::commit::{commit_groups, sort_puts};
 use super::config::LedgerConfig;
 use super::keys::{TenantHead, id_key, stream_key, u64_be};
@@ -28,21 +28,26 @@ pub(super) struct Writer<S: Store> {
     pub(super) last_recorded: i64,
     pub(super) tenants: HashMap<String, TenantHead>,
     // Stream versions of committed groups (a bounded cache).
-    pub(super) versions: Versions,
+    pub(super) versions: Generations<String, Option<u64>>,
     // What the group handed to the committer and perhaps not yet written
     // adds: its event ids and stream versions.
     pub(super) inflight_ids: Ids,
     pub(super) inflight_versions: Versions,
     // The group being prepared: the store's answers for its event ids
     // that no group in hand holds, read ahead in key order.
-    pub(super) read_ids: ByTenant<Uuid, Option<u64>>,
+    pub(super) read_ids: ByTenant<EventKey, Option<u64>>,
     pub(super) config: LedgerConfig,
+    // Whether the log is new and its first batch must carry the layout
+    // stamp.
+    pub(super) unstamped: bool,
 }
 
 /// Where an append's answer goes.
 pub(super) type Reply = oneshot::Sender<Result<Vec<AppendOutcome>>>;
-/// Positions by tenant and event id.
-pub(super) type Ids = ByTenant<Uuid, u64>;
+/// An event's identity within its tenant: its time and id.
+pub(super) type EventKey = (i64, Uuid);
+/// Positions by tenant and event time and id.
+pub(super) type Ids = ByTenant<EventKey, u64>;
 /// Stream versions by tenant and stream (`None`: no such stream).
 pub(super) type Versions = ByTenant<String, Option<u64>>;
 
@@ -88,11 +93,12 @@ impl<S: Store> Writer<S> {
             head,
             last_recorded,
             tenants,
-            versions: Versions::default(),
+            versions: Generations::new(config.stream_cache()),
             inflight_ids: Ids::default(),
             inflight_versions: Versions::default(),
             read_ids: ByTenant::default(),
             config,
+            unstamped: false,
         }
     }
 
@@ -179,6 +185,9 @@ impl<S: Store> Writer<S> {
                 g.batch
                     .put(Space::Tenants, tenant.as_bytes().to_vec(), th.encode());
             }
+            if std::mem::take(&mut self.unstamped) {
+                super::recover::stamp(&mut g.batch);
+            }
             sort_puts(&mut g.batch.puts);
         }
         // The next group is prepared on top of this one.
@@ -205,11 +214,11 @@ impl<S: Store> Writer<S> {
     fn read_ahead(&mut self, jobs: &[Job], events: usize) {
         self.read_ids.clear();
         let mut streams: Vec<(Vec<u8>, &str, &str)> = Vec::with_capacity(events);
-        let mut ids: Vec<(Vec<u8>, &str, Uuid)> = Vec::with_capacity(events);
+        let mut ids: Vec<(Vec<u8>, &str, EventKey)> = Vec::with_capacity(events);
         // Each name once (a contact's stream is linked from many events),
         // before the caches are asked with owned keys.
         let mut seen_streams: HashSet<(&str, &str)> = HashSet::with_capacity(events);
-        let mut seen_ids: HashSet<(&str, Uuid)> = HashSet::with_capacity(events);
+        let mut seen_ids: HashSet<(&str, EventKey)> = HashSet::with_capacity(events);
         for job in jobs {
             if validate_tenant(&job.tenant).is_err() {
                 continue;
@@ -228,9 +237,9 @@ impl<S: Store> Writer<S> {
                     }
                 }
                 for e in &s.events {
-                    if seen_ids.insert((tenant, e.id)) && !self.inflight_ids.contains(tenant, &e.id)
-                    {
-                        ids.push((id_key(tenant, e.id), tenant, e.id));
+                    let key = (e.time, e.id);
+                    if seen_ids.insert((tenant, key)) && !self.inflight_ids.contains(tenant, &key) {
+                        ids.push((id_key(tenant, e.time, e.id), tenant, key));
                     }
                 }
             }
@@ -249,10 +258,6 @@ impl<S: Store> Writer<S> {
         }
         streams.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (_, tenant, stream) in streams {
-            // A full cache is emptied by staging, which then reads the rest.
-            if self.versions.len() >= self.config.stream_cache() {
-                break;
-            }
             let Ok(v) = read_stream_version(&self.shared.store, tenant, stream) else {
                 break;
             };
@@ -267,27 +272,24 @@ impl<S: Store> Writer<S> {
     fn settle(&mut self, ids: Ids, versions: Versions) {
         self.inflight_ids = ids;
         let written = std::mem::replace(&mut self.inflight_versions, versions);
-        if self.versions.len() + written.len() > self.config.stream_cache() {
-            self.versions.clear();
-        }
         self.versions.extend(written);
     }
 
-    pub(super) fn lookup_id(&self, g: &Group, tenant: &str, id: Uuid) -> Result<Option<u64>> {
+    pub(super) fn lookup_id(&self, g: &Group, tenant: &str, key: EventKey) -> Result<Option<u64>> {
         if let Some(p) = g
             .ids
-            .get(tenant, &id)
-            .or_else(|| self.inflight_ids.get(tenant, &id))
+            .get(tenant, &key)
+            .or_else(|| self.inflight_ids.get(tenant, &key))
         {
             return Ok(Some(p));
         }
-        if let Some(p) = self.read_ids.get(tenant, &id) {
+        if let Some(p) = self.read_ids.get(tenant, &key) {
             return Ok(p);
         }
         let value = self
             .shared
             .store
-            .get(Space::EventIds, &id_key(tenant, id))?;
+            .get(Space::EventIds, &id_key(tenant, key.0, key.1))?;
         match value {
             None => Ok(None),
             Some(v) => u64_be(&v)
@@ -301,14 +303,13 @@ impl<S: Store> Writer<S> {
             .versions
             .get(tenant, stream)
             .or_else(|| self.inflight_versions.get(tenant, stream))
-            .or_else(|| self.versions.get(tenant, stream))
         {
             return Ok(v);
         }
-        let v = read_stream_version(&self.shared.store, tenant, stream)?;
-        if self.versions.len() >= self.config.stream_cache() {
-            self.versions.clear();
+        if let Some(v) = self.versions.touch(tenant, stream) {
+            return Ok(v);
         }
+        let v = read_stream_version(&self.shared.store, tenant, stream)?;
         self.versions.insert(tenant, stream.to_owned(), v, 0);
         Ok(v)
     }
