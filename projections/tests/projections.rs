@@ -366,7 +366,12 @@ async fn a_suppression_names_its_event_and_since() {
     };
     assert_eq!(e.since, T0);
     assert_eq!(e.event_id.to_string(), events[0]["id"].as_str().unwrap());
-    let record = f.log.find_event("t", e.since, e.event_id).await.unwrap().unwrap();
+    let record = f
+        .log
+        .find_event("t", e.since, e.event_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.position, record.position);
 }
 

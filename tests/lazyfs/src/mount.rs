@@ -155,15 +155,13 @@ impl LazyFs {
             // The session's loop may end reading "connection aborted" when
             // the kernel tears the connection down as the unmount goes
             // through (seen under load): the mount is gone all the same.
-            Some(session) => session
-                .umount_and_join()
-                .or_else(|e| match e.kind() {
-                    std::io::ErrorKind::ConnectionAborted => {
-                        detach(&self.mountpoint);
-                        Ok(())
-                    }
-                    _ => Err(e),
-                }),
+            Some(session) => session.umount_and_join().or_else(|e| match e.kind() {
+                std::io::ErrorKind::ConnectionAborted => {
+                    detach(&self.mountpoint);
+                    Ok(())
+                }
+                _ => Err(e),
+            }),
             None => return Ok(()),
         };
         if unmounted.is_err() {
