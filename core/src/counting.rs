@@ -71,7 +71,7 @@ impl Tracker {
         if key > self.largest.as_slice() {
             self.largest = key.to_vec();
         }
-        if self.count.puts % STEP == 0 {
+        if self.count.puts.is_multiple_of(STEP) {
             if self.marks.len() as u64 == WINDOW / STEP {
                 self.marks.pop_front();
             }

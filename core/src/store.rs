@@ -9,16 +9,22 @@ use std::ops::Bound;
 
 use crate::error::StoreError;
 
-/// The key spaces of a log. Keys order bytewise.
+/// The key spaces of a log. Keys order bytewise. The byte layouts of the
+/// index keys (layout 2) are in `ledger::keys`, frozen by its vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Space {
-    /// position (u64 big-endian) → record frame.
+    /// position (u64 big-endian) → record frame. Written in order.
     Log,
-    /// tenant, 0x00, event id (16 bytes) → position (u64 big-endian).
+    /// event time (i64 µs, sign bit flipped, big-endian), tenant, 0x00,
+    /// event id (16 bytes) → position (u64 big-endian). Written in about
+    /// the order of time: new keys land at the recent end.
     EventIds,
-    /// tenant, 0x00, stream, 0x00, version (u64 big-endian) → position (u64 big-endian).
+    /// tenant, 0x00, stream hash (blake3, 64 bits, big-endian), version
+    /// (u64 big-endian) → position (u64 big-endian), and at version 0 the
+    /// stream's name after it. Keyed by hash: scattered, but short.
     Streams,
-    /// tenant → chain head: last position, last hash, record count (see `ledger`).
+    /// tenant → chain head: last position, last hash, record count (see
+    /// `ledger`); and `0x00 "layout"` → the index layout (u32 big-endian).
     Tenants,
 }
 

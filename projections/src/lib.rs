@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailledger_core::{EventLog, ThreadHook, ThreadRole};
+use mailledger_fjall::MemoryShare;
 use tokio::sync::watch;
 
 pub use error::{Error, Result};
@@ -134,6 +135,8 @@ pub struct RebuildStatus {
 pub struct Projections {
     slots: Vec<Arc<Slot>>,
     root: Option<PathBuf>,
+    /// What the stores under `root` take together.
+    memory: MemoryShare,
     caught_up: watch::Sender<u64>,
     rebuild: std::sync::Mutex<Option<RebuildStatus>>,
     rebuild_sizes: RebuildSizes,
@@ -157,15 +160,28 @@ fn all() -> [Box<dyn Projection>; 3] {
 }
 
 impl Projections {
+    /// The projections in fjall stores under `dir` within
+    /// [`MemoryShare::DEFAULT`]; see [`Projections::open_with`].
+    ///
+    /// # Errors
+    /// When a store cannot be opened.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, MemoryShare::DEFAULT)
+    }
+
     /// The projections in fjall stores under `dir` (by default
-    /// `mailledger-data/projections`), created when missing. Stores of
+    /// `mailledger-data/projections`), created when missing, whose caches
+    /// and memtables take `memory` together: a quarter for each of the
+    /// three stores, and the last quarter for the stores a rebuild fills
+    /// (shared among them; a store swapped in by a rebuild keeps its
+    /// smaller share until the next open). Stores of
     /// generations older than the current one (left by a crash after a
     /// rebuild's swap) are removed; a newer one is a rebuild in progress,
     /// kept for [`Projections::rebuild`] to resume.
     ///
     /// # Errors
     /// When a store cannot be opened.
-    pub fn open(dir: &Path) -> Result<Self> {
+    pub fn open_with(dir: &Path, memory: MemoryShare) -> Result<Self> {
         let mut slots = Vec::with_capacity(3);
         for p in all() {
             let name = p.name();
@@ -184,7 +200,7 @@ impl Projections {
                 }
             }
             let path = rebuild::generation_dir(dir, name, generation);
-            let (store, reset) = FjallState::open_stamped(&path, p.format())?;
+            let (store, reset) = FjallState::open_stamped(&path, p.format(), memory.split(4))?;
             if reset {
                 tracing::warn!(
                     projection = name,
@@ -194,7 +210,9 @@ impl Projections {
             }
             slots.push(Arc::new(Slot::new(p, Arc::new(store), generation)?));
         }
-        Ok(Self::with_slots(slots, Some(dir.to_path_buf())))
+        let mut me = Self::with_slots(slots, Some(dir.to_path_buf()));
+        me.memory = memory;
+        Ok(me)
     }
 
     /// The projections in memory, for tests.
@@ -231,6 +249,7 @@ impl Projections {
         Self {
             slots,
             root,
+            memory: MemoryShare::DEFAULT,
             caught_up: watch::channel(min).0,
             rebuild: std::sync::Mutex::new(None),
             rebuild_sizes: RebuildSizes::default(),
@@ -423,6 +442,8 @@ impl Projections {
             log,
             &slots,
             self.root.as_deref(),
+            // A quarter of the share, among the stores being filled.
+            self.memory.split(4 * slots.len() as u64),
             self.rebuild_sizes,
             &self.thread_hook,
             progress,

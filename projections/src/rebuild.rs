@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mailledger_core::{EventLog, ThreadHook, ThreadRole};
+use mailledger_fjall::MemoryShare;
 
 use crate::error::{Error, Result};
 use crate::runner::{Decoded, Progress, Slot, read_batch};
@@ -308,13 +309,15 @@ async fn build_range(
 /// Rebuilds `slots` into fresh stores, reading the log once for all, and
 /// swaps each in.
 ///
-/// With a `root`, a fresh store is `gen-(N+1)`; a rebuild interrupted by a
-/// crash left it with its own checkpoint, and the next rebuild resumes it.
+/// With a `root`, a fresh store is `gen-(N+1)`, opened within `memory`; a
+/// rebuild interrupted by a crash left it with its own checkpoint, and the
+/// next rebuild resumes it.
 /// Each committer thread it starts first runs `hook`.
 pub(crate) async fn rebuild_slots(
     log: &dyn EventLog,
     slots: &[Arc<Slot>],
     root: Option<&Path>,
+    memory: MemoryShare,
     sizes: RebuildSizes,
     hook: &ThreadHook,
     progress: Option<&(dyn Fn(Progress) + Sync)>,
@@ -330,6 +333,7 @@ pub(crate) async fn rebuild_slots(
                 FjallState::open_stamped(
                     &generation_dir(root, slot.projection.name(), generation),
                     format,
+                    memory,
                 )?
                 .0,
             ),

@@ -7,6 +7,8 @@ use anyhow::{Context, Result, bail};
 use mailledger_core::{EventLog, Ledger, LedgerConfig, MemoryStore, Store};
 use serde::{Deserialize, Serialize};
 
+use crate::memory::MemoryPlan;
+
 /// The file in a data directory that records which backend holds its log.
 pub const MARKER: &str = "ledger.json";
 
@@ -172,36 +174,55 @@ pub fn resolve(data_dir: &Path, log: Option<&str>, create: bool) -> Result<LogLo
     Ok(location)
 }
 
-/// Opens the log at `location`.
-pub fn open(location: &LogLocation, config: LedgerConfig) -> Result<Arc<dyn EventLog>> {
-    Ok(Arc::new(Ledger::open(open_store(location)?, config)?))
+/// Opens the log at `location`, within `memory`'s shares for the log.
+pub fn open(
+    location: &LogLocation,
+    config: LedgerConfig,
+    memory: &MemoryPlan,
+) -> Result<Arc<dyn EventLog>> {
+    let config = config.stream_cache_entries(memory.stream_cache_entries());
+    Ok(Arc::new(Ledger::open(
+        open_store(location, memory)?,
+        config,
+    )?))
 }
 
-/// Opens the store under the log at `location`, creating it when empty.
-pub fn open_store(location: &LogLocation) -> Result<Arc<dyn Store>> {
+/// Opens the store under the log at `location`, creating it when empty,
+/// within `memory`'s share for the log's store.
+pub fn open_store(location: &LogLocation, memory: &MemoryPlan) -> Result<Arc<dyn Store>> {
+    let segments = || {
+        let cache = usize::try_from(memory.log_cache_bytes()).unwrap_or(usize::MAX);
+        mailledger_object_store::SegmentStore::builder().cache_bytes(cache)
+    };
     Ok(match location {
-        LogLocation::Fjall { path } => {
-            Arc::new(mailledger_fjall::FjallStore::open(path).with_context(|| {
-                format!(
-                    "cannot open the fjall log in {} (is another mailledger process using it?)",
-                    path.display()
-                )
-            })?)
-        }
-        LogLocation::Sled { path } => {
-            Arc::new(mailledger_sled::SledStore::open(path).with_context(|| {
-                format!(
-                    "cannot open the sled log in {} (is another mailledger process using it?)",
-                    path.display()
-                )
-            })?)
-        }
+        LogLocation::Fjall { path } => Arc::new(
+            mailledger_fjall::FjallStore::open_with(path, memory.log_fjall()).with_context(
+                || {
+                    format!(
+                        "cannot open the fjall log in {} (is another mailledger process using it?)",
+                        path.display()
+                    )
+                },
+            )?,
+        ),
+        LogLocation::Sled { path } => Arc::new(
+            mailledger_sled::SledStore::open_with(path, memory.log_cache_bytes()).with_context(
+                || {
+                    format!(
+                        "cannot open the sled log in {} (is another mailledger process using it?)",
+                        path.display()
+                    )
+                },
+            )?,
+        ),
         LogLocation::Objects { path } => Arc::new(
-            mailledger_object_store::SegmentStore::open_dir(path)
+            segments()
+                .open_dir(path)
                 .with_context(|| format!("cannot open the segment log in {}", path.display()))?,
         ),
         LogLocation::S3 { url } => Arc::new(
-            mailledger_object_store::SegmentStore::open_s3(url)
+            segments()
+                .open_s3(url)
                 .with_context(|| format!("cannot open the segment log at {url}"))?,
         ),
         LogLocation::Memory => Arc::new(MemoryStore::new()),

@@ -19,6 +19,7 @@ mod head;
 mod init;
 mod key;
 mod location;
+mod memory;
 mod migrate;
 mod open;
 mod policy;
@@ -87,6 +88,14 @@ struct Cli {
     /// Where the key directory is kept [default: the node's jurisdiction].
     #[arg(long, global = true, env = "MAILLEDGER_KEYS_JURISDICTION")]
     keys_jurisdiction: Option<String>,
+    /// The memory this process's stores and caches share, such as 1GiB or 512MiB (at least 256MiB); peak resident memory stays near it.
+    #[arg(
+        long,
+        global = true,
+        env = "MAILLEDGER_MEMORY_BUDGET",
+        default_value = memory::DEFAULT_BUDGET
+    )]
+    memory_budget: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -214,6 +223,11 @@ impl Cli {
             log: self.log_jurisdiction.clone(),
             keys: self.keys_jurisdiction.clone(),
         }
+    }
+
+    /// The memory budget of the flags and environment, split.
+    fn memory(&self) -> Result<memory::MemoryPlan> {
+        memory::MemoryPlan::parse(&self.memory_budget)
     }
 
     /// The residency these flags and this data directory declare.

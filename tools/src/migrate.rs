@@ -65,10 +65,12 @@ pub fn run(cli: &Cli, args: &MigrateArgs) -> Result<ExitCode> {
     // The directories opening the copy makes: their names must be durable
     // before the marker names the copy (see `sync_new_dirs`).
     let existed = local_path(&target).map(first_existing);
-    let source = location::open_store(&from)?;
+    // Source and copy are open at once: each takes half the log's share.
+    let memory = cli.memory()?.logs(2);
+    let source = location::open_store(&from, &memory)?;
     // Opening checks the source's tail and chain heads first.
     let head = Ledger::open(Arc::clone(&source), LedgerConfig::new())?.head();
-    let dest = location::open_store(&target)?;
+    let dest = location::open_store(&target, &memory)?;
     for space in Space::ALL {
         let mut any = false;
         dest.scan(space, &[], None, false, &mut |_, _| {

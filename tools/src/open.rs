@@ -162,6 +162,7 @@ pub fn log(
         .durability(durability)
         .jurisdiction(declared.node());
     let location = location::resolve(&cli.data_dir, cli.log.as_deref(), needs.create)?;
+    let memory = cli.memory()?;
     let runtime = runtime()?;
     let keys = if needs.keys {
         Some(keys(
@@ -174,7 +175,7 @@ pub fn log(
         None
     };
     runtime.block_on(async move {
-        let log = location::open(&location, config)?;
+        let log = location::open(&location, config, &memory)?;
         let email = keys.map(|k| EmailLedger::new(Arc::clone(&log), k));
         let opened = Opened {
             log,

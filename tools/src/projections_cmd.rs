@@ -12,11 +12,15 @@ use mailledger_core::EventLog;
 use mailledger_projections::Projections;
 
 use crate::Cli;
+use crate::memory::MemoryPlan;
 use crate::open::Needs;
 
 /// Runs `mailledger projections`.
 pub fn run(cli: &Cli) -> Result<ExitCode> {
-    crate::open::log(cli, Needs::LOG, async |o| status(&o.log, &cli.data_dir))
+    let memory = cli.memory()?;
+    crate::open::log(cli, Needs::LOG, async |o| {
+        status(&o.log, &cli.data_dir, &memory)
+    })
 }
 
 /// Where the projections of a data directory live.
@@ -24,15 +28,16 @@ pub fn dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("projections")
 }
 
-/// Opens the projections of `data_dir`.
-pub fn open(data_dir: &Path) -> Result<Projections> {
+/// Opens the projections of `data_dir`, within `memory`'s share for them.
+pub fn open(data_dir: &Path, memory: &MemoryPlan) -> Result<Projections> {
     let d = dir(data_dir);
-    Projections::open(&d).with_context(|| format!("cannot open the projections in {}", d.display()))
+    Projections::open_with(&d, memory.projections())
+        .with_context(|| format!("cannot open the projections in {}", d.display()))
 }
 
 /// Prints each projection's checkpoint and lag, as JSON lines.
-fn status(log: &Arc<dyn EventLog>, data_dir: &Path) -> Result<ExitCode> {
-    let p = open(data_dir)?;
+fn status(log: &Arc<dyn EventLog>, data_dir: &Path, memory: &MemoryPlan) -> Result<ExitCode> {
+    let p = open(data_dir, memory)?;
     let head = log.head();
     for s in p.status(head) {
         out!(

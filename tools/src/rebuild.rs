@@ -10,6 +10,7 @@ use clap::Args;
 use mailledger_core::EventLog;
 use mailledger_projections::{NAMES, Progress};
 
+use crate::memory::MemoryPlan;
 use crate::open::{self, Needs};
 use crate::{Cli, projections_cmd};
 
@@ -23,14 +24,20 @@ pub struct RebuildArgs {
 
 /// Runs `mailledger rebuild`.
 pub fn run(cli: &Cli, args: &RebuildArgs) -> Result<ExitCode> {
+    let memory = cli.memory()?;
     open::log(cli, Needs::LOG, async |o| {
-        rebuild(&o.log, &cli.data_dir, &args.which).await
+        rebuild(&o.log, &cli.data_dir, &memory, &args.which).await
     })
 }
 
 /// Rebuilds `which` (a projection's name, or `all`) from position 0 into a
 /// fresh store, with a progress bar, and swaps it in.
-async fn rebuild(log: &Arc<dyn EventLog>, data_dir: &Path, which: &str) -> Result<ExitCode> {
+async fn rebuild(
+    log: &Arc<dyn EventLog>,
+    data_dir: &Path,
+    memory: &MemoryPlan,
+    which: &str,
+) -> Result<ExitCode> {
     let names: Vec<&str> = match which {
         "all" => Vec::new(),
         n if NAMES.contains(&n) => vec![n],
@@ -39,7 +46,7 @@ async fn rebuild(log: &Arc<dyn EventLog>, data_dir: &Path, which: &str) -> Resul
             NAMES.join(", ")
         ),
     };
-    let p = projections_cmd::open(data_dir)?;
+    let p = projections_cmd::open(data_dir, memory)?;
     let head = log.head();
     let bar = projections_cmd::progress_bar(head, "rebuilding", "events");
     let started = std::time::Instant::now();

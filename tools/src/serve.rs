@@ -13,6 +13,7 @@
 //! log = "fjall:./mailledger-data/log"
 //! durability = "sync"
 //! max_group_records = 400
+//! memory_budget = "1GiB"              # what the stores and caches share
 //!
 //! [residency]
 //! jurisdiction = "EU"  # where this node runs
@@ -67,6 +68,7 @@ use mailledger_core::{Durability, LedgerConfig};
 use serde::Deserialize;
 
 use crate::Cli;
+use crate::memory::{DEFAULT_BUDGET, MemoryPlan};
 use crate::residency::ResidencyArgs;
 
 /// The default address to listen on.
@@ -133,6 +135,7 @@ struct FileConfig {
     log: Option<String>,
     durability: Option<String>,
     max_group_records: Option<usize>,
+    memory_budget: Option<String>,
     #[serde(default)]
     limits: Option<Limits>,
     #[serde(default)]
@@ -150,6 +153,7 @@ struct Settings {
     log: Option<String>,
     durability: String,
     max_group_records: usize,
+    memory: MemoryPlan,
     limits: Limits,
     residency: ResidencyArgs,
 }
@@ -235,6 +239,15 @@ fn settings(cli: &Cli, args: &ServeArgs) -> Result<Settings> {
             cli.durability.clone()
         },
         max_group_records,
+        memory: match file.memory_budget {
+            Some(budget)
+                if cli.memory_budget == DEFAULT_BUDGET
+                    && std::env::var_os("MAILLEDGER_MEMORY_BUDGET").is_none() =>
+            {
+                MemoryPlan::parse(&budget)?
+            }
+            _ => cli.memory()?,
+        },
         limits,
         residency: cli.residency_args().or(file.residency.unwrap_or_default()),
     })
@@ -299,6 +312,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                 .max_group_records(s.max_group_records)
                 .jurisdiction(residency.node())
                 .thread_hook(policy.hook()),
+            &s.memory,
         )?;
         let email = Arc::new(EmailLedger::new(Arc::clone(&log), keys));
         if let Some((info, key)) = access.bootstrap(residency.allowed())? {
@@ -318,7 +332,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         // fjall stores allow one process, so `mailledger rebuild` and
         // `mailledger projections` run while the server is stopped.
         let projections =
-            Arc::new(crate::projections_cmd::open(&s.data_dir)?.with_thread_hook(policy.hook()));
+            Arc::new(crate::projections_cmd::open(&s.data_dir, &s.memory)?.with_thread_hook(policy.hook()));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let runner = projections
             .spawn_runner(Arc::clone(&log), stopped.clone())
@@ -353,10 +367,11 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot listen on {}", s.listen))?;
         let addr = listener.local_addr()?;
         eprintln!(
-            "mailledger: listening on http://{addr} ({} log in {}, keys in {}); API description at /openapi.json",
+            "mailledger: listening on http://{addr} ({} log in {}, keys in {}, memory budget {} MiB); API description at /openapi.json",
             location.backend(),
             s.data_dir.display(),
-            s.keys_dir.display()
+            s.keys_dir.display(),
+            s.memory.budget() >> 20
         );
         // Ready once every projection has caught up with the log's head.
         let readiness = {

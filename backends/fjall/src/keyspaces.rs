@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
-use crate::reaper::MemtableReaper;
+use crate::memtables::MemtableKeeper;
 
 /// The size at which a keyspace's memtable is sealed and flushed to a
-/// table: 256 MiB (fjall's default is 64 MiB), for every [`KeyOrder`].
+/// table when its database's [`MemoryShare`] does not ask for it sooner:
+/// 256 MiB (fjall's default is 64 MiB), for every [`KeyOrder`].
 ///
 /// fjall installs each flush's and each compaction's result by writing and
 /// syncing a new version file (five `fsync`s) while it holds the tree's
@@ -37,6 +38,85 @@ pub const MEMTABLE_BYTES: u64 = 256 * 1024 * 1024;
 /// fjall records it when it creates a keyspace.
 pub const SCATTERED_L0_TABLES: u8 = 16;
 
+/// The memory one fjall database may take: its block cache, and the
+/// memtables its keyspaces are writing. A process that opens several
+/// databases gives each its share of one budget.
+///
+/// fjall sizes a memtable per keyspace, and its database-wide write buffer
+/// limit is not enforced in fjall 3.1, so [`Keyspaces`] keeps the limit
+/// itself: when the memtables being written hold more than half of
+/// [`MemoryShare::write_buffer_bytes`], the largest is sealed and flushed.
+/// The other half is room for sealed memtables waiting to be flushed
+/// (fjall halts writes to a keyspace with four of them queued).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryShare {
+    cache_bytes: u64,
+    write_buffer_bytes: u64,
+}
+
+impl MemoryShare {
+    /// The least write buffer a share has: 8 MiB. Smaller memtables would
+    /// flush so often that the first level fills with tiny tables.
+    pub const MIN_WRITE_BUFFER_BYTES: u64 = 8 << 20;
+
+    /// What a database opened without a share gets: a 64 MiB block cache,
+    /// and 512 MiB of memtables (one keyspace may fill [`MEMTABLE_BYTES`]
+    /// before it is flushed).
+    pub const DEFAULT: Self = Self {
+        cache_bytes: 64 << 20,
+        write_buffer_bytes: 2 * MEMTABLE_BYTES,
+    };
+
+    /// A share of `cache_bytes` of block cache and `write_buffer_bytes` of
+    /// memtables (at least [`MemoryShare::MIN_WRITE_BUFFER_BYTES`]).
+    #[must_use]
+    pub fn new(cache_bytes: u64, write_buffer_bytes: u64) -> Self {
+        Self {
+            cache_bytes,
+            write_buffer_bytes: write_buffer_bytes.max(Self::MIN_WRITE_BUFFER_BYTES),
+        }
+    }
+
+    /// One `n`th of this share (of each part), for one of `n` databases
+    /// that share it.
+    #[must_use]
+    pub fn split(self, n: u64) -> Self {
+        let n = n.max(1);
+        Self::new(self.cache_bytes / n, self.write_buffer_bytes / n)
+    }
+
+    /// The block cache's capacity in bytes.
+    #[must_use]
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_bytes
+    }
+
+    /// The memtables' bytes, being written and waiting to be flushed.
+    #[must_use]
+    pub fn write_buffer_bytes(&self) -> u64 {
+        self.write_buffer_bytes
+    }
+
+    /// What the memtables being written may hold together before the
+    /// largest is flushed: half the write buffer.
+    #[must_use]
+    pub fn active_limit(&self) -> u64 {
+        self.write_buffer_bytes / 2
+    }
+
+    /// The memtable size a keyspace is created with: [`MEMTABLE_BYTES`],
+    /// or the active limit when that is smaller.
+    fn memtable_bytes(&self) -> u64 {
+        MEMTABLE_BYTES.min(self.active_limit())
+    }
+}
+
+impl Default for MemoryShare {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// How the keys written to a keyspace arrive, which decides how fjall
 /// buffers and merges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +130,10 @@ pub enum KeyOrder {
 
 impl KeyOrder {
     /// The options a keyspace of this order is created with: memtables of
-    /// [`MEMTABLE_BYTES`], and for [`KeyOrder::Scattered`] the first level
+    /// `memtable_bytes`, and for [`KeyOrder::Scattered`] the first level
     /// merged at [`SCATTERED_L0_TABLES`] tables.
-    fn options(self) -> KeyspaceCreateOptions {
-        let options = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+    fn options(self, memtable_bytes: u64) -> KeyspaceCreateOptions {
+        let options = KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes);
         match self {
             Self::Ordered => options,
             Self::Scattered => options.compaction_strategy(Arc::new(
@@ -64,11 +144,11 @@ impl KeyOrder {
 }
 
 /// A fjall database and keyspaces in it, opened with this backend's
-/// settings for their [`KeyOrder`], whose flushed memtables a thread of
-/// their own frees outside fjall's locks (see the `reaper` module).
+/// settings for their [`KeyOrder`] and within a [`MemoryShare`], whose
+/// memtables a thread of their own keeps (see the `memtables` module).
 pub struct Keyspaces {
     // Stopped first: it holds clones of the keyspaces.
-    _reaper: MemtableReaper,
+    _keeper: MemtableKeeper,
     db: Database,
     keyspaces: Vec<Keyspace>,
 }
@@ -80,28 +160,44 @@ impl std::fmt::Debug for Keyspaces {
 }
 
 impl Keyspaces {
+    /// Opens the database in `path` within [`MemoryShare::DEFAULT`]; see
+    /// [`Keyspaces::open_with`].
+    ///
+    /// # Errors
+    /// As [`Keyspaces::open_with`].
+    pub fn open(path: &Path, spaces: &[(&str, KeyOrder)]) -> fjall::Result<Self> {
+        Self::open_with(path, spaces, MemoryShare::DEFAULT)
+    }
+
     /// Opens the database in `path`, creating it when missing, and in it
     /// the keyspaces `spaces` names, each created (when missing) with the
-    /// settings for its order. One process at a time may hold it open.
+    /// settings for its order, within `memory`. One process at a time may
+    /// hold it open.
     ///
     /// # Errors
     /// When the directory cannot be created or locked, fjall's recovery
-    /// fails, or the reaper's thread cannot be started.
-    pub fn open(path: &Path, spaces: &[(&str, KeyOrder)]) -> fjall::Result<Self> {
+    /// fails, or the keeper's thread cannot be started.
+    pub fn open_with(
+        path: &Path,
+        spaces: &[(&str, KeyOrder)],
+        memory: MemoryShare,
+    ) -> fjall::Result<Self> {
         std::fs::create_dir_all(path)?;
-        let db = Database::builder(path).open()?;
+        let db = Database::builder(path)
+            .cache_size(memory.cache_bytes())
+            .open()?;
         let keyspaces = spaces
             .iter()
-            .map(|&(name, order)| db.keyspace(name, || order.options()))
+            .map(|&(name, order)| db.keyspace(name, || order.options(memory.memtable_bytes())))
             .collect::<fjall::Result<Vec<_>>>()?;
         // fjall syncs the folder of a new keyspace but not the folder that
         // names it: without this a power cut after the first commits can
         // drop every keyspace made at this open, and the journal's writes
         // to them with it (the power-cut test found it).
         mailledger_core::sync_tree(path)?;
-        let reaper = MemtableReaper::start(keyspaces.clone())?;
+        let keeper = MemtableKeeper::start(keyspaces.clone(), memory.active_limit())?;
         Ok(Self {
-            _reaper: reaper,
+            _keeper: keeper,
             db,
             keyspaces,
         })

@@ -10,11 +10,11 @@
 //! its index entries, or absent.
 
 mod keyspaces;
-mod reaper;
+mod memtables;
 
 use std::path::Path;
 
-pub use keyspaces::{KeyOrder, Keyspaces, MEMTABLE_BYTES, SCATTERED_L0_TABLES};
+pub use keyspaces::{KeyOrder, Keyspaces, MEMTABLE_BYTES, MemoryShare, SCATTERED_L0_TABLES};
 #[cfg(any(test, feature = "test-util"))]
 pub use keyspaces::{assert_first_level_merges_as, assert_memtable_holds_memtable_bytes};
 
@@ -40,12 +40,22 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl FjallStore {
-    /// Opens the database in `path`, creating it when missing. One process
-    /// at a time may hold it open.
+    /// Opens the database in `path` within [`MemoryShare::DEFAULT`]; see
+    /// [`FjallStore::open_with`].
+    ///
+    /// # Errors
+    /// As [`FjallStore::open_with`].
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, MemoryShare::DEFAULT)
+    }
+
+    /// Opens the database in `path`, creating it when missing, with a
+    /// block cache and memtables within `memory`. One process at a time
+    /// may hold it open.
     ///
     /// # Errors
     /// When the directory cannot be created or locked, or fjall's recovery fails.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open_with(path: &Path, memory: MemoryShare) -> Result<Self, StoreError> {
         let order = |space: Space| match space {
             // Keyed by a stream's hash.
             Space::Streams => KeyOrder::Scattered,
@@ -55,7 +65,7 @@ impl FjallStore {
         };
         let spaces = Space::ALL.map(|space| (space.name(), order(space)));
         Ok(Self {
-            spaces: Keyspaces::open(path, &spaces).map_err(err)?,
+            spaces: Keyspaces::open_with(path, &spaces, memory).map_err(err)?,
         })
     }
 
@@ -122,6 +132,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use fjall::AbstractTree;
 
     #[test]
     fn the_keyspace_keyed_at_random_merges_its_first_level_at_sixteen_tables() {
@@ -136,10 +147,38 @@ mod tests {
     }
 
     #[test]
-    fn every_keyspace_keeps_writes_in_memory_up_to_memtable_bytes() {
+    fn a_store_keeps_to_the_cache_and_memtables_of_its_share() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FjallStore::open(dir.path()).unwrap();
+        let share = MemoryShare::new(8 << 20, 16 << 20);
+        let store = FjallStore::open_with(dir.path(), share).unwrap();
+        assert_eq!(store.spaces.database().cache_capacity(), 8 << 20);
+        let value = vec![3u8; 16 * 1024];
+        for i in 0..4096u64 {
+            let mut batch = WriteBatch::new();
+            batch.put(Space::Log, i.to_be_bytes().to_vec(), value.clone());
+            store.commit(batch, false).unwrap();
+        }
+        // 64 MiB written; once the keeper has looked, what is being
+        // written is back within half the share, the rest flushed.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let active: u64 = Space::ALL
+            .iter()
+            .map(|&s| store.space(s).tree.active_memtable().size())
+            .sum();
+        assert!(
+            active <= share.active_limit(),
+            "{active} bytes in memtables"
+        );
+        let log = store.space(Space::Log);
+        assert!(log.table_count() + log.sealed_memtable_count() > 0);
+    }
+
+    #[test]
+    fn every_keyspace_keeps_writes_in_memory_up_to_memtable_bytes() {
+        // Each written alone, within the default share.
         for space in Space::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let store = FjallStore::open(dir.path()).unwrap();
             assert_memtable_holds_memtable_bytes(store.space(space));
         }
     }

@@ -115,6 +115,25 @@ impl SegmentStoreBuilder {
         self.open(Arc::new(local), "")
     }
 
+    /// Opens the log at `url`, `s3://BUCKET/PREFIX`, on an S3-compatible
+    /// store configured by the standard `AWS_*` environment variables
+    /// (`AWS_ENDPOINT` for a store other than Amazon's, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP=true`
+    /// for a plain-HTTP endpoint). The store must support conditional
+    /// create (`If-None-Match: *`), as Amazon S3, Ceph, Garage and MinIO do.
+    ///
+    /// # Errors
+    /// A URL that is not `s3://BUCKET[/PREFIX]`, settings the client
+    /// refuses; as [`SegmentStoreBuilder::open`].
+    pub fn open_s3(self, url: &str) -> Result<SegmentStore, StoreError> {
+        let (bucket, prefix) = parse_s3_url(url)?;
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(SegmentError::from)?;
+        self.open(Arc::new(s3), prefix)
+    }
+
     /// Opens the log kept under `prefix` of `objects`: lists every segment
     /// and checks that none is missing, loads the newest snapshot that
     /// decodes, then reads and checks every segment after it (see the
@@ -213,23 +232,13 @@ impl SegmentStore {
         Self::builder().open_dir(dir)
     }
 
-    /// Opens the log at `url`, `s3://BUCKET/PREFIX`, on an S3-compatible
-    /// store configured by the standard `AWS_*` environment variables
-    /// (`AWS_ENDPOINT` for a store other than Amazon's, `AWS_REGION`,
-    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP=true`
-    /// for a plain-HTTP endpoint). The store must support conditional
-    /// create (`If-None-Match: *`), as Amazon S3, Ceph, Garage and MinIO do.
+    /// Opens the log at `url`, `s3://BUCKET/PREFIX`, with the default
+    /// settings ([`SegmentStoreBuilder::open_s3`]).
     ///
     /// # Errors
-    /// A URL that is not `s3://BUCKET[/PREFIX]`, settings the client
-    /// refuses; as [`SegmentStoreBuilder::open`].
+    /// As [`SegmentStoreBuilder::open_s3`].
     pub fn open_s3(url: &str) -> Result<Self, StoreError> {
-        let (bucket, prefix) = parse_s3_url(url)?;
-        let s3 = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .build()
-            .map_err(SegmentError::from)?;
-        Self::open(Arc::new(s3), prefix)
+        Self::builder().open_s3(url)
     }
 
     /// How many segments the log has (the next one's sequence number).

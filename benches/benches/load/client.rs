@@ -85,24 +85,39 @@ pub(crate) async fn ingest(
     }
 }
 
-/// Polls `GET path` until it answers 200, for at most `limit`.
-pub(crate) async fn wait_for(
+/// Polls `GET /v1/admin/projections` (with the admin key) until every
+/// projection has applied the whole log, for at most `limit`; how long
+/// that took.
+pub(crate) async fn caught_up(
     client: &HttpClient,
     base: &str,
-    key: &str,
-    path: &str,
+    admin_key: &str,
     limit: Duration,
 ) -> Duration {
     let start = Instant::now();
-    let url = format!("{base}{path}");
+    let url = format!("{base}/v1/admin/projections");
     loop {
-        match send(client, "GET", &url, key, None).await {
-            Ok((200, _)) => return start.elapsed(),
-            other => assert!(
-                start.elapsed() < limit,
-                "{path} not answered 200 within {limit:?}: {other:?}"
-            ),
+        let answer = send(client, "GET", &url, admin_key, None).await;
+        let lag = match &answer {
+            Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| {
+                    v["projections"].as_array().map(|ps| {
+                        ps.iter()
+                            .map(|p| p["lag"].as_u64().unwrap_or(u64::MAX))
+                            .max()
+                    })
+                })
+                .flatten(),
+            _ => None,
+        };
+        if lag == Some(0) {
+            return start.elapsed();
         }
+        assert!(
+            start.elapsed() < limit,
+            "the projections did not catch up within {limit:?}: {answer:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

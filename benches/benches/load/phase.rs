@@ -10,7 +10,35 @@ pub(crate) struct Tally {
     pub(crate) failures: u64,
     pub(crate) first_failure: Option<String>,
     pub(crate) latency: Vec<Duration>,
-    pub(crate) last_acked: Option<u64>,
+}
+
+/// The server under load and what the clients send it.
+pub(crate) struct Target {
+    pub(crate) base: String,
+    pub(crate) metrics_base: String,
+    /// Each tenant's key (ingest, read), in the generator's order.
+    pub(crate) keys: Vec<String>,
+    /// The first key, for `GET /v1/admin/projections`.
+    pub(crate) admin_key: String,
+    pub(crate) feed: Feed,
+    /// The messages whose timelines the readers ask for: (tenant, id).
+    pub(crate) messages: Vec<(usize, String)>,
+}
+
+impl Target {
+    /// A random message of [`Target::messages`] (from an xorshift64
+    /// state): its timeline's URL and its tenant's key.
+    pub(crate) fn random_timeline(&self, seed: &mut u64) -> (String, &str) {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let len = self.messages.len().max(1) as u64;
+        let (tenant, id) = &self.messages[usize::try_from(*seed % len).unwrap_or(0)];
+        (
+            format!("{}/v1/messages/{id}", self.base),
+            &self.keys[*tenant],
+        )
+    }
 }
 
 /// What a phase measured.
@@ -58,16 +86,6 @@ impl Measured {
     pub(crate) fn in_window(&self) -> u64 {
         self.per_second.iter().sum()
     }
-}
-
-/// A random warm-up message's path, from an xorshift64 state.
-pub(crate) fn random_warm_message(seed: &mut u64) -> String {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    let m = *seed % WARM_MESSAGES;
-    let (n, i) = (m / (BATCH as u64 / 2), m % (BATCH as u64 / 2));
-    format!("/v1/messages/w-{n}-{i}")
 }
 
 /// The nice value of the timeline readers, where the system allows it.
@@ -118,28 +136,32 @@ pub(crate) fn raise_priority() -> u8 {
     }
 }
 
-/// The warm-up: every contact's key, and the messages whose timelines are
-/// asked; then waits until the projections show the last of them, and
-/// measures timelines with nothing else running, for comparison.
-pub(crate) async fn warm_up(client: &HttpClient, base: &str, key: &str) -> Vec<Duration> {
-    for n in 0..WARM_MESSAGES / (BATCH as u64 / 2) {
-        ingest(client, base, key, batch_body("w", n))
+/// The warm-up: [`WARM_BATCHES`] batches of the traffic, whose sent
+/// messages are the ones the readers ask for; then waits until the
+/// projections have applied them, and measures timelines with nothing else
+/// running, for comparison.
+pub(crate) async fn warm_up(client: &HttpClient, target: &mut Target) -> Vec<Duration> {
+    let mut messages = Vec::new();
+    for _ in 0..WARM_BATCHES {
+        let (tenant, body) = target.feed.next_body();
+        messages.extend(sent_messages(&body).into_iter().map(|m| (tenant, m)));
+        ingest(client, &target.base, &target.keys[tenant], body)
             .await
             .expect("warm-up batch");
     }
-    let last = WARM_MESSAGES / (BATCH as u64 / 2) - 1;
-    wait_for(
+    assert!(!messages.is_empty(), "the warm-up sent no message");
+    target.messages = messages;
+    caught_up(
         client,
-        base,
-        key,
-        &format!("/v1/messages/w-{last}-{}", BATCH / 2 - 1),
+        &target.base,
+        &target.admin_key,
         Duration::from_secs(60),
     )
     .await;
     let mut idle_latency = Vec::new();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     for _ in 0..500 {
-        let url = format!("{base}{}", random_warm_message(&mut seed));
+        let (url, key) = target.random_timeline(&mut seed);
         let t = Instant::now();
         if let Ok((200, _)) = send(client, "GET", &url, key, None).await {
             idle_latency.push(t.elapsed());
@@ -167,23 +189,20 @@ pub(crate) enum Offer {
 /// ms of answers).
 pub(crate) const PACED_IN_FLIGHT: usize = 64;
 
-/// One phase: `secs` of ingest as `offer` says, with the timeline readers
-/// and the `/healthz` control running throughout; batches' messages are
-/// named `{prefix}-…`.
-#[allow(clippy::too_many_lines, clippy::too_many_arguments)]
+/// One phase: `secs` of ingest of the target's traffic as `offer` says,
+/// with the timeline readers and the `/healthz` control running
+/// throughout.
+#[allow(clippy::too_many_lines)]
 pub(crate) async fn phase(
     client: &HttpClient,
-    base: &str,
-    metrics_base: &str,
-    key: &str,
+    target: &Arc<Target>,
     secs: u64,
     offer: Offer,
-    prefix: &'static str,
     query_rate: u64,
     server_pid: u32,
 ) -> Measured {
-    let (client, base, key) = (client.clone(), base.to_owned(), key.to_owned());
-    let histogram_before = timeline_histogram(&client, metrics_base).await;
+    let client = client.clone();
+    let histogram_before = timeline_histogram(&client, &target.metrics_base).await;
     let run = Duration::from_secs(secs);
     let server_pid = server_pid.to_string();
     let cpu_before =
@@ -210,8 +229,7 @@ pub(crate) async fn phase(
     let per_second: Arc<Vec<AtomicU64>> = Arc::new((0..=secs).map(|_| AtomicU64::new(0)).collect());
     let ingesters: Vec<_> = (0..tasks)
         .map(|_| {
-            let (client, base, key, next) =
-                (client.clone(), base.clone(), key.clone(), Arc::clone(&next));
+            let (client, target, next) = (client.clone(), Arc::clone(target), Arc::clone(&next));
             let per_second = Arc::clone(&per_second);
             tokio::spawn(async move {
                 let mut t = Tally::default();
@@ -228,9 +246,9 @@ pub(crate) async fn phase(
                         tokio::time::sleep_until(due.into()).await;
                         t.max_lag = t.max_lag.max(due.elapsed());
                     }
-                    let body = batch_body(prefix, n);
+                    let (tenant, body) = target.feed.next_body();
                     let sent = Instant::now();
-                    match ingest(&client, &base, &key, body).await {
+                    match ingest(&client, &target.base, &target.keys[tenant], body).await {
                         Ok(()) => {
                             t.latency.push(sent.elapsed());
                             t.events += BATCH as u64;
@@ -238,7 +256,6 @@ pub(crate) async fn phase(
                                 .unwrap_or(usize::MAX)
                                 .min(per_second.len() - 1);
                             per_second[second].fetch_add(BATCH as u64, Ordering::Relaxed);
-                            t.last_acked = t.last_acked.max(Some(n));
                         }
                         Err(e) => {
                             t.failures += 1;
@@ -250,8 +267,8 @@ pub(crate) async fn phase(
             })
         })
         .collect();
-    // Timeline readers: two paced threads, each asking for a random
-    // warm-up message; and a third asking for /healthz at the same pace, a
+    // Timeline readers: two paced threads, each asking for the timeline of
+    // a random message sent in the warm-up; and a third asking for /healthz at the same pace, a
     // control that touches no storage. Each has a thread, a runtime and a
     // client of its own, as a dashboard is not the process that forwards
     // webhooks (on the ingesters' runtime a reply would wait for ingest
@@ -261,7 +278,7 @@ pub(crate) async fn phase(
     let period = Duration::from_secs_f64(2.0 / query_rate.max(1) as f64);
     let readers: Vec<_> = (0..3u64)
         .map(|r| {
-            let (base, key, done) = (base.clone(), key.clone(), Arc::clone(&done));
+            let (target, done) = (Arc::clone(target), Arc::clone(&done));
             std::thread::spawn(move || {
                 READERS_RAISED.fetch_min(raise_priority(), Ordering::Relaxed);
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -281,12 +298,12 @@ pub(crate) async fn phase(
                     // in full (no coordinated omission).
                     due += period;
                     std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                    let url = if r == 2 {
-                        format!("{base}/healthz")
+                    let (url, key) = if r == 2 {
+                        (format!("{}/healthz", target.base), "")
                     } else {
-                        format!("{base}{}", random_warm_message(&mut seed))
+                        target.random_timeline(&mut seed)
                     };
-                    match rt.block_on(send(&client, "GET", &url, &key, None)) {
+                    match rt.block_on(send(&client, "GET", &url, key, None)) {
                         Ok((200, body)) if body.starts_with(b"{") => {
                             let took = due.elapsed();
                             if took >= SLOW && slow.len() < 100 {
@@ -325,7 +342,6 @@ pub(crate) async fn phase(
         per_second: Vec::new(),
         after_window: 0,
     };
-    let mut last_batch = None;
     for t in ingesters {
         let t = t.await.expect("ingest task");
         m.events += t.events;
@@ -333,7 +349,6 @@ pub(crate) async fn phase(
         m.failures += t.failures;
         m.first_failure = m.first_failure.or(t.first_failure);
         m.ingest_latency.extend(t.latency);
-        last_batch = last_batch.max(t.last_acked);
     }
     m.elapsed = start.elapsed();
     let mut counted: Vec<u64> = per_second
@@ -353,7 +368,7 @@ pub(crate) async fn phase(
         .into_iter()
         .map(|t| t.join().expect("reader thread"))
         .collect();
-    let histogram_after = timeline_histogram(&client, metrics_base).await;
+    let histogram_after = timeline_histogram(&client, &target.metrics_base).await;
     m.server_timeline = histogram_after
         .iter()
         .map(|&(le, n)| {
@@ -377,16 +392,13 @@ pub(crate) async fn phase(
         m.query_failures += failures;
         m.first_query_failure = m.first_query_failure.or(first);
     }
-    // How long the projections needed to show the last batch acknowledged.
-    if let Some(probe) = last_batch {
-        m.catch_up = wait_for(
-            &client,
-            &base,
-            &key,
-            &format!("/v1/messages/{prefix}-{probe}-{}", BATCH / 2 - 1),
-            Duration::from_secs(120),
-        )
-        .await;
-    }
+    // How long the projections needed to apply everything acknowledged.
+    m.catch_up = caught_up(
+        &client,
+        &target.base,
+        &target.admin_key,
+        Duration::from_secs(300),
+    )
+    .await;
     m
 }

@@ -110,7 +110,7 @@ pub(crate) fn report(m: &Measured, idle: Option<&[Duration]>, clean: bool) {
         );
     }
     println!(
-        "projections showed the last batch {:.2} s after ingest ended; server stopped with SIGTERM: {}",
+        "projections applied all of it {:.2} s after ingest ended; server stopped with SIGTERM: {}",
         m.catch_up.as_secs_f64(),
         if clean { "exit 0" } else { "NOT CLEAN" }
     );
@@ -177,4 +177,66 @@ pub(crate) fn report(m: &Measured, idle: Option<&[Duration]>, clean: bool) {
                 .join(", ")
         );
     }
+}
+
+/// The figures of a long run: whether the rate holds as the log grows,
+/// against the in-process rate, the server's peak memory, and its restart.
+pub(crate) fn report_growth(
+    m: &Measured,
+    peak_rss: Option<u64>,
+    restart: Duration,
+    base_rate: f64,
+) {
+    let minutes: Vec<f64> = m
+        .per_second
+        .chunks_exact(60)
+        .map(|c| c.iter().sum::<u64>() as f64 / 60.0)
+        .collect();
+    println!("\n== load: over the run ==");
+    if !minutes.is_empty() {
+        println!(
+            "events acknowledged per second, by minute: {}",
+            minutes
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if minutes.len() >= 10 {
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+        let (first, last) = (mean(&minutes[..5]), mean(&minutes[minutes.len() - 5..]));
+        println!(
+            "rate in the last 5 minutes / the first 5: {last:.0} / {first:.0} = {:.2} (target >= 0.85: {})",
+            last / first,
+            if last / first >= 0.85 { "PASS" } else { "MISS" }
+        );
+    }
+    let rate = m.events as f64 / m.elapsed.as_secs_f64();
+    println!(
+        "HTTP ingest / in-process baseline: {rate:.0} / {base_rate:.0} = {:.2} (target >= 0.5: {})",
+        rate / base_rate,
+        if rate / base_rate >= 0.5 {
+            "PASS"
+        } else {
+            "MISS"
+        }
+    );
+    match peak_rss {
+        Some(bytes) => println!(
+            "server peak resident memory (VmHWM): {} MiB (target <= 1024 MiB: {})",
+            bytes >> 20,
+            if bytes <= 1 << 30 { "PASS" } else { "MISS" }
+        ),
+        None => println!("server peak resident memory: not read"),
+    }
+    println!(
+        "restart on this run's data: listening after {:.2} s (target <= 2 s: {})",
+        restart.as_secs_f64(),
+        if restart <= Duration::from_secs(2) {
+            "PASS"
+        } else {
+            "MISS"
+        }
+    );
 }

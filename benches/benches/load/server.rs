@@ -56,7 +56,9 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn start(bin: &Path, root: &Path) -> Self {
+    /// Starts the server on the data in `root`; on its `first` start it
+    /// prints the first key, which is read. Returns once it listens.
+    pub(crate) fn start(bin: &Path, root: &Path, first: bool) -> Self {
         let child = Command::new(bin)
             .arg("--data-dir")
             .arg(root.join("data"))
@@ -122,13 +124,23 @@ impl Server {
             }
         });
         let mut out = BufReader::new(server.child.stdout.take().expect("stdout"));
-        out.read_line(&mut server.admin_key).expect("first key");
-        server.admin_key = server.admin_key.trim().to_owned();
+        if first {
+            out.read_line(&mut server.admin_key).expect("first key");
+            server.admin_key = server.admin_key.trim().to_owned();
+        }
         std::thread::spawn(move || {
             let mut sink = String::new();
             let _ = out.read_to_string(&mut sink);
         });
         server
+    }
+
+    /// The server's peak resident memory so far (`VmHWM`), in bytes.
+    pub(crate) fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 
     /// SIGTERM, then waits (bounded) for the exit; true when it exited 0.
@@ -156,14 +168,34 @@ impl Drop for Server {
     }
 }
 
-/// `mailledger key create` beside the running server.
-pub(crate) fn create_key(bin: &Path, root: &Path) -> String {
+/// `mailledger tenant create TENANT` beside the running server.
+pub(crate) fn create_tenant(bin: &Path, root: &Path, tenant: &str) {
+    let out = Command::new(bin)
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--keys-dir")
+        .arg(root.join("keys"))
+        .args(["tenant", "create", tenant])
+        .env_remove("MAILLEDGER_KEK")
+        .env_remove("MAILLEDGER_KEK_FILE")
+        .output()
+        .expect("mailledger tenant create");
+    assert!(
+        out.status.success(),
+        "tenant create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `mailledger key create` for `tenant` beside the running server.
+pub(crate) fn create_key(bin: &Path, root: &Path, tenant: &str) -> String {
     let out = Command::new(bin)
         .arg("--data-dir")
         .arg(root.join("data"))
         .arg("--keys-dir")
         .arg(root.join("keys"))
         .args(["key", "create", "--scopes", "ingest,read", "--name", "load"])
+        .args(["--tenant", tenant])
         .env_remove("MAILLEDGER_KEK")
         .env_remove("MAILLEDGER_KEK_FILE")
         .output()

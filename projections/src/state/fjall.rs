@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use mailledger_fjall::{KeyOrder, Keyspaces};
+use mailledger_fjall::{KeyOrder, Keyspaces, MemoryShare};
 
 use super::{StateStore, Write, WriteRef, drive, stamp_format};
 use crate::error::{Error, Result};
@@ -24,15 +24,26 @@ fn fj(e: impl std::fmt::Display) -> Error {
 }
 
 impl FjallState {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir` within
+    /// [`MemoryShare::DEFAULT`].
     ///
     /// # Errors
     /// When the directory cannot be created or locked, or recovery fails.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, MemoryShare::DEFAULT)
+    }
+
+    /// Opens (or creates) the database in `dir`, its cache and memtables
+    /// within `memory`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or locked, or recovery fails.
+    pub fn open_with(dir: &Path, memory: MemoryShare) -> Result<Self> {
         // Keyed by tenant, table and hashes: scattered. A rebuild adds one
         // first-level table per commit, and merging them at fjall's default
         // of four rewrote the next level over and over.
-        let db = Keyspaces::open(dir, &[("state", KeyOrder::Scattered)]).map_err(fj)?;
+        let db =
+            Keyspaces::open_with(dir, &[("state", KeyOrder::Scattered)], memory).map_err(fj)?;
         Ok(Self { db })
     }
 
@@ -41,22 +52,22 @@ impl FjallState {
         &self.db.keyspaces()[0]
     }
 
-    /// Opens the store in `dir` for state in layout `format`
+    /// Opens the store in `dir`, within `memory`, for state in layout `format`
     /// ([`stamp_format`]). A store in another layout is derived data this
     /// build cannot read: it is removed and a fresh one opened, for the
     /// runner to rebuild from the log. Returns whether that happened.
     ///
     /// # Errors
     /// When the store cannot be opened, stamped or removed.
-    pub fn open_stamped(dir: &Path, format: u32) -> Result<(Self, bool)> {
-        let store = Self::open(dir)?;
+    pub fn open_stamped(dir: &Path, format: u32, memory: MemoryShare) -> Result<(Self, bool)> {
+        let store = Self::open_with(dir, memory)?;
         if stamp_format(&store, format)? {
             return Ok((store, false));
         }
         drop(store);
         std::fs::remove_dir_all(dir)
             .map_err(|e| Error::Storage(format!("cannot remove an outdated store: {e}")))?;
-        let fresh = Self::open(dir)?;
+        let fresh = Self::open_with(dir, memory)?;
         stamp_format(&fresh, format)?;
         Ok((fresh, true))
     }
