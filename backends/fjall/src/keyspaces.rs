@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions};
 
 use crate::memtables::MemtableKeeper;
 
@@ -104,6 +104,16 @@ impl MemoryShare {
         self.write_buffer_bytes / 2
     }
 
+    /// How much journal the database keeps before it flushes the
+    /// memtables that hold the oldest journal back: the active limit, at
+    /// least 64 MiB (fjall's least). fjall's default, 512 MiB, let a
+    /// keyspace that is written little (the log's chain heads) keep every
+    /// journal since its last flush, and an open after a crash replay
+    /// them all.
+    fn journal_bytes(&self) -> u64 {
+        self.active_limit().max(64 << 20)
+    }
+
     /// The memtable size a keyspace is created with: [`MEMTABLE_BYTES`],
     /// or the active limit when that is smaller.
     fn memtable_bytes(&self) -> u64 {
@@ -185,6 +195,7 @@ impl Keyspaces {
         std::fs::create_dir_all(path)?;
         let db = Database::builder(path)
             .cache_size(memory.cache_bytes())
+            .max_journaling_size(memory.journal_bytes())
             .open()?;
         let keyspaces = spaces
             .iter()
@@ -203,6 +214,24 @@ impl Keyspaces {
         })
     }
 
+    /// Seals every memtable that holds writes and waits, up to
+    /// [`CLOSE_FLUSH_LIMIT`], for fjall to flush them, so that the next open
+    /// has little journal to replay. Called when the keyspaces are
+    /// dropped; a failure leaves the journal to replay, as after a crash.
+    fn flush_all(&self) {
+        let deadline = std::time::Instant::now() + CLOSE_FLUSH_LIMIT;
+        for ks in &self.keyspaces {
+            if ks.tree.active_memtable().size() > 0 {
+                let _ = ks.rotate_memtable();
+            }
+        }
+        for ks in &self.keyspaces {
+            while ks.sealed_memtable_count() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+
     /// The database, for its write batches and persistence.
     #[must_use]
     pub fn database(&self) -> &Database {
@@ -215,6 +244,18 @@ impl Keyspaces {
         &self.keyspaces
     }
 }
+
+impl Drop for Keyspaces {
+    fn drop(&mut self) {
+        self.flush_all();
+    }
+}
+
+/// How long dropping [`Keyspaces`] waits for its memtables to be flushed.
+/// An open after a clean close then replays little of the journal: it
+/// otherwise reads back every write since the last flush, one key at a
+/// time, which took seconds after minutes of ingest.
+pub const CLOSE_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Test support: checks that `ks` keeps 96 MiB of writes in its active
 /// memtable, where fjall's default (64 MiB) would have sealed and flushed

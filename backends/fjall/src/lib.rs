@@ -14,7 +14,9 @@ mod memtables;
 
 use std::path::Path;
 
-pub use keyspaces::{KeyOrder, Keyspaces, MEMTABLE_BYTES, MemoryShare, SCATTERED_L0_TABLES};
+pub use keyspaces::{
+    CLOSE_FLUSH_LIMIT, KeyOrder, Keyspaces, MEMTABLE_BYTES, MemoryShare, SCATTERED_L0_TABLES,
+};
 #[cfg(any(test, feature = "test-util"))]
 pub use keyspaces::{assert_first_level_merges_as, assert_memtable_holds_memtable_bytes};
 
@@ -171,6 +173,37 @@ mod tests {
         );
         let log = store.space(Space::Log);
         assert!(log.table_count() + log.sealed_memtable_count() > 0);
+    }
+
+    #[test]
+    fn a_closed_store_leaves_nothing_in_the_journal_to_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let value = vec![5u8; 4096];
+        {
+            let store = FjallStore::open(dir.path()).unwrap();
+            for i in 0..2048u64 {
+                let mut batch = WriteBatch::new();
+                batch.put(Space::Log, i.to_be_bytes().to_vec(), value.clone());
+                batch.put(Space::Streams, i.to_le_bytes().to_vec(), vec![1]);
+                store.commit(batch, true).unwrap();
+            }
+        }
+        let store = FjallStore::open(dir.path()).unwrap();
+        for space in Space::ALL {
+            assert_eq!(
+                store.space(space).tree.active_memtable().size(),
+                0,
+                "{space:?} was replayed from the journal"
+            );
+        }
+        assert_eq!(
+            store.get(Space::Log, &2047u64.to_be_bytes()).unwrap(),
+            Some(value)
+        );
+        assert_eq!(
+            store.get(Space::Streams, &7u64.to_le_bytes()).unwrap(),
+            Some(vec![1])
+        );
     }
 
     #[test]

@@ -33,7 +33,8 @@
 //! behind it and the latencies at that load; default 0, no such phase),
 //! `MAILLEDGER_LOAD_QUERY_RATE`
 //! (timeline queries per second, default 500), `MAILLEDGER_LOAD_BASELINE_SECS`
-//! (default 5). The timeline readers run as `SCHED_FIFO`, or at nice -10,
+//! (default 5), `MAILLEDGER_LOAD_KEEP` (a directory to keep the server's
+//! data in, for a look afterwards). The timeline readers run as `SCHED_FIFO`, or at nice -10,
 //! where the system allows it ([`raise_priority`] says why). The server runs with the
 //! per-key rate limit off
 //! (`--rate-limit-per-second 0`); everything else is the default
@@ -85,6 +86,28 @@ const TARGET_P99: Duration = Duration::from_millis(5);
 /// Timeline queries this slow are listed with the time they began.
 const SLOW: Duration = Duration::from_millis(50);
 
+/// The server's data directory, removed at the end unless kept.
+struct Root {
+    path: PathBuf,
+    remove_after: bool,
+}
+
+impl Root {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        if self.remove_after {
+            let _ = std::fs::remove_dir_all(&self.path);
+        } else {
+            eprintln!("load: the server's data is kept in {}", self.path.display());
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test") {
@@ -110,7 +133,25 @@ fn main() {
     );
     let base_rate = baseline(&rt, baseline_secs);
 
-    let root = tempfile::tempdir_in(target_dir()).expect("tempdir");
+    // The server's data: kept in MAILLEDGER_LOAD_KEEP (an empty or new
+    // directory) when set, for a look afterwards; removed otherwise.
+    let root = match std::env::var_os("MAILLEDGER_LOAD_KEEP") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).expect("MAILLEDGER_LOAD_KEEP");
+            tempfile::Builder::new()
+                .prefix("load-")
+                .tempdir_in(dir)
+                .expect("tempdir")
+                .keep()
+        }
+        None => tempfile::tempdir_in(target_dir()).expect("tempdir").keep(),
+    };
+    let remove_after = std::env::var_os("MAILLEDGER_LOAD_KEEP").is_none();
+    let root = Root {
+        path: root,
+        remove_after,
+    };
     let mut server = Server::start(&bin, root.path(), true);
     assert!(server.admin_key.starts_with("mlk_"), "no first key printed");
     let keys = tenant_names()
