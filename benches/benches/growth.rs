@@ -26,6 +26,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// Links the benches' library for its global allocator: the binary's
+// (mimalloc), not the system's.
+use mailledger_benches as _;
 use mailledger_core::counting::{CountingStore, SpaceCount, WriteCounts};
 use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::{CanonicalEvent, EmailLedger};
@@ -198,8 +201,8 @@ fn main() {
         std::env::var_os("MAILLEDGER_GROWTH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let data = tempfile::tempdir_in(&parent).expect("data dir");
     let keys = tempfile::tempdir_in(&parent).expect("keys dir");
-    let store =
-        CountingStore::new(mailledger_fjall::FjallStore::open(data.path()).expect("open fjall"));
+    let fjall = Arc::new(mailledger_fjall::FjallStore::open(data.path()).expect("open fjall"));
+    let store = CountingStore::new(Arc::clone(&fjall));
     let counts = store.counts();
     let log: Arc<dyn EventLog> = Arc::new(
         Ledger::open(store, LedgerConfig::new().durability(Durability::Sync)).expect("ledger"),
@@ -222,8 +225,10 @@ fn main() {
     );
     bench.fill_to(first.saturating_sub(window));
     let early = bench.measure(data.path(), window);
+    let early_memory = pinned(&fjall);
     bench.fill_to(last.saturating_sub(window));
     let late = bench.measure(data.path(), window);
+    let late_memory = pinned(&fjall);
     println!("\ngrowth: sealed in-process appends (64 × 100) on fjall, realistic traffic");
     println!(
         "{:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
@@ -238,4 +243,27 @@ fn main() {
         early.at as f64 / 1e6,
         late.spaces.map(Space::name)
     );
+    for (m, memory) in [(&early, early_memory), (&late, late_memory)] {
+        println!(
+            "held outside the block cache with {:.1} M in the log (MiB, index + filters): {}",
+            m.at as f64 / 1e6,
+            memory
+        );
+    }
+}
+
+/// Each log keyspace's pinned index and filter blocks, in MiB.
+fn pinned(fjall: &mailledger_fjall::FjallStore) -> String {
+    fjall
+        .memory()
+        .iter()
+        .map(|(name, m)| {
+            format!(
+                "{name} {:.1} + {:.1}",
+                m.pinned_index as f64 / 1048576.0,
+                m.pinned_filters as f64 / 1048576.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -127,6 +127,22 @@ impl Default for MemoryShare {
     }
 }
 
+/// What one keyspace holds in memory ([`Keyspaces::memory`]). The block
+/// cache is the database's, shared by its keyspaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyspaceMemory {
+    /// Bytes of the memtable being written.
+    pub active_memtable: u64,
+    /// Sealed memtables waiting to be flushed.
+    pub sealed_memtables: usize,
+    /// Bytes of index blocks fjall keeps in memory outside the cache
+    /// (pinned: by lsm-tree's defaults, the first two levels' indexes and
+    /// the top-level index of partitioned tables).
+    pub pinned_index: u64,
+    /// Bytes of filter blocks kept outside the cache (the first level's).
+    pub pinned_filters: u64,
+}
+
 /// How the keys written to a keyspace arrive, which decides how fjall
 /// buffers and merges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +246,23 @@ impl Keyspaces {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
+    }
+
+    /// What each keyspace holds in memory now, by name.
+    #[must_use]
+    pub fn memory(&self) -> Vec<(String, KeyspaceMemory)> {
+        self.keyspaces
+            .iter()
+            .map(|ks| {
+                let held = KeyspaceMemory {
+                    active_memtable: ks.tree.active_memtable().size(),
+                    sealed_memtables: ks.sealed_memtable_count(),
+                    pinned_index: ks.tree.pinned_block_index_size() as u64,
+                    pinned_filters: ks.tree.pinned_filter_size() as u64,
+                };
+                (ks.name().to_string(), held)
+            })
+            .collect()
     }
 
     /// The database, for its write batches and persistence.

@@ -15,7 +15,8 @@ mod memtables;
 use std::path::Path;
 
 pub use keyspaces::{
-    CLOSE_FLUSH_LIMIT, KeyOrder, Keyspaces, MEMTABLE_BYTES, MemoryShare, SCATTERED_L0_TABLES,
+    CLOSE_FLUSH_LIMIT, KeyOrder, KeyspaceMemory, Keyspaces, MEMTABLE_BYTES, MemoryShare,
+    SCATTERED_L0_TABLES,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use keyspaces::{assert_first_level_merges_as, assert_memtable_holds_memtable_bytes};
@@ -69,6 +70,12 @@ impl FjallStore {
         Ok(Self {
             spaces: Keyspaces::open_with(path, &spaces, memory).map_err(err)?,
         })
+    }
+
+    /// What each of the log's keyspaces holds in memory now.
+    #[must_use]
+    pub fn memory(&self) -> Vec<(String, KeyspaceMemory)> {
+        self.spaces.memory()
     }
 
     fn space(&self, space: Space) -> &Keyspace {
@@ -172,7 +179,17 @@ mod tests {
             "{active} bytes in memtables"
         );
         let log = store.space(Space::Log);
-        assert!(log.table_count() + log.sealed_memtable_count() > 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while log.table_count() == 0 {
+            assert!(std::time::Instant::now() < deadline, "nothing was flushed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // The flushed tables' index and filters are held, and reported.
+        let memory = store.memory();
+        let (name, held) = &memory[0];
+        assert_eq!(name, "log");
+        assert!(held.pinned_index > 0 && held.pinned_filters > 0, "{held:?}");
+        assert!(held.active_memtable <= share.active_limit());
     }
 
     #[test]
