@@ -143,12 +143,18 @@ pub struct KeyspaceMemory {
     pub pinned_filters: u64,
 }
 
-/// How the keys written to a keyspace arrive, which decides how fjall
-/// buffers and merges it.
+/// How the keys written to a keyspace arrive and are read, which decides
+/// how fjall buffers, merges and filters it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyOrder {
-    /// In order (a position) or few: fjall's own merging.
+    /// In order or few, looked up by keys that may be missing (ids keyed
+    /// by time): fjall's own merging and filters.
     Ordered,
+    /// In order and read only by keys that exist or by ranges (the log's
+    /// positions): fjall's own merging, and no filters, which would answer
+    /// "maybe" to every such read while their blocks take memory that
+    /// grows with the data.
+    Dense,
     /// In no order (ids, hashes): the first level is merged at
     /// [`SCATTERED_L0_TABLES`] tables.
     Scattered,
@@ -156,12 +162,14 @@ pub enum KeyOrder {
 
 impl KeyOrder {
     /// The options a keyspace of this order is created with: memtables of
-    /// `memtable_bytes`, and for [`KeyOrder::Scattered`] the first level
-    /// merged at [`SCATTERED_L0_TABLES`] tables.
+    /// `memtable_bytes`; for [`KeyOrder::Dense`] no filters; for
+    /// [`KeyOrder::Scattered`] the first level merged at
+    /// [`SCATTERED_L0_TABLES`] tables.
     fn options(self, memtable_bytes: u64) -> KeyspaceCreateOptions {
         let options = KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes);
         match self {
             Self::Ordered => options,
+            Self::Dense => options.filter_policy(fjall::config::FilterPolicy::disabled()),
             Self::Scattered => options.compaction_strategy(Arc::new(
                 fjall::compaction::Leveled::default().with_l0_threshold(SCATTERED_L0_TABLES),
             )),
@@ -316,7 +324,7 @@ pub fn assert_memtable_holds_memtable_bytes(ks: &Keyspace) {
 /// Test support: checks that `ks` merges its first level as a keyspace of
 /// `order` does: at [`SCATTERED_L0_TABLES`] tables for
 /// [`KeyOrder::Scattered`], at fjall's default of 4 for
-/// [`KeyOrder::Ordered`], and not before.
+/// [`KeyOrder::Ordered`] and [`KeyOrder::Dense`], and not before.
 ///
 /// # Panics
 /// When the first level merges early or not at all.
@@ -325,7 +333,7 @@ pub fn assert_first_level_merges_as(ks: &Keyspace, order: KeyOrder) {
     assert_first_level_merges_at(
         ks,
         match order {
-            KeyOrder::Ordered => 4,
+            KeyOrder::Ordered | KeyOrder::Dense => 4,
             KeyOrder::Scattered => SCATTERED_L0_TABLES,
         },
     );

@@ -62,9 +62,11 @@ impl FjallStore {
         let order = |space: Space| match space {
             // Keyed by a stream's hash.
             Space::Streams => KeyOrder::Scattered,
-            // Keyed by position, by event time, by tenant: written in
-            // order, or small.
-            Space::Log | Space::EventIds | Space::Tenants => KeyOrder::Ordered,
+            // Keyed by event time, by tenant: written in order, or
+            // small; looked up by ids that are mostly new.
+            Space::EventIds | Space::Tenants => KeyOrder::Ordered,
+            // Read by position (always there) or by range.
+            Space::Log => KeyOrder::Dense,
         };
         let spaces = Space::ALL.map(|space| (space.name(), order(space)));
         Ok(Self {
@@ -150,9 +152,8 @@ mod tests {
         assert_first_level_merges_as(store.space(Space::Streams), KeyOrder::Scattered);
         // The log, keyed by position, and the event ids, keyed by time
         // first, keep fjall's default.
-        for space in [Space::Log, Space::EventIds] {
-            assert_first_level_merges_as(store.space(space), KeyOrder::Ordered);
-        }
+        assert_first_level_merges_as(store.space(Space::Log), KeyOrder::Dense);
+        assert_first_level_merges_as(store.space(Space::EventIds), KeyOrder::Ordered);
     }
 
     #[test]
@@ -165,6 +166,11 @@ mod tests {
         for i in 0..4096u64 {
             let mut batch = WriteBatch::new();
             batch.put(Space::Log, i.to_be_bytes().to_vec(), value.clone());
+            batch.put(
+                Space::EventIds,
+                i.to_be_bytes().to_vec(),
+                value[..64].to_vec(),
+            );
             store.commit(batch, false).unwrap();
         }
         // 64 MiB written; once the keeper has looked, what is being
@@ -178,18 +184,27 @@ mod tests {
             active <= share.active_limit(),
             "{active} bytes in memtables"
         );
-        let log = store.space(Space::Log);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while log.table_count() == 0 {
-            assert!(std::time::Instant::now() < deadline, "nothing was flushed");
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        for space in [Space::Log, Space::EventIds] {
+            if store.space(space).table_count() == 0 {
+                store.space(space).rotate_memtable().unwrap();
+            }
+            while store.space(space).table_count() == 0 {
+                assert!(std::time::Instant::now() < deadline, "nothing was flushed");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
-        // The flushed tables' index and filters are held, and reported.
+        // The flushed tables' index and filters are held, and reported:
+        // the log's tables, read only by position, have no filters; the
+        // event ids', looked up by ids mostly new, have.
         let memory = store.memory();
-        let (name, held) = &memory[0];
+        let (name, log) = &memory[0];
         assert_eq!(name, "log");
-        assert!(held.pinned_index > 0 && held.pinned_filters > 0, "{held:?}");
-        assert!(held.active_memtable <= share.active_limit());
+        assert!(log.pinned_index > 0 && log.pinned_filters == 0, "{log:?}");
+        assert!(log.active_memtable <= share.active_limit());
+        let (name, ids) = &memory[1];
+        assert_eq!(name, "event_ids");
+        assert!(ids.pinned_filters > 0, "{ids:?}");
     }
 
     #[test]
