@@ -210,9 +210,7 @@ impl Projections {
             }
             slots.push(Arc::new(Slot::new(p, Arc::new(store), generation)?));
         }
-        let mut me = Self::with_slots(slots, Some(dir.to_path_buf()));
-        me.memory = memory;
-        Ok(me)
+        Ok(Self::with_slots(slots, Some(dir.to_path_buf()), memory))
     }
 
     /// The projections in memory, for tests.
@@ -228,7 +226,7 @@ impl Projections {
                 Arc::new(Slot::with_checkpoint(p, Arc::new(store), 0, 0))
             })
             .collect();
-        Self::with_slots(slots, None)
+        Self::with_slots(slots, None, MemoryShare::DEFAULT)
     }
 
     /// The projections over the given stores (delivery log, suppressions,
@@ -241,15 +239,15 @@ impl Projections {
         for (p, s) in all().into_iter().zip(stores) {
             slots.push(Arc::new(Slot::new(p, s, 0)?));
         }
-        Ok(Self::with_slots(slots, None))
+        Ok(Self::with_slots(slots, None, MemoryShare::DEFAULT))
     }
 
-    fn with_slots(slots: Vec<Arc<Slot>>, root: Option<PathBuf>) -> Self {
+    fn with_slots(slots: Vec<Arc<Slot>>, root: Option<PathBuf>, memory: MemoryShare) -> Self {
         let min = Slot::reached(&slots).unwrap_or(0);
         Self {
             slots,
             root,
-            memory: MemoryShare::DEFAULT,
+            memory,
             caught_up: watch::channel(min).0,
             rebuild: std::sync::Mutex::new(None),
             rebuild_sizes: RebuildSizes::default(),

@@ -187,6 +187,15 @@ pub fn open(
     )?))
 }
 
+/// The error of a directory store that would not open: most often another
+/// process holds it.
+fn locked(backend: &str, path: &Path) -> String {
+    format!(
+        "cannot open the {backend} log in {} (is another mailledger process using it?)",
+        path.display()
+    )
+}
+
 /// Opens the store under the log at `location`, creating it when empty,
 /// within `memory`'s share for the log's store.
 pub fn open_store(location: &LogLocation, memory: &MemoryPlan) -> Result<Arc<dyn Store>> {
@@ -196,24 +205,12 @@ pub fn open_store(location: &LogLocation, memory: &MemoryPlan) -> Result<Arc<dyn
     };
     Ok(match location {
         LogLocation::Fjall { path } => Arc::new(
-            mailledger_fjall::FjallStore::open_with(path, memory.log_fjall()).with_context(
-                || {
-                    format!(
-                        "cannot open the fjall log in {} (is another mailledger process using it?)",
-                        path.display()
-                    )
-                },
-            )?,
+            mailledger_fjall::FjallStore::open_with(path, memory.log_fjall())
+                .with_context(|| locked("fjall", path))?,
         ),
         LogLocation::Sled { path } => Arc::new(
-            mailledger_sled::SledStore::open_with(path, memory.log_cache_bytes()).with_context(
-                || {
-                    format!(
-                        "cannot open the sled log in {} (is another mailledger process using it?)",
-                        path.display()
-                    )
-                },
-            )?,
+            mailledger_sled::SledStore::open_with(path, memory.log_cache_bytes())
+                .with_context(|| locked("sled", path))?,
         ),
         LogLocation::Objects { path } => Arc::new(
             segments()

@@ -168,47 +168,51 @@ impl Drop for Server {
     }
 }
 
-/// `mailledger tenant create TENANT` beside the running server.
-pub(crate) fn create_tenant(bin: &Path, root: &Path, tenant: &str) {
+/// Runs `mailledger ARGS` on the server's data beside the running server
+/// (the access commands work while it holds the log); its standard output.
+fn admin(bin: &Path, root: &Path, args: &[&str]) -> String {
     let out = Command::new(bin)
         .arg("--data-dir")
         .arg(root.join("data"))
         .arg("--keys-dir")
         .arg(root.join("keys"))
-        .args(["tenant", "create", tenant])
+        .args(args)
         .env_remove("MAILLEDGER_KEK")
         .env_remove("MAILLEDGER_KEK_FILE")
         .output()
-        .expect("mailledger tenant create");
+        .expect("run mailledger");
     assert!(
         out.status.success(),
-        "tenant create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `mailledger key create` for `tenant` beside the running server.
-pub(crate) fn create_key(bin: &Path, root: &Path, tenant: &str) -> String {
-    let out = Command::new(bin)
-        .arg("--data-dir")
-        .arg(root.join("data"))
-        .arg("--keys-dir")
-        .arg(root.join("keys"))
-        .args(["key", "create", "--scopes", "ingest,read", "--name", "load"])
-        .args(["--tenant", tenant])
-        .env_remove("MAILLEDGER_KEK")
-        .env_remove("MAILLEDGER_KEK_FILE")
-        .output()
-        .expect("mailledger key create");
-    assert!(
-        out.status.success(),
-        "key create: {}",
+        "mailledger {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)
-        .expect("key")
+        .expect("output")
         .trim()
         .to_owned()
+}
+
+/// `mailledger tenant create TENANT`.
+pub(crate) fn create_tenant(bin: &Path, root: &Path, tenant: &str) {
+    admin(bin, root, &["tenant", "create", tenant]);
+}
+
+/// `mailledger key create` for `tenant`, with the scopes the load needs.
+pub(crate) fn create_key(bin: &Path, root: &Path, tenant: &str) -> String {
+    admin(
+        bin,
+        root,
+        &[
+            "key",
+            "create",
+            "--scopes",
+            "ingest,read",
+            "--name",
+            "load",
+            "--tenant",
+            tenant,
+        ],
+    )
 }
 
 // ------------------------------------------------------------------ client

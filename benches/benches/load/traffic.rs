@@ -3,6 +3,7 @@
 //! each message's events spread over time and batches), and the in-process
 //! baseline it measures first.
 
+use mailledger_core::email::CanonicalEvent;
 use mailledger_core::traffic::{Traffic, TrafficConfig};
 
 use super::*;
@@ -60,6 +61,14 @@ pub(crate) fn sent_messages(body: &str) -> Vec<String> {
 
 // ---------------------------------------------------------------- baseline
 
+/// The next batch of `traffic`, parsed as the server parses a request (the
+/// lock is held only to generate it): its tenant's name and its events.
+fn next_parsed(traffic: &Mutex<Traffic>) -> (String, Vec<CanonicalEvent>) {
+    let batch = traffic.lock().expect("traffic").next_batch(BATCH);
+    let parsed = batch.parsed().expect("generated events parse");
+    (batch.tenant_name, parsed)
+}
+
 /// In-process appends of the same traffic, after the same warm-up:
 /// events per second. Each task generates and parses its batch inside the
 /// clock, as the server parses each request.
@@ -70,14 +79,9 @@ pub(crate) fn baseline(rt: &tokio::runtime::Runtime, secs: u64) -> f64 {
     let ks = FileKeyStore::open(keys.path(), &SecretKey::generate().expect("key")).expect("keys");
     let email = Arc::new(EmailLedger::new(Arc::clone(&log), Arc::new(ks)));
     let traffic = Arc::new(Mutex::new(Traffic::new(&traffic_config())));
-    let next = || {
-        let b = traffic.lock().expect("traffic").next_batch(BATCH);
-        let parsed = b.parsed().expect("generated events parse");
-        (b.tenant_name, parsed)
-    };
     rt.block_on(async {
         for _ in 0..WARM_BATCHES {
-            let (tenant, events) = next();
+            let (tenant, events) = next_parsed(&traffic);
             email.append(&tenant, events).await.expect("warm-up append");
         }
     });
@@ -94,10 +98,7 @@ pub(crate) fn baseline(rt: &tokio::runtime::Runtime, secs: u64) -> f64 {
                 );
                 tokio::spawn(async move {
                     while start.elapsed() < run {
-                        let (tenant, batch) = {
-                            let b = traffic.lock().expect("traffic").next_batch(BATCH);
-                            (b.tenant_name.clone(), b.parsed().expect("parse"))
-                        };
+                        let (tenant, batch) = next_parsed(&traffic);
                         email.append(&tenant, batch).await.expect("append");
                         events.fetch_add(BATCH as u64, Ordering::Relaxed);
                     }
