@@ -676,7 +676,7 @@ async fn another_tenants_data_answers_exactly_like_missing_data() {
             Method::GET,
             format!("/v1/messages?limit=1&cursor={message_cursor}"),
             None,
-            format!("/v1/messages?limit=1&cursor={}", "7".repeat(64)),
+            format!("/v1/messages?limit=1&cursor={}", "7".repeat(32)),
             None,
         ),
         (

@@ -126,6 +126,15 @@ pub trait EventLog: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<Record>>;
 
+    /// The position of each stream's first event (version 0), `None` for a
+    /// stream with no acknowledged event: `(tenant, stream)` pairs resolved
+    /// in one call, for readers that resolve many at once (projections find
+    /// each message's first event so, to key its state by that position).
+    ///
+    /// # Errors
+    /// A storage error.
+    async fn first_positions(&self, streams: Vec<(String, String)>) -> Result<Vec<Option<u64>>>;
+
     /// The version of a stream's last event, `None` for a stream with none.
     ///
     /// # Errors

@@ -30,7 +30,10 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `A` | dimension (1), value (u16-prefixed), hour (8, time order) | [`Counts`] |
-//! | `U` | message key (16), the whole key begun by `0xff` and the message key's first 3 bytes ([`crate::codec::point_key`]) | what analytics remembers of the message: its attributes, first delivery time, whether a person opened or clicked |
+//! | `U` | the position of the message's first event (8, big endian; [`crate::MessageRef::first`]) | what analytics remembers of the message: its attributes, first delivery time, whether a person opened or clicked |
+//!
+//! Both tables are written at their recent end: buckets by hour within
+//! each dimension and value, message states in the log's order.
 
 use std::collections::BTreeMap;
 
@@ -39,16 +42,15 @@ use mailledger_core::email::{BounceClass, EventBody, SealedEvent};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{
-    dec, enc, point_key, prefix_end, push_part, start_key, tenant_key, time_bytes, time_from,
-};
+use crate::codec::{dec, enc, prefix_end, push_part, start_key, tenant_key, time_bytes, time_from};
 use crate::error::{Error, Result};
 use crate::projection::{Input, Projection, from_position, opens_message, policy, store_policy};
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
 /// 3: the stored tenant policy gained `case_sensitive_local_part`.
-pub const FORMAT: u32 = 3;
+/// 4: message states keyed by their message's first position.
+pub const FORMAT: u32 = 4;
 
 /// The projection's name.
 pub const NAME: &str = "analytics";
@@ -308,6 +310,12 @@ fn write_bucket_key(k: &mut Vec<u8>, tenant: &str, dim: Dimension, value: &str, 
     k.extend_from_slice(&time_bytes(hour));
 }
 
+/// The key of the state of the message whose first event is at `first`.
+fn write_message_key(k: &mut Vec<u8>, tenant: &str, first: u64) {
+    start_key(k, tenant, MESSAGES);
+    k.extend_from_slice(&first.to_be_bytes());
+}
+
 fn bucket_key(tenant: &str, dim: Dimension, value: &str, hour: i64) -> Vec<u8> {
     let mut k = Vec::new();
     write_bucket_key(&mut k, tenant, dim, value, hour);
@@ -364,8 +372,8 @@ fn apply_one(tx: &mut Tx<'_>, batch: &mut Batch, record: &Record, input: &Input)
     // The message's state, when the event names a message.
     let mut state = match mkey {
         Some(m) => {
-            point_key(key, tenant, MESSAGES, m);
-            Some(message(messages, tx, key, opens_message(record, m))?)
+            write_message_key(key, tenant, m.first);
+            Some(message(messages, tx, key, opens_message(record, &m.key))?)
         }
         None => None,
     };
@@ -612,5 +620,22 @@ impl Analytics {
             total = Self::query(store, tenant, &q)?.1;
         }
         Ok((buckets, total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout, frozen: a change here is a new [`FORMAT`].
+    #[test]
+    fn keys_are_frozen() {
+        let mut k = Vec::new();
+        write_message_key(&mut k, "acme", 0x0102);
+        assert_eq!(k, b"acme\0U\0\0\0\0\0\0\x01\x02");
+        assert_eq!(
+            bucket_key("acme", Dimension::Tag, "news", 0),
+            b"acme\0Ag\0\x04news\x80\0\0\0\0\0\0\0"
+        );
     }
 }

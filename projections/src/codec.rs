@@ -29,38 +29,10 @@ pub fn start_key(key: &mut Vec<u8>, tenant: &str, table: u8) {
     key.push(table);
 }
 
-/// The first byte of a key read only one at a time (by message key), never
-/// by a range: above every tenant's keys (tenant names are lower-case
-/// ASCII), so no tenant's range ever takes one in.
-pub const POINT: u8 = 0xff;
-
-/// Bytes of the message key a point key repeats after [`POINT`].
-const SPREAD: usize = 3;
-
-/// Replaces `key` with the key of message `mkey` in point table `table` of
-/// `tenant`: [`POINT`], the message key's first 3 bytes, then `tenant \0
-/// table` and the message key.
-///
-/// fjall compares keys by their first 4 bytes, kept inline, before it
-/// reads the rest from the heap; keys that begin with the tenant's name
-/// all tie there, so each step of a memtable search was a cache miss and
-/// a `memcmp`. Begun with the hash's bytes, most steps end inline.
-pub fn point_key(key: &mut Vec<u8>, tenant: &str, table: u8, mkey: &[u8; 16]) {
-    key.clear();
-    key.push(POINT);
-    key.extend_from_slice(&mkey[..SPREAD]);
-    key.extend_from_slice(tenant.as_bytes());
-    key.push(0);
-    key.push(table);
-    key.extend_from_slice(mkey);
-}
-
-/// The tenant of a key [`point_key`] made.
+/// A big-endian u64 of exactly 8 bytes.
 #[must_use]
-pub fn point_key_tenant(key: &[u8]) -> &[u8] {
-    // After the tenant: `\0`, the table and the 16-byte message key.
-    key.get(1 + SPREAD..key.len().saturating_sub(2 + 16))
-        .unwrap_or_default()
+pub fn u64_be(bytes: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
 }
 
 /// Appends a length-prefixed part.
@@ -143,23 +115,6 @@ pub fn message_key(message_id: &str) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn point_keys_lie_outside_every_tenant_range_and_name_their_tenant() {
-        let mkey = [0x61; 16]; // 'a': the bytes of a tenant's name
-        let mut k = Vec::new();
-        point_key(&mut k, "acme", b'M', &mkey);
-        assert_eq!(point_key_tenant(&k), b"acme");
-        for tenant in ["a", "acme", "zzzz", "z_-9"] {
-            let start = tenant_key(tenant, 0);
-            let end = prefix_end(&tenant_key(tenant, 0xff));
-            assert!(k.as_slice() > end.as_slice() && k.as_slice() > start.as_slice());
-        }
-        // Keys of two messages differ within fjall's 4 inline bytes.
-        let mut other = Vec::new();
-        point_key(&mut other, "acme", b'M', &[0x62; 16]);
-        assert_ne!(k[..4], other[..4]);
-    }
 
     #[test]
     fn each_encoding_holds_its_own_value_alone_and_decodes_back() {

@@ -25,11 +25,19 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `M` | message key (16), the whole key begun by `0xff` and the message key's first 3 bytes ([`crate::codec::point_key`]) | [`MessageRow`] |
-//! | `I` | index kind (1), value (u16-prefixed), place (time 8, position 8), message key (16) | empty |
+//! | `M` | the position of the message's first event (8, big endian) | [`MessageRow`] |
+//! | `I` | index kind (1), value (u16-prefixed), place: `occurred_at` of the first event (8, [`crate::codec::time_bytes`]) and its position (8) | empty |
 //!
 //! Index kinds: `T` time (no value), `S` status, `G` tag, `C` campaign, `D`
 //! sending domain, `R` recipient pseudonym.
+//!
+//! Rows are keyed by the position of their message's first event
+//! ([`crate::MessageRef::first`]), and every index entry by value, then
+//! time: so nearly every write lands at the recent end of its range, in
+//! the log's order, and a store that grows keeps rewriting only its
+//! newest tables. A message is found by id through the log: its stream's
+//! version 0 is that first position. The place's position is the row's
+//! key, so a listing reads rows straight from its index entries.
 
 use mailledger_core::Record;
 use mailledger_core::crypto::Sealed;
@@ -39,16 +47,15 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::codec::{
-    dec, enc, hex, message_key, point_key, point_key_tenant, prefix_end, push_part, tenant_key,
-    time_bytes, unhex,
-};
+use crate::codec::{dec, enc, hex, prefix_end, push_part, tenant_key, time_bytes, u64_be, unhex};
 use crate::error::{Error, Result};
-use crate::projection::{Input, Projection, from_position, opens_message};
+use crate::projection::{Input, MessageRef, Projection, from_position, opens_message};
 use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
-pub const FORMAT: u32 = 2;
+/// 3: rows keyed by their message's first position, index entries by place
+/// alone.
+pub const FORMAT: u32 = 3;
 
 /// The projection's name.
 pub const NAME: &str = "delivery-log";
@@ -200,20 +207,36 @@ fn index_prefix(tenant: &str, kind: u8, value: &[u8]) -> Vec<u8> {
     k
 }
 
-fn row_key(tenant: &str, mkey: &[u8; 16]) -> Vec<u8> {
+fn row_key(tenant: &str, first: u64) -> Vec<u8> {
     let mut k = Vec::new();
-    write_row_key(&mut k, tenant, mkey);
+    write_row_key(&mut k, tenant, first);
     k
 }
 
-fn write_row_key(k: &mut Vec<u8>, tenant: &str, mkey: &[u8; 16]) {
-    point_key(k, tenant, ROWS, mkey);
+fn write_row_key(k: &mut Vec<u8>, tenant: &str, first: u64) {
+    crate::codec::start_key(k, tenant, ROWS);
+    k.extend_from_slice(&first.to_be_bytes());
+}
+
+/// The tenant of a row key (`tenant \0 M` and 8 bytes).
+fn row_key_tenant(key: &[u8]) -> &[u8] {
+    key.get(..key.len().saturating_sub(10)).unwrap_or_default()
+}
+
+/// The key of an index entry: `tenant \0 I`, the kind, the value
+/// (u16-prefixed) and the message's place.
+fn index_key(tenant: &[u8], kind: u8, value: &[u8], place: &[u8; 16]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tenant.len() + 21 + value.len());
+    key.extend_from_slice(tenant);
+    key.extend_from_slice(&[0, INDEX, kind]);
+    push_part(&mut key, value);
+    key.extend_from_slice(place);
+    key
 }
 
 /// A row decoded during a batch: as the store held it, and as the batch
 /// leaves it. Written back, with its index changes, once at the batch's end.
 struct Cached {
-    mkey: [u8; 16],
     stored: Option<MessageRow>,
     row: MessageRow,
 }
@@ -225,18 +248,10 @@ type Rows = FxHashMap<Vec<u8>, Cached>;
 /// and final state (so a status that changes twice in a batch writes once).
 fn flush(tx: &mut Tx<'_>, rows: Rows) -> Result<()> {
     for (k, c) in rows {
-        let (m, row) = (&c.mkey, &c.row);
-        let tenant = point_key_tenant(&k);
+        let row = &c.row;
+        let tenant = row_key_tenant(&k);
         let place = row.place();
-        let index = |kind: u8, value: &[u8]| {
-            let mut key = Vec::with_capacity(tenant.len() + 37 + value.len());
-            key.extend_from_slice(tenant);
-            key.extend_from_slice(&[0, INDEX, kind]);
-            push_part(&mut key, value);
-            key.extend_from_slice(&place);
-            key.extend_from_slice(m);
-            key
-        };
+        let index = |kind: u8, value: &[u8]| index_key(tenant, kind, value, &place);
         let mut put = |kind: u8, value: &[u8]| tx.put_blind(index(kind, value), Vec::new());
         let old = c.stored.as_ref();
         if old.is_none() {
@@ -305,14 +320,14 @@ fn apply_one(
     record: &Record,
     input: &Input,
 ) -> Result<()> {
-    let Input::Email(event, Some(mkey)) = input else {
+    let Input::Email(event, Some(MessageRef { key: mkey, first })) = input else {
         return Ok(());
     };
     let env = &event.envelope;
     let Some(message_id) = env.message_id.as_deref() else {
         return Ok(());
     };
-    write_row_key(key, record.tenant.as_str(), mkey);
+    write_row_key(key, record.tenant.as_str(), *first);
     if !rows.contains_key(key.as_slice()) {
         let stored: Option<MessageRow> = if opens_message(record, mkey) {
             None
@@ -333,18 +348,11 @@ fn apply_one(
             status: None,
             status_at: (i64::MIN, 0),
             first_at: env.occurred_at,
-            first_position: record.position,
+            first_position: *first,
             last_at: env.occurred_at,
             events: 0,
         });
-        rows.insert(
-            key.clone(),
-            Cached {
-                mkey: *mkey,
-                stored,
-                row,
-            },
-        );
+        rows.insert(key.clone(), Cached { stored, row });
     }
     let Some(cached) = rows.get_mut(key.as_slice()) else {
         return Ok(());
@@ -426,26 +434,22 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// A cursor: the place and message key of the last message returned, as 64
-/// hex digits.
-fn parse_cursor(cursor: &str) -> Result<[u8; 32]> {
-    unhex(cursor, 32)
-        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+/// A cursor: the place of the last message returned, as 32 hex digits.
+fn parse_cursor(cursor: &str) -> Result<[u8; 16]> {
+    unhex(cursor, 16)
+        .and_then(|v| <[u8; 16]>::try_from(v).ok())
         .ok_or_else(|| Error::InvalidInput("cursor is not one this service returned".into()))
 }
 
 impl DeliveryLog {
-    /// The row of a message, if the tenant has it.
+    /// The row of the message whose first event is at position `first`
+    /// (version 0 of its stream), if the tenant has it.
     ///
     /// # Errors
     /// A storage failure or an undecodable row.
-    pub fn message(
-        store: &dyn StateStore,
-        tenant: &str,
-        message_id: &str,
-    ) -> Result<Option<MessageRow>> {
+    pub fn message(store: &dyn StateStore, tenant: &str, first: u64) -> Result<Option<MessageRow>> {
         store
-            .get(&row_key(tenant, &message_key(message_id)))?
+            .get(&row_key(tenant, first))?
             .map(|v| dec(&v, "a delivery log row"))
             .transpose()
     }
@@ -523,10 +527,10 @@ impl DeliveryLog {
                 }
                 examined += 1;
                 let tail = k.get(prefix.len()..).unwrap_or_default();
-                let Some(mkey) = tail.get(16..32).and_then(|m| <[u8; 16]>::try_from(m).ok()) else {
+                let Some(first) = tail.get(8..16).and_then(u64_be) else {
                     continue;
                 };
-                if let Some(v) = store.get(&row_key(tenant, &mkey))? {
+                if let Some(v) = store.get(&row_key(tenant, first))? {
                     let row: MessageRow = dec(&v, "a delivery log row")?;
                     if matches(&row, filter) {
                         items.push((tail.to_vec(), row));
@@ -554,4 +558,27 @@ fn matches(row: &MessageRow, f: &MessageFilter) -> bool {
         && f.recipient.is_none_or(|r| row.contact == r)
         && f.from.is_none_or(|t| row.first_at >= t)
         && f.to.is_none_or(|t| row.first_at < t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout, frozen: a change here is a new [`FORMAT`].
+    #[test]
+    fn keys_are_frozen() {
+        let row = row_key("acme", 0x0102_0304_0506_0708);
+        assert_eq!(row, b"acme\0M\x01\x02\x03\x04\x05\x06\x07\x08");
+        assert_eq!(row_key_tenant(&row), b"acme");
+        let mut place = [0u8; 16];
+        place[..8].copy_from_slice(&time_bytes(1));
+        place[8..].copy_from_slice(&9u64.to_be_bytes());
+        assert_eq!(
+            index_key(b"acme", b'G', b"news", &place),
+            b"acme\0IG\0\x04news\x80\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x09"
+        );
+        // A later message sorts after an earlier one, in every index.
+        let earlier = row_key("acme", 255);
+        assert!(earlier < row_key("acme", 256));
+    }
 }

@@ -44,7 +44,7 @@ use mailledger_fjall::MemoryShare;
 use tokio::sync::watch;
 
 pub use error::{Error, Result};
-pub use projection::{Input, Projection};
+pub use projection::{Input, MessageRef, Projection};
 pub use rebuild::RebuildSizes;
 pub use runner::{BATCH, Progress};
 pub use view::{MessageView, analytics_json, entry_json, row_json};
@@ -159,6 +159,36 @@ fn all() -> [Box<dyn Projection>; 3] {
     ]
 }
 
+/// Opens projection `p`'s store in use under `dir`, within `memory`,
+/// removing its stores of older generations (see [`Projections::open_with`]).
+fn open_slot(dir: &Path, p: Box<dyn Projection>, memory: MemoryShare) -> Result<Arc<Slot>> {
+    let name = p.name();
+    let generation = rebuild::current_generation(dir, name)?;
+    if let Ok(entries) = std::fs::read_dir(dir.join(name)) {
+        for e in entries.flatten() {
+            let n = e.file_name();
+            let old = n
+                .to_str()
+                .and_then(|n| n.strip_prefix("gen-"))
+                .and_then(|g| g.parse::<u64>().ok())
+                .is_some_and(|g| g < generation);
+            if old {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let path = rebuild::generation_dir(dir, name, generation);
+    let (store, reset) = FjallState::open_stamped(&path, p.format(), memory)?;
+    if reset {
+        tracing::warn!(
+            projection = name,
+            format = p.format(),
+            "projection state was in another format; rebuilding it from the log"
+        );
+    }
+    Ok(Arc::new(Slot::new(p, Arc::new(store), generation)?))
+}
+
 impl Projections {
     /// The projections in fjall stores under `dir` within
     /// [`MemoryShare::DEFAULT`]; see [`Projections::open_with`].
@@ -182,34 +212,18 @@ impl Projections {
     /// # Errors
     /// When a store cannot be opened.
     pub fn open_with(dir: &Path, memory: MemoryShare) -> Result<Self> {
-        let mut slots = Vec::with_capacity(3);
-        for p in all() {
-            let name = p.name();
-            let generation = rebuild::current_generation(dir, name)?;
-            if let Ok(entries) = std::fs::read_dir(dir.join(name)) {
-                for e in entries.flatten() {
-                    let n = e.file_name();
-                    let old = n
-                        .to_str()
-                        .and_then(|n| n.strip_prefix("gen-"))
-                        .and_then(|g| g.parse::<u64>().ok())
-                        .is_some_and(|g| g < generation);
-                    if old {
-                        let _ = std::fs::remove_dir_all(e.path());
-                    }
-                }
-            }
-            let path = rebuild::generation_dir(dir, name, generation);
-            let (store, reset) = FjallState::open_stamped(&path, p.format(), memory.split(4))?;
-            if reset {
-                tracing::warn!(
-                    projection = name,
-                    format = p.format(),
-                    "projection state was in another format; rebuilding it from the log"
-                );
-            }
-            slots.push(Arc::new(Slot::new(p, Arc::new(store), generation)?));
-        }
+        // Each store replays its own journal on open: the three at once.
+        let opened: Vec<Result<Arc<Slot>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = all()
+                .into_iter()
+                .map(|p| s.spawn(move || open_slot(dir, p, memory.split(4))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(Error::Stopped)))
+                .collect()
+        });
+        let slots = opened.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(Self::with_slots(slots, Some(dir.to_path_buf()), memory))
     }
 
@@ -262,7 +276,7 @@ impl Projections {
         self
     }
 
-    /// Sets the hook every thread this crate starts runs first, with
+    /// Sets the hook every thread this crate starts from now on runs first, with
     /// [`ThreadRole::Projections`]: the runner's and the background
     /// rebuild's threads and their runtimes' blocking pools, and a
     /// rebuild's committer threads. The default does nothing.

@@ -6,18 +6,32 @@ use mailledger_core::email::{
     is_message_stream,
 };
 
+use mailledger_core::EventLog;
+use rustc_hash::FxHashMap;
+
 use crate::codec::{dec, enc, message_key, tenant_key};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::Tx;
+
+/// The message an email event names, as projections key it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRef {
+    /// [`crate::codec::message_key`] of the message id.
+    pub key: [u8; 16],
+    /// The position of the message's first event: version 0 of its stream
+    /// (the event's own position when that comes later, which only a raw
+    /// append outside the message's stream can make). State kept per
+    /// message is keyed by it, so it lands in the log's time order.
+    pub first: u64,
+}
 
 /// A record of the log as projections see it: decoded once by the runner
 /// and handed to every projection.
 #[derive(Debug)]
 pub enum Input {
-    /// An email event, personal fields still sealed, and the key of its
-    /// message ([`crate::codec::message_key`]) when it names one: computed
-    /// once here for every projection.
-    Email(Box<SealedEvent>, Option<[u8; 16]>),
+    /// An email event, personal fields still sealed, and its message when
+    /// it names one: found once here for every projection.
+    Email(Box<SealedEvent>, Option<MessageRef>),
     /// A change of the tenant's policy (it carries the suppression and
     /// analytics rules).
     Policy(TenantPolicy),
@@ -26,7 +40,8 @@ pub enum Input {
 }
 
 impl Input {
-    /// Decodes a record.
+    /// Decodes a record alone. Its message's first event is taken to be
+    /// the record itself; [`Input::decode_all`] finds the real one.
     ///
     /// # Errors
     /// [`mailledger_core::Error::Corrupt`] naming the position of an email
@@ -34,7 +49,10 @@ impl Input {
     pub fn decode(record: &Record) -> Result<Self> {
         if is_email_type(&record.event_type) {
             let event: SealedEvent = decode_payload(record.position, &record.payload)?;
-            let key = event.envelope.message_id.as_deref().map(message_key);
+            let key = event.envelope.message_id.as_deref().map(|id| MessageRef {
+                key: message_key(id),
+                first: record.position,
+            });
             return Ok(Self::Email(Box::new(event), key));
         }
         if record.event_type == POLICY_EVENT && record.stream == POLICY_STREAM {
@@ -48,6 +66,76 @@ impl Input {
         }
         Ok(Self::Other)
     }
+
+    /// Decodes a batch of records (on a thread that may block) and finds
+    /// the first event of each message they name: in the batch when it
+    /// opens there, otherwise from the log's stream index, in one call for
+    /// the batch. The answer depends on the log alone, not on how it is
+    /// batched, so a rebuild and live application key messages alike.
+    ///
+    /// # Errors
+    /// As [`Input::decode`], or a failed read of the log.
+    pub async fn decode_all(
+        log: &dyn EventLog,
+        records: Vec<Record>,
+    ) -> Result<(Vec<Record>, Vec<Self>)> {
+        let (records, mut inputs, pending) =
+            tokio::task::spawn_blocking(move || decode_batch(records))
+                .await
+                .map_err(|_| Error::Stopped)??;
+        if pending.is_empty() {
+            return Ok((records, inputs));
+        }
+        let mut asks = Vec::with_capacity(pending.len());
+        for &i in &pending {
+            if let (Some(r), Some(Self::Email(_, Some(m)))) = (records.get(i), inputs.get(i)) {
+                asks.push((r.tenant.clone(), message_stream_of(&m.key)));
+            }
+        }
+        let found = log.first_positions(asks).await?;
+        for (&i, first) in pending.iter().zip(found) {
+            if let Some(Self::Email(_, Some(m))) = inputs.get_mut(i)
+                && let Some(p) = first.filter(|p| *p < m.first)
+            {
+                m.first = p;
+            }
+        }
+        Ok((records, inputs))
+    }
+}
+
+/// The stream [`mailledger_core::email::message_stream`] names for the
+/// message whose key is `key`.
+fn message_stream_of(key: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(40);
+    s.push_str("message-");
+    mailledger_core::push_hex(&mut s, key);
+    s
+}
+
+/// Decodes `records`; returns them, their inputs, and the indexes of the
+/// inputs whose message's first event is not in the batch (their `first`
+/// is their own position until looked up).
+fn decode_batch(records: Vec<Record>) -> Result<(Vec<Record>, Vec<Input>, Vec<usize>)> {
+    let mut inputs = Vec::with_capacity(records.len());
+    let mut pending = Vec::new();
+    // Messages opened in this batch: (tenant, key) to the first position.
+    let mut opened: FxHashMap<(&str, [u8; 16]), u64> = FxHashMap::default();
+    for (i, r) in records.iter().enumerate() {
+        let mut input = Input::decode(r)?;
+        if let Input::Email(_, Some(m)) = &mut input {
+            if opens_message(r, &m.key) {
+                opened.insert((r.tenant.as_str(), m.key), r.position);
+            } else if let Some(&p) = opened.get(&(r.tenant.as_str(), m.key)) {
+                m.first = p;
+            } else {
+                pending.push(i);
+            }
+        }
+        inputs.push(input);
+    }
+    drop(opened);
+    Ok((records, inputs, pending))
 }
 
 /// Whether `record` is the first event of the message keyed `mkey`:

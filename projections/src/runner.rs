@@ -171,19 +171,8 @@ pub(crate) async fn read_batch(
             break;
         }
     }
-    let (records, inputs) = tokio::task::spawn_blocking(move || decode(records))
-        .await
-        .map_err(|_| Error::Stopped)??;
+    let (records, inputs) = Input::decode_all(log, records).await?;
     Ok((records, inputs, next))
-}
-
-/// Decodes a batch.
-fn decode(records: Vec<Record>) -> Result<(Vec<Record>, Vec<Input>)> {
-    let mut inputs = Vec::with_capacity(records.len());
-    for r in &records {
-        inputs.push(Input::decode(r)?);
-    }
-    Ok((records, inputs))
 }
 
 /// Reads the batches of `[from, until)` and hands each to `apply`, reading

@@ -452,3 +452,24 @@ fn unhex_any(text: &str) -> Option<Vec<u8>> {
     }
     unhex(text, text.len() / 2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout, frozen: a change here is a new [`FORMAT`].
+    #[test]
+    fn keys_are_frozen() {
+        let p = Pseudonym::from_hex(&"ab".repeat(16)).expect("pseudonym");
+        let mut want = b"acme\0S".to_vec();
+        want.extend_from_slice(&[0xab; 16]);
+        let soft = {
+            let mut w = b"acme\0B".to_vec();
+            w.extend_from_slice(&[0xab; 16]);
+            w
+        };
+        want.extend_from_slice(b"\0\x03all");
+        assert_eq!(entry_key("acme", &p, "all"), want);
+        assert_eq!(soft_key("acme", &p), soft);
+    }
+}

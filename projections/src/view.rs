@@ -153,13 +153,21 @@ impl Projections {
         tenant: &str,
         message_id: &str,
     ) -> Result<Option<MessageView>> {
-        let store = self.store(delivery::NAME)?;
-        let Some(row) = DeliveryLog::message(store.as_ref(), tenant, message_id)? else {
+        // The row is keyed by the message's first position: version 0 of
+        // its stream in the log.
+        let stream = message_stream(message_id);
+        let first = email
+            .log()
+            .first_positions(vec![(tenant.to_owned(), stream.clone())])
+            .await?;
+        let Some(first) = first.first().copied().flatten() else {
             return Ok(None);
         };
-        let (mut timeline, _) = email
-            .open_stream(tenant, &message_stream(message_id), usize::MAX)
-            .await?;
+        let store = self.store(delivery::NAME)?;
+        let Some(row) = DeliveryLog::message(store.as_ref(), tenant, first)? else {
+            return Ok(None);
+        };
+        let (mut timeline, _) = email.open_stream(tenant, &stream, usize::MAX).await?;
         timeline.sort_by_key(|e| (e.event.envelope.occurred_at, e.position));
         let (recipient, subject) = open_row(email, tenant, &row)?;
         Ok(Some(MessageView {

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use mailledger_core::crypto::{Personal, SecretKey};
 use mailledger_core::email::{ContactRef, EmailLedger, TenantPolicy, parse_event, rfc3339};
 use mailledger_core::keys::FileKeyStore;
-use mailledger_core::{EventLog, Ledger, LedgerConfig, MemoryStore};
+use mailledger_core::{Direction, EventLog, Ledger, LedgerConfig, MemoryStore, TenantFilter};
 use mailledger_projections::analytics::{Dimension, Granularity, Query};
 use mailledger_projections::delivery::{MessageFilter, Status};
 use mailledger_projections::state::{FORMAT_KEY, FjallState, MemoryState, StateStore};
 use mailledger_projections::suppression::{Decision, Reason};
-use mailledger_projections::{Projections, RebuildSizes, analytics, delivery, suppression};
+use mailledger_projections::{Input, Projections, RebuildSizes, analytics, delivery, suppression};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -492,6 +492,63 @@ async fn the_suppression_list_pages_with_a_cursor() {
 }
 
 // ---------------------------------------------------------------- delivery log
+
+/// Each message's state is keyed by its first event: found in the batch
+/// when the message opens there, otherwise looked up in the log; the same
+/// either way, so batching cannot change the state.
+#[tokio::test]
+async fn each_message_is_keyed_by_its_first_event_wherever_the_batch_starts() {
+    let f = fx();
+    let (a, b) = ("a@example.org", "b@example.org");
+    append(&f, "t", &[ev("sent", a, Some("m1"), T0, json!({}))]).await;
+    append(
+        &f,
+        "t",
+        &[
+            ev("sent", b, Some("m2"), T0 + SEC, json!({})),
+            ev("delivered", a, Some("m1"), T0 + 2 * SEC, json!({})),
+            ev("delivered", b, Some("m2"), T0 + 3 * SEC, json!({})),
+        ],
+    )
+    .await;
+    let records = f
+        .log
+        .read_all(&TenantFilter::All, 0, Direction::Forward, 100)
+        .await
+        .unwrap()
+        .records;
+    let opened: std::collections::HashMap<&str, u64> = records
+        .iter()
+        .filter(|r| r.stream_version == 0)
+        .map(|r| (r.stream.as_str(), r.position))
+        .collect();
+    let mut looked_up = 0;
+    for start in 0..records.len() {
+        let batch = records[start..].to_vec();
+        let (batch, inputs) = Input::decode_all(f.log.as_ref(), batch).await.unwrap();
+        for (r, i) in batch.iter().zip(&inputs) {
+            let Input::Email(_, Some(m)) = i else {
+                continue;
+            };
+            assert_eq!(m.first, opened[r.stream.as_str()], "{}", r.position);
+            if m.first < batch[0].position {
+                looked_up += 1;
+            }
+        }
+    }
+    assert!(looked_up > 0, "some first events came from the log");
+    // And the row is found by the message's id.
+    let p = Projections::in_memory();
+    p.catch_up(f.log.as_ref()).await.unwrap();
+    for m in ["m1", "m2"] {
+        let view = p.message(&f.email, "t", m).await.unwrap().unwrap();
+        assert_eq!(
+            (view.row.events, view.row.status),
+            (2, Some(Status::Delivered))
+        );
+    }
+    assert!(p.message(&f.email, "t", "m3").await.unwrap().is_none());
+}
 
 #[tokio::test]
 async fn the_delivery_log_tracks_status_and_the_timeline() {

@@ -305,15 +305,25 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         .context("cannot start the ingest threads")?;
     let ingest_handle = ingest.handle().clone();
     let result = runtime.block_on(async move {
-        let log = crate::location::open(
-            &location,
-            LedgerConfig::new()
-                .durability(durability)
-                .max_group_records(s.max_group_records)
-                .jurisdiction(residency.node())
-                .thread_hook(policy.hook()),
-            &s.memory,
-        )?;
+        // The log and the projections each replay their journals on open:
+        // both at once, so a restart takes the longer of the two.
+        let (log, projections) = std::thread::scope(|scope| {
+            let projections =
+                scope.spawn(|| crate::projections_cmd::open(&s.data_dir, &s.memory));
+            let log = crate::location::open(
+                &location,
+                LedgerConfig::new()
+                    .durability(durability)
+                    .max_group_records(s.max_group_records)
+                    .jurisdiction(residency.node())
+                    .thread_hook(policy.hook()),
+                &s.memory,
+            );
+            let projections = projections
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("opening the projections failed")));
+            anyhow::Ok((log?, projections?))
+        })?;
         let email = Arc::new(EmailLedger::new(Arc::clone(&log), keys));
         if let Some((info, key)) = access.bootstrap(residency.allowed())? {
             email.keys().tenant_secret(&info.tenant)?;
@@ -331,8 +341,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         // The projections, fed by the runner inside the server; their
         // fjall stores allow one process, so `mailledger rebuild` and
         // `mailledger projections` run while the server is stopped.
-        let projections =
-            Arc::new(crate::projections_cmd::open(&s.data_dir, &s.memory)?.with_thread_hook(policy.hook()));
+        let projections = Arc::new(projections.with_thread_hook(policy.hook()));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let runner = projections
             .spawn_runner(Arc::clone(&log), stopped.clone())

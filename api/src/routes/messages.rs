@@ -55,7 +55,7 @@ pub struct MessagesQuery {
     #[param(format = DateTime)]
     pub to: Option<String>,
     /// `next` of the previous page.
-    #[param(pattern = "^[0-9a-fA-F]{64}$")]
+    #[param(pattern = "^[0-9a-fA-F]{32}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -91,7 +91,7 @@ pub struct SearchRequest {
     #[schema(format = DateTime)]
     pub to: Option<String>,
     /// `next` of the previous page.
-    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    #[schema(pattern = "^[0-9a-fA-F]{32}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000)]

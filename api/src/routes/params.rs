@@ -151,7 +151,7 @@ pub(crate) fn cursor(
 
 /// The length of a delivery log cursor.
 pub(crate) fn message_cursor_len(n: usize) -> bool {
-    n == 64
+    n == 32
 }
 
 /// The lengths of a suppression list cursor.

@@ -117,7 +117,8 @@ pub async fn subscriptions_catch_up_then_go_live_without_gap_or_duplicate(open_s
 /// An event id and a stream name belong to their tenant: the same id in
 /// another tenant is a new event, not a duplicate, and the same stream name
 /// there starts at version 0; also when both tenants' appends share one
-/// group, and after a reopen (the writer's caches cold).
+/// group, and after a reopen (the writer's caches cold). A stream's first
+/// position is found in its own tenant.
 pub async fn event_ids_and_streams_are_the_tenant_s_own(open_store: OpenStore) {
     // One event of id `id`, appended to `tenant`'s stream `stream`.
     async fn one(
@@ -162,7 +163,7 @@ pub async fn event_ids_and_streams_are_the_tenant_s_own(open_store: OpenStore) {
     let o = open(open_store, dir.path(), Durability::Sync);
     let log = o.log.as_ref();
     let retried = one(log, "a", "s", ExpectedVersion::Any, id).await;
-    assert_eq!((retried.duplicates, retried.positions), (1, a_first));
+    assert_eq!((retried.duplicates, &retried.positions), (1, &a_first));
     assert_eq!(log.stream_version("b", "s").await.unwrap(), Some(0));
     let c = one(log, "c", "s", ExpectedVersion::NoStream, id).await;
     assert_eq!(
@@ -171,6 +172,20 @@ pub async fn event_ids_and_streams_are_the_tenant_s_own(open_store: OpenStore) {
         "c's id is c's"
     );
     assert_eq!(log.head(), 5);
+    // A stream's first position is its tenant's; an unknown stream has none.
+    let firsts = log
+        .first_positions(vec![
+            ("a".into(), "s".into()),
+            ("c".into(), "s".into()),
+            ("a".into(), "none".into()),
+            ("d".into(), "s".into()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        firsts,
+        vec![Some(a_first[0]), Some(c.positions[0]), None, None]
+    );
 }
 
 pub async fn tenants_chain_and_read_apart(open_store: OpenStore) {

@@ -199,6 +199,16 @@ impl<S: Store> EventLog for Ledger<S> {
             .await
     }
 
+    async fn first_positions(&self, streams: Vec<(String, String)>) -> Result<Vec<Option<u64>>> {
+        self.blocking(move |s| {
+            streams
+                .iter()
+                .map(|(tenant, stream)| s.first_position(tenant, stream))
+                .collect()
+        })
+        .await
+    }
+
     async fn stream_version(&self, tenant: &str, stream: &str) -> Result<Option<u64>> {
         let (tenant, stream) = (tenant.to_owned(), stream.to_owned());
         self.blocking(move |s| {

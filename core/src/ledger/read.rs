@@ -78,6 +78,19 @@ impl<S: Store> Shared<S> {
         Ok(Some(r.to_record()))
     }
 
+    /// The position of the stream's version 0, when acknowledged: one
+    /// point read of the stream index, whose version 0 entry names the
+    /// stream (another name there: the hash is another stream's).
+    pub(super) fn first_position(&self, tenant: &str, stream: &str) -> Result<Option<u64>> {
+        let head = self.published_head();
+        Ok(self
+            .store
+            .get(Space::Streams, &stream_key(tenant, stream, 0))?
+            .filter(|v| names_stream(v, stream))
+            .and_then(|v| stream_position(&v))
+            .filter(|p| *p < head))
+    }
+
     pub(super) fn read_stream(
         &self,
         tenant: &str,

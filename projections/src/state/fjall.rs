@@ -39,9 +39,11 @@ impl FjallState {
     /// # Errors
     /// When the directory cannot be created or locked, or recovery fails.
     pub fn open_with(dir: &Path, memory: MemoryShare) -> Result<Self> {
-        // Keyed by tenant, table and hashes: scattered. A rebuild adds one
-        // first-level table per commit, and merging them at fjall's default
-        // of four rewrote the next level over and over.
+        // Most keys arrive in the log's order within their table and
+        // value, but a rebuild ingests one first-level table per commit
+        // that spans every table and value, and merging those at fjall's
+        // default of four rewrote the next level over and over; so merge
+        // as a scattered keyspace does.
         let db =
             Keyspaces::open_with(dir, &[("state", KeyOrder::Scattered)], memory).map_err(fj)?;
         Ok(Self { db })
