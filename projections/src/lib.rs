@@ -31,6 +31,7 @@ mod error;
 mod projection;
 mod rebuild;
 mod runner;
+mod starts;
 pub mod state;
 pub mod suppression;
 mod view;
@@ -47,6 +48,7 @@ pub use error::{Error, Result};
 pub use projection::{Input, MessageRef, Projection};
 pub use rebuild::RebuildSizes;
 pub use runner::{BATCH, Progress};
+pub use starts::MessageStarts;
 pub use view::{MessageView, analytics_json, entry_json, row_json};
 
 use runner::Slot;
@@ -138,6 +140,8 @@ pub struct Projections {
     /// What the stores under `root` take together.
     memory: MemoryShare,
     caught_up: watch::Sender<u64>,
+    /// Where recent messages start, for the runner's batches.
+    starts: Arc<MessageStarts>,
     rebuild: std::sync::Mutex<Option<RebuildStatus>>,
     rebuild_sizes: RebuildSizes,
     thread_hook: ThreadHook,
@@ -263,6 +267,7 @@ impl Projections {
             root,
             memory,
             caught_up: watch::channel(min).0,
+            starts: Arc::new(MessageStarts::new()),
             rebuild: std::sync::Mutex::new(None),
             rebuild_sizes: RebuildSizes::default(),
             thread_hook: ThreadHook::default(),
@@ -344,7 +349,7 @@ impl Projections {
         until: u64,
         progress: Option<&(dyn Fn(Progress) + Sync)>,
     ) -> Result<u64> {
-        let r = runner::advance(log, &self.slots, until, BATCH, progress).await;
+        let r = runner::advance(log, &self.starts, &self.slots, until, BATCH, progress).await;
         self.publish();
         r
     }

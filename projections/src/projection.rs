@@ -6,11 +6,13 @@ use mailledger_core::email::{
     is_message_stream,
 };
 
+use std::sync::Arc;
+
 use mailledger_core::EventLog;
-use rustc_hash::FxHashMap;
 
 use crate::codec::{dec, enc, message_key, tenant_key};
 use crate::error::{Error, Result};
+use crate::starts::MessageStarts;
 use crate::state::Tx;
 
 /// The message an email event names, as projections key it.
@@ -68,19 +70,22 @@ impl Input {
     }
 
     /// Decodes a batch of records (on a thread that may block) and finds
-    /// the first event of each message they name: in the batch when it
-    /// opens there, otherwise from the log's stream index, in one call for
-    /// the batch. The answer depends on the log alone, not on how it is
-    /// batched, so a rebuild and live application key messages alike.
+    /// the first event of each message they name: in `starts` (where the
+    /// batch's own openings are added), otherwise from the log's stream
+    /// index, in one call for the batch. The answer depends on the log
+    /// alone, not on how it is batched or what `starts` holds, so a
+    /// rebuild and live application key messages alike.
     ///
     /// # Errors
     /// As [`Input::decode`], or a failed read of the log.
     pub async fn decode_all(
         log: &dyn EventLog,
         records: Vec<Record>,
+        starts: &Arc<MessageStarts>,
     ) -> Result<(Vec<Record>, Vec<Self>)> {
+        let known = Arc::clone(starts);
         let (records, mut inputs, pending) =
-            tokio::task::spawn_blocking(move || decode_batch(records))
+            tokio::task::spawn_blocking(move || decode_batch(records, &known))
                 .await
                 .map_err(|_| Error::Stopped)??;
         if pending.is_empty() {
@@ -93,13 +98,17 @@ impl Input {
             }
         }
         let found = log.first_positions(asks).await?;
-        for (&i, first) in pending.iter().zip(found) {
-            if let Some(Self::Email(_, Some(m))) = inputs.get_mut(i)
-                && let Some(p) = first.filter(|p| *p < m.first)
-            {
-                m.first = p;
+        starts.with(|known| {
+            for (&i, first) in pending.iter().zip(found) {
+                if let (Some(r), Some(Self::Email(_, Some(m)))) =
+                    (records.get(i), inputs.get_mut(i))
+                    && let Some(p) = first.filter(|p| *p < m.first)
+                {
+                    m.first = p;
+                    known.insert(&r.tenant, m.key, p);
+                }
             }
-        }
+        });
         Ok((records, inputs))
     }
 }
@@ -114,27 +123,34 @@ fn message_stream_of(key: &[u8; 16]) -> String {
 }
 
 /// Decodes `records`; returns them, their inputs, and the indexes of the
-/// inputs whose message's first event is not in the batch (their `first`
-/// is their own position until looked up).
-fn decode_batch(records: Vec<Record>) -> Result<(Vec<Record>, Vec<Input>, Vec<usize>)> {
+/// inputs whose message's first position `starts` does not know (their
+/// `first` is their own position until looked up). A position known is
+/// taken only when it comes before the record, as the log's answer is.
+fn decode_batch(
+    records: Vec<Record>,
+    starts: &MessageStarts,
+) -> Result<(Vec<Record>, Vec<Input>, Vec<usize>)> {
     let mut inputs = Vec::with_capacity(records.len());
+    for r in &records {
+        inputs.push(Input::decode(r)?);
+    }
     let mut pending = Vec::new();
-    // Messages opened in this batch: (tenant, key) to the first position.
-    let mut opened: FxHashMap<(&str, [u8; 16]), u64> = FxHashMap::default();
-    for (i, r) in records.iter().enumerate() {
-        let mut input = Input::decode(r)?;
-        if let Input::Email(_, Some(m)) = &mut input {
+    starts.with(|known| {
+        for (i, (r, input)) in records.iter().zip(inputs.iter_mut()).enumerate() {
+            let Input::Email(_, Some(m)) = input else {
+                continue;
+            };
             if opens_message(r, &m.key) {
-                opened.insert((r.tenant.as_str(), m.key), r.position);
-            } else if let Some(&p) = opened.get(&(r.tenant.as_str(), m.key)) {
-                m.first = p;
+                known.insert(&r.tenant, m.key, r.position);
             } else {
-                pending.push(i);
+                match known.get(&r.tenant, &m.key) {
+                    Some(p) if p < r.position => m.first = p,
+                    Some(_) => {}
+                    None => pending.push(i),
+                }
             }
         }
-        inputs.push(input);
-    }
-    drop(opened);
+    });
     Ok((records, inputs, pending))
 }
 

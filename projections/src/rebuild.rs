@@ -16,6 +16,7 @@ use mailledger_fjall::MemoryShare;
 
 use crate::error::{Error, Result};
 use crate::runner::{Decoded, Progress, Slot, read_batch};
+use crate::starts::MessageStarts;
 use crate::state::{
     CHECKPOINT_KEY, FjallState, Frozen, MemoryState, StateStore, Tx, checkpoint, stamp_format,
 };
@@ -55,16 +56,22 @@ const CURRENT: &str = "CURRENT";
 
 /// Reads and decodes up to two batches of `read` records from `at`
 /// (stopping before `until`), both at once.
-async fn read_ahead(log: &dyn EventLog, at: u64, until: u64, read: usize) -> Result<Vec<Decoded>> {
+async fn read_ahead(
+    log: &dyn EventLog,
+    starts: &Arc<MessageStarts>,
+    at: u64,
+    until: u64,
+    read: usize,
+) -> Result<Vec<Decoded>> {
     let step = read.max(1) as u64;
     let mid = at.saturating_add(step).min(until);
     let end = mid.saturating_add(step).min(until);
     if mid >= end {
-        return Ok(vec![read_batch(log, at, mid, read).await?]);
+        return Ok(vec![read_batch(log, starts, at, mid, read).await?]);
     }
     let (first, second) = tokio::join!(
-        read_batch(log, at, mid, read),
-        read_batch(log, mid, end, read)
+        read_batch(log, starts, at, mid, read),
+        read_batch(log, starts, mid, end, read)
     );
     let first = first?;
     // A first batch that stopped short of `mid` found the log's end.
@@ -259,7 +266,9 @@ async fn build_range(
     let mut at = start;
     let mut read_error = None;
     // The next batches are read and decoded while these are handed over.
-    let mut current = read_ahead(log, at, until, sizes.read).await;
+    // Its own memory of where messages start, filled as it reads.
+    let starts = Arc::new(MessageStarts::new());
+    let mut current = read_ahead(log, &starts, at, until, sizes.read).await;
     loop {
         let chunks = match current {
             Ok(c) => c,
@@ -273,7 +282,10 @@ async fn build_range(
             break;
         }
         let (sent, following) = if next < until {
-            let (s, f) = tokio::join!(send_all(chunks), read_ahead(log, next, until, sizes.read));
+            let (s, f) = tokio::join!(
+                send_all(chunks),
+                read_ahead(log, &starts, next, until, sizes.read)
+            );
             (s, Some(f))
         } else {
             (send_all(chunks).await, None)

@@ -14,6 +14,7 @@ use mailledger_core::{Direction, EventLog, Record, TenantFilter};
 
 use crate::error::{Error, Result};
 use crate::projection::{Input, Projection};
+use crate::starts::MessageStarts;
 use crate::state::{CHECKPOINT_KEY, StateStore, Tx, checkpoint};
 
 /// Records read and applied per batch.
@@ -137,6 +138,7 @@ pub(crate) type Decoded = (Vec<Record>, Vec<Input>, u64);
 /// decodes them.
 pub(crate) async fn read_batch(
     log: &dyn EventLog,
+    starts: &Arc<MessageStarts>,
     from: u64,
     until: u64,
     max: usize,
@@ -171,7 +173,7 @@ pub(crate) async fn read_batch(
             break;
         }
     }
-    let (records, inputs) = Input::decode_all(log, records).await?;
+    let (records, inputs) = Input::decode_all(log, records, starts).await?;
     Ok((records, inputs, next))
 }
 
@@ -180,6 +182,7 @@ pub(crate) async fn read_batch(
 /// reports progress once each batch is applied.
 async fn pipeline<F>(
     log: &dyn EventLog,
+    starts: &Arc<MessageStarts>,
     from: u64,
     until: u64,
     max: usize,
@@ -193,7 +196,7 @@ where
     if at >= until {
         return Ok(at);
     }
-    let mut current = read_batch(log, at, until, max).await?;
+    let mut current = read_batch(log, starts, at, until, max).await?;
     loop {
         let next = current.2;
         if next <= at {
@@ -201,7 +204,7 @@ where
         }
         let work = apply(current);
         let (done, following) = if next < until {
-            let (d, f) = tokio::join!(work, read_batch(log, next, until, max));
+            let (d, f) = tokio::join!(work, read_batch(log, starts, next, until, max));
             (d, Some(f))
         } else {
             (work.await, None)
@@ -234,6 +237,7 @@ pub struct Progress {
 /// Brings `slots` up to `until` (at least), batch by batch.
 pub(crate) async fn advance(
     log: &dyn EventLog,
+    starts: &Arc<MessageStarts>,
     slots: &[Arc<Slot>],
     until: u64,
     batch: usize,
@@ -242,6 +246,7 @@ pub(crate) async fn advance(
     let start = Slot::reached(slots).unwrap_or(until);
     pipeline(
         log,
+        starts,
         start,
         until,
         batch,

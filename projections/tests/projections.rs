@@ -13,7 +13,9 @@ use mailledger_projections::analytics::{Dimension, Granularity, Query};
 use mailledger_projections::delivery::{MessageFilter, Status};
 use mailledger_projections::state::{FORMAT_KEY, FjallState, MemoryState, StateStore};
 use mailledger_projections::suppression::{Decision, Reason};
-use mailledger_projections::{Input, Projections, RebuildSizes, analytics, delivery, suppression};
+use mailledger_projections::{
+    Input, MessageStarts, Projections, RebuildSizes, analytics, delivery, suppression,
+};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -523,13 +525,26 @@ async fn each_message_is_keyed_by_its_first_event_wherever_the_batch_starts() {
         .map(|r| (r.stream.as_str(), r.position))
         .collect();
     let mut looked_up = 0;
+    let warm = Arc::new(MessageStarts::new());
+    Input::decode_all(f.log.as_ref(), records.clone(), &warm)
+        .await
+        .unwrap();
     for start in 0..records.len() {
         let batch = records[start..].to_vec();
-        let (batch, inputs) = Input::decode_all(f.log.as_ref(), batch).await.unwrap();
-        for (r, i) in batch.iter().zip(&inputs) {
-            let Input::Email(_, Some(m)) = i else {
+        // With an empty memory of message starts, and with one that has
+        // seen the whole log: the same answers.
+        let fresh = Arc::new(MessageStarts::new());
+        let (batch, inputs) = Input::decode_all(f.log.as_ref(), batch, &fresh)
+            .await
+            .unwrap();
+        let (_, again) = Input::decode_all(f.log.as_ref(), batch.clone(), &warm)
+            .await
+            .unwrap();
+        for ((r, i), j) in batch.iter().zip(&inputs).zip(&again) {
+            let (Input::Email(_, Some(m)), Input::Email(_, Some(n))) = (i, j) else {
                 continue;
             };
+            assert_eq!(m, n);
             assert_eq!(m.first, opened[r.stream.as_str()], "{}", r.position);
             if m.first < batch[0].position {
                 looked_up += 1;

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use fjall::config::PinningPolicy;
 use fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions};
 
 use crate::memtables::MemtableKeeper;
@@ -136,10 +137,11 @@ pub struct KeyspaceMemory {
     /// Sealed memtables waiting to be flushed.
     pub sealed_memtables: usize,
     /// Bytes of index blocks fjall keeps in memory outside the cache
-    /// (pinned: by lsm-tree's defaults, the first two levels' indexes and
-    /// the top-level index of partitioned tables).
+    /// (pinned; [`KeyOrder`]'s settings pin none, so only the top-level
+    /// index of partitioned tables).
     pub pinned_index: u64,
-    /// Bytes of filter blocks kept outside the cache (the first level's).
+    /// Bytes of filter blocks kept outside the cache (none, by
+    /// [`KeyOrder`]'s settings).
     pub pinned_filters: u64,
 }
 
@@ -166,7 +168,16 @@ impl KeyOrder {
     /// [`KeyOrder::Scattered`] the first level merged at
     /// [`SCATTERED_L0_TABLES`] tables.
     fn options(self, memtable_bytes: u64) -> KeyspaceCreateOptions {
-        let options = KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes);
+        // No index or filter block is pinned outside the block cache.
+        // fjall pins the first levels' by default, and a table keeps what
+        // it was written with: tables that arrive in order are flushed
+        // into the first level and moved down whole, never rewritten, so
+        // their pinned blocks grew with the data. Through the cache they
+        // stay within the database's share.
+        let options = KeyspaceCreateOptions::default()
+            .max_memtable_size(memtable_bytes)
+            .index_block_pinning_policy(PinningPolicy::all(false))
+            .filter_block_pinning_policy(PinningPolicy::all(false));
         match self {
             Self::Ordered => options,
             Self::Dense => options.filter_policy(fjall::config::FilterPolicy::disabled()),
