@@ -137,8 +137,8 @@ pub struct KeyspaceMemory {
     /// Sealed memtables waiting to be flushed.
     pub sealed_memtables: usize,
     /// Bytes of index blocks fjall keeps in memory outside the cache
-    /// (pinned; [`KeyOrder`]'s settings pin none, so only the top-level
-    /// index of partitioned tables).
+    /// (pinned; [`KeyOrder`]'s settings pin none but each table's short
+    /// top-level index, its index being partitioned).
     pub pinned_index: u64,
     /// Bytes of filter blocks kept outside the cache (none, by
     /// [`KeyOrder`]'s settings).
@@ -173,11 +173,15 @@ impl KeyOrder {
         // it was written with: tables that arrive in order are flushed
         // into the first level and moved down whole, never rewritten, so
         // their pinned blocks grew with the data. Through the cache they
-        // stay within the database's share.
+        // stay within the database's share; partitioned, so that a read
+        // loads a small block of a large table's index rather than all of
+        // it (only each table's short top-level index stays in memory).
         let options = KeyspaceCreateOptions::default()
             .max_memtable_size(memtable_bytes)
             .index_block_pinning_policy(PinningPolicy::all(false))
-            .filter_block_pinning_policy(PinningPolicy::all(false));
+            .filter_block_pinning_policy(PinningPolicy::all(false))
+            .index_block_partitioning_policy(PinningPolicy::all(true))
+            .filter_block_partitioning_policy(PinningPolicy::all(true));
         match self {
             Self::Ordered => options,
             Self::Dense => options.filter_policy(fjall::config::FilterPolicy::disabled()),
@@ -196,7 +200,12 @@ pub struct Keyspaces {
     _keeper: MemtableKeeper,
     db: Database,
     keyspaces: Vec<Keyspace>,
+    write_buffer_bytes: u64,
 }
+
+/// The longest [`Keyspaces::wait_for_room`] waits: a flush that does not
+/// come slows writes down rather than stopping them.
+pub const ROOM_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Keyspaces {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -246,7 +255,33 @@ impl Keyspaces {
             _keeper: keeper,
             db,
             keyspaces,
+            write_buffer_bytes: memory.write_buffer_bytes(),
         })
+    }
+
+    /// Waits, before a write, while the memtables being written and those
+    /// waiting to be flushed hold more than the share's write buffer,
+    /// until fjall's flushes have made room (at most [`ROOM_WAIT_LIMIT`]).
+    /// Writers that call it keep the memtables within the share: on a busy
+    /// machine the flushes fall behind the writes, and sealed memtables
+    /// would otherwise pile up (fjall itself waits only once a keyspace
+    /// has four).
+    pub fn wait_for_room(&self) {
+        if self.db.write_buffer_size() <= self.write_buffer_bytes {
+            return;
+        }
+        let deadline = std::time::Instant::now() + ROOM_WAIT_LIMIT;
+        while self.db.write_buffer_size() > self.write_buffer_bytes
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// The bytes of the memtables being written and waiting to be flushed.
+    #[must_use]
+    pub fn write_buffer_size(&self) -> u64 {
+        self.db.write_buffer_size()
     }
 
     /// Seals every memtable that holds writes and waits, up to

@@ -98,6 +98,7 @@ impl StateStore for FjallState {
     }
 
     fn commit(&self, writes: Vec<Write>) -> Result<()> {
+        self.db.wait_for_room();
         let mut b = self.db.database().batch();
         for (k, v) in writes {
             match v {
