@@ -9,8 +9,9 @@
 //! | everything else: requests in flight, the runtimes, the segment index | the last 1/4 |
 //!
 //! The stores hold to their shares (fjall's memtables through the
-//! backend's keeper, see `mailledger_fjall::MemoryShare`); the last quarter
-//! is what is left, not a limit anyone enforces.
+//! backend's keeper and a commit's wait for room, see
+//! `mailledger_fjall::MemoryShare`); the last quarter is what is left, not
+//! a limit anyone enforces.
 
 use anyhow::{Result, bail};
 use mailledger_fjall::MemoryShare;
