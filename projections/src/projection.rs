@@ -3,7 +3,7 @@
 use mailledger_core::Record;
 use mailledger_core::email::{
     POLICY_EVENT, POLICY_STREAM, SealedEvent, TenantPolicy, decode_payload, is_email_type,
-    is_message_stream,
+    is_message_stream, message_stream_of_hash,
 };
 
 use std::sync::Arc;
@@ -94,7 +94,7 @@ impl Input {
         let mut asks = Vec::with_capacity(pending.len());
         for &i in &pending {
             if let (Some(r), Some(Self::Email(_, Some(m)))) = (records.get(i), inputs.get(i)) {
-                asks.push((r.tenant.clone(), message_stream_of(&m.key)));
+                asks.push((r.tenant.clone(), message_stream_of_hash(&m.key)));
             }
         }
         let found = log.first_positions(asks).await?;
@@ -111,15 +111,6 @@ impl Input {
         });
         Ok((records, inputs))
     }
-}
-
-/// The stream [`mailledger_core::email::message_stream`] names for the
-/// message whose key is `key`.
-fn message_stream_of(key: &[u8; 16]) -> String {
-    let mut s = String::with_capacity(40);
-    s.push_str("message-");
-    mailledger_core::push_hex(&mut s, key);
-    s
 }
 
 /// Decodes `records`; returns them, their inputs, and the indexes of the

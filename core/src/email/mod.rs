@@ -199,9 +199,16 @@ pub struct Appended {
 /// one).
 #[must_use]
 pub fn message_stream(message_id: &str) -> String {
+    message_stream_of_hash(&message_hash(message_id))
+}
+
+/// The stream [`message_stream`] names for the message whose
+/// [`message_hash`] is `hash`.
+#[must_use]
+pub fn message_stream_of_hash(hash: &[u8; 16]) -> String {
     let mut s = String::with_capacity(40);
     s.push_str("message-");
-    crate::push_hex(&mut s, &message_hash(message_id));
+    crate::push_hex(&mut s, hash);
     s
 }
 

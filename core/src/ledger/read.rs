@@ -102,12 +102,8 @@ impl<S: Store> Shared<S> {
         let max = max.min(MAX_READ_BATCH);
         // The entry of version 0 names the stream: with another name there,
         // the hash is another stream's, and this one holds nothing.
-        match self
-            .store
-            .get(Space::Streams, &stream_key(tenant, stream, 0))?
-        {
-            Some(first) if names_stream(&first, stream) => {}
-            _ => return Ok(Vec::new()),
+        if self.first_position(tenant, stream)?.is_none() {
+            return Ok(Vec::new());
         }
         let start = stream_key(tenant, stream, from);
         let end = stream_end(tenant, stream);
