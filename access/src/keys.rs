@@ -77,6 +77,9 @@ pub enum Scope {
     Erase,
     /// Manage tenants, keys and provider secrets (of every tenant).
     Admin,
+    /// Audit the tenant's log: replay, signed checkpoints, access records
+    /// and the erasure register.
+    Audit,
     /// Post provider webhooks (`POST /v1/webhooks/{provider}`) and nothing
     /// else: of every provider (`webhook`), or of one (`webhook:ses`). The
     /// credential a provider's webhook URL carries, which can neither post
@@ -88,7 +91,13 @@ pub enum Scope {
 impl Scope {
     /// The general scopes, which the first key of a new installation gets
     /// (`ingest` includes every webhook, so `webhook` is not among them).
-    pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Read, Scope::Erase, Scope::Admin];
+    pub const ALL: [Scope; 5] = [
+        Scope::Ingest,
+        Scope::Read,
+        Scope::Erase,
+        Scope::Admin,
+        Scope::Audit,
+    ];
 
     /// The scope's name.
     #[must_use]
@@ -98,6 +107,7 @@ impl Scope {
             Self::Read => "read",
             Self::Erase => "erase",
             Self::Admin => "admin",
+            Self::Audit => "audit",
             Self::Webhook(None) => "webhook",
             Self::Webhook(Some(WebhookProvider::Postal)) => "webhook:postal",
             Self::Webhook(Some(WebhookProvider::Ses)) => "webhook:ses",
@@ -137,7 +147,7 @@ impl std::str::FromStr for Scope {
             .find(|c| c.name() == s)
             .ok_or_else(|| {
                 AccessError::Invalid(
-                    "scopes are ingest, read, erase, admin, webhook, and webhook:<provider> \
+                    "scopes are ingest, read, erase, admin, audit, webhook, and webhook:<provider> \
                      (postal, ses, postmark, mailgun, sendgrid)"
                         .into(),
                 )

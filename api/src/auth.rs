@@ -56,6 +56,13 @@ pub mod scope {
     /// The `admin` scope.
     #[derive(Debug)]
     pub struct Admin;
+    /// The `audit` scope.
+    #[derive(Debug)]
+    pub struct Audit;
+    /// The `erase` or the `audit` scope (a data protection officer's key, or
+    /// an auditor's).
+    #[derive(Debug)]
+    pub struct EraseOrAudit;
     /// The `ingest` or the `read` scope (a sending system's key, or a
     /// reader's).
     #[derive(Debug)]
@@ -72,6 +79,12 @@ pub mod scope {
     }
     impl RequiredScope for EraseOrRead {
         const SCOPES: &'static [Scope] = &[Scope::Erase, Scope::Read];
+    }
+    impl RequiredScope for Audit {
+        const SCOPES: &'static [Scope] = &[Scope::Audit];
+    }
+    impl RequiredScope for EraseOrAudit {
+        const SCOPES: &'static [Scope] = &[Scope::Erase, Scope::Audit];
     }
     impl RequiredScope for Admin {
         const SCOPES: &'static [Scope] = &[Scope::Admin];

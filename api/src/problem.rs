@@ -348,3 +348,16 @@ impl From<mailledger_projections::Error> for Problem {
         }
     }
 }
+
+impl From<mailledger_audit::AuditError> for Problem {
+    fn from(e: mailledger_audit::AuditError) -> Self {
+        match e {
+            mailledger_audit::AuditError::Log(e) => Self::from(e),
+            mailledger_audit::AuditError::Projection(e) => Self::from(e),
+            other => {
+                tracing::error!(error = %other, "audit request failed");
+                Self::internal()
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mailledger_access::AccessStore;
+use mailledger_audit::{AccessLog, AccessRecord};
 use mailledger_core::email::EmailLedger;
 use mailledger_core::residency::{Jurisdiction, Residency};
 use mailledger_projections::Projections;
@@ -169,6 +170,9 @@ pub struct AppState {
     /// The tokens of verified Mailgun signatures seen, per tenant, so a
     /// replayed one is refused (in this process's memory only).
     pub seen_tokens: Arc<crate::webhooks::replay::SeenTokens>,
+    /// Where reads that open personal data leave their access records;
+    /// `None` (the default) records none.
+    pub access_log: Option<AccessLog>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -202,6 +206,33 @@ impl AppState {
             ingest: None,
             residency: Arc::new(Residency::new(Jurisdiction::DEFAULT, Vec::new())),
             seen_tokens: Arc::default(),
+            access_log: None,
+        }
+    }
+
+    /// The same state leaving an access record of every read that opens
+    /// personal data in `access_log`.
+    #[must_use]
+    pub fn with_access_log(mut self, access_log: AccessLog) -> Self {
+        self.access_log = Some(access_log);
+        self
+    }
+
+    /// Records that `caller` opened personal data through `route`: the
+    /// contacts' pseudonyms, the messages, how many events or entries.
+    pub(crate) fn accessed(
+        &self,
+        caller: &mailledger_access::Caller,
+        route: &str,
+        contacts: impl IntoIterator<Item = String>,
+        message_ids: impl IntoIterator<Item = String>,
+        count: u64,
+    ) {
+        if let Some(log) = &self.access_log {
+            log.record(
+                &caller.tenant,
+                AccessRecord::now(&caller.key_id, route, contacts, message_ids, count),
+            );
         }
     }
 

@@ -170,6 +170,34 @@ pub fn encode_v1(fields: &RecordFields<'_>) -> Result<(Vec<u8>, Hash), FrameErro
     frame_of(1, &body_v1(fields), fields)
 }
 
+/// The hash of the frame `record` was read from, recomputed from its
+/// fields in its own format (1 when it carries no jurisdiction): equal to
+/// [`Record::hash`] exactly when the record is what was written. Readers
+/// that verify as they go (the audit's replay) compare the two.
+///
+/// # Errors
+/// [`FrameError::BadLength`] for a record too large to be framed.
+pub fn recomputed_hash(record: &crate::record::Record) -> Result<Hash, FrameError> {
+    let fields = RecordFields {
+        position: record.position,
+        tenant: &record.tenant,
+        stream: &record.stream,
+        stream_version: record.stream_version,
+        event_id: record.event_id,
+        recorded_at_micros: record.recorded_at_micros,
+        event_type: &record.event_type,
+        payload: &record.payload,
+        metadata: &record.metadata,
+        prev_hash: record.prev_hash,
+        jurisdiction: record.jurisdiction.unwrap_or_default(),
+    };
+    let (_, hash) = match record.jurisdiction {
+        Some(_) => encode(&fields)?,
+        None => frame_of(1, &body_v1(&fields), &fields)?,
+    };
+    Ok(hash)
+}
+
 fn body_v1<'a>(fields: &RecordFields<'a>) -> BodyV1<'a> {
     BodyV1 {
         position: fields.position,
@@ -529,6 +557,17 @@ mod tests {
                 decode_verified(&bad).is_err(),
                 "flip at byte {i} went unseen"
             );
+        }
+    }
+
+    #[test]
+    fn a_records_hash_is_recomputed_in_its_own_format() {
+        let fields = sample(b"payload");
+        for (frame, hash) in [encode(&fields).unwrap(), encode_v1(&fields).unwrap()] {
+            let mut r = decode_verified(&frame).unwrap().to_record();
+            assert_eq!(recomputed_hash(&r).unwrap(), hash);
+            r.payload[0] ^= 1;
+            assert_ne!(recomputed_hash(&r).unwrap(), hash, "a changed field");
         }
     }
 

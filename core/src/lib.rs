@@ -36,6 +36,7 @@ mod record;
 pub mod residency;
 mod store;
 mod threads;
+mod window;
 mod wire;
 
 #[cfg(feature = "test-util")]
@@ -51,7 +52,8 @@ pub use error::{Error, ErrorKind, Result, StoreError};
 pub use hex::{hex, is_hex_of, push_hex, unhex, unhex_into};
 pub use ledger::{Durability, Ledger, LedgerConfig};
 pub use log::{
-    EventLog, MAX_READ_BATCH, ProgressFn, ReadBatch, Subscription, VerifyProgress, VerifyReport,
+    ChainHead, EventLog, MAX_READ_BATCH, ProgressFn, ReadBatch, Subscription, VerifyProgress,
+    VerifyReport,
 };
 pub use memory::MemoryStore;
 pub use record::{
@@ -61,6 +63,7 @@ pub use record::{
 };
 pub use store::{KeyRange, Space, Store, Visit, WriteBatch, scan_in_chunks, scan_iter};
 pub use threads::{ThreadHook, ThreadRole};
+pub use window::Window;
 
 /// Now, in microseconds since the Unix epoch: the clock of `recorded_at`
 /// and of every time the ledger stamps (the end of time if the clock is

@@ -60,6 +60,18 @@ pub struct VerifyReport {
     pub written_in: BTreeMap<String, BTreeMap<Option<Jurisdiction>, u64>>,
 }
 
+/// Where a tenant's chain stood after its last record: what a signed
+/// checkpoint commits to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    /// The position of the tenant's last record.
+    pub last_position: u64,
+    /// That record's hash ([`Record::hash`]).
+    pub hash: crate::record::Hash,
+    /// How many records the tenant has, up to and including that one.
+    pub count: u64,
+}
+
 /// An append-only, hash-chained log of records, partitioned by tenant and
 /// stream, with one global order.
 ///
@@ -166,6 +178,13 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The position the next record will get: the number of records.
     fn head(&self) -> u64;
+
+    /// Every tenant's chain head, each naming an acknowledged record.
+    ///
+    /// # Errors
+    /// A storage error, or [`Error::Corrupt`] when a stored head does not
+    /// decode.
+    async fn chain_heads(&self) -> Result<BTreeMap<String, ChainHead>>;
 
     /// Whether appends can still succeed: false once the log is closed, or
     /// once a failed write (a storage error, or another writer that

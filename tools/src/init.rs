@@ -18,6 +18,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     };
     open::log(cli, needs, async |o| {
         o.email()?.keys().tenant_secret(DEFAULT_TENANT)?;
+        open::audit_key(&cli.keys_dir, cli.audit_key_file.as_deref(), true)?;
         // Tenant `default` allows what this node allows.
         let access = open::access(&cli.data_dir, &cli.keys_dir, cli.kek_file.as_deref())?;
         if access.tenants()?.is_empty() {

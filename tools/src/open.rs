@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use mailledger_access::AccessStore;
+use mailledger_audit::{AUDIT_KEY_FILE, AuditKey};
 use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::EmailLedger;
 use mailledger_core::keys::{FileKeyStore, KeyStore, generate_kek_file, read_kek_file};
@@ -70,6 +71,34 @@ pub fn keys(
         find_kek(keys_dir, kek_file)?
     };
     Ok(Arc::new(FileKeyStore::open(keys_dir, &kek)?))
+}
+
+/// The node's audit key: `--audit-key-file`, or `audit.key` in the keys
+/// directory, generated there when `create` and missing.
+pub fn audit_key(keys_dir: &Path, audit_key_file: Option<&Path>, create: bool) -> Result<AuditKey> {
+    if let Some(f) = audit_key_file {
+        return Ok(AuditKey::read_file(f)?);
+    }
+    let path = keys_dir.join(AUDIT_KEY_FILE);
+    if path.exists() {
+        return Ok(AuditKey::read_file(&path)?);
+    }
+    if !create {
+        bail!(
+            "no audit key in {}: run `mailledger init` or `mailledger serve` to generate one, or pass --audit-key-file",
+            keys_dir.display()
+        );
+    }
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(keys_dir)
+        .with_context(|| format!("cannot create {}", keys_dir.display()))?;
+    let key = AuditKey::generate_file(&path)?;
+    eprintln!(
+        "note: generated the node's audit key in {}; give auditors its public key ({}), from `mailledger checkpoint public-key`",
+        path.display(),
+        key.public()
+    );
+    Ok(key)
 }
 
 /// Opens the access store of the data directory.

@@ -1,12 +1,14 @@
 //! `mailledger read`: records as JSON lines, of one stream or of the whole
 //! log; email events opened, unless `--raw`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use mailledger_audit::access::{AccessLog, AccessRecord, MAX_LISTED, OPERATOR};
 use mailledger_core::email::{EmailLedger, message_stream};
 use mailledger_core::{Direction, EventLog, Record, TenantFilter, hex};
 
@@ -55,11 +57,15 @@ pub fn run(cli: &Cli, args: &ReadArgs) -> Result<ExitCode> {
             .clone()
             .or(args.message.as_deref().map(message_stream));
         let mut out = BufWriter::new(std::io::stdout().lock());
+        let mut opened = Accessed::default();
         match stream {
-            Some(stream) => read_stream(&o.log, email, args, &stream, &mut out).await?,
-            None => read_all(&o.log, email, args, &mut out).await?,
+            Some(stream) => {
+                read_stream(&o.log, email, args, &stream, &mut opened, &mut out).await?;
+            }
+            None => read_all(&o.log, email, args, &mut opened, &mut out).await?,
         }
         out.flush().context(STDOUT)?;
+        opened.record(&o.log, "mailledger read").await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -75,6 +81,7 @@ async fn read_stream(
     email: Option<&EmailLedger>,
     args: &ReadArgs,
     stream: &str,
+    opened: &mut Accessed,
     out: &mut impl Write,
 ) -> Result<()> {
     let mut left = args.limit.unwrap_or(u64::MAX);
@@ -86,7 +93,7 @@ async fn read_stream(
         let Some(last) = records.last() else { break };
         version = last.stream_version + 1;
         for r in &records {
-            writeln!(out, "{}", shown(email, r)?).context(STDOUT)?;
+            writeln!(out, "{}", shown(email, r, opened)?).context(STDOUT)?;
         }
         left -= records.len() as u64;
     }
@@ -99,6 +106,7 @@ async fn read_all(
     log: &Arc<dyn EventLog>,
     email: Option<&EmailLedger>,
     args: &ReadArgs,
+    opened: &mut Accessed,
     out: &mut impl Write,
 ) -> Result<()> {
     let filter = if args.all_tenants {
@@ -120,7 +128,7 @@ async fn read_all(
         }
         let batch = log.read_all(&filter, pos, direction, page(left)).await?;
         for r in &batch.records {
-            writeln!(out, "{}", shown(email, r)?).context(STDOUT)?;
+            writeln!(out, "{}", shown(email, r, opened)?).context(STDOUT)?;
         }
         left -= batch.records.len() as u64;
         next = batch.next;
@@ -128,14 +136,60 @@ async fn read_all(
     Ok(())
 }
 
-/// A record as `read` prints it: an email event opened, else the raw record.
-fn shown(email: Option<&EmailLedger>, r: &Record) -> Result<serde_json::Value> {
+/// A record as `read` prints it: an email event opened (and noted in
+/// `opened`), else the raw record.
+fn shown(
+    email: Option<&EmailLedger>,
+    r: &Record,
+    opened: &mut Accessed,
+) -> Result<serde_json::Value> {
     if let Some(email) = email
         && let Some(e) = email.open(r)?
     {
+        let read = opened.0.entry(r.tenant.clone()).or_default();
+        if read.0.len() < MAX_LISTED {
+            read.0.insert(e.event.envelope.contact.to_string());
+        }
+        if let Some(m) = &e.event.envelope.message_id
+            && read.1.len() < MAX_LISTED
+        {
+            read.1.insert(m.clone());
+        }
+        read.2 += 1;
         return Ok(e.to_json());
     }
     Ok(record_json(r))
+}
+
+/// What a command opened, by tenant: contacts, messages, events.
+#[derive(Debug, Default)]
+pub struct Accessed(BTreeMap<String, (BTreeSet<String>, BTreeSet<String>, u64)>);
+
+impl Accessed {
+    /// Leaves an access record per tenant (as `operator`) of what was
+    /// opened; a failure is a warning (the output is already written).
+    pub async fn record(self, log: &Arc<dyn EventLog>, command: &str) {
+        if self.0.is_empty() {
+            return;
+        }
+        let access = AccessLog::start(Arc::clone(log));
+        for (tenant, (contacts, messages, count)) in self.0 {
+            access.record(
+                &tenant,
+                AccessRecord::now(OPERATOR, command, contacts, messages, count),
+            );
+        }
+        access.flush().await;
+    }
+
+    /// Notes that `count` events of `tenant` were opened, of `contacts`
+    /// and `messages`.
+    pub fn add(&mut self, tenant: &str, contacts: Vec<String>, messages: Vec<String>, count: u64) {
+        let read = self.0.entry(tenant.to_owned()).or_default();
+        read.0.extend(contacts);
+        read.1.extend(messages);
+        read.2 += count;
+    }
 }
 
 fn record_json(r: &Record) -> serde_json::Value {

@@ -14,6 +14,8 @@
 //! durability = "sync"
 //! max_group_records = 400
 //! memory_budget = "1GiB"              # what the stores and caches share
+//! audit_key_file = "/run/secrets/mailledger-audit.key"  # default: keys_dir/audit.key
+//! checkpoint_interval_secs = 600      # signed checkpoints; 0: none
 //!
 //! [residency]
 //! jurisdiction = "EU"  # where this node runs
@@ -111,6 +113,10 @@ pub struct ServeArgs {
     /// larger than this goes in a group of its own [default: 400].
     #[arg(long, env = "MAILLEDGER_MAX_GROUP_RECORDS")]
     max_group_records: Option<usize>,
+    /// Seconds between signed checkpoints of every tenant's chain (one
+    /// more is signed on a graceful stop); 0 signs none [default: 600].
+    #[arg(long, env = "MAILLEDGER_CHECKPOINT_INTERVAL_SECS")]
+    checkpoint_interval_secs: Option<u64>,
     /// Sets thread priorities: request threads at nice -2 (needs
     /// CAP_SYS_NICE), the projections' at nice 10. Off by default.
     #[arg(long, env = "MAILLEDGER_THREAD_PRIORITIES")]
@@ -136,6 +142,8 @@ struct FileConfig {
     durability: Option<String>,
     max_group_records: Option<usize>,
     memory_budget: Option<String>,
+    audit_key_file: Option<PathBuf>,
+    checkpoint_interval_secs: Option<u64>,
     #[serde(default)]
     limits: Option<Limits>,
     #[serde(default)]
@@ -153,6 +161,8 @@ struct Settings {
     log: Option<String>,
     durability: String,
     max_group_records: usize,
+    audit_key_file: Option<PathBuf>,
+    checkpoint_interval: Option<std::time::Duration>,
     memory: MemoryPlan,
     limits: Limits,
     residency: ResidencyArgs,
@@ -239,6 +249,15 @@ fn settings(cli: &Cli, args: &ServeArgs) -> Result<Settings> {
             cli.durability.clone()
         },
         max_group_records,
+        audit_key_file: cli.audit_key_file.clone().or(file.audit_key_file),
+        checkpoint_interval: match args
+            .checkpoint_interval_secs
+            .or(file.checkpoint_interval_secs)
+            .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_SECS)
+        {
+            0 => None,
+            secs => Some(std::time::Duration::from_secs(secs)),
+        },
         memory: match file.memory_budget {
             Some(budget)
                 if cli.memory_budget == DEFAULT_BUDGET
@@ -251,6 +270,38 @@ fn settings(cli: &Cli, args: &ServeArgs) -> Result<Settings> {
         limits,
         residency: cli.residency_args().or(file.residency.unwrap_or_default()),
     })
+}
+
+/// The default of `checkpoint_interval_secs`: ten minutes.
+const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 600;
+
+/// Signs every tenant's checkpoint each `every`, from one `every` after
+/// the start.
+async fn checkpoint_every(
+    every: std::time::Duration,
+    log: Arc<dyn mailledger_core::EventLog>,
+    key: Arc<mailledger_audit::AuditKey>,
+    node: mailledger_core::residency::Jurisdiction,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        sign_checkpoints(log.as_ref(), &key, node).await;
+    }
+}
+
+/// Signs every tenant's checkpoint now; a failure is logged, and the next
+/// round covers what this one missed.
+async fn sign_checkpoints(
+    log: &dyn mailledger_core::EventLog,
+    key: &mailledger_audit::AuditKey,
+    node: mailledger_core::residency::Jurisdiction,
+) {
+    match mailledger_audit::sign_checkpoints(log, key, node, mailledger_core::now_micros()).await {
+        Ok(made) => tracing::info!(tenants = made.len(), "signed checkpoints"),
+        Err(e) => tracing::warn!(error = %e, "cannot sign checkpoints"),
+    }
 }
 
 /// A future that resolves on SIGTERM or SIGINT, with both handlers
@@ -282,9 +333,15 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         .residency
         .declare_for(&s.data_dir, s.log.as_deref(), &s.keys_dir)?;
     crate::residency::enforce(&residency, &s.data_dir)?;
+    let node = residency.node();
     let location = crate::location::resolve(&s.data_dir, s.log.as_deref(), true)?;
     let keys = crate::open::keys(&s.data_dir, &s.keys_dir, s.kek_file.as_deref(), true)?;
     let access = crate::open::access(&s.data_dir, &s.keys_dir, s.kek_file.as_deref())?;
+    let audit_key = Arc::new(crate::open::audit_key(
+        &s.keys_dir,
+        s.audit_key_file.as_deref(),
+        true,
+    )?);
     let policy = crate::threads::ThreadPolicy::new(args.thread_priorities);
     // Named apart from the ingest threads and the projections', so `top -H`
     // and `perf sched` tell request serving from bulk work.
@@ -328,7 +385,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         if let Some((info, key)) = access.bootstrap(residency.allowed())? {
             email.keys().tenant_secret(&info.tenant)?;
             eprintln!(
-                "\nmailledger: first start: tenant `{DEFAULT_TENANT}` and this API key (scopes ingest, read, erase, admin) were created.\n\
+                "\nmailledger: first start: tenant `{DEFAULT_TENANT}` and this API key (scopes ingest, read, erase, admin, audit) were created.\n\
                  It is shown only this once; keep it somewhere safe:\n"
             );
             out!("{}", key.as_str());
@@ -346,7 +403,9 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         let runner = projections
             .spawn_runner(Arc::clone(&log), stopped.clone())
             .context("cannot start the projection runner")?;
+        let access_log = mailledger_audit::AccessLog::start(Arc::clone(&log));
         let state = AppState::new(email, Arc::new(access))
+            .with_access_log(access_log.clone())
             .with_ingest_runtime(ingest_handle)
             .with_limits(s.limits)
             .with_projections(Arc::clone(&projections))
@@ -382,6 +441,14 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             s.keys_dir.display(),
             s.memory.budget() >> 20
         );
+        let checkpoints = s.checkpoint_interval.map(|every| {
+            tokio::spawn(checkpoint_every(
+                every,
+                Arc::clone(&log),
+                Arc::clone(&audit_key),
+                node,
+            ))
+        });
         // Ready once every projection has caught up with the log's head.
         let readiness = {
             let state = state.clone();
@@ -402,6 +469,13 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         state.ready.set(false);
         if let Some(m) = metrics {
             m.abort();
+        }
+        // The access records of the last reads, before the last checkpoint.
+        access_log.flush().await;
+        if let Some(c) = checkpoints {
+            c.abort();
+            // A last checkpoint covers every record acknowledged.
+            sign_checkpoints(log.as_ref(), &audit_key, node).await;
         }
         // Stop the runner; a long catch-up is cut short (each batch commits
         // its state and checkpoint atomically, so nothing is half applied).

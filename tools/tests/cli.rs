@@ -470,7 +470,16 @@ fn email_events_are_sealed_read_back_erased_and_still_verify() {
         let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
         assert_eq!(again, receipt, "re-erasing returns the first receipt");
 
-        let events = json_lines(&mailledger(dir.path(), &["read"], None));
+        // Each `read` that opened events left an access record (operator).
+        let access = json_lines(&mailledger(dir.path(), &["access-log"], None));
+        assert_eq!(access.len(), 2, "{backend}: {access:?}");
+        assert_eq!(access[0]["key_id"], "operator");
+        assert_eq!(access[0]["route"], "mailledger read");
+        assert_eq!(access[1]["message_ids"], serde_json::json!(["m1"]));
+        let events: Vec<_> = json_lines(&mailledger(dir.path(), &["read"], None))
+            .into_iter()
+            .filter(|e| e["type"] != "accessed")
+            .collect();
         assert_eq!(events[0]["recipient"], serde_json::json!({"erased": true}));
         assert_eq!(events[1]["diagnostic"], serde_json::json!({"erased": true}));
         assert_eq!(events[2]["recipient"], "bob@example.org");
@@ -826,7 +835,9 @@ fn migrate_copies_the_log_byte_for_byte_verifies_it_and_switches_only_then() {
     );
     let verify = mailledger(dir.path(), &["verify"], None);
     assert!(verify.status.success(), "{}", text(&verify.stderr));
-    assert!(text(&verify.stdout).contains(&format!("{} records", n + 3)));
+    // The copied records, the three appended, and the access record the
+    // `read` above left.
+    assert!(text(&verify.stdout).contains(&format!("{} records", n + 4)));
     let report = text(&mailledger(dir.path(), &["residency"], None).stdout);
     assert!(report.contains("\"object_store\""), "{report}");
     // The old log is left where it was.

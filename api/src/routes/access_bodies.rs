@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::webhooks::Provider;
 
-/// What a key may do: `ingest`, `read`, `erase`, `admin`, `webhook`, or
+/// What a key may do: `ingest`, `read`, `erase`, `admin`, `audit`, `webhook`, or
 /// `webhook:<provider>` (`postal`, `ses`, `postmark`, `mailgun`,
 /// `sendgrid`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,6 +24,8 @@ pub enum Scope {
     Erase,
     /// Manage tenants, keys and provider secrets (of every tenant).
     Admin,
+    /// Audit the tenant's log: checkpoints, the erasure register.
+    Audit,
     /// Post provider webhooks and nothing else: every provider's (`None`,
     /// `webhook`) or one's (`webhook:ses`).
     Webhook(Option<Provider>),
@@ -65,6 +67,7 @@ impl utoipa::PartialSchema for Scope {
                 "What a key may do. `ingest`: append events, post webhooks, add and remove suppressions. \
                  `read`: messages, suppressions, analytics, exports. `erase`: erasures. \
                  `admin`: tenants, keys, provider secrets (operator tenant only). \
+                 `audit`: signed checkpoints and the erasure register. \
                  `webhook`: only `POST /v1/webhooks/{provider}`, of any provider; \
                  `webhook:<provider>`: of that provider only.",
             ))
@@ -104,6 +107,7 @@ impl From<access::Scope> for Scope {
             access::Scope::Read => Self::Read,
             access::Scope::Erase => Self::Erase,
             access::Scope::Admin => Self::Admin,
+            access::Scope::Audit => Self::Audit,
             access::Scope::Webhook(p) => Self::Webhook(p.map(provider_of)),
         }
     }
@@ -116,6 +120,7 @@ impl From<Scope> for access::Scope {
             Scope::Read => Self::Read,
             Scope::Erase => Self::Erase,
             Scope::Admin => Self::Admin,
+            Scope::Audit => Self::Audit,
             Scope::Webhook(p) => Self::Webhook(p.map(webhook_provider)),
         }
     }

@@ -1,16 +1,19 @@
-//! Erasure and export: `POST /v1/erasures`, `GET /v1/erasures/{request_id}`,
-//! `POST /v1/contacts/export`. Addresses travel only in request bodies.
+//! Erasure and export: `POST /v1/erasures`, `GET /v1/erasures` (the
+//! register), `GET /v1/erasures/{request_id}`, `POST /v1/contacts/export`.
+//! Addresses travel only in request bodies.
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use mailledger_core::crypto::Personal;
 use mailledger_core::email::{ContactRef, ErasureReceipt, EventBody, ReadEvent};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Auth, scope};
 use crate::json::ApiJson;
 use crate::problem::{Problem, ProblemBody};
+use crate::routes::params::{self, Src};
 use crate::routes::schemas;
 use crate::state::AppState;
 
@@ -122,6 +125,67 @@ pub async fn erase(
     Ok(ApiJson(receipt.into()))
 }
 
+/// Parameters of `GET /v1/erasures`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RegisterQuery {
+    /// `next` of the previous page.
+    #[param(pattern = "^[0-9]{1,20}$")]
+    pub cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+}
+
+/// A page of the erasure register.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegisterPage {
+    /// Receipts, oldest first.
+    pub items: Vec<Receipt>,
+    /// The cursor of the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+/// The erasure register: every erasure receipt of the tenant, oldest
+/// first, a page at a time.
+///
+/// The record a data protection officer keeps of erasure requests: request
+/// id, pseudonym, when, how many events became unreadable and whether a
+/// key was found. It reads the log, not the projections.
+#[utoipa::path(
+    get,
+    path = "/v1/erasures",
+    operation_id = "list_erasures",
+    tag = "erasure",
+    params(RegisterQuery),
+    responses(
+        (status = 200, description = "A page of receipts", body = RegisterPage),
+        (status = 400, description = "A bad parameter, named", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the erase and audit scopes", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn register(
+    State(state): State<AppState>,
+    auth: Auth<scope::EraseOrAudit>,
+    query: Result<Query<RegisterQuery>, QueryRejection>,
+) -> Result<ApiJson<RegisterPage>, Problem> {
+    let Query(q) = query.map_err(|r| params::query_problem(&r))?;
+    let limit = params::limit_text(Src::Query, q.limit.as_deref())?;
+    let from = params::place(Src::Query, q.cursor.as_deref())?;
+    let page = state.email.erasures(auth.tenant(), from, limit + 1).await?;
+    let next = (page.len() > limit).then(|| (from + limit as u64).to_string());
+    Ok(ApiJson(RegisterPage {
+        items: page
+            .into_iter()
+            .take(limit)
+            .map(|(_, r)| r.into())
+            .collect(),
+        next,
+    }))
+}
+
 /// The receipt of an earlier erasure request, again.
 ///
 /// Another tenant's request id answers exactly like an unknown one.
@@ -179,7 +243,16 @@ pub async fn export(
     let erased = opened
         .iter()
         .any(|e| e.is_erased() || matches!(e.event.body, EventBody::ContactErased { .. }));
-    let events = opened.iter().map(ReadEvent::to_json).collect();
+    let events: Vec<serde_json::Value> = opened.iter().map(ReadEvent::to_json).collect();
+    state.accessed(
+        auth.caller(),
+        "POST /v1/contacts/export",
+        [contact.to_string()],
+        opened
+            .iter()
+            .filter_map(|e| e.event.envelope.message_id.clone()),
+        events.len() as u64,
+    );
     Ok(ApiJson(ExportResponse {
         contact: contact.to_string(),
         erased,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use mailledger_access::Caller;
 use mailledger_core::crypto::Personal;
 use mailledger_projections::delivery::{MessageFilter, Status};
 use mailledger_projections::row_json;
@@ -150,24 +151,32 @@ fn filter(src: Src, raw: Raw) -> Result<(MessageFilter, Option<String>), Problem
 /// Lists a page and opens each row's recipient and subject.
 async fn page(
     state: &AppState,
-    tenant: &str,
+    caller: &Caller,
+    route: &str,
     filter: MessageFilter,
     cursor: Option<String>,
     limit: usize,
 ) -> Result<ApiJson<Value>, Problem> {
     let p = params::projections(state)?;
     let email = Arc::clone(&state.email);
-    let tenant = tenant.to_owned();
-    params::blocking(move || {
+    let tenant = caller.tenant.clone();
+    let (body, contacts, ids) = params::blocking(move || {
         let page = p.messages(&tenant, &filter, cursor.as_deref(), limit)?;
         let items = page
             .items
             .iter()
             .map(|r| row_json(&email, &tenant, r))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ApiJson(json!({ "items": items, "next": page.next })))
+        let contacts: Vec<String> = page.items.iter().map(|r| r.contact.to_string()).collect();
+        let ids: Vec<String> = page.items.iter().map(|r| r.message_id.clone()).collect();
+        Ok((json!({ "items": items, "next": page.next }), contacts, ids))
     })
-    .await
+    .await?;
+    if !ids.is_empty() {
+        let count = ids.len() as u64;
+        state.accessed(caller, route, contacts, ids, count);
+    }
+    Ok(ApiJson(body))
 }
 
 /// A message and its timeline: every event, by time, each personal field
@@ -206,7 +215,21 @@ pub async fn message(
     })
     .await?;
     match view {
-        Some(view) => Ok(ApiJson(view.to_json())),
+        Some(view) => {
+            let contacts = std::iter::once(view.row.contact.to_string()).chain(
+                view.timeline
+                    .iter()
+                    .map(|e| e.event.envelope.contact.to_string()),
+            );
+            state.accessed(
+                auth.caller(),
+                "GET /v1/messages/{id}",
+                contacts,
+                [view.row.message_id.clone()],
+                view.timeline.len() as u64,
+            );
+            Ok(ApiJson(view.to_json()))
+        }
         None => Err(Problem::not_found("message")),
     }
 }
@@ -249,7 +272,7 @@ pub async fn list(
             cursor: q.cursor,
         },
     )?;
-    page(&state, auth.tenant(), f, cursor, limit).await
+    page(&state, auth.caller(), "GET /v1/messages", f, cursor, limit).await
 }
 
 /// The filters of `GET /v1/messages` in a body, plus `recipient`: messages
@@ -291,5 +314,13 @@ pub async fn search(
     if let Some(a) = req.recipient {
         f.recipient = Some(params::pseudonym(&state, auth.tenant(), a).await?);
     }
-    page(&state, auth.tenant(), f, cursor, limit).await
+    page(
+        &state,
+        auth.caller(),
+        "POST /v1/messages/search",
+        f,
+        cursor,
+        limit,
+    )
+    .await
 }

@@ -17,6 +17,7 @@
 pub mod access_bodies;
 pub mod admin;
 pub mod analytics;
+pub mod audit;
 pub mod erasure;
 pub mod events;
 pub mod health;
@@ -48,6 +49,7 @@ use crate::state::AppState;
         (name = "queries", description = "The delivery log and analytics, from the projections (which follow the log; their lag is in /readyz and /metrics)"),
         (name = "suppressions", description = "The suppression list, manual entries and the check before sending"),
         (name = "erasure", description = "Erasure receipts and data subject exports"),
+        (name = "audit", description = "Replay with verification, signed checkpoints and access records, for auditors (scope audit)"),
         (name = "admin", description = "Tenants, API keys, provider secrets and the residency report (scope admin, operator-wide)"),
         (name = "operations", description = "Health, readiness and this document (Prometheus metrics are served on a listener of their own, `mailledger serve --metrics-listen`)"),
     )
@@ -190,7 +192,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(health::openapi_json))
         .routes(routes!(events::ingest))
         .routes(routes!(webhooks::receive))
-        .routes(routes!(erasure::erase))
+        .routes(routes!(erasure::erase, erasure::register))
+        .routes(routes!(audit::checkpoints))
+        .routes(routes!(audit::replay))
+        .routes(routes!(audit::access))
+        .routes(routes!(audit::as_of))
         .routes(routes!(erasure::receipt))
         .routes(routes!(erasure::export))
         .routes(routes!(admin::create_tenant, admin::list_tenants))

@@ -149,6 +149,19 @@ pub(crate) fn cursor(
     }
 }
 
+/// A place cursor (a decimal count, as the erasure register and the
+/// checkpoint list return in `next`); 0 when absent.
+pub(crate) fn place(src: Src, value: Option<&str>) -> Result<u64, Problem> {
+    match value {
+        None => Ok(0),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|_| v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| src.bad("cursor", "is not one this service returned")),
+    }
+}
+
 /// The length of a delivery log cursor.
 pub(crate) fn message_cursor_len(n: usize) -> bool {
     n == 32

@@ -249,8 +249,16 @@ pub async fn lookup(
     let contact = params::pseudonym(&state, auth.tenant(), req.address).await?;
     let now = params::now_micros();
     let tenant = auth.tenant().to_owned();
+    let pseudonym = contact.to_string();
     let found = params::blocking(move || Ok(p.suppressions_of(&tenant, &contact)?)).await?;
     let entries: Vec<Value> = found.iter().map(|e| entry_json(e, now)).collect();
+    state.accessed(
+        auth.caller(),
+        "POST /v1/suppressions/lookup",
+        [pseudonym],
+        [],
+        entries.len() as u64,
+    );
     Ok(ApiJson(json!({ "entries": entries })))
 }
 

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod contract;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -64,7 +66,10 @@ pub fn env_with(limits: Limits) -> Env {
     let access = AccessStore::open(&dir.path().join("data"), &kek).unwrap();
     let (_, admin) = access.bootstrap(&[Jurisdiction::EU]).unwrap().unwrap();
     let projections = Arc::new(Projections::in_memory());
-    let state = AppState::new(Arc::new(email), Arc::new(access))
+    let email = Arc::new(email);
+    let access_log = mailledger_audit::AccessLog::start(Arc::clone(email.log()));
+    let state = AppState::new(email, Arc::new(access))
+        .with_access_log(access_log)
         .with_limits(limits)
         .with_projections(Arc::clone(&projections));
     state.ready.set(true);
@@ -120,6 +125,10 @@ impl Env {
 
     /// Applies every event up to the log's head to the projections.
     pub async fn project(&self) {
+        // The access records of reads so far are events too.
+        if let Some(access) = &self.state.access_log {
+            access.flush().await;
+        }
         let log = Arc::clone(self.state.email.log());
         self.projections.catch_up(log.as_ref()).await.unwrap();
     }

@@ -222,6 +222,22 @@ pub async fn tenants_chain_and_read_apart(open_store: OpenStore) {
         assert_eq!(report.records, 4);
         assert_eq!(report.tenants, 1);
     }
+    // Each chain head names its tenant's last record, its hash and count.
+    let heads = o.log.chain_heads().await.unwrap();
+    assert_eq!(heads.len(), 3);
+    for t in ["a", "b", "c"] {
+        let mine: Vec<_> = all.records.iter().filter(|r| r.tenant == t).collect();
+        let last = mine.last().unwrap();
+        assert_eq!(
+            heads[t],
+            crate::ChainHead {
+                last_position: last.position,
+                hash: last.hash,
+                count: mine.len() as u64,
+            },
+            "tenant {t}'s chain head"
+        );
+    }
     // Corrupting tenant b's record leaves a's and c's verification intact.
     let b_pos = all
         .records

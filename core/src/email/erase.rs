@@ -54,6 +54,10 @@ pub fn erasure_event_id(tenant_secret: &SecretKey, tenant: &str, request_id: &st
 /// tenant's range cost nothing to keep there.
 pub(crate) const ERASURE_TIME: i64 = 0;
 
+/// The stream of a tenant's log that lists every erasure (each `erased`
+/// event is linked into it): the erasure register.
+pub const ERASURES_STREAM: &str = "audit-erasures";
+
 /// Whether `id` lies in the space of erasure ids, which ingest refuses.
 #[must_use]
 pub fn is_erasure_id(id: Uuid) -> bool {
@@ -144,7 +148,11 @@ impl EmailLedger {
                 tenant,
                 &stream,
                 ExpectedVersion::Any,
-                vec![NewEvent::new(event_id, "erased", encode_payload(&event)?).at(ERASURE_TIME)],
+                vec![
+                    NewEvent::new(event_id, "erased", encode_payload(&event)?)
+                        .at(ERASURE_TIME)
+                        .with_link(ERASURES_STREAM),
+                ],
             )
             .await?;
         let position = out.positions[0];
@@ -184,6 +192,33 @@ impl EmailLedger {
             Some(r) => receipt_of(&r).map(Some),
             None => Ok(None),
         }
+    }
+}
+
+impl EmailLedger {
+    /// The erasure register: up to `max` receipts of `tenant`'s erasures,
+    /// in the order they were made, from the `from`th on (0 is the first).
+    /// Each comes with its place in the register, the cursor of the next
+    /// page being the last place plus one.
+    ///
+    /// # Errors
+    /// A bad tenant name, or a storage or corruption error.
+    pub async fn erasures(
+        &self,
+        tenant: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, ErasureReceipt)>> {
+        crate::record::validate_tenant(tenant)?;
+        let records = self
+            .log
+            .read_stream(tenant, ERASURES_STREAM, from, max)
+            .await?;
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Ok((from + i as u64, receipt_of(r)?)))
+            .collect()
     }
 }
 

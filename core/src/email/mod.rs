@@ -46,7 +46,9 @@ pub use canonical::{
     CanonicalEvent, Checked, ErasureReceipt, MAX_PERSONAL_LEN, MAX_TAGS, MAX_TEXT_LEN, ReadEvent,
     parse_event, rfc3339,
 };
-pub use erase::{ERASURE_ID_PREFIX, erasure_event_id, is_erasure_id, unreserved_id};
+pub use erase::{
+    ERASURE_ID_PREFIX, ERASURES_STREAM, erasure_event_id, is_erasure_id, unreserved_id,
+};
 pub use event_type::EventType;
 pub use model::{
     BounceClass, EmailEvent, EmailEventOf, Envelope, EventBody, Field, FieldName, RejectReason,

@@ -40,6 +40,7 @@ mod tests;
 mod verify;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -50,7 +51,7 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::log::{EventLog, ProgressFn, ReadBatch, Subscription, VerifyReport};
+use crate::log::{ChainHead, EventLog, ProgressFn, ReadBatch, Subscription, VerifyReport};
 use crate::record::{AppendOutcome, Direction, Record, StreamAppend, TenantFilter};
 use crate::store::{Space, Store};
 use crate::threads::ThreadRole;
@@ -253,6 +254,23 @@ impl<S: Store> EventLog for Ledger<S> {
 
     fn head(&self) -> u64 {
         self.shared.published_head()
+    }
+
+    async fn chain_heads(&self) -> Result<BTreeMap<String, ChainHead>> {
+        let heads = self.blocking(|s| s.chain_heads()).await?;
+        // A group is committed before its head is published: wait (briefly)
+        // until every head read names an acknowledged record.
+        if let Some(last) = heads.values().map(|h| h.last_position).max() {
+            let mut watch = self.shared.head.subscribe();
+            let published = watch.wait_for(|h| *h > last);
+            if !matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(10), published).await,
+                Ok(Ok(_))
+            ) {
+                return Err(Error::Closed);
+            }
+        }
+        Ok(heads)
     }
 
     fn accepts_appends(&self) -> bool {

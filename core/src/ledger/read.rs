@@ -9,11 +9,12 @@ use uuid::Uuid;
 
 use super::Shared;
 use super::keys::{
-    id_key, names_stream, stream_end, stream_key, stream_position, stream_prefix, u64_be,
+    LAYOUT_KEY, TenantHead, id_key, names_stream, stream_end, stream_key, stream_position,
+    stream_prefix, u64_be,
 };
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::log::{MAX_READ_BATCH, ReadBatch, SubscriptionSource};
+use crate::log::{ChainHead, MAX_READ_BATCH, ReadBatch, SubscriptionSource};
 use crate::record::{Direction, Record, TenantFilter};
 use crate::store::{Space, Store, Visit};
 
@@ -65,6 +66,40 @@ pub(super) fn last_version<S: Store>(
 impl<S: Store> Shared<S> {
     pub(super) fn published_head(&self) -> u64 {
         *self.head.borrow()
+    }
+
+    /// Every tenant's stored chain head, committed (not yet necessarily
+    /// published).
+    pub(super) fn chain_heads(&self) -> Result<std::collections::BTreeMap<String, ChainHead>> {
+        let mut raw = Vec::new();
+        self.store
+            .scan(Space::Tenants, &[], None, false, &mut |k, v| {
+                if k != LAYOUT_KEY {
+                    raw.push((k.to_vec(), v.to_vec()));
+                }
+                Visit::Continue
+            })?;
+        let head = self.published_head();
+        raw.into_iter()
+            .map(|(k, v)| {
+                let th = TenantHead::decode(&v)
+                    .ok_or_else(|| Error::corrupt(head, "a chain head does not decode"))?;
+                let tenant = String::from_utf8(k).map_err(|_| {
+                    Error::corrupt(
+                        th.last_position,
+                        "a chain head names a tenant that is not UTF-8",
+                    )
+                })?;
+                Ok((
+                    tenant,
+                    ChainHead {
+                        last_position: th.last_position,
+                        hash: th.hash,
+                        count: th.count,
+                    },
+                ))
+            })
+            .collect()
     }
 
     pub(super) fn record_at(&self, position: u64) -> Result<Option<Record>> {

@@ -1,0 +1,148 @@
+//! Replay: how fast an auditor's replay reads a log, against a raw scan of
+//! the same log in the same run.
+//!
+//! One fjall log of `MAILLEDGER_REPLAY_EVENTS` events (default 1,000,000)
+//! from the shared traffic model, one tenant (replay reads one tenant's
+//! chain). Then, each timed on the same log:
+//! - **raw scan**: every record read in position order (`read_all`), its
+//!   bytes summed: the floor any replay pays;
+//! - **replay, raw**: `mailledger_audit::Replay` with `Shown::Raw`, every
+//!   record's hash recomputed and link checked, each written as a JSON
+//!   line to a file;
+//! - **replay, decrypted**: the same with every personal field opened.
+//!
+//! Prints events per second of each and the ratio of each replay to the
+//! raw scan (the target is at least 0.3 decrypted).
+//!
+//! Run: `cargo bench -p mailledger-benches --bench replay`.
+#![allow(missing_docs)]
+
+use std::io::{BufWriter, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mailledger_audit::replay::{Replay, ReplayFilter, Shown};
+use mailledger_benches as _;
+use mailledger_core::crypto::SecretKey;
+use mailledger_core::email::EmailLedger;
+use mailledger_core::keys::FileKeyStore;
+use mailledger_core::traffic::{Traffic, TrafficConfig};
+use mailledger_core::{Direction, Durability, EventLog, Ledger, LedgerConfig, TenantFilter};
+
+const TENANT: &str = "acme";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+async fn fill(email: &Arc<EmailLedger>, events: u64) {
+    let mut traffic = Traffic::new(&TrafficConfig {
+        tenants: vec![(TENANT.into(), 1)],
+        ..TrafficConfig::default()
+    });
+    let started = Instant::now();
+    let mut done = 0;
+    while done < events {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let batch = traffic
+                .next_batch(1000)
+                .parsed()
+                .expect("generated events parse");
+            let email = Arc::clone(email);
+            tasks.push(tokio::spawn(
+                async move { email.append(TENANT, batch).await },
+            ));
+        }
+        for t in tasks {
+            t.await.expect("append task").expect("append");
+        }
+        done += 8000;
+        if done % 200_000 == 0 {
+            eprintln!(
+                "replay: filled {done} events ({:.0}/s)",
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Reads every record in position order; returns (records, bytes).
+async fn raw_scan(log: &dyn EventLog) -> (u64, u64) {
+    let filter = TenantFilter::Only(TENANT.into());
+    let (mut records, mut bytes, mut next) = (0u64, 0u64, 0u64);
+    let head = log.head();
+    while next < head {
+        let batch = log
+            .read_all(&filter, next, Direction::Forward, 1000)
+            .await
+            .expect("read");
+        for r in &batch.records {
+            records += 1;
+            bytes += (r.payload.len() + r.metadata.len() + r.stream.len()) as u64;
+        }
+        match batch.next {
+            Some(n) if n > next => next = n,
+            _ => break,
+        }
+    }
+    (records, bytes)
+}
+
+/// Replays into a file; returns the events written.
+async fn replay(email: &EmailLedger, shown: Shown, path: &std::path::Path) -> u64 {
+    let mut out = BufWriter::new(std::fs::File::create(path).expect("output file"));
+    let mut replay = Replay::new(email, TENANT, ReplayFilter::default(), shown).expect("replay");
+    while let Some(page) = replay.next_page().await.expect("replay page") {
+        for e in &page {
+            writeln!(out, "{e}").expect("write");
+        }
+    }
+    out.flush().expect("flush");
+    assert!(replay.summary().verified, "the chain verifies");
+    replay.summary().events
+}
+
+fn main() {
+    let events = env_or("MAILLEDGER_REPLAY_EVENTS", 1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = mailledger_fjall::FjallStore::open(&dir.path().join("log")).expect("fjall");
+        let log: Arc<dyn EventLog> = Arc::new(
+            Ledger::open(store, LedgerConfig::new().durability(Durability::Buffered))
+                .expect("ledger"),
+        );
+        let keys = FileKeyStore::open(&dir.path().join("keys"), &SecretKey::generate().expect("kek"))
+            .expect("keys");
+        let email = Arc::new(EmailLedger::new(Arc::clone(&log), Arc::new(keys)));
+        fill(&email, events).await;
+        log.sync().await.expect("sync");
+        let out = dir.path().join("replay.jsonl");
+        // Warm the caches the same for all three: one untimed scan.
+        raw_scan(log.as_ref()).await;
+        let t = Instant::now();
+        let (records, bytes) = raw_scan(log.as_ref()).await;
+        let scan = records as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let n = replay(&email, Shown::Raw, &out).await;
+        let raw = n as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let m = replay(&email, Shown::Opened, &out).await;
+        let opened = m as f64 / t.elapsed().as_secs_f64();
+        assert_eq!(n, records);
+        assert_eq!(m, records);
+        println!(
+            "replay: {records} events ({} MB of payload); raw scan {scan:.0}/s; replay raw {raw:.0}/s ({:.2}x); replay decrypted {opened:.0}/s ({:.2}x)",
+            bytes >> 20,
+            raw / scan,
+            opened / scan
+        );
+    });
+}
