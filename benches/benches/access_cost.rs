@@ -4,9 +4,10 @@
 //! The API in process (`mailledger_api::router`) over a fjall log with
 //! synced appends and the projections fed by their runner. Two states
 //! share the log, the keys and the projections; one leaves an access
-//! record of every timeline read, the other none. Phases alternate
-//! (without, with, without, with; `MAILLEDGER_ACCESS_PHASE_SECS` each,
-//! default 10): 8 tasks post batches of 100 events from the traffic model
+//! record of every timeline read, the other none. Phases alternate as
+//! without, with, with, without, twice (so the log's growth through the
+//! run weighs on both alike; `MAILLEDGER_ACCESS_PHASE_SECS` each, default
+//! 10): 8 tasks post batches of 100 events from the traffic model
 //! while one asks for timelines of messages already in the ledger, 500 a
 //! second. Prints each phase, then the ratios with/without of ingest rate
 //! and of timeline p99 (target: at least 0.95 for both, ingest as
@@ -197,8 +198,10 @@ fn main() {
         // Warm up: a ledger with messages to read.
         phase(&without, key.as_str(), &traffic, &ids, 3).await;
         let mut results: [Vec<Phase>; 2] = [Vec::new(), Vec::new()];
-        for round in 0..4 {
-            let (name, app, slot) = if round % 2 == 0 {
+        // A B B A A B B A: the log grows through the run, so each side
+        // meets early and late phases alike.
+        for round in 0..8 {
+            let (name, app, slot) = if matches!(round % 4, 0 | 3) {
                 ("without", &without, 0)
             } else {
                 ("with", &with, 1)

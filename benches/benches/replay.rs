@@ -3,9 +3,12 @@
 //!
 //! One fjall log of `MAILLEDGER_REPLAY_EVENTS` events (default 1,000,000)
 //! from the shared traffic model, one tenant (replay reads one tenant's
-//! chain). Then, each timed on the same log:
+//! chain) with `MAILLEDGER_REPLAY_CONTACTS` contacts (default 200,000, the
+//! model's). Then, each timed on the same log:
 //! - **raw scan**: every record read in position order (`read_all`), its
 //!   bytes summed: the floor any replay pays;
+//! - **verified, none shown**: the replay's reading and verification
+//!   alone (a type filter no record passes);
 //! - **replay, raw**: `mailledger_audit::Replay` with `Shown::Raw`, every
 //!   record's hash recomputed and link checked, each written as a JSON
 //!   line to a file;
@@ -41,6 +44,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 async fn fill(email: &Arc<EmailLedger>, events: u64) {
     let mut traffic = Traffic::new(&TrafficConfig {
         tenants: vec![(TENANT.into(), 1)],
+        contacts: env_or("MAILLEDGER_REPLAY_CONTACTS", 200_000),
         ..TrafficConfig::default()
     });
     let started = Instant::now();
@@ -92,6 +96,19 @@ async fn raw_scan(log: &dyn EventLog) -> (u64, u64) {
     (records, bytes)
 }
 
+/// Replays the tenant with every record verified and none shown (a type
+/// no record has): what verification alone costs; returns records read.
+async fn verify_only(email: &EmailLedger) -> u64 {
+    let filter = ReplayFilter {
+        types: Some(vec!["-".into()]),
+        ..ReplayFilter::default()
+    };
+    let mut replay = Replay::new(email, TENANT, filter, Shown::Raw).expect("replay");
+    while replay.next_page().await.expect("replay page").is_some() {}
+    assert!(replay.summary().verified, "the chain verifies");
+    replay.summary().records
+}
+
 /// Replays into a file; returns the events written.
 async fn replay(email: &EmailLedger, shown: Shown, path: &std::path::Path) -> u64 {
     let mut out = BufWriter::new(std::fs::File::create(path).expect("output file"));
@@ -131,6 +148,9 @@ fn main() {
         let (records, bytes) = raw_scan(log.as_ref()).await;
         let scan = records as f64 / t.elapsed().as_secs_f64();
         let t = Instant::now();
+        let v = verify_only(&email).await;
+        let verified = v as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let n = replay(&email, Shown::Raw, &out).await;
         let raw = n as f64 / t.elapsed().as_secs_f64();
         let t = Instant::now();
@@ -138,9 +158,11 @@ fn main() {
         let opened = m as f64 / t.elapsed().as_secs_f64();
         assert_eq!(n, records);
         assert_eq!(m, records);
+        assert_eq!(v, records);
         println!(
-            "replay: {records} events ({} MB of payload); raw scan {scan:.0}/s; replay raw {raw:.0}/s ({:.2}x); replay decrypted {opened:.0}/s ({:.2}x)",
+            "replay: {records} events ({} MB of payload); raw scan {scan:.0}/s; verified, none shown {verified:.0}/s ({:.2}x); replay raw {raw:.0}/s ({:.2}x); replay decrypted {opened:.0}/s ({:.2}x)",
             bytes >> 20,
+            verified / scan,
             raw / scan,
             opened / scan
         );
