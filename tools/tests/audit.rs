@@ -268,6 +268,18 @@ fn replay_filters_opens_shows_erased_and_verifies_the_chain() {
     assert!(!raw.contains("bob@example.org"));
     assert!(raw.contains("payload_hex"));
 
+    // Every replay that opened events left one access record; raw ones none.
+    let access = json_lines(&ok(root, &["access-log"], None));
+    assert_eq!(access.len(), 6, "{access:?}");
+    assert!(
+        access
+            .iter()
+            .all(|a| a["route"] == "mailledger replay" && a["key_id"] == "operator")
+    );
+    assert!(
+        !text(&ok(root, &["access-log", "--format", "csv"], None).stdout).contains("example.org")
+    );
+
     // No address in argv: a pseudonym, or standard input.
     let bad = mailledger(root, &["replay", "--contact", "ann@example.org"], None);
     assert!(!bad.status.success());

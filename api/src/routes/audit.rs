@@ -31,7 +31,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct CheckpointsQuery {
     /// `next` of the previous page.
-    #[param(pattern = "^[0-9]{1,20}$")]
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -93,15 +93,16 @@ pub struct ReplayRequest {
     /// The position to stop before.
     pub to_position: Option<u64>,
     /// Events that occurred at or after this time (RFC 3339).
-    #[schema(example = "2026-03-01T00:00:00Z")]
+    #[schema(format = DateTime, example = "2026-03-01T00:00:00Z")]
     pub since: Option<String>,
     /// Events that occurred before this time (RFC 3339).
-    #[schema(example = "2026-04-01T00:00:00Z")]
+    #[schema(format = DateTime, example = "2026-04-01T00:00:00Z")]
     pub until: Option<String>,
     /// One message's events.
     #[schema(min_length = 1, max_length = 256)]
     pub message_id: Option<String>,
-    /// Event types to show (`sent`, `bounced`, …).
+    /// Event types to show (`sent`, `bounced`, …; `accessed` and
+    /// `checkpoint` show the audit's own records), at most 32.
     #[schema(max_items = 32)]
     pub types: Option<Vec<String>>,
     /// One contact's events, by address (normalised and hashed, never
@@ -256,11 +257,13 @@ pub struct AccessQuery {
     #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub key_id: Option<String>,
     /// Reads at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Reads before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `next` of the previous page.
-    #[param(pattern = "^[0-9]{1,20}$")]
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -350,7 +353,7 @@ pub async fn access(
 #[serde(deny_unknown_fields)]
 pub struct AsOfRequest {
     /// The moment (RFC 3339): what the ledger had recorded by then.
-    #[schema(example = "2026-03-01T09:00:00Z")]
+    #[schema(format = DateTime, example = "2026-03-01T09:00:00Z")]
     pub at: String,
     /// A message: its status and timeline then.
     #[schema(min_length = 1, max_length = 256)]

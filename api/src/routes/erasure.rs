@@ -131,7 +131,7 @@ pub async fn erase(
 #[into_params(parameter_in = Query)]
 pub struct RegisterQuery {
     /// `next` of the previous page.
-    #[param(pattern = "^[0-9]{1,20}$")]
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]

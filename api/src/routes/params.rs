@@ -157,7 +157,7 @@ pub(crate) fn place(src: Src, value: Option<&str>) -> Result<u64, Problem> {
         Some(v) => v
             .parse::<u64>()
             .ok()
-            .filter(|_| v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|_| v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()))
             .ok_or_else(|| src.bad("cursor", "is not one this service returned")),
     }
 }

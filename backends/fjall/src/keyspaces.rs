@@ -237,9 +237,17 @@ impl Keyspaces {
         memory: MemoryShare,
     ) -> fjall::Result<Self> {
         std::fs::create_dir_all(path)?;
+        // One worker per database. With more, fjall 3.1's first worker
+        // hands each compaction request back to the queue (to stay free for
+        // flushes) and, while the others compact, takes it straight back:
+        // a busy loop, which profiles of long load runs show among the
+        // server's largest costs (benches/RESULTS.md). One worker flushes
+        // and compacts in turn; a commit waits for room (`wait_for_room`)
+        // when a flush waits behind a compaction.
         let db = Database::builder(path)
             .cache_size(memory.cache_bytes())
             .max_journaling_size(memory.journal_bytes())
+            .worker_threads(1)
             .open()?;
         let keyspaces = spaces
             .iter()
