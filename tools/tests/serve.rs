@@ -511,5 +511,17 @@ fn serve_on_an_s3_log_keeps_what_it_acknowledged_and_a_second_writer_fences_it_o
     let t: serde_json::Value = serde_json::from_str(&timeline).unwrap();
     assert_eq!(t["status"], "bounced", "{timeline}");
     assert!(server.terminate().success());
-    head("3");
+    // The bounce, the access record of the timeline read, and the
+    // checkpoint a graceful stop signs.
+    head("5");
+    let raw = on_s3().args(["read", "--raw"]).output().unwrap();
+    let types: Vec<String> = String::from_utf8_lossy(&raw.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].to_string())
+        .collect();
+    assert_eq!(
+        types[2..],
+        ["\"bounced\"", "\"accessed\"", "\"checkpoint\""],
+        "{types:?}"
+    );
 }
