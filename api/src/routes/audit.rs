@@ -163,9 +163,10 @@ pub async fn replay(
     if let Some(address) = req.contact {
         contact = Some(params::pseudonym(&state, &tenant, address).await?);
     }
-    let types = req
-        .types
-        .map(|t| t.into_iter().filter(|t| !t.is_empty()).collect::<Vec<_>>());
+    if req.types.as_ref().is_some_and(|t| t.len() > 32) {
+        return Err(Src::Body.bad("types", "may name at most 32 types"));
+    }
+    let types = req.types;
     let filter = ReplayFilter {
         positions,
         time,
