@@ -347,6 +347,10 @@ async fn every_read_that_opens_personal_data_leaves_one_access_record_and_no_add
         )
         .await;
     assert_eq!(audits["items"].as_array().unwrap().len(), 2);
+    // Another tenant's auditor sees none of them, nor its checkpoints.
+    let other = e.key("other", &[Scope::Audit]);
+    let theirs = e.ok(Method::GET, "/v1/audit/access", &other, None).await;
+    assert_eq!(theirs["items"], json!([]));
     // No address anywhere in the log's bytes, access records included.
     let log = e.state.email.log();
     let all = log

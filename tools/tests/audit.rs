@@ -5,30 +5,13 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use mailledger_core::{Space, Store, WriteBatch};
 
 fn mailledger(root: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = common::command(root)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    common::run_with_input(root, args, stdin)
 }
 
 fn ok(root: &Path, args: &[&str], stdin: Option<&str>) -> Output {

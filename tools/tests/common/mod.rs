@@ -38,6 +38,25 @@ pub fn run(root: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `mailledger ARGS` on `root` with `stdin` on its standard input
+/// (nothing when `None`), whatever its outcome.
+pub fn run_with_input(root: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut child = command(root)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
 /// Runs `mailledger ARGS` on `root` and asserts that it succeeded.
 pub fn run_ok(root: &Path, args: &[&str]) -> Output {
     let out = run(root, args);
