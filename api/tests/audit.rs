@@ -464,6 +464,12 @@ async fn the_audit_routes_answer_as_the_openapi_document_says() {
             "/v1/audit/replay",
             Some(json!({"contact_pseudonym": "xyz"})),
         ),
+        (
+            Method::POST,
+            "/v1/audit/replay",
+            "/v1/audit/replay",
+            Some(json!({"to_position": 9_223_372_036_854_775_808_u64})),
+        ),
     ] {
         let r = call(&e, &c, method, path, uri, Some(&key), body.as_ref()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}: {}", r.text());

@@ -148,6 +148,16 @@ pub async fn replay(
     let until = params::opt_time(Src::Body, "until", req.until.as_deref())?;
     let time = (since.is_some() || until.is_some())
         .then(|| since.unwrap_or(i64::MIN)..until.unwrap_or(i64::MAX));
+    // Positions are documented as int64: larger ones are refused, as the
+    // document says, not read as "to the end".
+    for (name, p) in [
+        ("from_position", req.from_position),
+        ("to_position", req.to_position),
+    ] {
+        if p.is_some_and(|p| i64::try_from(p).is_err()) {
+            return Err(Src::Body.bad(name, "is out of range"));
+        }
+    }
     let positions = (req.from_position.is_some() || req.to_position.is_some())
         .then(|| req.from_position.unwrap_or(0)..req.to_position.unwrap_or(u64::MAX));
     if req.contact.is_some() && req.contact_pseudonym.is_some() {
