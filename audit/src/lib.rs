@@ -33,7 +33,7 @@ pub use checkpoint::{
 };
 pub use checkpoints::{all_checkpoints, checkpoints, sign_checkpoints};
 pub use key::{AUDIT_KEY_FILE, AuditKey, PublicKey};
-pub use replay::{Replay, ReplayFilter, ReplaySummary, Shown};
+pub use replay::{Format, Page, Replay, ReplayFilter, ReplaySummary, Shown};
 
 /// What can go wrong in the audit layer.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,12 @@ pub enum AuditError {
         /// What was wrong (no record contents).
         reason: String,
     },
+    /// A replay could not go on (a thread or a read of it stopped).
+    #[error("replay: {0}")]
+    Replay(String),
+    /// An event could not be written as JSON.
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
     /// The log failed.
     #[error(transparent)]
     Log(#[from] mailledger_core::Error),

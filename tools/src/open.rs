@@ -157,7 +157,7 @@ pub struct Opened {
     /// The log.
     pub log: Arc<dyn EventLog>,
     /// The email layer over it, when the key store was opened.
-    email: Option<EmailLedger>,
+    email: Option<Arc<EmailLedger>>,
     /// Where the log is.
     pub location: LogLocation,
     /// The residency the flags and the data directory declare.
@@ -168,7 +168,7 @@ pub struct Opened {
 
 impl Opened {
     /// The email layer (asked for with [`Needs::keys`]).
-    pub fn email(&self) -> Result<&EmailLedger> {
+    pub fn email(&self) -> Result<&Arc<EmailLedger>> {
         self.email
             .as_ref()
             .ok_or_else(|| anyhow!("the key store is not open"))
@@ -205,7 +205,7 @@ pub fn log(
     };
     runtime.block_on(async move {
         let log = location::open(&location, config, &memory)?;
-        let email = keys.map(|k| EmailLedger::new(Arc::clone(&log), k));
+        let email = keys.map(|k| Arc::new(EmailLedger::new(Arc::clone(&log), k)));
         let opened = Opened {
             log,
             email,

@@ -51,7 +51,11 @@ pub fn run(cli: &Cli, args: &ReadArgs) -> Result<ExitCode> {
         ..Needs::LOG
     };
     open::log(cli, needs, async |o| {
-        let email = if args.raw { None } else { Some(o.email()?) };
+        let email = if args.raw {
+            None
+        } else {
+            Some(o.email()?.as_ref())
+        };
         let stream = args
             .stream
             .clone()

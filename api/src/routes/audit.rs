@@ -194,7 +194,7 @@ pub async fn replay(
     let email = std::sync::Arc::clone(&state.email);
     let caller = auth.caller().clone();
     tokio::spawn(async move {
-        let mut replay = match Replay::new(&email, &tenant, filter, shown) {
+        let mut replay = match Replay::new(email, &tenant, filter, shown) {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.send(line(&json!({ "error": e.to_string() }))).await;
@@ -204,12 +204,7 @@ pub async fn replay(
         loop {
             match replay.next_page().await {
                 Ok(Some(page)) => {
-                    let mut chunk = Vec::new();
-                    for e in &page {
-                        chunk.extend_from_slice(e.to_string().as_bytes());
-                        chunk.push(b'\n');
-                    }
-                    if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
+                    if !page.lines.is_empty() && tx.send(Bytes::from(page.lines)).await.is_err() {
                         break;
                     }
                 }

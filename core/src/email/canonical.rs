@@ -6,7 +6,6 @@
 //! field (never its value).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -444,13 +443,6 @@ pub fn rfc3339(micros: i64) -> String {
         .unwrap_or_default()
 }
 
-fn field(f: &Field) -> Value {
-    match f {
-        Field::Value(p) => Value::String(p.expose().to_owned()),
-        Field::Erased => json!({ "erased": true }),
-    }
-}
-
 /// An email event read back, with where the log holds it.
 #[derive(Debug, Clone)]
 pub struct ReadEvent {
@@ -492,146 +484,6 @@ impl ReadEvent {
     pub fn is_erased(&self) -> bool {
         let e = &self.event.envelope;
         e.recipient.as_ref().is_some_and(Field::is_erased)
-    }
-
-    /// The canonical JSON of the event, with `position`, `stream`,
-    /// `stream_version`, `recorded_at`, `jurisdiction` (the recording
-    /// node's, `null` for records from before format 2) and `contact` added. Each personal
-    /// field of an erased contact reads `{"erased": true}`.
-    #[must_use]
-    pub fn to_json(&self) -> Value {
-        let e = &self.event.envelope;
-        let mut m = Map::new();
-        m.insert("id".into(), json!(self.id));
-        m.insert("type".into(), json!(self.event.body.event_type()));
-        m.insert("position".into(), json!(self.position));
-        m.insert("stream".into(), json!(self.stream));
-        m.insert("stream_version".into(), json!(self.stream_version));
-        m.insert("recorded_at".into(), json!(rfc3339(self.recorded_at)));
-        m.insert("jurisdiction".into(), json!(self.jurisdiction));
-        m.insert("occurred_at".into(), json!(rfc3339(e.occurred_at)));
-        m.insert("contact".into(), json!(e.contact.to_string()));
-        let mut opt = |k: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                m.insert(k.into(), json!(v));
-            }
-        };
-        opt("message_id", &e.message_id);
-        opt("provider", &e.provider);
-        opt("provider_event_id", &e.provider_event_id);
-        opt("campaign", &e.campaign);
-        opt("sending_domain", &e.sending_domain);
-        opt("recipient_domain", &e.recipient_domain);
-        if !e.tags.is_empty() {
-            m.insert("tags".into(), json!(e.tags));
-        }
-        if let Some(r) = &e.recipient {
-            m.insert("recipient".into(), field(r));
-        }
-        if let Some(r) = &e.raw {
-            m.insert("raw".into(), field(r));
-        }
-        body_json(&self.event.body, &mut m);
-        Value::Object(m)
-    }
-}
-
-fn body_json(body: &EventBody<Field>, m: &mut Map<String, Value>) {
-    let mut put = |k: &str, v: Value| {
-        if !v.is_null() {
-            m.insert(k.into(), v);
-        }
-    };
-    let f = |v: &Option<Field>| v.as_ref().map_or(Value::Null, field);
-    let t = |v: &Option<i64>| v.map_or(Value::Null, |t| json!(rfc3339(t)));
-    match body {
-        EventBody::MessageSent { subject, size } => {
-            put("subject", f(subject));
-            put("size", json!(size));
-        }
-        EventBody::MessageRejected { reason, detail } => {
-            put("reason", json!(reason));
-            put("detail", json!(detail));
-        }
-        EventBody::DeliveryDeferred {
-            attempt,
-            smtp_code,
-            enhanced_status,
-            mx_host,
-            next_retry_at,
-        } => {
-            put("attempt", json!(attempt));
-            put("smtp_code", json!(smtp_code));
-            put("enhanced_status", json!(enhanced_status));
-            put("mx_host", json!(mx_host));
-            put("next_retry_at", t(next_retry_at));
-        }
-        EventBody::Delivered {
-            smtp_response,
-            mx_host,
-            tls,
-        } => {
-            put("smtp_response", json!(smtp_response));
-            put("mx_host", json!(mx_host));
-            put("tls", json!(tls));
-        }
-        EventBody::Bounced {
-            class,
-            sub_type,
-            status,
-            diagnostic,
-        } => {
-            put("class", json!(class));
-            put("sub_type", json!(sub_type));
-            put("status", json!(status));
-            put("diagnostic", f(diagnostic));
-        }
-        EventBody::ComplaintReceived { feedback_type } => {
-            put("feedback_type", json!(feedback_type))
-        }
-        EventBody::Opened {
-            ip,
-            user_agent,
-            machine,
-        } => {
-            put("ip", f(ip));
-            put("user_agent", f(user_agent));
-            put("machine", json!(machine));
-        }
-        EventBody::LinkClicked {
-            url,
-            ip,
-            user_agent,
-            bot,
-        } => {
-            put("url", field(url));
-            put("ip", f(ip));
-            put("user_agent", f(user_agent));
-            put("bot", json!(bot));
-        }
-        EventBody::SubscriptionChanged { scope, .. } => put("scope", json!(scope)),
-        EventBody::SuppressionAdded {
-            reason,
-            scope,
-            expires_at,
-        } => {
-            put("reason", json!(reason));
-            put("scope", json!(scope));
-            put("expires_at", t(expires_at));
-        }
-        EventBody::SuppressionRemoved { reason, scope } => {
-            put("reason", json!(reason));
-            put("scope", json!(scope));
-        }
-        EventBody::ContactErased {
-            request_id,
-            events_unreadable,
-            key_found,
-        } => {
-            put("request_id", json!(request_id));
-            put("events_unreadable", json!(events_unreadable));
-            put("key_found", json!(key_found));
-        }
     }
 }
 

@@ -32,6 +32,7 @@ mod append;
 pub use append::Skipped;
 mod canonical;
 mod erase;
+mod event_json;
 mod event_type;
 mod model;
 mod payload;

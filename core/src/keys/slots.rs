@@ -71,7 +71,11 @@ pub(super) fn seal_checksum(slot: &mut [u8; SLOT_LEN]) {
 }
 
 pub(super) fn owner(kind: u8, tenant: &str, contact: Option<&Pseudonym>) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key(OWNER_CONTEXT);
+    // Deriving the context's key is a hash of its own; every key lookup
+    // names an owner, so it is done once.
+    static OWNER_HASHER: std::sync::LazyLock<blake3::Hasher> =
+        std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(OWNER_CONTEXT));
+    let mut h = OWNER_HASHER.clone();
     h.update(&[kind]);
     h.update(&(tenant.len() as u64).to_le_bytes());
     h.update(tenant.as_bytes());

@@ -1,0 +1,269 @@
+//! What one record shows in a replay, and its line: the filters, the
+//! opening (or the raw record), and the JSON or CSV written. Pure per
+//! record, so a page's records can be shown on several threads at once;
+//! what a replay accumulates (the summary, the access record's lists) is
+//! kept by [`super::Replay`] from the [`Showing`] each record gives.
+
+use std::sync::Arc;
+
+use mailledger_core::email::{EmailLedger, EventBody, decode_payload, is_email_type, rfc3339};
+use mailledger_core::pseudonym::Pseudonym;
+use mailledger_core::residency::Jurisdiction;
+use mailledger_core::{Record, codec, hex};
+use serde::Serialize;
+
+use super::{Format, ReplayFilter, Shown};
+use crate::Result;
+
+/// The prefix of the streams the audit itself writes.
+const AUDIT_STREAMS: &str = "audit-";
+
+/// What a replay shows of each record, shared by its threads.
+pub(super) struct Show {
+    pub(super) email: Arc<EmailLedger>,
+    pub(super) filter: ReplayFilter,
+    pub(super) shown: Shown,
+    pub(super) format: Format,
+    pub(super) message_stream: Option<String>,
+}
+
+/// What one record gave.
+pub(super) enum Showing {
+    /// Left out by the filters.
+    No,
+    /// Shown as stored.
+    Raw,
+    /// Shown opened: whose event, whether erased, which message.
+    Opened {
+        contact: Pseudonym,
+        erased: bool,
+        message: Option<String>,
+    },
+}
+
+/// One record's outcome in its chunk.
+pub(super) struct Done {
+    /// Whether its hash matched its bytes (it was shown only if so).
+    pub(super) hash_ok: bool,
+    /// The chunk's output length once its line (if any) was written.
+    pub(super) end: usize,
+    pub(super) showing: Result<Showing>,
+}
+
+impl Show {
+    /// Shows `records` into `out`, one [`Done`] per record, stopping after
+    /// the first with a bad hash or an error: nothing past it is shown.
+    pub(super) fn chunk(&self, records: &[Record], out: &mut Vec<u8>) -> Vec<Done> {
+        let mut done = Vec::with_capacity(records.len());
+        let mut scratch = Vec::new();
+        for r in records {
+            let hash_ok = codec::recomputed_hash(r).is_ok_and(|h| h == r.hash);
+            if !hash_ok {
+                done.push(Done {
+                    hash_ok,
+                    end: out.len(),
+                    showing: Ok(Showing::No),
+                });
+                break;
+            }
+            let start = out.len();
+            let showing = self.one(r, out, &mut scratch);
+            if showing.is_err() {
+                out.truncate(start);
+            }
+            let stop = showing.is_err();
+            done.push(Done {
+                hash_ok,
+                end: out.len(),
+                showing,
+            });
+            if stop {
+                break;
+            }
+        }
+        done
+    }
+
+    /// Writes `r`'s line into `out` if the filters keep it.
+    fn one(&self, r: &Record, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<Showing> {
+        match &self.filter.types {
+            Some(types) if !types.contains(&r.event_type) => return Ok(Showing::No),
+            // The audit's own records (checkpoints, access records, the
+            // register's links) show when asked for by type.
+            None if r.stream.starts_with(AUDIT_STREAMS) => return Ok(Showing::No),
+            _ => {}
+        }
+        if self.message_stream.as_ref().is_some_and(|s| r.stream != *s) {
+            return Ok(Showing::No);
+        }
+        let email_event = is_email_type(&r.event_type);
+        if self.filter.time.is_some() || self.filter.contact.is_some() {
+            if !email_event {
+                return Ok(Showing::No);
+            }
+            let sealed = decode_payload(r.position, &r.payload)?;
+            if let Some(t) = &self.filter.time
+                && !t.contains(&sealed.envelope.occurred_at)
+            {
+                return Ok(Showing::No);
+            }
+            if let Some(c) = &self.filter.contact
+                && sealed.envelope.contact != *c
+            {
+                return Ok(Showing::No);
+            }
+        }
+        let opened = if self.shown == Shown::Opened && email_event {
+            self.email.open(r)?
+        } else {
+            None
+        };
+        let Some(opened) = opened else {
+            self.write(out, scratch, &RawJson::of(r), &Columns::raw(r))?;
+            return Ok(Showing::Raw);
+        };
+        let e = &opened.event;
+        let erased = e.envelope.recipient.as_ref().is_some_and(|f| f.is_erased())
+            || matches!(e.body, EventBody::ContactErased { .. });
+        let columns = Columns {
+            position: r.position,
+            recorded_at: rfc3339(r.recorded_at_micros),
+            event_type: &r.event_type,
+            stream: &r.stream,
+            id: r.event_id,
+            message_id: e.envelope.message_id.as_deref(),
+            contact: Some(e.envelope.contact),
+            occurred_at: Some(rfc3339(e.envelope.occurred_at)),
+        };
+        self.write(out, scratch, &opened, &columns)?;
+        Ok(Showing::Opened {
+            contact: e.envelope.contact,
+            erased,
+            message: e.envelope.message_id.clone(),
+        })
+    }
+
+    /// One line: the event as JSON, or the CSV columns then the JSON
+    /// quoted.
+    fn write(
+        &self,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        event: &impl Serialize,
+        columns: &Columns<'_>,
+    ) -> Result<()> {
+        match self.format {
+            Format::Json => serde_json::to_writer(&mut *out, event)?,
+            Format::Csv => {
+                scratch.clear();
+                serde_json::to_writer(&mut *scratch, event)?;
+                columns.write(out);
+                quote(out, scratch);
+            }
+        }
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+/// The columns of a CSV line before the event itself.
+struct Columns<'a> {
+    position: u64,
+    recorded_at: String,
+    event_type: &'a str,
+    stream: &'a str,
+    id: uuid::Uuid,
+    message_id: Option<&'a str>,
+    contact: Option<Pseudonym>,
+    occurred_at: Option<String>,
+}
+
+/// The CSV header line, naming [`Columns`] and the event.
+pub(super) const CSV_HEADER: &str =
+    "position,recorded_at,type,stream,id,message_id,contact,occurred_at,event\n";
+
+impl<'a> Columns<'a> {
+    /// A raw record's: what its envelope holds in the clear.
+    fn raw(r: &'a Record) -> Self {
+        Self {
+            position: r.position,
+            recorded_at: rfc3339(r.recorded_at_micros),
+            event_type: &r.event_type,
+            stream: &r.stream,
+            id: r.event_id,
+            message_id: None,
+            contact: None,
+            occurred_at: None,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut col = |v: &[u8]| {
+            quote(out, v);
+            out.push(b',');
+        };
+        col(self.position.to_string().as_bytes());
+        col(self.recorded_at.as_bytes());
+        col(self.event_type.as_bytes());
+        col(self.stream.as_bytes());
+        col(self.id.to_string().as_bytes());
+        col(self.message_id.unwrap_or_default().as_bytes());
+        col(self
+            .contact
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+            .as_bytes());
+        col(self.occurred_at.as_deref().unwrap_or_default().as_bytes());
+    }
+}
+
+/// A CSV field, quoted when it must be (RFC 4180).
+fn quote(out: &mut Vec<u8>, v: &[u8]) {
+    if v.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+        out.push(b'"');
+        for &b in v {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(v);
+    }
+}
+
+/// A record as stored: its envelope fields and the payload in hex.
+#[derive(Serialize)]
+struct RawJson<'a> {
+    position: u64,
+    tenant: &'a str,
+    stream: &'a str,
+    stream_version: u64,
+    id: uuid::Uuid,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    recorded_at: String,
+    jurisdiction: Option<Jurisdiction>,
+    payload_hex: String,
+    hash: String,
+    prev_hash: String,
+}
+
+impl<'a> RawJson<'a> {
+    fn of(r: &'a Record) -> Self {
+        Self {
+            position: r.position,
+            tenant: &r.tenant,
+            stream: &r.stream,
+            stream_version: r.stream_version,
+            id: r.event_id,
+            event_type: &r.event_type,
+            recorded_at: rfc3339(r.recorded_at_micros),
+            jurisdiction: r.jurisdiction,
+            payload_hex: hex(&r.payload),
+            hash: hex(&r.hash),
+            prev_hash: hex(&r.prev_hash),
+        }
+    }
+}
