@@ -14,8 +14,10 @@
 //!   line to a file;
 //! - **replay, decrypted**: the same with every personal field opened.
 //!
-//! Each replay runs as `mailledger replay` does: on every core
-//! (`Replay::workers`), the next page read while one is shown. The raw
+//! The store's merges after the fill are waited out first. Each replay
+//! runs as `mailledger replay` does: on every core
+//! (`Replay::workers`; `MAILLEDGER_REPLAY_WORKERS` sets another number),
+//! the next page read while one is shown. The raw
 //! scan is one reader, as any scan of the log is.
 //!
 //! Prints events per second of each and the ratio of each replay to the
@@ -29,7 +31,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mailledger_audit::replay::{Replay, ReplayFilter, Shown};
-use mailledger_benches as _;
 use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::EmailLedger;
 use mailledger_core::keys::FileKeyStore;
@@ -78,6 +79,35 @@ async fn fill(email: &Arc<EmailLedger>, events: u64) {
     }
 }
 
+/// The replay's threads: `MAILLEDGER_REPLAY_WORKERS`, or every core as
+/// the command line takes.
+fn workers() -> std::num::NonZeroUsize {
+    std::env::var("MAILLEDGER_REPLAY_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
+/// Waits until the store's flushes and merges after the fill are done (the
+/// process idles), so no phase shares the cores with them.
+async fn settle() {
+    let started = Instant::now();
+    let mut before = mailledger_benches::cpu_secs("self").unwrap_or(0.0);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = mailledger_benches::cpu_secs("self").unwrap_or(0.0);
+        if now - before < 0.05 || started.elapsed().as_secs() > 120 {
+            break;
+        }
+        before = now;
+    }
+    eprintln!(
+        "replay: the store settled in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// Reads every record in position order; returns (records, bytes).
 async fn raw_scan(log: &dyn EventLog) -> (u64, u64) {
     let filter = TenantFilter::Only(TENANT.into());
@@ -107,7 +137,7 @@ async fn verify_only(email: &Arc<EmailLedger>) -> u64 {
         types: Some(vec!["-".into()]),
         ..ReplayFilter::default()
     };
-    let workers = std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN);
+    let workers = workers();
     let mut replay = Replay::new(Arc::clone(email), TENANT, filter, Shown::Raw)
         .expect("replay")
         .workers(workers);
@@ -119,7 +149,7 @@ async fn verify_only(email: &Arc<EmailLedger>) -> u64 {
 /// Replays into a file; returns the events written.
 async fn replay(email: &Arc<EmailLedger>, shown: Shown, path: &std::path::Path) -> u64 {
     let mut out = BufWriter::new(std::fs::File::create(path).expect("output file"));
-    let workers = std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN);
+    let workers = workers();
     let mut replay = Replay::new(Arc::clone(email), TENANT, ReplayFilter::default(), shown)
         .expect("replay")
         .workers(workers);
@@ -149,6 +179,7 @@ fn main() {
         let email = Arc::new(EmailLedger::new(Arc::clone(&log), Arc::new(keys)));
         fill(&email, events).await;
         log.sync().await.expect("sync");
+        settle().await;
         let out = dir.path().join("replay.jsonl");
         // Warm the caches the same for all three: one untimed scan.
         raw_scan(log.as_ref()).await;
