@@ -1,7 +1,6 @@
 //! Signatures that prove something: allow-lists, clock windows, required versions, once-only tokens.
 
 use super::*;
-use super::{mailgun::*, ses::*};
 
 /// An SNS notification of the delivery sample sent at `timestamp`
 /// (RFC 3339), signed (version 2).
