@@ -61,7 +61,8 @@ pub(crate) fn line_chart(
         .flat_map(|s| s.values.iter().flatten())
         .fold(0.0_f64, |m, v| m.max(*v));
     let top = match unit {
-        Unit::Count => (max * 1.1).ceil().max(1.0),
+        // A multiple of 4, so that every grid line is a whole count.
+        Unit::Count => ((max * 1.1).ceil().max(1.0) / 4.0).ceil() * 4.0,
         Unit::Percent => (max * 1.1).max(0.01),
     };
     let x = |f: f64| LEFT + f.clamp(0.0, 1.0) * (W - LEFT - RIGHT);
