@@ -484,3 +484,49 @@ async fn console_pages_leave_access_records_like_the_api() {
         "{recs}"
     );
 }
+
+#[tokio::test]
+async fn activity_filters_by_recipient_domain_as_the_api_does() {
+    let e = env();
+    let k = e.key("default", &[Scope::Ingest, Scope::Read]);
+    ingest(
+        &e,
+        &k,
+        &[
+            event(&uuid(), "sent", "ann@one.example", "m-one"),
+            event(&uuid(), "sent", "bob@two.example", "m-two"),
+        ],
+    )
+    .await;
+    let api = e
+        .ok(
+            Method::GET,
+            "/v1/messages?recipient_domain=TWO.example",
+            &k,
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = api["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["m-two"]);
+    let b = sign_in(&e, &k).await;
+    let r = get(
+        &e,
+        "/console/activity?recipient_domain=two.example",
+        Some(&b.cookie),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("m-two") && !r.text().contains("m-one"));
+    let bad = get(
+        &e,
+        "/console/activity?recipient_domain=a%40b",
+        Some(&b.cookie),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}

@@ -29,13 +29,18 @@ const NAV: [(&str, &str, &[Scope]); 12] = [
     ("/console/admin/projections", "Projections", &[Scope::Admin]),
 ];
 
+/// htmx's settings (see [`head`]).
+const HTMX_CONFIG: &str = r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"historyCacheSize":0,"refreshOnHistoryMiss":true,"responseHandling":[{"code":"204","swap":false},{"code":"...","swap":true}]}"#;
+
 /// The `<head>` of every page.
 pub(crate) fn head(title: &str) -> Markup {
     html! {
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
-        // htmx must not add inline styles (the CSP forbids them).
-        meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false}"#;
+        // htmx adds no inline style (the CSP forbids them), evaluates no
+        // script, keeps no page in localStorage (pages hold addresses and
+        // new keys), and shows error pages as it does the others.
+        meta name="htmx-config" content=(HTMX_CONFIG);
         title { (title) " · mailledger console" }
         link rel="stylesheet" href=(CSS_PATH);
         script src=(HTMX_PATH) defer {}
@@ -74,7 +79,9 @@ pub(crate) fn page(s: &Session, current: &str, title: &str, body: &Markup) -> Re
                         button.secondary type="submit" { "Sign out" }
                     }
                 }
-                main id="main" {
+                // With htmx, links and forms in the page swap the page's
+                // main part in place; without it they load whole pages.
+                main id="main" hx-boost="true" hx-target="#main" hx-select="#main" hx-swap="outerHTML" {
                     h1 { (title) }
                     (body)
                 }

@@ -121,7 +121,7 @@ pub fn error_page(p: &Problem) -> Response {
                 link rel="stylesheet" href=(assets::CSS_PATH);
             }
             body {
-                main.narrow {
+                main.narrow #main {
                     h1 { (p.kind().title()) }
                     p.problem role="alert" { (p.detail()) }
                     p { a href="/console/activity" { "Back to the console" } " · " a href="/console/signin" { "Sign in" } }

@@ -14,5 +14,5 @@
     }
   }
   document.addEventListener("DOMContentLoaded", function () { localise(document); });
-  document.addEventListener("htmx:afterSwap", function (e) { localise(e.target); });
+  document.addEventListener("htmx:afterSettle", function () { localise(document); });
 })();

@@ -28,6 +28,7 @@ pub struct Filters {
     tag: Option<String>,
     campaign: Option<String>,
     sending_domain: Option<String>,
+    recipient_domain: Option<String>,
     /// From, a `datetime-local` value (UTC) or RFC 3339.
     from: Option<String>,
     /// To, likewise.
@@ -57,6 +58,7 @@ impl Filters {
             tag: given(self.tag),
             campaign: given(self.campaign),
             sending_domain: given(self.sending_domain),
+            recipient_domain: given(self.recipient_domain),
             from: given(self.from),
             to: given(self.to),
             cursor: given(self.cursor),
@@ -68,6 +70,7 @@ impl Filters {
             || self.tag.is_some()
             || self.campaign.is_some()
             || self.sending_domain.is_some()
+            || self.recipient_domain.is_some()
             || self.from.is_some()
             || self.to.is_some()
     }
@@ -79,6 +82,7 @@ impl Filters {
             ("tag", self.tag.as_deref()),
             ("campaign", self.campaign.as_deref()),
             ("sending_domain", self.sending_domain.as_deref()),
+            ("recipient_domain", self.recipient_domain.as_deref()),
             ("from", self.from.as_deref()),
             ("to", self.to.as_deref()),
             ("cursor", Some(cursor)),
@@ -108,6 +112,7 @@ fn filter_inputs(f: &Filters) -> Markup {
         label { "Tag" input name="tag" value=[f.tag.as_deref()] size="12"; }
         label { "Campaign" input name="campaign" value=[f.campaign.as_deref()] size="12"; }
         label { "Sending domain" input name="sending_domain" value=[f.sending_domain.as_deref()] size="16"; }
+        label { "Recipient domain" input name="recipient_domain" value=[f.recipient_domain.as_deref()] size="16"; }
         label { "From (UTC)" input type="datetime-local" name="from" value=[f.from.as_deref().map(|t| t.trim_end_matches('Z').get(..16).unwrap_or(t))]; }
         label { "To (UTC)" input type="datetime-local" name="to" value=[f.to.as_deref().map(|t| t.trim_end_matches('Z').get(..16).unwrap_or(t))]; }
     }
@@ -182,6 +187,7 @@ pub async fn activity(
             tag: f.tag.clone(),
             campaign: f.campaign.clone(),
             sending_domain: f.sending_domain.clone(),
+            recipient_domain: f.recipient_domain.clone(),
             from: rfc3339(f.from.clone()),
             to: rfc3339(f.to.clone()),
             cursor: f.cursor.clone(),
@@ -275,6 +281,7 @@ pub async fn search(State(state): State<AppState>, posted: Posted<SearchForm>) -
             tag: f.tag.clone(),
             campaign: f.campaign.clone(),
             sending_domain: f.sending_domain.clone(),
+            recipient_domain: f.recipient_domain.clone(),
             from: rfc3339(f.from.clone()),
             to: rfc3339(f.to.clone()),
             cursor: f.cursor.clone(),

@@ -48,10 +48,17 @@ fn day(v: &str) -> String {
     }
 }
 
-/// The default range: the 30 days up to the end of today (UTC).
-fn default_range() -> (String, String) {
-    let end = OffsetDateTime::now_utc().replace_time(Time::MIDNIGHT) + Duration::days(1);
-    let start = end - Duration::days(30);
+/// The default range: by day, the 30 days up to the end of today (UTC);
+/// by hour, the 48 hours up to the end of this hour.
+fn default_range(hourly: bool) -> (String, String) {
+    let now = OffsetDateTime::now_utc();
+    let (end, start) = if hourly {
+        let end = now.replace_time(Time::MIDNIGHT) + Duration::hours(i64::from(now.hour()) + 1);
+        (end, end - Duration::hours(48))
+    } else {
+        let end = now.replace_time(Time::MIDNIGHT) + Duration::days(1);
+        (end, end - Duration::days(30))
+    };
     let f = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
     (f(start), f(end))
 }
@@ -133,30 +140,23 @@ fn group_charts(
         section {
             h2 { (label) }
             (line_chart(&format!("{label}: sent and delivered"), &xs, first, last, &volume, Unit::Count))
-            details open {
-                summary { "Table: sent and delivered" }
-                table.data data-chart="volume" { thead { tr { th scope="col" { "Bucket (UTC)" } th.num { "Sent" } th.num { "Delivered" } th.num { "Bounced" } th.num { "Complaints" } } }
-                    tbody { @for b in buckets { tr {
-                        td { (when(b)) } td.num { (n(b, "sent")) } td.num { (n(b, "delivered")) } td.num { (bounces(b)) } td.num { (n(b, "complained")) }
-                    } } } }
-            }
             (line_chart(&format!("{label}: rates"), &xs, first, last, &rates, Unit::Percent))
-            details open {
-                summary { "Table: rates" }
-                table.data data-chart="rates" { thead { tr { th scope="col" { "Bucket (UTC)" } th.num { "Delivery" } th.num { "Bounce" } th.num { "Complaint" } th.num { "Open" } th.num { "Click" } } }
-                    tbody { @for b in buckets { tr {
-                        td { (when(b)) }
-                        td.num { (pct(at(b, "rates", "delivery"))) } td.num { (pct(at(b, "rates", "bounce"))) }
-                        td.num { (pct(at(b, "rates", "complaint"))) } td.num { (pct(at(b, "rates", "open"))) } td.num { (pct(at(b, "rates", "click"))) }
-                    } } } }
-            }
             (line_chart(&format!("{label}: machine opens and bot clicks, apart"), &xs, first, last, &robots, Unit::Count))
             details open {
-                summary { "Table: opens and clicks" }
-                table.data data-chart="robots" { thead { tr { th scope="col" { "Bucket (UTC)" } th.num { "Human opens" } th.num { "Machine opens" } th.num { "Human clicks" } th.num { "Bot clicks" } } }
+                summary { "Table of these charts" }
+                div.scroll { table.data data-chart="buckets" {
+                    thead { tr {
+                        th scope="col" { "Bucket (UTC)" } th.num { "Sent" } th.num { "Delivered" } th.num { "Bounced" } th.num { "Complaints" }
+                        th.num { "Bounce" } th.num { "Complaint" } th.num { "Open" } th.num { "Click" }
+                        th.num { "Human opens" } th.num { "Machine opens" } th.num { "Human clicks" } th.num { "Bot clicks" }
+                    } }
                     tbody { @for b in buckets { tr {
-                        td { (when(b)) } td.num { (n(b, "opened")) } td.num { (n(b, "machine_opened")) } td.num { (n(b, "clicked")) } td.num { (n(b, "bot_clicked")) }
-                    } } } }
+                        td { (when(b)) } td.num { (n(b, "sent")) } td.num { (n(b, "delivered")) } td.num { (bounces(b)) } td.num { (n(b, "complained")) }
+                        td.num { (pct(at(b, "rates", "bounce"))) } td.num { (pct(at(b, "rates", "complaint"))) }
+                        td.num { (pct(at(b, "rates", "open"))) } td.num { (pct(at(b, "rates", "click"))) }
+                        td.num { (n(b, "opened")) } td.num { (n(b, "machine_opened")) } td.num { (n(b, "clicked")) } td.num { (n(b, "bot_clicked")) }
+                    } } }
+                } }
             }
         }
     }
@@ -169,7 +169,8 @@ pub async fn analytics(
     q: Result<Query<Choice>, QueryRejection>,
 ) -> PageResult {
     let Query(c) = q.map_err(|_| bad_input("a parameter of the page is not one it knows"))?;
-    let (dfrom, dto) = default_range();
+    let hourly = c.granularity.as_deref() == Some("hour");
+    let (dfrom, dto) = default_range(hourly);
     let from = c
         .from
         .as_deref()

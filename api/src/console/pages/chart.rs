@@ -16,6 +16,9 @@ const RIGHT: f64 = 12.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 28.0;
 
+/// The most points a series marks with dots.
+const MAX_DOTS: usize = 60;
+
 /// A series: its name and a value per point (`None`: no value there).
 pub(crate) struct Series<'a> {
     pub name: &'a str,
@@ -109,7 +112,8 @@ pub(crate) fn line_chart(
                 points.join(" ")
             );
         }
-        for p in &points {
+        // Dots mark the points when they are few enough to tell apart.
+        for p in points.iter().filter(|_| points.len() <= MAX_DOTS) {
             if let Some((px, py)) = p.split_once(',') {
                 let _ = write!(
                     svg,
