@@ -530,3 +530,72 @@ async fn activity_filters_by_recipient_domain_as_the_api_does() {
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn operator_pages_change_only_what_a_valid_form_asks() {
+    let e = env();
+    let b = sign_in(&e, &e.admin).await;
+    let bad = post(
+        &e,
+        "/console/admin/webhook-secrets",
+        Some(&b.cookie),
+        &[
+            ("tenant", "default"),
+            ("action", "set"),
+            ("document", "{not json"),
+            ("csrf", &b.csrf),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        !bad.text().contains("not json"),
+        "the document is never quoted"
+    );
+    let r = post(
+        &e,
+        "/console/admin/tenants",
+        Some(&b.cookie),
+        &[("name", "acme"), ("csrf", &b.csrf)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(e.state.access.tenant("acme").unwrap().is_some());
+    let r = post(
+        &e,
+        "/console/admin/tenants",
+        Some(&b.cookie),
+        &[("name", "Bad Name"), ("csrf", &b.csrf)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = post(
+        &e,
+        "/console/admin/projections",
+        Some(&b.cookie),
+        &[("projection", "all"), ("csrf", &b.csrf)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("id=\"rebuild\""));
+    let r = get(&e, "/console/admin/residency", Some(&b.cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let e = env();
+    let b = sign_in(&e, &e.key("default", &[Scope::Read])).await;
+    let r = post(
+        &e,
+        "/console/signout",
+        Some(&b.cookie),
+        &[("csrf", &b.csrf)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(set_cookie(&r, "mailledger_session").contains("Max-Age=0"));
+    let after = get(&e, "/console/activity", Some(&b.cookie)).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert_eq!(after.headers[header::LOCATION], "/console/signin");
+}

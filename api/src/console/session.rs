@@ -181,7 +181,10 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = NoSession;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NoSession> {
-        let is_get = parts.method == axum::http::Method::GET;
+        let is_get = matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
         let none = || {
             if is_get {
                 NoSession::SignIn

@@ -180,6 +180,16 @@ pub async fn projections(State(state): State<AppState>, s: Session) -> PageResul
     projections_page(&state, &s, None).await
 }
 
+/// A rebuild's progress.
+fn rebuild_state(r: &admin::RebuildState) -> Markup {
+    html! {
+        p { (if r.running { "Running: " } else { "Last rebuild: " }) (r.projections.join(", ")) }
+        progress.progress max=(r.total.max(1)) value=(r.done) { (r.done) " of " (r.total) }
+        p { (r.done) " of " (r.total) " events" }
+        @if let Some(e) = &r.error { p.problem { (value("error", &Value::String(e.clone()))) } }
+    }
+}
+
 async fn projections_page(state: &AppState, s: &Session, top: Option<Markup>) -> PageResult {
     let ApiJson(p) = admin::projections(st(state), auth::<scope::Admin>(state, s)?).await?;
     let body = html! {
@@ -189,10 +199,15 @@ async fn projections_page(state: &AppState, s: &Session, top: Option<Markup>) ->
             tbody { @for x in &p.projections { tr { td { (x.name) } td.num { (x.checkpoint) } td.num { (x.lag) } } } } }
         h2 { "Rebuild" }
         @if let Some(r) = &p.rebuild {
-            p { (if r.running { "Running: " } else { "Last rebuild: " }) (r.projections.join(", ")) }
-            progress.progress max=(r.total.max(1)) value=(r.done) { (r.done) " of " (r.total) }
-            p { (r.done) " of " (r.total) " events" }
-            @if let Some(e) = &r.error { p.problem { (value("error", &Value::String(e.clone()))) } }
+            // While it runs, htmx refreshes this part every 2 seconds.
+            @if r.running {
+                section #rebuild hx-get="/console/admin/projections" hx-trigger="every 2s"
+                    hx-select="#rebuild" hx-target="#rebuild" hx-swap="outerHTML" {
+                    (rebuild_state(r))
+                }
+            } @else {
+                section #rebuild { (rebuild_state(r)) }
+            }
         } @else { p { "No rebuild since the server started." } }
         form.filters method="post" action="/console/admin/projections" {
             (csrf_input(s))
@@ -201,7 +216,7 @@ async fn projections_page(state: &AppState, s: &Session, top: Option<Markup>) ->
             } }
             button.danger type="submit" { "Rebuild" }
         }
-        p { "Queries go on reading the old stores until each rebuilt one is swapped in. Reload the page to see progress." }
+        p { "Queries go on reading the old stores until each rebuilt one is swapped in. While one runs, its progress refreshes by itself (or reload the page)." }
     };
     Ok(page(s, "/console/admin/projections", "Projections", &body))
 }

@@ -119,10 +119,14 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> PageResult {
 pub struct Empty {}
 
 /// `POST /console/signout`: ends the session.
-pub async fn sign_out(State(state): State<AppState>, posted: Posted<Empty>) -> Response {
+pub async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    posted: Posted<Empty>,
+) -> Response {
     state.console.end(&posted.session.id);
     let mut res = see_other("/console/signin");
-    if let Ok(v) = set_cookie(COOKIE, "", 0, false).parse() {
+    if let Ok(v) = set_cookie(COOKIE, "", 0, over_tls(&headers)).parse() {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
