@@ -599,3 +599,25 @@ async fn signing_out_ends_the_session() {
     assert_eq!(after.status, StatusCode::SEE_OTHER);
     assert_eq!(after.headers[header::LOCATION], "/console/signin");
 }
+
+#[tokio::test]
+async fn a_raw_provider_payload_is_folded_away() {
+    let e = env();
+    let k = e.key("default", &[Scope::Ingest, Scope::Read]);
+    let text = std::fs::read_to_string(format!(
+        "{}/testdata/webhooks/postmark/delivery.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let sample: serde_json::Value = serde_json::from_str(&text).unwrap();
+    e.ok(Method::POST, "/v1/webhooks/postmark", &k, Some(&sample))
+        .await;
+    e.project().await;
+    let id = sample["MessageID"].as_str().unwrap();
+    let b = sign_in(&e, &k).await;
+    let r = get(&e, &format!("/console/messages/{id}"), Some(&b.cookie)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let html = r.text();
+    let folded = html.split("<details><summary>Raw payload</summary>").nth(1);
+    assert!(folded.is_some_and(|f| f.starts_with("<pre>")), "{html}");
+}

@@ -56,6 +56,7 @@ pub(crate) fn page(s: &Session, current: &str, title: &str, body: &Markup) -> Re
         html lang="en" {
             head { (head(title)) }
             body {
+                a.skip href="#main" { "Skip to content" }
                 header.top {
                     span.brand { "mailledger" }
                     nav aria-label="Console" {
