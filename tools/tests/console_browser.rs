@@ -434,6 +434,32 @@ async fn the_console_in_headless_chromium() {
         401
     );
 
+    // At 200% zoom (half the window's width in CSS pixels) no page
+    // scrolls sideways: wide tables scroll within themselves.
+    c.set_window_size(640, 1000).await.unwrap();
+    for p in [
+        "activity",
+        "analytics",
+        "messages/m-ann-1",
+        "admin/keys",
+        "erasure",
+    ] {
+        c.goto(&format!("{origin}console/{p}")).await.unwrap();
+        let wide = c
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            wide.as_i64().unwrap() <= 0,
+            "{p} scrolls sideways by {wide} px"
+        );
+    }
+    pages.check(&c, "erasure-narrow").await;
+    c.set_window_size(1280, 1000).await.unwrap();
+
     // The operator pages open too.
     for p in ["tenants", "residency", "projections", "webhook-secrets"] {
         c.goto(&format!("{origin}console/admin/{p}")).await.unwrap();

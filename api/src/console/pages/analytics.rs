@@ -227,6 +227,7 @@ pub async fn analytics(
             button type="submit" { "Show" }
         }
         h2 { "Totals of the range" }
+        div.scroll {
         table.data data-chart="totals" {
             thead { tr { th scope="col" { "Sent" } th.num { "Delivered" } th.num { "Bounced" } th.num { "Complaints" } th.num { "Delivery" } th.num { "Bounce" } th.num { "Complaint" } th.num { "Open" } th.num { "Click" } th.num { "Machine opens" } th.num { "Bot clicks" } } }
             tbody { tr {
@@ -235,6 +236,7 @@ pub async fn analytics(
                 td.num { (pct(at(total, "rates", "open"))) } td.num { (pct(at(total, "rates", "click"))) }
                 td.num { (n(total, "machine_opened")) } td.num { (n(total, "bot_clicked")) }
             } }
+        }
         }
         @if order.is_empty() {
             p { "No events in this range." }
