@@ -142,7 +142,17 @@ pub fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Problem> 
     let Some(token) = presented_key(parts) else {
         return Err(Problem::unauthorized());
     };
-    match state.access.authenticate(&token) {
+    authenticate_key(&token, state)
+}
+
+/// Authenticates an API key's text against the access store, as
+/// [`authenticate`] does a request's.
+///
+/// # Errors
+/// The one 401, 403 `residency-violation`, or 500 when the access store
+/// cannot be read.
+pub fn authenticate_key(token: &str, state: &AppState) -> Result<Caller, Problem> {
+    match state.access.authenticate(token) {
         // A tenant created elsewhere (by `mailledger tenant create` with
         // another configuration) that this node may not serve.
         Ok(Some(c)) if !state.residency.permits(&c.jurisdictions) => Err(Problem::new(
@@ -187,6 +197,15 @@ impl<S: RequiredScope> FromRequestParts<AppState> for Auth<S> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let caller = authenticate(parts, state)?;
+        Self::permit(caller, state)
+    }
+}
+
+impl<S: RequiredScope> Auth<S> {
+    /// `caller`, authenticated some other way (the console's session), as
+    /// this extractor would give it: 403 without one of the scopes of `S`,
+    /// 429 when the key's bucket is empty.
+    pub(crate) fn permit(caller: Caller, state: &AppState) -> Result<Self, Problem> {
         if !S::SCOPES.iter().any(|s| caller.has(*s)) {
             let names: Vec<&str> = S::SCOPES.iter().map(|s| s.name()).collect();
             return Err(forbidden(&names));

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod auth;
+pub mod console;
 pub mod json;
 pub mod metrics;
 pub mod problem;
@@ -72,7 +73,11 @@ pub fn router(state: AppState) -> Router {
     let (router, mut doc) = routes::api().split_for_parts();
     routes::add_common_responses(&mut doc);
     let doc = OpenApiJson(Arc::new(doc.to_pretty_json().unwrap_or_default()));
-    with_layers(router.layer(axum::Extension(doc)), state)
+    // The console is HTML, not the API: merged after the document is made.
+    with_layers(
+        router.layer(axum::Extension(doc)).merge(console::router()),
+        state,
+    )
 }
 
 /// Adds the fallback and every layer to `router`.
@@ -99,9 +104,13 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The answer for a path no route has.
-pub(crate) async fn no_route() -> Problem {
-    Problem::for_status(axum::http::StatusCode::NOT_FOUND)
+/// The answer for a path no route has: a problem, or the console's 404
+/// page under `/console/`.
+pub(crate) async fn no_route(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/console/") {
+        return console::not_found().await;
+    }
+    Problem::for_status(axum::http::StatusCode::NOT_FOUND).into_response()
 }
 
 /// Gives a bare error response from a layer or from axum (405, 408, 413,
@@ -111,12 +120,13 @@ async fn problem_bodies(res: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_problem = res
+    // The console's error pages are HTML of their own.
+    let own_body = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
-    if is_problem {
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON) || v.starts_with("text/html"));
+    if own_body {
         return res;
     }
     let allow = res.headers().get(header::ALLOW).cloned();

@@ -173,6 +173,8 @@ pub struct AppState {
     /// Where reads that open personal data leave their access records;
     /// `None` (the default) records none.
     pub access_log: Option<AccessLog>,
+    /// The web console's sessions (in this process's memory).
+    pub console: Arc<crate::console::Sessions>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -207,6 +209,7 @@ impl AppState {
             residency: Arc::new(Residency::new(Jurisdiction::DEFAULT, Vec::new())),
             seen_tokens: Arc::default(),
             access_log: None,
+            console: Arc::default(),
         }
     }
 

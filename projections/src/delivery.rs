@@ -417,6 +417,9 @@ pub struct MessageFilter {
     pub campaign: Option<String>,
     /// Sent from this domain.
     pub sending_domain: Option<String>,
+    /// Sent to an address of this domain (lower-case; checked on each row,
+    /// no index of its own).
+    pub recipient_domain: Option<String>,
     /// Sent to this contact.
     pub recipient: Option<Pseudonym>,
     /// First event at or after this time (µs since the epoch).
@@ -555,6 +558,9 @@ fn matches(row: &MessageRow, f: &MessageFilter) -> bool {
         && f.sending_domain
             .as_ref()
             .is_none_or(|d| row.sending_domain.as_ref() == Some(d))
+        && f.recipient_domain
+            .as_ref()
+            .is_none_or(|d| row.recipient_domain.as_ref() == Some(d))
         && f.recipient.is_none_or(|r| row.contact == r)
         && f.from.is_none_or(|t| row.first_at >= t)
         && f.to.is_none_or(|t| row.first_at < t)

@@ -48,6 +48,9 @@ pub struct MessagesQuery {
     /// Sent from this domain.
     #[param(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub sending_domain: Option<String>,
+    /// Sent to an address of this domain.
+    #[param(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
+    pub recipient_domain: Option<String>,
     /// First event at or after this time (RFC 3339); with `to`, before it
     /// (400 otherwise).
     #[param(format = DateTime)]
@@ -84,6 +87,9 @@ pub struct SearchRequest {
     /// Sent from this domain.
     #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
     pub sending_domain: Option<String>,
+    /// Sent to an address of this domain.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^@]*$")]
+    pub recipient_domain: Option<String>,
     /// First event at or after this time (RFC 3339); with `to`, before it
     /// (400 otherwise).
     #[schema(format = DateTime)]
@@ -105,6 +111,7 @@ struct Raw {
     tag: Option<String>,
     campaign: Option<String>,
     sending_domain: Option<String>,
+    recipient_domain: Option<String>,
     from: Option<String>,
     to: Option<String>,
     cursor: Option<String>,
@@ -137,6 +144,9 @@ fn filter(src: Src, raw: Raw) -> Result<(MessageFilter, Option<String>), Problem
         campaign: params::text(src, "campaign", raw.campaign)?,
         // Sending domains are kept lower-cased.
         sending_domain: params::text(src, "sending_domain", raw.sending_domain)?
+            .map(|d| d.to_lowercase()),
+        // So are recipient domains.
+        recipient_domain: params::text(src, "recipient_domain", raw.recipient_domain)?
             .map(|d| d.to_lowercase()),
         recipient: None,
         from,
@@ -267,6 +277,7 @@ pub async fn list(
             tag: q.tag,
             campaign: q.campaign,
             sending_domain: q.sending_domain,
+            recipient_domain: q.recipient_domain,
             from: q.from,
             to: q.to,
             cursor: q.cursor,
@@ -306,6 +317,7 @@ pub async fn search(
             tag: req.tag,
             campaign: req.campaign,
             sending_domain: req.sending_domain,
+            recipient_domain: req.recipient_domain,
             from: req.from,
             to: req.to,
             cursor: req.cursor,

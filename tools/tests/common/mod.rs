@@ -5,9 +5,10 @@
 
 pub mod http;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a server may take to stop after SIGTERM.
@@ -77,6 +78,8 @@ pub struct Server {
     pub first_key: String,
     /// What it printed on stderr before listening.
     pub banner: String,
+    /// Everything it printed after, on stdout and stderr.
+    pub output: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -102,6 +105,7 @@ impl Server {
             addr: String::new(),
             first_key: String::new(),
             banner: String::new(),
+            output: Arc::default(),
         };
         let mut err = BufReader::new(server.child.stderr.take().unwrap());
         let mut line = String::new();
@@ -117,21 +121,21 @@ impl Server {
                 server.addr = rest.split_whitespace().next().unwrap().to_owned();
             }
         }
-        // Keep draining its output so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = err.read_to_string(&mut sink);
-        });
+        // Keep draining its output so the server never blocks on a full
+        // pipe, and keep it for tests that read the server's log.
+        keep(err, Arc::clone(&server.output));
         let mut out = BufReader::new(server.child.stdout.take().unwrap());
         if prints_key {
             out.read_line(&mut server.first_key).unwrap();
             server.first_key = server.first_key.trim().to_owned();
         }
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = out.read_to_string(&mut sink);
-        });
+        keep(out, Arc::clone(&server.output));
         server
+    }
+
+    /// What the server has printed since it started listening.
+    pub fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// SIGTERM to this server's pid, then its exit status (within [`STOP`]).
@@ -153,6 +157,19 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Reads `from` line by line into `into`, on a thread of its own.
+fn keep(mut from: impl BufRead + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while from.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if let Ok(mut o) = into.lock() {
+                o.push_str(&line);
+            }
+            line.clear();
+        }
+    });
 }
 
 impl Drop for Server {
