@@ -1,4 +1,5 @@
-//! The web console's pages with 100,000 messages in the ledger: each page
+//! The web console's pages with 100,000 messages in the ledger (fjall log
+//! and projections, as `serve` keeps them): each page
 //! answered through the router (tower's `oneshot`), timed 200 times after a
 //! warm-up; prints p50 and p99 per page, and the bytes the vendored assets
 //! add to the binary. The bound: p99 under 50 ms.
@@ -18,7 +19,7 @@ use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::EmailLedger;
 use mailledger_core::keys::FileKeyStore;
 use mailledger_core::residency::Jurisdiction;
-use mailledger_core::{Ledger, LedgerConfig, MemoryStore};
+use mailledger_core::{Ledger, LedgerConfig};
 use mailledger_projections::Projections;
 use serde_json::json;
 use tower::ServiceExt;
@@ -80,7 +81,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kek = SecretKey::generate().expect("kek");
     let keys = FileKeyStore::open(&dir.path().join("keys"), &kek).expect("keys");
-    let log = Ledger::open(MemoryStore::new(), LedgerConfig::new()).expect("log");
+    // The stores `serve` runs on: fjall for the log and the projections.
+    let store = mailledger_fjall::FjallStore::open(&dir.path().join("log")).expect("fjall");
+    let log = Ledger::open(store, LedgerConfig::new()).expect("log");
     let email = Arc::new(EmailLedger::new(Arc::new(log), Arc::new(keys)));
     let access = AccessStore::open(&dir.path().join("data"), &kek).expect("access");
     access.bootstrap(&[Jurisdiction::EU]).expect("bootstrap");
@@ -98,7 +101,8 @@ fn main() {
         )
         .expect("key");
     let key = key.as_str().to_owned();
-    let projections = Arc::new(Projections::in_memory());
+    let projections =
+        Arc::new(Projections::open(&dir.path().join("projections")).expect("projections"));
     let access_log = mailledger_audit::AccessLog::start(Arc::clone(email.log()));
     let state = AppState::new(Arc::clone(&email), Arc::new(access))
         .with_access_log(access_log)
