@@ -140,7 +140,7 @@ pub struct Replay {
     last_hash: Option<Hash>,
     anchored: bool,
     erased: HashSet<Pseudonym>,
-    opened_contacts: HashSet<String>,
+    opened_contacts: HashSet<Pseudonym>,
     opened_messages: HashSet<String>,
     summary: ReplaySummary,
 }
@@ -366,7 +366,7 @@ impl Replay {
             self.summary.erased_contacts += 1;
         }
         if self.opened_contacts.len() < crate::access::MAX_LISTED {
-            self.opened_contacts.insert(contact.to_string());
+            self.opened_contacts.insert(contact);
         }
         if let Some(m) = message
             && self.opened_messages.len() < crate::access::MAX_LISTED
@@ -380,7 +380,11 @@ impl Replay {
     /// [`MAX_LISTED`](crate::access::MAX_LISTED) of each), sorted.
     #[must_use]
     pub fn opened(&self) -> (Vec<String>, Vec<String>) {
-        let mut contacts: Vec<String> = self.opened_contacts.iter().cloned().collect();
+        let mut contacts: Vec<String> = self
+            .opened_contacts
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let mut messages: Vec<String> = self.opened_messages.iter().cloned().collect();
         contacts.sort_unstable();
         messages.sort_unstable();

@@ -118,46 +118,47 @@ impl Show {
         } else {
             None
         };
-        let Some(opened) = opened else {
-            self.write(out, scratch, &RawJson::of(r), &Columns::raw(r))?;
+        let Some(mut opened) = opened else {
+            self.write(out, scratch, &RawJson::of(r), || Columns::raw(r))?;
             return Ok(Showing::Raw);
         };
         let e = &opened.event;
         let erased = e.envelope.recipient.as_ref().is_some_and(|f| f.is_erased())
             || matches!(e.body, EventBody::ContactErased { .. });
-        let columns = Columns {
+        let contact = e.envelope.contact;
+        self.write(out, scratch, &opened, || Columns {
             position: r.position,
             recorded_at: rfc3339(r.recorded_at_micros),
             event_type: &r.event_type,
             stream: &r.stream,
             id: r.event_id,
             message_id: e.envelope.message_id.as_deref(),
-            contact: Some(e.envelope.contact),
+            contact: Some(contact),
             occurred_at: Some(rfc3339(e.envelope.occurred_at)),
-        };
-        self.write(out, scratch, &opened, &columns)?;
+        })?;
+        // Written: the id moves into the outcome instead of being copied.
         Ok(Showing::Opened {
-            contact: e.envelope.contact,
+            contact,
             erased,
-            message: e.envelope.message_id.clone(),
+            message: opened.event.envelope.message_id.take(),
         })
     }
 
-    /// One line: the event as JSON, or the CSV columns then the JSON
-    /// quoted.
-    fn write(
+    /// One line: the event as JSON, or the CSV columns (made only then)
+    /// and the JSON quoted.
+    fn write<'c>(
         &self,
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
         event: &impl Serialize,
-        columns: &Columns<'_>,
+        columns: impl FnOnce() -> Columns<'c>,
     ) -> Result<()> {
         match self.format {
             Format::Json => serde_json::to_writer(&mut *out, event)?,
             Format::Csv => {
                 scratch.clear();
                 serde_json::to_writer(&mut *scratch, event)?;
-                columns.write(out);
+                columns().write(out);
                 quote(out, scratch);
             }
         }

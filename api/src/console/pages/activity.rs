@@ -19,7 +19,7 @@ use crate::json::ApiJson;
 use crate::routes::messages::{self, MessagesQuery, SearchRequest};
 use crate::state::AppState;
 
-use super::{auth, st};
+use super::{auth, given, rfc3339, st};
 
 /// The filters of the activity page (and of a search).
 #[derive(Debug, Default, Deserialize)]
@@ -34,21 +34,6 @@ pub struct Filters {
     /// To, likewise.
     to: Option<String>,
     cursor: Option<String>,
-}
-
-/// Empty values are no value.
-fn given(v: Option<String>) -> Option<String> {
-    v.filter(|v| !v.trim().is_empty())
-}
-
-/// A form's time (`2026-11-22T10:00` from a `datetime-local` input, taken
-/// as UTC) as RFC 3339; anything else passes to the API's own check.
-fn rfc3339(v: Option<String>) -> Option<String> {
-    given(v).map(|t| match t.len() {
-        16 => format!("{t}:00Z"),
-        19 => format!("{t}Z"),
-        _ => t,
-    })
 }
 
 impl Filters {

@@ -23,6 +23,21 @@ pub(crate) fn auth<S: RequiredScope>(state: &AppState, s: &Session) -> Result<Au
     Ok(Auth::permit(s.caller.clone(), state)?)
 }
 
+/// Empty values are no value.
+pub(crate) fn given(v: Option<String>) -> Option<String> {
+    v.filter(|v| !v.trim().is_empty())
+}
+
+/// A form's time (`2026-11-22T10:00` from a `datetime-local` input, taken
+/// as UTC) as RFC 3339; anything else passes to the API's own check.
+pub(crate) fn rfc3339(v: Option<String>) -> Option<String> {
+    given(v).map(|t| match t.len() {
+        16 => format!("{t}:00Z"),
+        19 => format!("{t}Z"),
+        _ => t,
+    })
+}
+
 /// The state, as the API's handlers take it.
 pub(crate) fn st(state: &AppState) -> State<AppState> {
     State(state.clone())

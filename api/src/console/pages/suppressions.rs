@@ -210,11 +210,6 @@ fn confirm_page(
     page(s, HERE, "Confirm", &body)
 }
 
-/// A form's time (`datetime-local`, UTC) as RFC 3339.
-fn form_time(t: Option<String>) -> Option<String> {
-    t.map(|t| if t.len() == 16 { format!("{t}:00Z") } else { t })
-}
-
 /// `POST /console/suppressions/add`: confirm, then append `suppressed`.
 pub async fn add(State(state): State<AppState>, posted: Posted<ChangeForm>) -> PageResult {
     let s = posted.session;
@@ -235,7 +230,7 @@ pub async fn add(State(state): State<AppState>, posted: Posted<ChangeForm>) -> P
             address: Personal::new(f.address.trim().to_owned()),
             scope: f.scope,
             reason: f.reason.unwrap_or_default(),
-            expires_at: form_time(f.expires_at),
+            expires_at: super::rfc3339(f.expires_at),
             id: None,
         }),
     )
