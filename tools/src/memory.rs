@@ -14,6 +14,7 @@
 //! a limit anyone enforces.
 
 use anyhow::{Result, bail};
+use mailledger_core::LedgerConfig;
 use mailledger_fjall::MemoryShare;
 
 /// The budget when none is given.
@@ -23,9 +24,8 @@ pub const DEFAULT_BUDGET: &str = "1GiB";
 /// their minimums.
 pub const MIN_BUDGET: u64 = 256 << 20;
 
-/// About what one entry of the stream-version cache takes: the stream's
-/// name, its version and the map's own overhead.
-const STREAM_CACHE_ENTRY_BYTES: u64 = 128;
+/// The most one entry of the stream-version cache takes.
+const STREAM_CACHE_ENTRY_BYTES: u64 = LedgerConfig::STREAM_CACHE_ENTRY_BYTES as u64;
 
 /// The budget split into the parts' shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +174,9 @@ mod tests {
             assert!(two.log_cache_bytes() * 2 <= plan.log_cache_bytes());
         }
         assert!(MemoryPlan::new(MIN_BUDGET - 1).is_err());
-        assert!(MemoryPlan::parse("1GiB").unwrap().stream_cache_entries() > 500_000);
+        // The default budget keeps the streams in flight of the traffic model
+        // (about 400,000: messages opened up to hours after their send, and
+        // their contacts) several times over.
+        assert!(MemoryPlan::parse("1GiB").unwrap().stream_cache_entries() > 1_600_000);
     }
 }

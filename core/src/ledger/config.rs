@@ -56,6 +56,10 @@ impl Default for LedgerConfig {
 }
 
 impl LedgerConfig {
+    /// The most memory one cached stream version takes, for sizing
+    /// [`LedgerConfig::stream_cache_entries`] from a budget.
+    pub const STREAM_CACHE_ENTRY_BYTES: usize = super::versions::ENTRY_BYTES;
+
     /// Defaults: `sync` durability, groups of at most 32,768 records,
     /// a cache of 1,048,576 stream versions, records stamped `EU`.
     #[must_use]
@@ -80,7 +84,8 @@ impl LedgerConfig {
 
     /// How many stream versions the writer keeps in memory, in two
     /// generations: past half of it, the younger becomes the older and the
-    /// older is dropped, keeping what was used since. Default: 1,048,576.
+    /// older is dropped, keeping what was used since. Each takes at most
+    /// [`LedgerConfig::STREAM_CACHE_ENTRY_BYTES`]. Default: 1,048,576.
     #[must_use]
     pub fn stream_cache_entries(mut self, n: usize) -> Self {
         self.stream_cache_entries = n.max(1);

@@ -38,6 +38,7 @@ mod stage;
 #[cfg(test)]
 mod tests;
 mod verify;
+mod versions;
 mod writer;
 
 use std::collections::BTreeMap;

@@ -9,11 +9,12 @@ use std::thread;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::by_tenant::{ByTenant, Generations};
+use super::by_tenant::ByTenant;
 use super::commit::{commit_groups, sort_puts};
 use super::config::LedgerConfig;
 use super::keys::{TenantHead, id_key, stream_key, u64_be};
 use super::read::read_stream_version;
+use super::versions::StreamVersions;
 use super::{Job, Shared};
 use crate::error::{Error, Result};
 use crate::record::{AppendOutcome, validate_stream, validate_tenant};
@@ -28,7 +29,7 @@ pub(super) struct Writer<S: Store> {
     pub(super) last_recorded: i64,
     pub(super) tenants: HashMap<String, TenantHead>,
     // Stream versions of committed groups (a bounded cache).
-    pub(super) versions: Generations<String, Option<u64>>,
+    pub(super) versions: StreamVersions,
     // What the group handed to the committer and perhaps not yet written
     // adds: its event ids and stream versions.
     pub(super) inflight_ids: Ids,
@@ -93,7 +94,7 @@ impl<S: Store> Writer<S> {
             head,
             last_recorded,
             tenants,
-            versions: Generations::new(config.stream_cache()),
+            versions: StreamVersions::new(config.stream_cache()),
             inflight_ids: Ids::default(),
             inflight_versions: Versions::default(),
             read_ids: ByTenant::default(),
@@ -261,7 +262,7 @@ impl<S: Store> Writer<S> {
             let Ok(v) = read_stream_version(&self.shared.store, tenant, stream) else {
                 break;
             };
-            self.versions.insert(tenant, stream.to_owned(), v, events);
+            self.versions.insert(tenant, stream, v);
         }
     }
 
@@ -310,7 +311,7 @@ impl<S: Store> Writer<S> {
             return Ok(v);
         }
         let v = read_stream_version(&self.shared.store, tenant, stream)?;
-        self.versions.insert(tenant, stream.to_owned(), v, 0);
+        self.versions.insert(tenant, stream, v);
         Ok(v)
     }
 }
