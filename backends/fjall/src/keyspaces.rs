@@ -39,6 +39,35 @@ pub const MEMTABLE_BYTES: u64 = 256 * 1024 * 1024;
 /// fjall records it when it creates a keyspace.
 pub const SCATTERED_L0_TABLES: u8 = 16;
 
+/// Whether a database's flushes may wait behind its merges.
+///
+/// fjall 3.1 runs both on its workers. With one worker a flush waits while
+/// a merge runs, and a merge of a [`KeyOrder::Scattered`] keyspace rewrites
+/// its whole next level (up to [`SCATTERED_L0_TABLES`] × 64 MiB), long
+/// enough for the memtables to fill and writes to halt. With two, fjall's
+/// first worker keeps itself for flushes, but while the other merges it
+/// hands each merge request back to the queue and takes it straight back,
+/// a busy loop for as long as the merge runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushing {
+    /// One worker, flushing and merging in turn: for stores written in
+    /// the background (the projections'), whose lag absorbs a merge.
+    BetweenMerges,
+    /// Two workers, so a flush never waits for a merge: for stores whose
+    /// commits wait for room (the log's, on every append), at the cost of
+    /// the first worker's busy loop while a merge runs.
+    BesideMerges,
+}
+
+impl Flushing {
+    fn workers(self) -> usize {
+        match self {
+            Self::BetweenMerges => 1,
+            Self::BesideMerges => 2,
+        }
+    }
+}
+
 /// The memory one fjall database may take: its block cache, and the
 /// memtables its keyspaces are writing. A process that opens several
 /// databases gives each its share of one budget.
@@ -214,18 +243,19 @@ impl std::fmt::Debug for Keyspaces {
 }
 
 impl Keyspaces {
-    /// Opens the database in `path` within [`MemoryShare::DEFAULT`]; see
-    /// [`Keyspaces::open_with`].
+    /// Opens the database in `path` within [`MemoryShare::DEFAULT`],
+    /// flushing [`Flushing::BesideMerges`]; see [`Keyspaces::open_with`].
     ///
     /// # Errors
     /// As [`Keyspaces::open_with`].
     pub fn open(path: &Path, spaces: &[(&str, KeyOrder)]) -> fjall::Result<Self> {
-        Self::open_with(path, spaces, MemoryShare::DEFAULT)
+        Self::open_with(path, spaces, MemoryShare::DEFAULT, Flushing::BesideMerges)
     }
 
     /// Opens the database in `path`, creating it when missing, and in it
     /// the keyspaces `spaces` names, each created (when missing) with the
-    /// settings for its order, within `memory`. One process at a time may
+    /// settings for its order, within `memory`, its flushes waiting behind
+    /// its merges or not as `flushing` says. One process at a time may
     /// hold it open.
     ///
     /// # Errors
@@ -235,19 +265,13 @@ impl Keyspaces {
         path: &Path,
         spaces: &[(&str, KeyOrder)],
         memory: MemoryShare,
+        flushing: Flushing,
     ) -> fjall::Result<Self> {
         std::fs::create_dir_all(path)?;
-        // One worker per database. With more, fjall 3.1's first worker
-        // hands each compaction request back to the queue (to stay free for
-        // flushes) and, while the others compact, takes it straight back:
-        // a busy loop, which profiles of long load runs show among the
-        // server's largest costs (benches/RESULTS.md). One worker flushes
-        // and compacts in turn; a commit waits for room (`wait_for_room`)
-        // when a flush waits behind a compaction.
         let db = Database::builder(path)
             .cache_size(memory.cache_bytes())
             .max_journaling_size(memory.journal_bytes())
-            .worker_threads(1)
+            .worker_threads(flushing.workers())
             .open()?;
         let keyspaces = spaces
             .iter()

@@ -15,7 +15,7 @@ mod memtables;
 use std::path::Path;
 
 pub use keyspaces::{
-    CLOSE_FLUSH_LIMIT, KeyOrder, KeyspaceMemory, Keyspaces, MEMTABLE_BYTES, MemoryShare,
+    CLOSE_FLUSH_LIMIT, Flushing, KeyOrder, KeyspaceMemory, Keyspaces, MEMTABLE_BYTES, MemoryShare,
     ROOM_WAIT_LIMIT, SCATTERED_L0_TABLES,
 };
 #[cfg(any(test, feature = "test-util"))]
@@ -70,7 +70,9 @@ impl FjallStore {
         };
         let spaces = Space::ALL.map(|space| (space.name(), order(space)));
         Ok(Self {
-            spaces: Keyspaces::open_with(path, &spaces, memory).map_err(err)?,
+            // Every append waits for room in the memtables.
+            spaces: Keyspaces::open_with(path, &spaces, memory, Flushing::BesideMerges)
+                .map_err(err)?,
         })
     }
 

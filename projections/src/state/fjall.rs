@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use mailledger_fjall::{KeyOrder, Keyspaces, MemoryShare};
+use mailledger_fjall::{Flushing, KeyOrder, Keyspaces, MemoryShare};
 
 use super::{StateStore, Write, WriteRef, drive, stamp_format};
 use crate::error::{Error, Result};
@@ -44,8 +44,13 @@ impl FjallState {
         // that spans every table and value, and merging those at fjall's
         // default of four rewrote the next level over and over; so merge
         // as a scattered keyspace does.
-        let db =
-            Keyspaces::open_with(dir, &[("state", KeyOrder::Scattered)], memory).map_err(fj)?;
+        let db = Keyspaces::open_with(
+            dir,
+            &[("state", KeyOrder::Scattered)],
+            memory,
+            Flushing::BetweenMerges,
+        )
+        .map_err(fj)?;
         Ok(Self { db })
     }
 
