@@ -494,6 +494,26 @@ impl KeyStore for FileKeyStore {
                 need_sync = true;
                 continue;
             }
+            // What `contact` gave above may be stale: since then another
+            // call may have made this key, synced it and seen it leave a
+            // full cache, or destroyed it. Its slot, read under the lock,
+            // says which: a live key there is the contact's and is never
+            // overwritten (events may be sealed under it already).
+            let mut generation = generation;
+            if let Some(&at) = inner.index.get(&o) {
+                match self.read_slot(at).and_then(|slot| self.slot_state(&slot)) {
+                    Ok(KeyState::Live(k)) if k.generation >= generation => {
+                        out[i] = Some(k);
+                        continue;
+                    }
+                    Ok(KeyState::Erased(e)) => generation = generation.max(e.generation + 1),
+                    Ok(_) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
             let key = SecretKey::generate()?;
             let slot = self.live_slot(KIND_CONTACT, &o, generation, *base, &key)?;
             let fresh = !inner.index.contains_key(&o);
@@ -504,7 +524,7 @@ impl KeyStore for FileKeyStore {
                     inner.index.remove(&o);
                     inner.free.push(at);
                 }
-                failed = Some(e);
+                failed = Some(io(e));
                 break;
             }
             need_sync = true;
@@ -519,7 +539,7 @@ impl KeyStore for FileKeyStore {
         drop(inner);
         let synced = match failed {
             Some(e) => Err(e),
-            None if need_sync => self.file.sync_data(),
+            None if need_sync => self.file.sync_data().map_err(io),
             None => Ok(()),
         };
         let mut inner = self.lock();
@@ -531,7 +551,7 @@ impl KeyStore for FileKeyStore {
                 inner.pending.remove(o);
             }
             inner.poisoned = true;
-            return Err(io(e));
+            return Err(e);
         }
         for o in written {
             if let Some(k) = inner.pending.remove(&o) {
