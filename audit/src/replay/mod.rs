@@ -121,8 +121,9 @@ struct Run {
 }
 
 fn run(show: &Show, records: &[Record]) -> Run {
-    let mut out = Vec::with_capacity(records.len() * 512);
+    let mut out = Vec::with_capacity(records.len() * show.line_len());
     let done = show.chunk(records, &mut out);
+    show.note_lines(out.len(), records.len());
     Run {
         records: records.len(),
         out,
@@ -172,6 +173,7 @@ impl Replay {
                 filter,
                 shown,
                 format: Format::Json,
+                line_len: std::sync::atomic::AtomicUsize::new(512),
             }),
             tenant: tenant.to_owned(),
             next: Some(range.start),
@@ -262,7 +264,9 @@ impl Replay {
                 return Ok(None);
             };
             let started = Threads::start(&self.show, &self.tenant, from, self.end, self.workers)
-                .map_err(|e| AuditError::Replay(format!("cannot start a thread: {e}")))?;
+                .map_err(|e| {
+                    AuditError::Replay(format!("cannot start the replay's threads: {e}"))
+                })?;
             self.threads = Some(started);
         }
         let Some(threads) = &mut self.threads else {

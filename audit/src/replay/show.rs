@@ -5,6 +5,7 @@
 //! kept by [`super::Replay`] from the [`Showing`] each record gives.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mailledger_core::email::{
     ContactKeys, EmailLedger, EventBody, decode_payload, is_email_type, payload_contact, rfc3339,
@@ -27,6 +28,11 @@ pub(super) struct Show {
     pub(super) shown: Shown,
     pub(super) format: Format,
     pub(super) message_stream: Option<String>,
+    /// Bytes to make room for per record shown: what the runs so far
+    /// wrote, and a little more. A run's buffer that must grow copies all
+    /// it holds, and the lines of an opened event or of a raw record are
+    /// longer than a fixed guess would be for the other.
+    pub(super) line_len: AtomicUsize,
 }
 
 /// What one record gave.
@@ -53,6 +59,18 @@ pub(super) struct Done {
 }
 
 impl Show {
+    /// Bytes to make room for per record of a run.
+    pub(super) fn line_len(&self) -> usize {
+        self.line_len.load(Ordering::Relaxed)
+    }
+
+    /// Notes that a run of `records` wrote `bytes`.
+    pub(super) fn note_lines(&self, bytes: usize, records: usize) {
+        if let Some(per) = bytes.checked_div(records) {
+            self.line_len.store(per + per / 8 + 16, Ordering::Relaxed);
+        }
+    }
+
     /// Shows `records` into `out`, one [`Done`] per record, stopping after
     /// the first with a bad hash or an error: nothing past it is shown.
     ///
@@ -62,8 +80,9 @@ impl Show {
         let mut keys = self.keys(records).map_err(Some);
         let mut done = Vec::with_capacity(records.len());
         let mut scratch = Vec::new();
+        let mut frame = Vec::new();
         for r in records {
-            let hash_ok = codec::recomputed_hash(r).is_ok_and(|h| h == r.hash);
+            let hash_ok = codec::recomputed_hash_in(r, &mut frame).is_ok_and(|h| h == r.hash);
             if !hash_ok {
                 done.push(Done {
                     hash_ok,

@@ -73,7 +73,7 @@ impl Threads {
     /// reader reads through it.
     ///
     /// # Errors
-    /// When no thread could be started.
+    /// Outside a tokio runtime, or when a thread could not be started.
     pub(super) fn start(
         show: &Arc<Show>,
         tenant: &str,
@@ -81,6 +81,7 @@ impl Threads {
         end: u64,
         workers: usize,
     ) -> std::io::Result<Self> {
+        let handle = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
         let mut showers = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (jobs, queue) = mpsc::channel::<Job>();
@@ -104,7 +105,6 @@ impl Threads {
             showers,
             pages,
         };
-        let handle = tokio::runtime::Handle::current();
         // Detached: it ends after the last page, or once the replay drops
         // the pages it has not taken.
         let _reader = std::thread::Builder::new()
