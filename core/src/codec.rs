@@ -152,11 +152,14 @@ pub struct RecordFields<'a> {
 /// # Errors
 /// [`FrameError::BadLength`] if the body would exceed [`MAX_BODY_LEN`].
 pub fn encode(fields: &RecordFields<'_>) -> Result<(Vec<u8>, Hash), FrameError> {
-    let body = BodyV2 {
+    frame_of(FORMAT_VERSION, &body_v2(fields), fields)
+}
+
+fn body_v2<'a>(fields: &RecordFields<'a>) -> BodyV2<'a> {
+    BodyV2 {
         v1: body_v1(fields),
         jurisdiction: fields.jurisdiction.code(),
-    };
-    frame_of(FORMAT_VERSION, &body, fields)
+    }
 }
 
 /// Encodes a record as format 1 wrote it, without its jurisdiction: for
@@ -178,6 +181,19 @@ pub fn encode_v1(fields: &RecordFields<'_>) -> Result<(Vec<u8>, Hash), FrameErro
 /// # Errors
 /// [`FrameError::BadLength`] for a record too large to be framed.
 pub fn recomputed_hash(record: &crate::record::Record) -> Result<Hash, FrameError> {
+    recomputed_hash_in(record, &mut Vec::new())
+}
+
+/// [`recomputed_hash`], the frame made in `frame` (cleared first): a
+/// reader that verifies many records reuses one buffer instead of
+/// allocating one per record.
+///
+/// # Errors
+/// As [`recomputed_hash`].
+pub fn recomputed_hash_in(
+    record: &crate::record::Record,
+    frame: &mut Vec<u8>,
+) -> Result<Hash, FrameError> {
     let fields = RecordFields {
         position: record.position,
         tenant: &record.tenant,
@@ -191,11 +207,10 @@ pub fn recomputed_hash(record: &crate::record::Record) -> Result<Hash, FrameErro
         prev_hash: record.prev_hash,
         jurisdiction: record.jurisdiction.unwrap_or_default(),
     };
-    let (_, hash) = match record.jurisdiction {
-        Some(_) => encode(&fields)?,
-        None => frame_of(1, &body_v1(&fields), &fields)?,
-    };
-    Ok(hash)
+    match record.jurisdiction {
+        Some(_) => frame_into(FORMAT_VERSION, &body_v2(&fields), &fields, frame),
+        None => frame_into(1, &body_v1(&fields), &fields, frame),
+    }
 }
 
 fn body_v1<'a>(fields: &RecordFields<'a>) -> BodyV1<'a> {
@@ -218,6 +233,20 @@ fn frame_of<B: Serialize>(
     body: &B,
     fields: &RecordFields<'_>,
 ) -> Result<(Vec<u8>, Hash), FrameError> {
+    let mut frame = Vec::new();
+    let hash = frame_into(version, body, fields, &mut frame)?;
+    frame.extend_from_slice(&hash);
+    Ok((frame, hash))
+}
+
+/// Writes the frame of `body` but its hash into `frame` (cleared first);
+/// returns the hash.
+fn frame_into<B: Serialize>(
+    version: u8,
+    body: &B,
+    fields: &RecordFields<'_>,
+    frame: &mut Vec<u8>,
+) -> Result<Hash, FrameError> {
     let estimate = HEADER_LEN
         + TRAILER_LEN
         + 64
@@ -226,10 +255,11 @@ fn frame_of<B: Serialize>(
         + fields.event_type.len()
         + fields.payload.len()
         + fields.metadata.len();
-    let mut frame = Vec::with_capacity(estimate);
+    frame.clear();
+    frame.reserve(estimate);
     frame.push(version);
     frame.extend_from_slice(&[0; 4]);
-    bincode::serde::encode_into_std_write(body, &mut frame, codec())
+    bincode::serde::encode_into_std_write(body, &mut *frame, codec())
         .map_err(|_| FrameError::BadLength(estimate as u64))?;
     let body_len = frame.len() - HEADER_LEN;
     let len = u32::try_from(body_len)
@@ -237,9 +267,7 @@ fn frame_of<B: Serialize>(
         .filter(|&l| l as usize <= MAX_BODY_LEN)
         .ok_or(FrameError::BadLength(body_len as u64))?;
     frame[1..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
-    let hash: Hash = blake3::hash(&frame).into();
-    frame.extend_from_slice(&hash);
-    Ok((frame, hash))
+    Ok(blake3::hash(frame).into())
 }
 
 /// A record decoded in place, borrowing from its frame.

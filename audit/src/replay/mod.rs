@@ -11,7 +11,8 @@
 //! Each page is read while the one before is shown, and its records are
 //! shown on as many threads as the caller gives ([`Replay::workers`]);
 //! the chain is then checked in order, and nothing past a bad record is
-//! shown.
+//! shown. On more than one thread, the replay reads and shows the next
+//! pages on threads of its own while its caller takes one.
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
@@ -26,7 +27,9 @@ use tokio::task::JoinHandle;
 use crate::{AuditError, Result};
 
 mod show;
+mod threads;
 use show::{Done, Show, Showing};
+use threads::Threads;
 
 /// Records read per page. Large enough that each of a page's threads has
 /// a few milliseconds of work, small enough to hold.
@@ -118,8 +121,9 @@ struct Run {
 }
 
 fn run(show: &Show, records: &[Record]) -> Run {
-    let mut out = Vec::with_capacity(records.len() * 512);
+    let mut out = Vec::with_capacity(records.len() * show.line_len());
     let done = show.chunk(records, &mut out);
+    show.note_lines(out.len(), records.len());
     Run {
         records: records.len(),
         out,
@@ -135,8 +139,10 @@ pub struct Replay {
     workers: usize,
     next: Option<u64>,
     end: u64,
-    // The next page, being read while this one is shown.
+    // The next page, being read while this one is shown (on one thread).
     ahead: Option<JoinHandle<mailledger_core::Result<ReadBatch>>>,
+    // The replay's own threads, reading and showing ahead (on more).
+    threads: Option<Threads>,
     last_hash: Option<Hash>,
     anchored: bool,
     erased: HashSet<Pseudonym>,
@@ -167,11 +173,13 @@ impl Replay {
                 filter,
                 shown,
                 format: Format::Json,
+                line_len: std::sync::atomic::AtomicUsize::new(512),
             }),
             tenant: tenant.to_owned(),
             next: Some(range.start),
             end: range.end.min(head),
             ahead: None,
+            threads: None,
             workers: 1,
             last_hash: None,
             anchored: range.start == 0,
@@ -197,10 +205,10 @@ impl Replay {
     /// On how many threads each page's records are opened and written.
     /// With 1 (the default) they are written on the task calling
     /// [`Replay::next_page`]; with more, in that many runs of consecutive
-    /// records on tokio's blocking pool, whose threads (and their
-    /// allocations) outlive a page. How many cores an audit may take is
-    /// the caller's choice: the command line gives it every core, a server
-    /// sharing its cores with ingest may not.
+    /// records on threads the replay starts (and one more that reads the
+    /// pages), which last until it is dropped. How many cores an audit may
+    /// take is the caller's choice: the command line gives it every core,
+    /// a server sharing its cores with ingest may not.
     #[must_use]
     pub fn workers(mut self, workers: NonZeroUsize) -> Self {
         self.workers = workers.get();
@@ -225,6 +233,9 @@ impl Replay {
         if !self.summary.verified {
             return Ok(None);
         }
+        if self.workers > 1 {
+            return self.next_threaded().await;
+        }
         if self.ahead.is_none() {
             let from = self.next;
             self.read_ahead(from);
@@ -241,45 +252,31 @@ impl Replay {
         let end = self.end;
         let cut = batch.records.partition_point(|r| r.position < end);
         batch.records.truncate(cut);
-        let records: Arc<[Record]> = batch.records.into();
-        let runs = self.show(&records).await;
-        self.merge(&records, runs).map(Some)
+        let runs = vec![run(&self.show, &batch.records)];
+        self.merge(&batch.records, runs).map(Some)
     }
 
-    /// Shows `records` in `workers` runs of consecutive records, each into
-    /// its own buffer.
-    async fn show(&self, records: &Arc<[Record]>) -> Vec<Run> {
-        if self.workers <= 1 || records.len() < 2 * self.workers {
-            return vec![run(&self.show, records)];
+    /// [`Replay::next_page`] on the replay's own threads, started at the
+    /// first page.
+    async fn next_threaded(&mut self) -> Result<Option<Page>> {
+        if self.threads.is_none() {
+            let Some(from) = self.next.take().filter(|n| *n < self.end) else {
+                return Ok(None);
+            };
+            let started = Threads::start(&self.show, &self.tenant, from, self.end, self.workers)
+                .map_err(|e| {
+                    AuditError::Replay(format!("cannot start the replay's threads: {e}"))
+                })?;
+            self.threads = Some(started);
         }
-        let size = records.len().div_ceil(self.workers);
-        let handles: Vec<_> = (0..records.len())
-            .step_by(size)
-            .map(|start| {
-                let part = start..(start + size).min(records.len());
-                let (show, records) = (Arc::clone(&self.show), Arc::clone(records));
-                let len = part.len();
-                (
-                    len,
-                    tokio::task::spawn_blocking(move || run(&show, &records[part])),
-                )
-            })
-            .collect();
-        let mut runs = Vec::with_capacity(handles.len());
-        for (records, handle) in handles {
-            // A run that failed shows nothing: its first record reports the
-            // failure, as an error of the replay.
-            runs.push(handle.await.unwrap_or_else(|e| Run {
-                records,
-                out: Vec::new(),
-                done: vec![Done {
-                    hash_ok: true,
-                    end: 0,
-                    showing: Err(AuditError::Replay(format!("a run of a page stopped: {e}"))),
-                }],
-            }));
-        }
-        runs
+        let Some(threads) = &mut self.threads else {
+            return Ok(None);
+        };
+        let Some(page) = threads.next().await else {
+            return Ok(None);
+        };
+        let (records, runs) = page?.runs().await;
+        self.merge(&records, runs).map(Some)
     }
 
     /// Checks the chain through `records` in order and joins what their
@@ -306,6 +303,7 @@ impl Replay {
                     self.summary.problem = Some(problem);
                     self.next = None;
                     self.ahead = None;
+                    self.threads = None;
                     kept = before;
                     stop = true;
                     break;

@@ -5,8 +5,11 @@
 //! kept by [`super::Replay`] from the [`Showing`] each record gives.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mailledger_core::email::{EmailLedger, EventBody, decode_payload, is_email_type, rfc3339};
+use mailledger_core::email::{
+    ContactKeys, EmailLedger, EventBody, decode_payload, is_email_type, payload_contact, rfc3339,
+};
 use mailledger_core::pseudonym::Pseudonym;
 use mailledger_core::residency::Jurisdiction;
 use mailledger_core::{Record, codec, hex};
@@ -25,6 +28,11 @@ pub(super) struct Show {
     pub(super) shown: Shown,
     pub(super) format: Format,
     pub(super) message_stream: Option<String>,
+    /// Bytes to make room for per record shown: what the runs so far
+    /// wrote, and a little more. A run's buffer that must grow copies all
+    /// it holds, and the lines of an opened event or of a raw record are
+    /// longer than a fixed guess would be for the other.
+    pub(super) line_len: AtomicUsize,
 }
 
 /// What one record gave.
@@ -51,13 +59,30 @@ pub(super) struct Done {
 }
 
 impl Show {
+    /// Bytes to make room for per record of a run.
+    pub(super) fn line_len(&self) -> usize {
+        self.line_len.load(Ordering::Relaxed)
+    }
+
+    /// Notes that a run of `records` wrote `bytes`.
+    pub(super) fn note_lines(&self, bytes: usize, records: usize) {
+        if let Some(per) = bytes.checked_div(records) {
+            self.line_len.store(per + per / 8 + 16, Ordering::Relaxed);
+        }
+    }
+
     /// Shows `records` into `out`, one [`Done`] per record, stopping after
     /// the first with a bad hash or an error: nothing past it is shown.
+    ///
+    /// The keys of the contacts whose events it opens are looked up first,
+    /// in one call to the key store rather than one per event.
     pub(super) fn chunk(&self, records: &[Record], out: &mut Vec<u8>) -> Vec<Done> {
+        let mut keys = self.keys(records).map_err(Some);
         let mut done = Vec::with_capacity(records.len());
         let mut scratch = Vec::new();
+        let mut frame = Vec::new();
         for r in records {
-            let hash_ok = codec::recomputed_hash(r).is_ok_and(|h| h == r.hash);
+            let hash_ok = codec::recomputed_hash_in(r, &mut frame).is_ok_and(|h| h == r.hash);
             if !hash_ok {
                 done.push(Done {
                     hash_ok,
@@ -67,7 +92,7 @@ impl Show {
                 break;
             }
             let start = out.len();
-            let showing = self.one(r, out, &mut scratch);
+            let showing = self.one(r, &mut keys, out, &mut scratch);
             if showing.is_err() {
                 out.truncate(start);
             }
@@ -84,19 +109,60 @@ impl Show {
         done
     }
 
-    /// Writes `r`'s line into `out` if the filters keep it.
-    fn one(&self, r: &Record, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<Showing> {
+    /// The keys of the contacts of `records` whose events may be opened:
+    /// those the filters that need no decoding keep (`None` when none, or
+    /// when nothing is opened).
+    fn keys(&self, records: &[Record]) -> mailledger_core::Result<Option<ContactKeys>> {
+        if self.shown != Shown::Opened {
+            return Ok(None);
+        }
+        let mut contacts = Vec::with_capacity(records.len());
+        let mut tenant = None;
+        for r in records {
+            if !self.kept_unread(r) || !is_email_type(&r.event_type) {
+                continue;
+            }
+            // A payload that does not read is left to its decoding, which
+            // reports it at its record.
+            if let Some(c) = payload_contact(&r.payload)
+                && self.filter.contact.is_none_or(|f| f == c)
+            {
+                tenant = Some(r.tenant.as_str());
+                contacts.push(c);
+            }
+        }
+        tenant
+            .map(|t| self.email.contact_keys(t, contacts))
+            .transpose()
+    }
+
+    /// Whether the filters that need no decoding keep `r`.
+    fn kept_unread(&self, r: &Record) -> bool {
         match &self.filter.types {
-            Some(types) if !types.contains(&r.event_type) => return Ok(Showing::No),
+            Some(types) if !types.contains(&r.event_type) => return false,
             // The audit's own records (checkpoints, access records, the
             // register's links) show when asked for by type.
-            None if r.stream.starts_with(AUDIT_STREAMS) => return Ok(Showing::No),
+            None if r.stream.starts_with(AUDIT_STREAMS) => return false,
             _ => {}
         }
-        if self.message_stream.as_ref().is_some_and(|s| r.stream != *s) {
+        self.message_stream.as_ref().is_none_or(|s| r.stream == *s)
+    }
+
+    /// Writes `r`'s line into `out` if the filters keep it; `keys` are the
+    /// contacts' looked up for the chunk (or why that failed, reported by
+    /// the first event that needed them).
+    fn one(
+        &self,
+        r: &Record,
+        keys: &mut std::result::Result<Option<ContactKeys>, Option<mailledger_core::Error>>,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Showing> {
+        if !self.kept_unread(r) {
             return Ok(Showing::No);
         }
         let email_event = is_email_type(&r.event_type);
+        let mut decoded = None;
         if self.filter.time.is_some() || self.filter.contact.is_some() {
             if !email_event {
                 return Ok(Showing::No);
@@ -112,9 +178,24 @@ impl Show {
             {
                 return Ok(Showing::No);
             }
+            decoded = Some(sealed);
         }
         let opened = if self.shown == Shown::Opened && email_event {
-            self.email.open(r)?
+            let sealed = match decoded {
+                Some(s) => s,
+                None => decode_payload(r.position, &r.payload)?,
+            };
+            match keys {
+                Ok(Some(keys)) => Some(self.email.open_decoded(r, sealed, keys)?),
+                // Not looked up (a payload that did not read then): alone.
+                Ok(None) => self.email.open(r)?,
+                Err(e) => {
+                    return Err(e.take().map_or_else(
+                        || crate::AuditError::Replay("the lookup of a page's keys failed".into()),
+                        Into::into,
+                    ));
+                }
+            }
         } else {
             None
         };

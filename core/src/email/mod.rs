@@ -35,6 +35,7 @@ mod erase;
 mod event_json;
 mod event_type;
 mod model;
+mod open;
 mod payload;
 
 use std::collections::HashMap;
@@ -55,13 +56,14 @@ pub use model::{
     BounceClass, EmailEvent, EmailEventOf, Envelope, EventBody, Field, FieldName, RejectReason,
     SealedEvent,
 };
+pub use open::ContactKeys;
 
 use crate::crypto::Personal;
 use crate::error::{Error, Result};
-use crate::keys::{KeyState, KeyStore};
+use crate::keys::KeyStore;
 use crate::log::EventLog;
 use crate::pseudonym::{LocalPartCase, Pseudonym};
-use crate::record::{ExpectedVersion, NewEvent, Record};
+use crate::record::{ExpectedVersion, NewEvent};
 
 /// The first byte of an email event's payload.
 pub const PAYLOAD_FORMAT: u8 = 1;
@@ -281,6 +283,17 @@ pub fn decode_payload(position: u64, payload: &[u8]) -> Result<SealedEvent> {
     }
 }
 
+/// The contact of an email event's record payload, read without decoding
+/// the rest (to look up the keys of many events' contacts at once before
+/// opening them); `None` for a payload that does not start as one.
+#[must_use]
+pub fn payload_contact(payload: &[u8]) -> Option<Pseudonym> {
+    match payload.split_first() {
+        Some((&PAYLOAD_FORMAT, body)) => payload::contact(body),
+        _ => None,
+    }
+}
+
 /// Whether a record's type is one of the email taxonomy's.
 #[must_use]
 pub fn is_email_type(event_type: &str) -> bool {
@@ -418,53 +431,6 @@ impl EmailLedger {
         Ok(())
     }
 
-    /// Opens one sealed field of `contact` written by event `event_id` under
-    /// key `generation`: its plaintext, or [`Field::Erased`] when that key
-    /// was destroyed. Projections keep sealed fields as they received them
-    /// and open them with this at query time.
-    ///
-    /// # Errors
-    /// As [`EmailLedger::open`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn open_field(
-        &self,
-        tenant: &str,
-        contact: &Pseudonym,
-        generation: u32,
-        event_id: Uuid,
-        position: u64,
-        field: FieldName,
-        sealed: &crate::crypto::Sealed,
-    ) -> Result<Field> {
-        match self.key_for(tenant, contact, generation, position, false)? {
-            None => Ok(Field::Erased),
-            Some(k) => open_with(&k, tenant, contact, event_id, position, field, sealed),
-        }
-    }
-
-    /// The live key of `contact` of `generation`, `None` when it was
-    /// destroyed.
-    fn key_for(
-        &self,
-        tenant: &str,
-        contact: &Pseudonym,
-        generation: u32,
-        position: u64,
-        erased_event: bool,
-    ) -> Result<Option<crate::keys::ContactKey>> {
-        Ok(match self.keys.contact(tenant, contact)? {
-            KeyState::Live(k) if k.generation == generation => Some(k),
-            KeyState::Live(k) if k.generation > generation => None,
-            KeyState::Erased(e) if e.generation >= generation => None,
-            _ if erased_event => None,
-            _ => {
-                return Err(Error::config(format!(
-                    "no key for the contact of position {position}: is this the key directory the log was written with?"
-                )));
-            }
-        })
-    }
-
     /// The email events of `stream`, opened ([`EmailLedger::open`]), in
     /// stream order: at most `max`, and whether more were left out.
     ///
@@ -500,62 +466,6 @@ impl EmailLedger {
         }
         Ok((events, false))
     }
-
-    /// Opens an email record: personal fields in plaintext, or
-    /// [`Field::Erased`] where the contact's key was destroyed. `None` for a
-    /// record that is not an email event (such as a policy change).
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] for a payload that does not decode or a field that
-    /// does not open under a live key; [`Error::Config`] when the key store
-    /// has no key at all for the contact (the wrong key directory).
-    pub fn open(&self, record: &Record) -> Result<Option<ReadEvent>> {
-        if !is_email_type(&record.event_type) {
-            return Ok(None);
-        }
-        let sealed = decode_payload(record.position, &record.payload)?;
-        let contact = sealed.envelope.contact;
-        let generation = sealed.envelope.key_generation;
-        let erased_event = matches!(sealed.body, EventBody::ContactErased { .. });
-        let key = self.key_for(
-            &record.tenant,
-            &contact,
-            generation,
-            record.position,
-            erased_event,
-        )?;
-        let position = record.position;
-        let tenant = record.tenant.as_str();
-        let id = record.event_id;
-        let event = sealed.try_map(|name, s| match &key {
-            None => Ok(Field::Erased),
-            Some(k) => open_with(k, tenant, &contact, id, position, name, &s),
-        })?;
-        Ok(Some(ReadEvent::new(record, event)))
-    }
-}
-
-fn open_with(
-    key: &crate::keys::ContactKey,
-    tenant: &str,
-    contact: &Pseudonym,
-    id: Uuid,
-    position: u64,
-    name: FieldName,
-    sealed: &crate::crypto::Sealed,
-) -> Result<Field> {
-    let plain = key
-        .cipher()
-        .open(sealed, &ad(tenant, contact, id, name))
-        .ok_or_else(|| {
-            Error::corrupt(
-                position,
-                format!("sealed field `{}` does not open", name.json_name()),
-            )
-        })?;
-    let text = String::from_utf8(plain.to_vec())
-        .map_err(|_| Error::corrupt(position, "sealed field is not UTF-8"))?;
-    Ok(Field::Value(Personal::new(text)))
 }
 
 /// Drops the "invalid input: " prefix of a nested error's message.

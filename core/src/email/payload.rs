@@ -22,6 +22,16 @@ pub(crate) fn decode(body: &[u8]) -> Option<SealedEvent> {
     (r.remaining() == 0).then_some(event)
 }
 
+/// The contact of `body` (the payload after its format byte), read
+/// without decoding the rest: the envelope's first field, the message id,
+/// is skipped without being copied. `None` when the bytes are not the
+/// start of an event.
+pub(crate) fn contact(body: &[u8]) -> Option<Pseudonym> {
+    let mut r = Reader::new(body, usize::MAX);
+    r.opt(Reader::str).ok()?;
+    r.array().ok().map(Pseudonym::from_array)
+}
+
 fn event(r: &mut Reader<'_>) -> Result<SealedEvent> {
     Ok(EmailEventOf {
         envelope: envelope(r)?,
@@ -392,6 +402,12 @@ mod tests {
         fn the_hand_decoder_reads_every_event_bincode_writes(event in event_value()) {
             let body = encode(&event);
             prop_assert_eq!(decode(&body), Some(event));
+        }
+
+        #[test]
+        fn the_contact_read_alone_is_the_decoded_events(event in event_value()) {
+            let body = encode(&event);
+            prop_assert_eq!(contact(&body), Some(event.envelope.contact));
         }
 
         #[test]

@@ -36,6 +36,10 @@ struct Inner {
     /// Keys written but not yet synced by the call that made them.
     pending: HashMap<[u8; 32], ContactKey>,
     tenants: HashMap<String, Arc<SecretKey>>,
+    /// Slot writes begun, counted under the lock: a reader that read a
+    /// slot outside the lock and finds the count unchanged knows the slot
+    /// still holds what it read, without reading it again.
+    writes: u64,
     /// A sync failed: nothing is known durable any more.
     poisoned: bool,
 }
@@ -127,6 +131,7 @@ impl FileKeyStore {
                 cache: HashMap::new(),
                 pending: HashMap::new(),
                 tenants: HashMap::new(),
+                writes: 0,
                 poisoned: false,
             }),
         };
@@ -293,6 +298,46 @@ impl FileKeyStore {
         inner.cache.insert(owner, key);
     }
 
+    /// What a contact's slot holds: its key, with its cipher made, or its
+    /// erasure.
+    fn slot_state(&self, slot: &[u8; SLOT_LEN]) -> Result<KeyState> {
+        let s = parse(slot).ok_or_else(|| Error::config("a contact key slot is damaged"))?;
+        Ok(match s.state {
+            LIVE => {
+                let key = self.unwrap_key(slot, &s)?;
+                KeyState::Live(ContactKey {
+                    generation: s.generation,
+                    cipher: Arc::new(Cipher::new(&key)),
+                })
+            }
+            _ => KeyState::Erased(Erasure {
+                generation: s.generation,
+                events: s.count,
+                erased_at: erased_at(slot),
+            }),
+        })
+    }
+
+    /// Caches keys read from their slots (owner, slot, its bytes, the key)
+    /// outside the lock, each only if it is still its slot's durable key:
+    /// an erasure or a new key may have been written since the slot was
+    /// read. When no slot was written since `writes` was taken, none
+    /// changed; otherwise each slot is read again to tell.
+    fn cache_read(
+        &self,
+        writes: u64,
+        read: impl IntoIterator<Item = ([u8; 32], u64, [u8; SLOT_LEN], ContactKey)>,
+    ) -> Result<()> {
+        let mut inner = self.lock_ok()?;
+        let unchanged = inner.writes == writes;
+        for (o, at, slot, k) in read {
+            if !inner.pending.contains_key(&o) && (unchanged || self.read_slot(at)? == slot) {
+                Self::cache(&mut inner, o, k);
+            }
+        }
+        Ok(())
+    }
+
     /// The raw and wrapped bytes of a contact's live key, for tests that
     /// scan files for them.
     ///
@@ -335,6 +380,7 @@ impl KeyStore for FileKeyStore {
             let secret = SecretKey::generate()?;
             let slot = self.live_slot(KIND_TENANT, &o, 0, 0, &secret)?;
             let at = Self::place(&mut inner, o);
+            inner.writes += 1;
             let written = self
                 .file
                 .write_all_at(&slot, at * SLOT_LEN as u64)
@@ -352,39 +398,62 @@ impl KeyStore for FileKeyStore {
 
     fn contact(&self, tenant: &str, contact: &Pseudonym) -> Result<KeyState> {
         let o = owner(KIND_CONTACT, tenant, Some(contact));
-        let at = {
+        let (at, writes) = {
             let inner = self.lock_ok()?;
             if let Some(k) = inner.cache.get(&o).or_else(|| inner.pending.get(&o)) {
                 return Ok(KeyState::Live(k.clone()));
             }
             match inner.index.get(&o) {
-                Some(&at) => at,
+                Some(&at) => (at, inner.writes),
                 None => return Ok(KeyState::Unknown),
             }
         };
         let slot = self.read_slot(at)?;
-        let s = parse(&slot).ok_or_else(|| Error::config("a contact key slot is damaged"))?;
-        match s.state {
-            LIVE => {
-                let key = self.unwrap_key(&slot, &s)?;
-                let k = ContactKey {
-                    generation: s.generation,
-                    cipher: Arc::new(Cipher::new(&key)),
-                };
-                let mut inner = self.lock_ok()?;
-                // Cache only what is still the slot's durable key: an erasure
-                // or a new key may have been written since the slot was read.
-                if !inner.pending.contains_key(&o) && self.read_slot(at)? == slot {
-                    Self::cache(&mut inner, o, k.clone());
-                }
-                Ok(KeyState::Live(k))
-            }
-            _ => Ok(KeyState::Erased(Erasure {
-                generation: s.generation,
-                events: s.count,
-                erased_at: erased_at(&slot),
-            })),
+        let state = self.slot_state(&slot)?;
+        if let KeyState::Live(k) = &state {
+            self.cache_read(writes, [(o, at, slot, k.clone())])?;
         }
+        Ok(state)
+    }
+
+    fn contacts(&self, tenant: &str, contacts: &[Pseudonym]) -> Result<Vec<KeyState>> {
+        // Hashed before the lock is taken, which is then held only for the
+        // lookups in memory.
+        let owners: Vec<[u8; 32]> = contacts
+            .iter()
+            .map(|c| owner(KIND_CONTACT, tenant, Some(c)))
+            .collect();
+        let mut out = Vec::with_capacity(owners.len());
+        let mut misses = Vec::new();
+        let writes = {
+            let inner = self.lock_ok()?;
+            for (i, o) in owners.iter().enumerate() {
+                out.push(match inner.cache.get(o).or_else(|| inner.pending.get(o)) {
+                    Some(k) => KeyState::Live(k.clone()),
+                    None => {
+                        // Read below; `Unknown` stands until then.
+                        if let Some(&at) = inner.index.get(o) {
+                            misses.push((at, i));
+                        }
+                        KeyState::Unknown
+                    }
+                });
+            }
+            inner.writes
+        };
+        // In file order: neighbouring slots share the pages they read.
+        misses.sort_unstable();
+        let mut read = Vec::with_capacity(misses.len());
+        for (at, i) in misses {
+            let slot = self.read_slot(at)?;
+            let state = self.slot_state(&slot)?;
+            if let KeyState::Live(k) = &state {
+                read.push((owners[i], at, slot, k.clone()));
+            }
+            out[i] = state;
+        }
+        self.cache_read(writes, read)?;
+        Ok(out)
     }
 
     fn ensure(&self, tenant: &str, contacts: &[(Pseudonym, u64)]) -> Result<Vec<ContactKey>> {
@@ -425,16 +494,37 @@ impl KeyStore for FileKeyStore {
                 need_sync = true;
                 continue;
             }
+            // What `contact` gave above may be stale: since then another
+            // call may have made this key, synced it and seen it leave a
+            // full cache, or destroyed it. Its slot, read under the lock,
+            // says which: a live key there is the contact's and is never
+            // overwritten (events may be sealed under it already).
+            let mut generation = generation;
+            if let Some(&at) = inner.index.get(&o) {
+                match self.read_slot(at).and_then(|slot| self.slot_state(&slot)) {
+                    Ok(KeyState::Live(k)) if k.generation >= generation => {
+                        out[i] = Some(k);
+                        continue;
+                    }
+                    Ok(KeyState::Erased(e)) => generation = generation.max(e.generation + 1),
+                    Ok(_) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
             let key = SecretKey::generate()?;
             let slot = self.live_slot(KIND_CONTACT, &o, generation, *base, &key)?;
             let fresh = !inner.index.contains_key(&o);
             let at = Self::place(&mut inner, o);
+            inner.writes += 1;
             if let Err(e) = self.file.write_all_at(&slot, at * SLOT_LEN as u64) {
                 if fresh {
                     inner.index.remove(&o);
                     inner.free.push(at);
                 }
-                failed = Some(e);
+                failed = Some(io(e));
                 break;
             }
             need_sync = true;
@@ -449,7 +539,7 @@ impl KeyStore for FileKeyStore {
         drop(inner);
         let synced = match failed {
             Some(e) => Err(e),
-            None if need_sync => self.file.sync_data(),
+            None if need_sync => self.file.sync_data().map_err(io),
             None => Ok(()),
         };
         let mut inner = self.lock();
@@ -461,7 +551,7 @@ impl KeyStore for FileKeyStore {
                 inner.pending.remove(o);
             }
             inner.poisoned = true;
-            return Err(io(e));
+            return Err(e);
         }
         for o in written {
             if let Some(k) = inner.pending.remove(&o) {
@@ -507,6 +597,7 @@ impl KeyStore for FileKeyStore {
         slot[40..48].copy_from_slice(&erasure.events.to_le_bytes());
         slot[ERASED_AT].copy_from_slice(&erasure.erased_at.to_le_bytes());
         seal_checksum(&mut slot);
+        inner.writes += 1;
         self.file
             .write_all_at(&slot, at * SLOT_LEN as u64)
             .and_then(|()| self.file.sync_data())

@@ -95,6 +95,17 @@ pub trait KeyStore: Send + Sync + 'static {
     /// A storage failure, or a slot that does not unwrap under the KEK.
     fn contact(&self, tenant: &str, contact: &Pseudonym) -> Result<KeyState>;
 
+    /// What the store holds for each of `contacts`, in their order: what
+    /// [`KeyStore::contact`] gives for each. A store that serves many
+    /// contacts at once for less than one at a time overrides it (a
+    /// replay asks for a page's contacts together).
+    ///
+    /// # Errors
+    /// As [`KeyStore::contact`], for any of them.
+    fn contacts(&self, tenant: &str, contacts: &[Pseudonym]) -> Result<Vec<KeyState>> {
+        contacts.iter().map(|c| self.contact(tenant, c)).collect()
+    }
+
     /// A live key for each contact, in order, making the missing ones (a new
     /// generation for an erased contact). `base` is the length of the
     /// contact's stream now, so that an erasure can count the events sealed

@@ -164,3 +164,68 @@ fn kek_files_must_be_private() {
     assert!(matches!(read_kek_file(&path), Err(Error::Config(_))));
     assert!(generate_kek_file(&path).is_err(), "never overwrites a KEK");
 }
+
+#[test]
+fn contacts_at_once_give_what_each_alone_gives_in_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+        ks.ensure("t", &[(contact(1), 0), (contact(2), 0), (contact(3), 0)])
+            .unwrap();
+        ks.destroy("t", &contact(2), 4, 99).unwrap();
+    }
+    // Reopened, so nothing is cached: the live keys are read from the file.
+    let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+    let asked = [contact(3), contact(2), contact(4), contact(1), contact(3)];
+    let sealed = {
+        let KeyState::Live(k) = ks.contact("t", &contact(1)).unwrap() else {
+            panic!("key lost")
+        };
+        k.cipher().seal(b"hello", b"ad").unwrap()
+    };
+    let batch = ks.contacts("t", &asked).unwrap();
+    assert_eq!(batch.len(), asked.len());
+    for (c, state) in asked.iter().zip(&batch) {
+        match (ks.contact("t", c).unwrap(), state) {
+            (KeyState::Live(a), KeyState::Live(b)) => {
+                assert_eq!(a.generation, b.generation);
+                let probe = a.cipher().seal(b"probe", b"ad").unwrap();
+                assert_eq!(&**b.cipher().open(&probe, b"ad").unwrap(), b"probe");
+            }
+            (KeyState::Erased(a), KeyState::Erased(b)) => assert_eq!(a, *b),
+            (KeyState::Unknown, KeyState::Unknown) => {}
+            (a, b) => panic!("one at a time {a:?}, at once {b:?}"),
+        }
+    }
+    let KeyState::Live(k) = &batch[3] else {
+        panic!("key lost")
+    };
+    assert_eq!(&**k.cipher().open(&sealed, b"ad").unwrap(), b"hello");
+    assert!(matches!(
+        ks.contacts("u", &asked[..1]).unwrap()[0],
+        KeyState::Unknown
+    ));
+}
+
+#[test]
+fn a_key_looked_up_at_once_and_then_destroyed_is_not_served_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+        ks.ensure("t", &[(contact(1), 0)]).unwrap();
+    }
+    let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+    assert!(matches!(
+        ks.contacts("t", &[contact(1)]).unwrap()[0],
+        KeyState::Live(_)
+    ));
+    ks.destroy("t", &contact(1), 1, 5).unwrap();
+    assert!(matches!(
+        ks.contacts("t", &[contact(1)]).unwrap()[0],
+        KeyState::Erased(_)
+    ));
+    assert!(matches!(
+        ks.contact("t", &contact(1)).unwrap(),
+        KeyState::Erased(_)
+    ));
+}

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::*;
 use crate::crypto::SecretKey;
 use crate::crypto::{Cipher, Sealed};
-use crate::keys::FileKeyStore;
+use crate::keys::{FileKeyStore, KeyState};
 use crate::record::TenantFilter;
 use crate::{Ledger, LedgerConfig, MemoryStore};
 
