@@ -33,7 +33,7 @@ use std::time::Instant;
 use mailledger_audit::replay::{Replay, ReplayFilter, Shown};
 use mailledger_core::crypto::SecretKey;
 use mailledger_core::email::EmailLedger;
-use mailledger_core::keys::FileKeyStore;
+use mailledger_core::keys::{FileKeyStore, KEY_CACHE_ENTRY_BYTES};
 use mailledger_core::traffic::{Traffic, TrafficConfig};
 use mailledger_core::{Direction, Durability, EventLog, Ledger, LedgerConfig, TenantFilter};
 
@@ -174,8 +174,11 @@ fn main() {
             Ledger::open(store, LedgerConfig::new().durability(Durability::Buffered))
                 .expect("ledger"),
         );
+        // The key cache `mailledger replay` has at its default budget
+        // (1 GiB, a sixteenth for keys).
         let keys = FileKeyStore::open(&dir.path().join("keys"), &SecretKey::generate().expect("kek"))
-            .expect("keys");
+            .expect("keys")
+            .with_cache_entries((1 << 30) / 16 / KEY_CACHE_ENTRY_BYTES);
         let email = Arc::new(EmailLedger::new(Arc::clone(&log), Arc::new(keys)));
         fill(&email, events).await;
         log.sync().await.expect("sync");

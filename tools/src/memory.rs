@@ -6,12 +6,14 @@
 //! | the log's store: fjall's block cache / memtables, or sled's page cache, or the segment cache | 1/8 + 1/4 |
 //! | the projections' stores (three live, one quarter for a rebuild's) | 5/16 |
 //! | the log writer's cache of stream versions | 1/16 |
-//! | everything else: requests in flight, the runtimes, the segment index | the last 1/4 |
+//! | the key store's cache of unwrapped contact keys | 1/16 |
+//! | everything else: requests in flight, the runtimes, the segment index | the last 3/16 |
 //!
 //! The stores hold to their shares (fjall's memtables through the
 //! backend's keeper and a commit's wait for room, see
-//! `mailledger_fjall::MemoryShare`); the last quarter is what is left, not
-//! a limit anyone enforces.
+//! `mailledger_fjall::MemoryShare`), and the two caches count entries of
+//! a known largest size; the last 3/16 is what is left, not a limit
+//! anyone enforces.
 
 use anyhow::{Result, bail};
 use mailledger_core::LedgerConfig;
@@ -26,6 +28,9 @@ pub const MIN_BUDGET: u64 = 256 << 20;
 
 /// The most one entry of the stream-version cache takes.
 const STREAM_CACHE_ENTRY_BYTES: u64 = LedgerConfig::STREAM_CACHE_ENTRY_BYTES as u64;
+
+/// The most one entry of the key store's cache takes.
+const KEY_CACHE_ENTRY_BYTES: u64 = mailledger_core::keys::KEY_CACHE_ENTRY_BYTES as u64;
 
 /// The budget split into the parts' shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +93,11 @@ impl MemoryPlan {
     /// How many stream versions the log writer may keep.
     pub fn stream_cache_entries(&self) -> usize {
         usize::try_from(self.budget / 16 / STREAM_CACHE_ENTRY_BYTES).unwrap_or(usize::MAX)
+    }
+
+    /// How many unwrapped contact keys the key store may keep.
+    pub fn key_cache_entries(&self) -> usize {
+        usize::try_from(self.budget / 16 / KEY_CACHE_ENTRY_BYTES).unwrap_or(usize::MAX)
     }
 
     /// This plan with the log's share split between `n` logs open at once
@@ -157,6 +167,7 @@ mod tests {
             let log = plan.log_fjall();
             let projections = plan.projections();
             let streams = plan.stream_cache_entries() as u64 * STREAM_CACHE_ENTRY_BYTES;
+            let keys = plan.key_cache_entries() as u64 * KEY_CACHE_ENTRY_BYTES;
             let stores = log.cache_bytes()
                 + log.write_buffer_bytes()
                 + projections.cache_bytes()
@@ -165,10 +176,10 @@ mod tests {
                 plan.log_cache_bytes(),
                 log.cache_bytes() + log.write_buffer_bytes()
             );
-            // A quarter is left for everything else.
+            // 3/16 is left for everything else.
             assert!(
-                stores + streams <= budget - budget / 4,
-                "{budget}: the stores take {stores}, the stream cache {streams}"
+                stores + streams + keys <= budget - budget / 16 * 3,
+                "{budget}: the stores take {stores}, the stream cache {streams}, the key cache {keys}"
             );
             let two = plan.logs(2);
             assert!(two.log_cache_bytes() * 2 <= plan.log_cache_bytes());
@@ -178,5 +189,7 @@ mod tests {
         // (about 400,000: messages opened up to hours after their send, and
         // their contacts) several times over.
         assert!(MemoryPlan::parse("1GiB").unwrap().stream_cache_entries() > 1_600_000);
+        // And the keys of the model's 200,000 contacts, with room to spare.
+        assert!(MemoryPlan::parse("1GiB").unwrap().key_cache_entries() > 350_000);
     }
 }

@@ -15,6 +15,7 @@ use mailledger_core::residency::{Residency, TenantResidency};
 use mailledger_core::{Durability, EventLog, LedgerConfig};
 
 use crate::location::{self, LogLocation};
+use crate::memory::MemoryPlan;
 use crate::{Cli, residency};
 
 /// The name of the KEK file `init` generates when no KEK is configured.
@@ -45,6 +46,7 @@ pub fn keys(
     keys_dir: &Path,
     kek_file: Option<&Path>,
     create: bool,
+    memory: &MemoryPlan,
 ) -> Result<Arc<dyn KeyStore>> {
     let data = std::path::absolute(data_dir)?;
     let keys = std::path::absolute(keys_dir)?;
@@ -70,7 +72,9 @@ pub fn keys(
     } else {
         find_kek(keys_dir, kek_file)?
     };
-    Ok(Arc::new(FileKeyStore::open(keys_dir, &kek)?))
+    Ok(Arc::new(
+        FileKeyStore::open(keys_dir, &kek)?.with_cache_entries(memory.key_cache_entries()),
+    ))
 }
 
 /// The node's audit key: `--audit-key-file`, or `audit.key` in the keys
@@ -199,6 +203,7 @@ pub fn log(
             &cli.keys_dir,
             cli.kek_file.as_deref(),
             needs.create,
+            &memory,
         )?)
     } else {
         None

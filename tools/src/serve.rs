@@ -335,7 +335,13 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     crate::residency::enforce(&residency, &s.data_dir)?;
     let node = residency.node();
     let location = crate::location::resolve(&s.data_dir, s.log.as_deref(), true)?;
-    let keys = crate::open::keys(&s.data_dir, &s.keys_dir, s.kek_file.as_deref(), true)?;
+    let keys = crate::open::keys(
+        &s.data_dir,
+        &s.keys_dir,
+        s.kek_file.as_deref(),
+        true,
+        &s.memory,
+    )?;
     let access = crate::open::access(&s.data_dir, &s.keys_dir, s.kek_file.as_deref())?;
     let audit_key = Arc::new(crate::open::audit_key(
         &s.keys_dir,

@@ -23,6 +23,46 @@ pub struct FileKeyStore {
     file: File,
     kek: Cipher,
     inner: Mutex<Inner>,
+    cache_entries: usize,
+    /// Runs once in [`KeyStore::ensure`] between its lookups and taking
+    /// the lock, so a test can put other calls in that window.
+    #[cfg(test)]
+    pub(super) before_ensure_locks: Mutex<Option<EnsureHook>>,
+}
+
+#[cfg(test)]
+pub(super) type EnsureHook = Box<dyn FnOnce(&FileKeyStore) + Send>;
+
+/// A contact's live key as memory keeps it: the 32 bytes, not the cipher.
+/// A cipher holds its key schedules (about a kilobyte); made again on
+/// each use it costs well under a microsecond, so the same memory holds
+/// some ten times the keys, and a miss (a slot read and an unwrap) costs
+/// far more than that.
+#[derive(Clone)]
+struct Cached {
+    generation: u32,
+    key: SecretKey,
+}
+
+impl Cached {
+    fn contact_key(&self) -> ContactKey {
+        ContactKey::new(self.generation, &self.key)
+    }
+}
+
+/// What a contact's slot holds, its key unwrapped.
+enum SlotKey {
+    Live(Cached),
+    Erased(Erasure),
+}
+
+impl SlotKey {
+    fn state(&self) -> KeyState {
+        match self {
+            Self::Live(c) => KeyState::Live(c.contact_key()),
+            Self::Erased(e) => KeyState::Erased(*e),
+        }
+    }
 }
 
 struct Inner {
@@ -32,9 +72,9 @@ struct Inner {
     free: Vec<u64>,
     /// Slots in the file, header included.
     len: u64,
-    cache: HashMap<[u8; 32], ContactKey>,
+    cache: HashMap<[u8; 32], Cached>,
     /// Keys written but not yet synced by the call that made them.
-    pending: HashMap<[u8; 32], ContactKey>,
+    pending: HashMap<[u8; 32], Cached>,
     tenants: HashMap<String, Arc<SecretKey>>,
     /// Slot writes begun, counted under the lock: a reader that read a
     /// slot outside the lock and finds the count unchanged knows the slot
@@ -48,8 +88,15 @@ struct Inner {
 #[cfg(feature = "test-util")]
 pub type KeyMaterial = (Zeroizing<Vec<u8>>, Vec<u8>);
 
-/// How many contact keys are kept unwrapped in memory at most.
+/// How many contact keys are kept unwrapped in memory at most, unless
+/// [`FileKeyStore::with_cache_entries`] says otherwise.
 pub const KEY_CACHE_ENTRIES: usize = 100_000;
+
+/// Bytes one cached key takes at most, the table's slack included: a
+/// 32-byte owner, a 36-byte key and generation (40 aligned) and a control
+/// byte, in a table that doubles when seven eighths full (so at worst
+/// 7/16 full). Budgets divide by this.
+pub const KEY_CACHE_ENTRY_BYTES: usize = 168;
 
 impl std::fmt::Debug for FileKeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,9 +181,21 @@ impl FileKeyStore {
                 writes: 0,
                 poisoned: false,
             }),
+            cache_entries: KEY_CACHE_ENTRIES,
+            #[cfg(test)]
+            before_ensure_locks: Mutex::new(None),
         };
         store.recover(bytes)?;
         Ok(store)
+    }
+
+    /// Keeps at most `n` contact keys unwrapped in memory (at least one),
+    /// each taking at most [`KEY_CACHE_ENTRY_BYTES`]; when full the cache
+    /// is emptied. Default: [`KEY_CACHE_ENTRIES`].
+    #[must_use]
+    pub fn with_cache_entries(mut self, n: usize) -> Self {
+        self.cache_entries = n.max(1);
+        self
     }
 
     /// The directory of the store.
@@ -291,26 +350,22 @@ impl FileKeyStore {
         at
     }
 
-    fn cache(inner: &mut Inner, owner: [u8; 32], key: ContactKey) {
-        if inner.cache.len() >= KEY_CACHE_ENTRIES {
+    fn cache(&self, inner: &mut Inner, owner: [u8; 32], key: Cached) {
+        if inner.cache.len() >= self.cache_entries {
             inner.cache.clear();
         }
         inner.cache.insert(owner, key);
     }
 
-    /// What a contact's slot holds: its key, with its cipher made, or its
-    /// erasure.
-    fn slot_state(&self, slot: &[u8; SLOT_LEN]) -> Result<KeyState> {
+    /// What a contact's slot holds: its key, unwrapped, or its erasure.
+    fn slot_key(&self, slot: &[u8; SLOT_LEN]) -> Result<SlotKey> {
         let s = parse(slot).ok_or_else(|| Error::config("a contact key slot is damaged"))?;
         Ok(match s.state {
-            LIVE => {
-                let key = self.unwrap_key(slot, &s)?;
-                KeyState::Live(ContactKey {
-                    generation: s.generation,
-                    cipher: Arc::new(Cipher::new(&key)),
-                })
-            }
-            _ => KeyState::Erased(Erasure {
+            LIVE => SlotKey::Live(Cached {
+                generation: s.generation,
+                key: self.unwrap_key(slot, &s)?,
+            }),
+            _ => SlotKey::Erased(Erasure {
                 generation: s.generation,
                 events: s.count,
                 erased_at: erased_at(slot),
@@ -326,13 +381,13 @@ impl FileKeyStore {
     fn cache_read(
         &self,
         writes: u64,
-        read: impl IntoIterator<Item = ([u8; 32], u64, [u8; SLOT_LEN], ContactKey)>,
+        read: impl IntoIterator<Item = ([u8; 32], u64, [u8; SLOT_LEN], Cached)>,
     ) -> Result<()> {
         let mut inner = self.lock_ok()?;
         let unchanged = inner.writes == writes;
         for (o, at, slot, k) in read {
             if !inner.pending.contains_key(&o) && (unchanged || self.read_slot(at)? == slot) {
-                Self::cache(&mut inner, o, k);
+                self.cache(&mut inner, o, k);
             }
         }
         Ok(())
@@ -401,7 +456,10 @@ impl KeyStore for FileKeyStore {
         let (at, writes) = {
             let inner = self.lock_ok()?;
             if let Some(k) = inner.cache.get(&o).or_else(|| inner.pending.get(&o)) {
-                return Ok(KeyState::Live(k.clone()));
+                let k = k.clone();
+                // The cipher is made outside the lock.
+                drop(inner);
+                return Ok(KeyState::Live(k.contact_key()));
             }
             match inner.index.get(&o) {
                 Some(&at) => (at, inner.writes),
@@ -409,9 +467,10 @@ impl KeyStore for FileKeyStore {
             }
         };
         let slot = self.read_slot(at)?;
-        let state = self.slot_state(&slot)?;
-        if let KeyState::Live(k) = &state {
-            self.cache_read(writes, [(o, at, slot, k.clone())])?;
+        let read = self.slot_key(&slot)?;
+        let state = read.state();
+        if let SlotKey::Live(k) = read {
+            self.cache_read(writes, [(o, at, slot, k)])?;
         }
         Ok(state)
     }
@@ -423,34 +482,39 @@ impl KeyStore for FileKeyStore {
             .iter()
             .map(|c| owner(KIND_CONTACT, tenant, Some(c)))
             .collect();
-        let mut out = Vec::with_capacity(owners.len());
+        let mut found = Vec::with_capacity(owners.len());
         let mut misses = Vec::new();
         let writes = {
             let inner = self.lock_ok()?;
             for (i, o) in owners.iter().enumerate() {
-                out.push(match inner.cache.get(o).or_else(|| inner.pending.get(o)) {
-                    Some(k) => KeyState::Live(k.clone()),
+                found.push(match inner.cache.get(o).or_else(|| inner.pending.get(o)) {
+                    Some(k) => Some(k.clone()),
                     None => {
                         // Read below; `Unknown` stands until then.
                         if let Some(&at) = inner.index.get(o) {
                             misses.push((at, i));
                         }
-                        KeyState::Unknown
+                        None
                     }
                 });
             }
             inner.writes
         };
+        // Ciphers are made outside the lock.
+        let mut out: Vec<KeyState> = found
+            .into_iter()
+            .map(|k| k.map_or(KeyState::Unknown, |k| KeyState::Live(k.contact_key())))
+            .collect();
         // In file order: neighbouring slots share the pages they read.
         misses.sort_unstable();
         let mut read = Vec::with_capacity(misses.len());
         for (at, i) in misses {
             let slot = self.read_slot(at)?;
-            let state = self.slot_state(&slot)?;
-            if let KeyState::Live(k) = &state {
-                read.push((owners[i], at, slot, k.clone()));
+            let key = self.slot_key(&slot)?;
+            out[i] = key.state();
+            if let SlotKey::Live(k) = key {
+                read.push((owners[i], at, slot, k));
             }
-            out[i] = state;
         }
         self.cache_read(writes, read)?;
         Ok(out)
@@ -472,6 +536,13 @@ impl KeyStore for FileKeyStore {
                 }
             }
         }
+        #[cfg(test)]
+        {
+            let hook = self.before_ensure_locks.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook(self);
+            }
+        }
         let mut inner = self.lock_ok()?;
         // A key another call wrote but has not synced yet is only returned
         // after this call has synced too.
@@ -486,11 +557,11 @@ impl KeyStore for FileKeyStore {
             let (p, base) = &contacts[i];
             let o = owner(KIND_CONTACT, tenant, Some(p));
             if let Some(k) = inner.cache.get(&o) {
-                out[i] = Some(k.clone());
+                out[i] = Some(k.contact_key());
                 continue;
             }
             if let Some(k) = inner.pending.get(&o) {
-                out[i] = Some(k.clone());
+                out[i] = Some(k.contact_key());
                 need_sync = true;
                 continue;
             }
@@ -501,12 +572,12 @@ impl KeyStore for FileKeyStore {
             // overwritten (events may be sealed under it already).
             let mut generation = generation;
             if let Some(&at) = inner.index.get(&o) {
-                match self.read_slot(at).and_then(|slot| self.slot_state(&slot)) {
-                    Ok(KeyState::Live(k)) if k.generation >= generation => {
-                        out[i] = Some(k);
+                match self.read_slot(at).and_then(|slot| self.slot_key(&slot)) {
+                    Ok(SlotKey::Live(k)) if k.generation >= generation => {
+                        out[i] = Some(k.contact_key());
                         continue;
                     }
-                    Ok(KeyState::Erased(e)) => generation = generation.max(e.generation + 1),
+                    Ok(SlotKey::Erased(e)) => generation = generation.max(e.generation + 1),
                     Ok(_) => {}
                     Err(e) => {
                         failed = Some(e);
@@ -529,12 +600,8 @@ impl KeyStore for FileKeyStore {
             }
             need_sync = true;
             written.push(o);
-            let k = ContactKey {
-                generation,
-                cipher: Arc::new(Cipher::new(&key)),
-            };
-            inner.pending.insert(o, k.clone());
-            out[i] = Some(k);
+            out[i] = Some(ContactKey::new(generation, &key));
+            inner.pending.insert(o, Cached { generation, key });
         }
         drop(inner);
         let synced = match failed {
@@ -555,7 +622,7 @@ impl KeyStore for FileKeyStore {
         }
         for o in written {
             if let Some(k) = inner.pending.remove(&o) {
-                Self::cache(&mut inner, o, k);
+                self.cache(&mut inner, o, k);
             }
         }
         Ok(out.into_iter().flatten().collect())
@@ -606,5 +673,17 @@ impl KeyStore for FileKeyStore {
                 io(e)
             })?;
         Ok(Some(erasure))
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::{Cached, KEY_CACHE_ENTRY_BYTES};
+
+    #[test]
+    fn a_cached_key_takes_no_more_than_the_budgeted_bytes() {
+        // A bucket and its control byte, in a table at worst 7/16 full.
+        let bucket = std::mem::size_of::<([u8; 32], Cached)>() + 1;
+        assert!(bucket * 16 / 7 <= KEY_CACHE_ENTRY_BYTES, "{bucket}");
     }
 }

@@ -37,7 +37,7 @@ use crate::pseudonym::Pseudonym;
 
 #[cfg(feature = "test-util")]
 pub use file::KeyMaterial;
-pub use file::{FileKeyStore, KEY_CACHE_ENTRIES};
+pub use file::{FileKeyStore, KEY_CACHE_ENTRIES, KEY_CACHE_ENTRY_BYTES};
 pub use slots::{KEY_FILE, SLOT_LEN};
 
 /// What the key store holds for a contact.
@@ -72,6 +72,14 @@ pub struct ContactKey {
 }
 
 impl ContactKey {
+    /// The key of `generation` with its cipher made.
+    pub(crate) fn new(generation: u32, key: &SecretKey) -> Self {
+        Self {
+            generation,
+            cipher: Arc::new(Cipher::new(key)),
+        }
+    }
+
     /// The cipher under this key.
     #[must_use]
     pub fn cipher(&self) -> &Cipher {

@@ -229,3 +229,67 @@ fn a_key_looked_up_at_once_and_then_destroyed_is_not_served_from_the_cache() {
         KeyState::Erased(_)
     ));
 }
+
+#[test]
+fn a_key_made_and_evicted_while_another_call_looked_never_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for one key, so a second contact's key evicts the first.
+    let ks = FileKeyStore::open(dir.path(), &kek())
+        .unwrap()
+        .with_cache_entries(1);
+    let sealed = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = std::sync::Arc::clone(&sealed);
+    // After this call has looked for contact 1 and found no key, and
+    // before it takes the lock: another call makes the key and seals under
+    // it, and a third fills the cache with another contact's.
+    *ks.before_ensure_locks.lock().unwrap() = Some(Box::new(move |ks: &FileKeyStore| {
+        let first = ks.ensure("t", &[(contact(1), 0)]).unwrap();
+        *seen.lock().unwrap() = Some(first[0].cipher().seal(b"hello", b"ad").unwrap());
+        ks.ensure("t", &[(contact(2), 0)]).unwrap();
+    }));
+    let late = ks.ensure("t", &[(contact(1), 0)]).unwrap();
+    let sealed = sealed.lock().unwrap().take().expect("the other call ran");
+    assert_eq!(
+        late[0]
+            .cipher()
+            .open(&sealed, b"ad")
+            .as_deref()
+            .map(|v| &v[..]),
+        Some(&b"hello"[..]),
+        "the late call got another key"
+    );
+    drop(ks);
+    let ks = FileKeyStore::open(dir.path(), &kek()).unwrap();
+    let KeyState::Live(k) = ks.contact("t", &contact(1)).unwrap() else {
+        panic!("key lost")
+    };
+    assert!(
+        k.cipher().open(&sealed, b"ad").is_some(),
+        "the key was replaced"
+    );
+}
+
+#[test]
+fn a_cache_smaller_than_the_contacts_still_serves_each_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = FileKeyStore::open(dir.path(), &kek())
+        .unwrap()
+        .with_cache_entries(3);
+    let all: Vec<_> = (0..10).map(|n| (contact(n), 0)).collect();
+    let keys = ks.ensure("t", &all).unwrap();
+    let sealed: Vec<_> = keys
+        .iter()
+        .map(|k| k.cipher().seal(b"x", b"ad").unwrap())
+        .collect();
+    for round in 0..2 {
+        for (n, s) in sealed.iter().enumerate() {
+            let KeyState::Live(k) = ks.contact("t", &contact(n as u8)).unwrap() else {
+                panic!("key lost")
+            };
+            assert!(
+                k.cipher().open(s, b"ad").is_some(),
+                "round {round}, contact {n}"
+            );
+        }
+    }
+}
