@@ -114,10 +114,7 @@ pub(super) fn parse_id_key(key: &[u8]) -> Option<(&str, Uuid)> {
 
 /// A stream's 64-bit hash: the first 8 bytes of blake3 of its name.
 pub(super) fn stream_hash(stream: &str) -> u64 {
-    let h = blake3::hash(stream.as_bytes());
-    let mut b = [0; 8];
-    b.copy_from_slice(&h.as_bytes()[..8]);
-    u64::from_be_bytes(b)
+    super::versions::StreamTag::of(stream).hash
 }
 
 pub(super) fn stream_key(tenant: &str, stream: &str, version: u64) -> Vec<u8> {

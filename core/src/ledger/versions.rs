@@ -35,13 +35,14 @@ pub const ENTRY_BYTES: usize = 39;
 /// A stream as the cache knows it: its index hash and a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct StreamTag {
-    hash: u64,
+    pub(super) hash: u64,
     check: u32,
 }
 
 impl StreamTag {
-    /// The tag of `stream`: the index's hash ([`super::keys::stream_hash`]:
-    /// the first 8 bytes of blake3 of the name) and the next 4 bytes.
+    /// The tag of `stream`: the index's hash (the first 8 bytes of blake3
+    /// of the name, which [`super::keys::stream_hash`] takes from here) and
+    /// the next 4 bytes.
     pub(super) fn of(stream: &str) -> Self {
         let h = blake3::hash(stream.as_bytes());
         let b = h.as_bytes();
