@@ -52,8 +52,8 @@ pub use error::{Error, ErrorKind, Result, StoreError};
 pub use hex::{hex, is_hex_of, push_hex, unhex, unhex_into};
 pub use ledger::{Durability, Ledger, LedgerConfig};
 pub use log::{
-    ChainHead, EventLog, MAX_READ_BATCH, ProgressFn, ReadBatch, Subscription, VerifyProgress,
-    VerifyReport,
+    ChainHead, EventLog, FrameBatch, MAX_READ_BATCH, ProgressFn, ReadBatch, Subscription,
+    VerifyProgress, VerifyReport,
 };
 pub use memory::MemoryStore;
 pub use record::{

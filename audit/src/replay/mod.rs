@@ -21,14 +21,14 @@ use std::sync::Arc;
 
 use mailledger_core::email::{EmailLedger, message_stream};
 use mailledger_core::pseudonym::Pseudonym;
-use mailledger_core::{Direction, GENESIS_HASH, Hash, ReadBatch, Record, TenantFilter, hex};
+use mailledger_core::{FrameBatch, GENESIS_HASH, Hash, TenantFilter, hex};
 use tokio::task::JoinHandle;
 
 use crate::{AuditError, Result};
 
 mod show;
 mod threads;
-use show::{Done, Show, Showing};
+use show::{Done, Link, Show, Showing};
 use threads::Threads;
 
 /// Records read per page. Large enough that each of a page's threads has
@@ -115,20 +115,17 @@ pub struct Page {
 
 /// A run of consecutive records of a page, as one thread showed them.
 struct Run {
-    records: usize,
     out: Vec<u8>,
     done: Vec<Done>,
 }
 
-fn run(show: &Show, records: &[Record]) -> Run {
-    let mut out = Vec::with_capacity(records.len() * show.line_len());
-    let done = show.chunk(records, &mut out);
-    show.note_lines(out.len(), records.len());
-    Run {
-        records: records.len(),
-        out,
-        done,
-    }
+/// Checks and shows the records of `frames[part]` on this thread.
+fn run(show: &Show, frames: &FrameBatch, part: Range<usize>) -> Run {
+    let records = part.len();
+    let mut out = Vec::with_capacity(records * show.line_len());
+    let done = show.chunk(frames, part, &mut out);
+    show.note_lines(out.len(), records);
+    Run { out, done }
 }
 
 /// A replay in progress: call [`Replay::next_page`] until it gives `None`,
@@ -140,7 +137,7 @@ pub struct Replay {
     next: Option<u64>,
     end: u64,
     // The next page, being read while this one is shown (on one thread).
-    ahead: Option<JoinHandle<mailledger_core::Result<ReadBatch>>>,
+    ahead: Option<JoinHandle<mailledger_core::Result<FrameBatch>>>,
     // The replay's own threads, reading and showing ahead (on more).
     threads: Option<Threads>,
     last_hash: Option<Hash>,
@@ -220,7 +217,7 @@ impl Replay {
         self.ahead = from.filter(|n| *n < self.end).map(|from| {
             let log = Arc::clone(self.show.email.log());
             let filter = TenantFilter::Only(self.tenant.clone());
-            tokio::spawn(async move { log.read_all(&filter, from, Direction::Forward, PAGE).await })
+            tokio::spawn(async move { log.read_frames(&filter, from, PAGE).await })
         });
     }
 
@@ -249,11 +246,9 @@ impl Replay {
         let from = self.next.unwrap_or(0);
         self.next = batch.next.filter(|n| *n > from);
         self.read_ahead(self.next);
-        let end = self.end;
-        let cut = batch.records.partition_point(|r| r.position < end);
-        batch.records.truncate(cut);
-        let runs = vec![run(&self.show, &batch.records)];
-        self.merge(&batch.records, runs).map(Some)
+        batch.truncate_at(self.end);
+        let runs = vec![run(&self.show, &batch, 0..batch.len())];
+        self.merge(runs).map(Some)
     }
 
     /// [`Replay::next_page`] on the replay's own threads, started at the
@@ -275,31 +270,29 @@ impl Replay {
         let Some(page) = threads.next().await else {
             return Ok(None);
         };
-        let (records, runs) = page?.runs().await;
-        self.merge(&records, runs).map(Some)
+        let runs = page?.runs().await;
+        self.merge(runs).map(Some)
     }
 
-    /// Checks the chain through `records` in order and joins what their
-    /// runs showed, up to the first bad record.
-    fn merge(&mut self, records: &[Record], runs: Vec<Run>) -> Result<Page> {
+    /// Checks the chain through the records of `runs` in order and joins
+    /// what they showed, up to the first bad record.
+    fn merge(&mut self, runs: Vec<Run>) -> Result<Page> {
         let mut page = Page {
             lines: Vec::with_capacity(runs.iter().map(|r| r.out.len()).sum()),
             events: 0,
         };
-        let mut at = 0;
-        for Run {
-            records: len,
-            mut out,
-            done,
-        } in runs
-        {
+        for Run { mut out, done } in runs {
             let mut kept = out.len();
             let mut stop = false;
             let mut before = 0;
-            for (d, r) in done.into_iter().zip(&records[at..]) {
-                if let Err(problem) = self.check(r, d.hash_ok) {
+            for d in done {
+                // A record without a link did not decode: its showing is
+                // the error.
+                if let Some(link) = &d.link
+                    && let Err(problem) = self.check(link, d.hash_ok)
+                {
                     self.summary.verified = false;
-                    self.summary.first_bad_position = Some(r.position);
+                    self.summary.first_bad_position = Some(link.position);
                     self.summary.problem = Some(problem);
                     self.next = None;
                     self.ahead = None;
@@ -327,7 +320,6 @@ impl Replay {
             if stop {
                 break;
             }
-            at += len;
         }
         self.summary.events += page.events;
         self.summary.head_hash = self.last_hash.map(|h| hex(&h));
@@ -336,7 +328,7 @@ impl Replay {
 
     /// Verifies one record: its hash (`hash_ok`), and its link to the one
     /// before.
-    fn check(&mut self, r: &Record, hash_ok: bool) -> std::result::Result<(), String> {
+    fn check(&mut self, r: &Link, hash_ok: bool) -> std::result::Result<(), String> {
         if !hash_ok {
             return Err("the record's hash does not match its bytes".into());
         }

@@ -4,15 +4,17 @@
 //! what a replay accumulates (the summary, the access record's lists) is
 //! kept by [`super::Replay`] from the [`Showing`] each record gives.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use mailledger_core::codec::{self, RecordRef};
 use mailledger_core::email::{
     ContactKeys, EmailLedger, EventBody, decode_payload, is_email_type, payload_contact, rfc3339,
 };
 use mailledger_core::pseudonym::Pseudonym;
 use mailledger_core::residency::Jurisdiction;
-use mailledger_core::{Record, codec, hex};
+use mailledger_core::{Error, FrameBatch, Hash, hex};
 use serde::Serialize;
 
 use super::{Format, ReplayFilter, Shown};
@@ -49,8 +51,29 @@ pub(super) enum Showing {
     },
 }
 
+/// A record's place in its tenant's chain, which the replay checks in
+/// order.
+pub(super) struct Link {
+    pub(super) position: u64,
+    pub(super) prev_hash: Hash,
+    pub(super) hash: Hash,
+}
+
+impl Link {
+    fn of(r: &RecordRef<'_>) -> Self {
+        Self {
+            position: r.position,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
 /// One record's outcome in its chunk.
 pub(super) struct Done {
+    /// Its place in the chain; `None` for a frame that did not decode
+    /// (`showing` says why).
+    pub(super) link: Option<Link>,
     /// Whether its hash matched its bytes (it was shown only if so).
     pub(super) hash_ok: bool,
     /// The chunk's output length once its line (if any) was written.
@@ -71,26 +94,24 @@ impl Show {
         }
     }
 
-    /// Shows `records` into `out`, one [`Done`] per record, stopping after
-    /// the first with a bad hash or an error: nothing past it is shown.
+    /// Shows the records of `frames[part]` into `out`, one [`Done`] per
+    /// record, stopping after the first whose stored hash is not the hash
+    /// of its bytes, or that does not decode or show: nothing past it is
+    /// shown.
     ///
     /// The keys of the contacts whose events it opens are looked up first,
     /// in one call to the key store rather than one per event.
-    pub(super) fn chunk(&self, records: &[Record], out: &mut Vec<u8>) -> Vec<Done> {
-        let mut keys = self.keys(records).map_err(Some);
-        let mut done = Vec::with_capacity(records.len());
+    pub(super) fn chunk(
+        &self,
+        frames: &FrameBatch,
+        part: Range<usize>,
+        out: &mut Vec<u8>,
+    ) -> Vec<Done> {
+        let (records, last) = decode(frames, part);
+        let mut keys = self.keys(&records).map_err(Some);
+        let mut done = Vec::with_capacity(records.len() + 1);
         let mut scratch = Vec::new();
-        let mut frame = Vec::new();
-        for r in records {
-            let hash_ok = codec::recomputed_hash_in(r, &mut frame).is_ok_and(|h| h == r.hash);
-            if !hash_ok {
-                done.push(Done {
-                    hash_ok,
-                    end: out.len(),
-                    showing: Ok(Showing::No),
-                });
-                break;
-            }
+        for r in &records {
             let start = out.len();
             let showing = self.one(r, &mut keys, out, &mut scratch);
             if showing.is_err() {
@@ -98,13 +119,18 @@ impl Show {
             }
             let stop = showing.is_err();
             done.push(Done {
-                hash_ok,
+                link: Some(Link::of(r)),
+                hash_ok: true,
                 end: out.len(),
                 showing,
             });
             if stop {
-                break;
+                return done;
             }
+        }
+        if let Some(mut last) = last {
+            last.end = out.len();
+            done.push(last);
         }
         done
     }
@@ -112,22 +138,22 @@ impl Show {
     /// The keys of the contacts of `records` whose events may be opened:
     /// those the filters that need no decoding keep (`None` when none, or
     /// when nothing is opened).
-    fn keys(&self, records: &[Record]) -> mailledger_core::Result<Option<ContactKeys>> {
+    fn keys(&self, records: &[RecordRef<'_>]) -> mailledger_core::Result<Option<ContactKeys>> {
         if self.shown != Shown::Opened {
             return Ok(None);
         }
         let mut contacts = Vec::with_capacity(records.len());
         let mut tenant = None;
         for r in records {
-            if !self.kept_unread(r) || !is_email_type(&r.event_type) {
+            if !self.kept_unread(r) || !is_email_type(r.event_type) {
                 continue;
             }
             // A payload that does not read is left to its decoding, which
             // reports it at its record.
-            if let Some(c) = payload_contact(&r.payload)
+            if let Some(c) = payload_contact(r.payload)
                 && self.filter.contact.is_none_or(|f| f == c)
             {
-                tenant = Some(r.tenant.as_str());
+                tenant = Some(r.tenant);
                 contacts.push(c);
             }
         }
@@ -137,15 +163,15 @@ impl Show {
     }
 
     /// Whether the filters that need no decoding keep `r`.
-    fn kept_unread(&self, r: &Record) -> bool {
+    fn kept_unread(&self, r: &RecordRef<'_>) -> bool {
         match &self.filter.types {
-            Some(types) if !types.contains(&r.event_type) => return false,
+            Some(types) if !types.iter().any(|t| t == r.event_type) => return false,
             // The audit's own records (checkpoints, access records, the
             // register's links) show when asked for by type.
             None if r.stream.starts_with(AUDIT_STREAMS) => return false,
             _ => {}
         }
-        self.message_stream.as_ref().is_none_or(|s| r.stream == *s)
+        self.message_stream.as_deref().is_none_or(|s| r.stream == s)
     }
 
     /// Writes `r`'s line into `out` if the filters keep it; `keys` are the
@@ -153,7 +179,7 @@ impl Show {
     /// the first event that needed them).
     fn one(
         &self,
-        r: &Record,
+        r: &RecordRef<'_>,
         keys: &mut std::result::Result<Option<ContactKeys>, Option<mailledger_core::Error>>,
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
@@ -161,13 +187,13 @@ impl Show {
         if !self.kept_unread(r) {
             return Ok(Showing::No);
         }
-        let email_event = is_email_type(&r.event_type);
+        let email_event = is_email_type(r.event_type);
         let mut decoded = None;
         if self.filter.time.is_some() || self.filter.contact.is_some() {
             if !email_event {
                 return Ok(Showing::No);
             }
-            let sealed = decode_payload(r.position, &r.payload)?;
+            let sealed = decode_payload(r.position, r.payload)?;
             if let Some(t) = &self.filter.time
                 && !t.contains(&sealed.envelope.occurred_at)
             {
@@ -183,12 +209,12 @@ impl Show {
         let opened = if self.shown == Shown::Opened && email_event {
             let sealed = match decoded {
                 Some(s) => s,
-                None => decode_payload(r.position, &r.payload)?,
+                None => decode_payload(r.position, r.payload)?,
             };
             match keys {
                 Ok(Some(keys)) => Some(self.email.open_decoded(r, sealed, keys)?),
                 // Not looked up (a payload that did not read then): alone.
-                Ok(None) => self.email.open(r)?,
+                Ok(None) => self.email.open(&r.to_record())?,
                 Err(e) => {
                     return Err(e.take().map_or_else(
                         || crate::AuditError::Replay("the lookup of a page's keys failed".into()),
@@ -210,8 +236,8 @@ impl Show {
         self.write(out, scratch, &opened, || Columns {
             position: r.position,
             recorded_at: rfc3339(r.recorded_at_micros),
-            event_type: &r.event_type,
-            stream: &r.stream,
+            event_type: r.event_type,
+            stream: r.stream,
             id: r.event_id,
             message_id: e.envelope.message_id.as_deref(),
             contact: Some(contact),
@@ -248,6 +274,42 @@ impl Show {
     }
 }
 
+/// The records of `frames[part]`, each checked against its bytes, up to the
+/// first that does not match them or does not decode; that one's outcome
+/// comes second.
+fn decode(frames: &FrameBatch, part: Range<usize>) -> (Vec<RecordRef<'_>>, Option<Done>) {
+    let mut records = Vec::with_capacity(part.len());
+    for i in part {
+        let position = frames.position(i).unwrap_or_default();
+        let read = frames
+            .frame(i)
+            .ok_or(codec::FrameError::Truncated(0))
+            .and_then(codec::decode_checked);
+        let stop = |link, hash_ok, showing| {
+            Some(Done {
+                link,
+                hash_ok,
+                end: 0,
+                showing,
+            })
+        };
+        match read {
+            Ok((r, true)) => records.push(r),
+            Ok((r, false)) => {
+                return (records, stop(Some(Link::of(&r)), false, Ok(Showing::No)));
+            }
+            Err(e) => {
+                let e = Error::Corrupt {
+                    position,
+                    reason: e.to_string(),
+                };
+                return (records, stop(None, true, Err(e.into())));
+            }
+        }
+    }
+    (records, None)
+}
+
 /// The columns of a CSV line before the event itself.
 struct Columns<'a> {
     position: u64,
@@ -266,12 +328,12 @@ pub(super) const CSV_HEADER: &str =
 
 impl<'a> Columns<'a> {
     /// A raw record's: what its envelope holds in the clear.
-    fn raw(r: &'a Record) -> Self {
+    fn raw(r: &RecordRef<'a>) -> Self {
         Self {
             position: r.position,
             recorded_at: rfc3339(r.recorded_at_micros),
-            event_type: &r.event_type,
-            stream: &r.stream,
+            event_type: r.event_type,
+            stream: r.stream,
             id: r.event_id,
             message_id: None,
             contact: None,
@@ -333,17 +395,17 @@ struct RawJson<'a> {
 }
 
 impl<'a> RawJson<'a> {
-    fn of(r: &'a Record) -> Self {
+    fn of(r: &RecordRef<'a>) -> Self {
         Self {
             position: r.position,
-            tenant: &r.tenant,
-            stream: &r.stream,
+            tenant: r.tenant,
+            stream: r.stream,
             stream_version: r.stream_version,
             id: r.event_id,
-            event_type: &r.event_type,
+            event_type: r.event_type,
             recorded_at: rfc3339(r.recorded_at_micros),
             jurisdiction: r.jurisdiction,
-            payload_hex: hex(&r.payload),
+            payload_hex: hex(r.payload),
             hash: hex(&r.hash),
             prev_hash: hex(&r.prev_hash),
         }

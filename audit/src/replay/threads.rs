@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use mailledger_core::{Direction, EventLog, ReadBatch, Record, TenantFilter};
+use mailledger_core::{EventLog, FrameBatch, TenantFilter};
 use tokio::sync::oneshot;
 
 use super::show::{Done, Show};
@@ -28,34 +28,33 @@ const PAGES_AHEAD: usize = 2;
 
 /// A page read, its runs being shown.
 pub(super) struct Ahead {
-    pub(super) records: Arc<[Record]>,
-    runs: Vec<(usize, oneshot::Receiver<Run>)>,
+    runs: Vec<oneshot::Receiver<Run>>,
 }
 
 impl Ahead {
     /// Waits for the page's runs, in order. A run whose thread stopped
     /// shows nothing: its first record reports it, as an error of the
     /// replay.
-    pub(super) async fn runs(self) -> (Arc<[Record]>, Vec<Run>) {
+    pub(super) async fn runs(self) -> Vec<Run> {
         let mut runs = Vec::with_capacity(self.runs.len());
-        for (records, done) in self.runs {
+        for done in self.runs {
             runs.push(done.await.unwrap_or_else(|_| Run {
-                records,
                 out: Vec::new(),
                 done: vec![Done {
+                    link: None,
                     hash_ok: true,
                     end: 0,
                     showing: Err(AuditError::Replay("a run of a page stopped".into())),
                 }],
             }));
         }
-        (self.records, runs)
+        runs
     }
 }
 
 /// A run of a page for a showing thread.
 struct Job {
-    records: Arc<[Record]>,
+    frames: Arc<FrameBatch>,
     part: Range<usize>,
     done: oneshot::Sender<Run>,
 }
@@ -92,7 +91,7 @@ impl Threads {
                 .spawn(move || {
                     while let Ok(job) = queue.recv() {
                         // A caller that went away takes no run.
-                        let _ = job.done.send(run(&show, &job.records[job.part]));
+                        let _ = job.done.send(run(&show, &job.frames, job.part));
                     }
                 })?;
             showers.push(jobs);
@@ -136,16 +135,12 @@ impl Reader {
     fn read_from(&self, handle: &tokio::runtime::Handle, from: u64) {
         let mut next = Some(from);
         while let Some(from) = next.filter(|n| *n < self.end) {
-            let read: mailledger_core::Result<ReadBatch> =
-                handle.block_on(
-                    self.log
-                        .read_all(&self.filter, from, Direction::Forward, PAGE),
-                );
+            let read: mailledger_core::Result<FrameBatch> =
+                handle.block_on(self.log.read_frames(&self.filter, from, PAGE));
             let page = read.map(|mut batch| {
                 next = batch.next.filter(|n| *n > from);
-                let cut = batch.records.partition_point(|r| r.position < self.end);
-                batch.records.truncate(cut);
-                self.show(batch.records.into())
+                batch.truncate_at(self.end);
+                self.show(Arc::new(batch))
             });
             let failed = page.is_err();
             if self.pages.blocking_send(page).is_err() || failed {
@@ -154,27 +149,26 @@ impl Reader {
         }
     }
 
-    /// Hands `records` to the showing threads in runs of consecutive
-    /// records, one run each.
-    fn show(&self, records: Arc<[Record]>) -> Ahead {
-        let size = records.len().div_ceil(self.showers.len()).max(1);
-        let runs = (0..records.len())
+    /// Hands the records of `frames` to the showing threads in runs of
+    /// consecutive records, one run each.
+    fn show(&self, frames: Arc<FrameBatch>) -> Ahead {
+        let size = frames.len().div_ceil(self.showers.len()).max(1);
+        let runs = (0..frames.len())
             .step_by(size)
             .zip(&self.showers)
             .map(|(start, shower)| {
-                let part = start..(start + size).min(records.len());
-                let len = part.len();
+                let part = start..(start + size).min(frames.len());
                 let (done, taken) = oneshot::channel();
                 // A thread that stopped leaves its run's sender dropped:
                 // the run reports it.
                 let _ = shower.send(Job {
-                    records: Arc::clone(&records),
+                    frames: Arc::clone(&frames),
                     part,
                     done,
                 });
-                (len, taken)
+                taken
             })
             .collect();
-        Ahead { records, runs }
+        Ahead { runs }
     }
 }

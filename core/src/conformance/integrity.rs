@@ -77,6 +77,82 @@ pub async fn verify_names_the_first_bad_position(open_store: OpenStore) {
         .unwrap();
 }
 
+/// A read of frames gives each record's bytes as stored, so a changed
+/// record fails its check ([`codec::decode_checked`]) at its place; the
+/// trait's default (through a [`crate::Window`] over the same records, one
+/// of them changed in memory) fails it the same way.
+pub async fn frames_read_are_the_bytes_stored(open_store: OpenStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let o = open(open_store, dir.path(), Durability::Sync);
+    for i in 0..20 {
+        let tenant = if i % 2 == 0 { "t" } else { "u" };
+        o.log
+            .append_to_stream(tenant, "s", ExpectedVersion::Any, events(1))
+            .await
+            .unwrap();
+    }
+    let t = TenantFilter::Only("t".into());
+    let checked = |frames: &crate::FrameBatch| -> Vec<(u64, bool)> {
+        (0..frames.len())
+            .map(|i| {
+                let (r, ok) = codec::decode_checked(frames.frame(i).unwrap()).unwrap();
+                assert_eq!(Some(r.position), frames.position(i));
+                (r.position, ok)
+            })
+            .collect()
+    };
+    let whole = o.log.read_frames(&t, 0, 100).await.unwrap();
+    for i in 0..whole.len() {
+        let p = whole.position(i).unwrap();
+        let stored = o.store.get(Space::Log, &p.to_be_bytes()).unwrap().unwrap();
+        assert_eq!(whole.frame(i), Some(&stored[..]), "the frame of {p}");
+    }
+    let tens: Vec<(u64, bool)> = (0..10).map(|i| (2 * i, true)).collect();
+    assert_eq!(checked(&whole), tens);
+    // Paged: from a position, at most `max`.
+    let page = o.log.read_frames(&t, 5, 3).await.unwrap();
+    assert_eq!(checked(&page), [(6, true), (8, true), (10, true)]);
+    assert_eq!(page.next, Some(11));
+
+    let all = o
+        .log
+        .read_all(&TenantFilter::All, 0, Direction::Forward, 100)
+        .await
+        .unwrap()
+        .records;
+    let frame = o
+        .store
+        .get(Space::Log, &8u64.to_be_bytes())
+        .unwrap()
+        .unwrap();
+    let payload_at = frame
+        .windows(4)
+        .position(|w| w == b"{\"i\"")
+        .expect("the payload is in the frame");
+    let mut changed = frame.clone();
+    changed[payload_at + 1] ^= 0x01;
+    put_raw(&o.store, 8, changed);
+    let mut seen = all.clone();
+    seen[8].payload[1] ^= 0x01;
+    let window: Arc<dyn EventLog> = Arc::new(crate::Window::new(Arc::clone(&o.log), 20, seen));
+    let mut expected = tens.clone();
+    expected[4].1 = false;
+    for (read_by, log) in [("the log", &o.log), ("the default", &window)] {
+        let frames = log.read_frames(&t, 0, 100).await.unwrap();
+        assert_eq!(checked(&frames), expected, "{read_by}");
+        // Another tenant's frames do not hold it.
+        let u = log
+            .read_frames(&TenantFilter::Only("u".into()), 0, 100)
+            .await
+            .unwrap();
+        assert!(
+            checked(&u).iter().all(|(p, ok)| p % 2 == 1 && *ok),
+            "{read_by}"
+        );
+    }
+    put_raw(&o.store, 8, frame);
+}
+
 pub(super) fn put_raw(store: &Arc<dyn Store>, position: u64, frame: Vec<u8>) {
     let mut b = WriteBatch::new();
     b.put(Space::Log, position.to_be_bytes().to_vec(), frame);

@@ -87,6 +87,7 @@ macro_rules! conformance_tests {
             reads_of_the_whole_log_page_both_ways_and_filter_tenants,
             subscriptions_catch_up_then_go_live_without_gap_or_duplicate,
             verify_names_the_first_bad_position,
+            frames_read_are_the_bytes_stored,
             open_refuses_a_corrupt_tail_and_names_it,
             event_ids_and_streams_are_the_tenant_s_own,
             tenants_chain_and_read_apart,

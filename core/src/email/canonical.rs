@@ -14,7 +14,6 @@ use super::EventType;
 use super::model::{BounceClass, EmailEvent, EventBody, Field, RejectReason};
 use crate::crypto::Personal;
 use crate::error::{Error, Result};
-use crate::record::Record;
 
 /// The longest tag, campaign, domain, provider id or other clear text field.
 pub const MAX_TEXT_LEN: usize = 256;
@@ -466,12 +465,12 @@ pub struct ReadEvent {
 }
 
 impl ReadEvent {
-    pub(crate) fn new(r: &Record, event: EmailEvent) -> Self {
+    pub(super) fn new(r: &super::open::Place<'_>, event: EmailEvent) -> Self {
         Self {
             position: r.position,
             id: r.event_id,
-            tenant: r.tenant.clone(),
-            stream: r.stream.clone(),
+            tenant: r.tenant.to_owned(),
+            stream: r.stream.to_owned(),
             stream_version: r.stream_version,
             recorded_at: r.recorded_at_micros,
             jurisdiction: r.jurisdiction,

@@ -11,6 +11,7 @@ use super::{
     EmailLedger, EventBody, Field, FieldName, ReadEvent, SealedEvent, ad, decode_payload,
     is_email_type,
 };
+use crate::codec::RecordRef;
 use crate::crypto::Personal;
 use crate::error::{Error, Result};
 use crate::keys::{ContactKey, KeyState};
@@ -74,20 +75,19 @@ impl EmailLedger {
     /// As [`EmailLedger::open`].
     pub fn open_decoded(
         &self,
-        record: &Record,
+        record: &RecordRef<'_>,
         sealed: SealedEvent,
         keys: &ContactKeys,
     ) -> Result<ReadEvent> {
         let known = (keys.tenant == record.tenant)
             .then(|| keys.get(&sealed.envelope.contact))
             .flatten();
+        let place = Place::of_ref(record);
         match known {
-            Some(state) => open_sealed(record, sealed, state),
+            Some(state) => open_sealed(&place, sealed, state),
             None => {
-                let state = self
-                    .keys
-                    .contact(&record.tenant, &sealed.envelope.contact)?;
-                open_sealed(record, sealed, &state)
+                let state = self.keys.contact(record.tenant, &sealed.envelope.contact)?;
+                open_sealed(&place, sealed, &state)
             }
         }
     }
@@ -133,13 +133,51 @@ impl EmailLedger {
         let state = self
             .keys
             .contact(&record.tenant, &sealed.envelope.contact)?;
-        open_sealed(record, sealed, &state).map(Some)
+        open_sealed(&Place::of(record), sealed, &state).map(Some)
+    }
+}
+
+/// Where a record sits and what it is, borrowed from an owned [`Record`]
+/// or from a frame ([`RecordRef`]): what an opened event carries along.
+pub(super) struct Place<'a> {
+    pub(super) position: u64,
+    pub(super) tenant: &'a str,
+    pub(super) stream: &'a str,
+    pub(super) stream_version: u64,
+    pub(super) event_id: Uuid,
+    pub(super) recorded_at_micros: i64,
+    pub(super) jurisdiction: Option<crate::residency::Jurisdiction>,
+}
+
+impl<'a> Place<'a> {
+    fn of(r: &'a Record) -> Self {
+        Self {
+            position: r.position,
+            tenant: &r.tenant,
+            stream: &r.stream,
+            stream_version: r.stream_version,
+            event_id: r.event_id,
+            recorded_at_micros: r.recorded_at_micros,
+            jurisdiction: r.jurisdiction,
+        }
+    }
+
+    fn of_ref(r: &RecordRef<'a>) -> Self {
+        Self {
+            position: r.position,
+            tenant: r.tenant,
+            stream: r.stream,
+            stream_version: r.stream_version,
+            event_id: r.event_id,
+            recorded_at_micros: r.recorded_at_micros,
+            jurisdiction: r.jurisdiction,
+        }
     }
 }
 
 /// Opens `sealed`, the decoded payload of `record`, with what the key store
 /// holds for its contact.
-fn open_sealed(record: &Record, sealed: SealedEvent, state: &KeyState) -> Result<ReadEvent> {
+fn open_sealed(record: &Place<'_>, sealed: SealedEvent, state: &KeyState) -> Result<ReadEvent> {
     let contact = sealed.envelope.contact;
     let erased_event = matches!(sealed.body, EventBody::ContactErased { .. });
     let position = record.position;
@@ -149,7 +187,7 @@ fn open_sealed(record: &Record, sealed: SealedEvent, state: &KeyState) -> Result
         position,
         erased_event,
     )?;
-    let tenant = record.tenant.as_str();
+    let tenant = record.tenant;
     let id = record.event_id;
     let event = sealed.try_map(|name, s| match key {
         None => Ok(Field::Erased),

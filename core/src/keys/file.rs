@@ -67,14 +67,14 @@ impl SlotKey {
 
 struct Inner {
     /// Slot of each owner.
-    index: HashMap<[u8; 32], u64>,
+    index: OwnerMap<u64>,
     /// Zeroed slots to reuse.
     free: Vec<u64>,
     /// Slots in the file, header included.
     len: u64,
-    cache: HashMap<[u8; 32], Cached>,
+    cache: OwnerMap<Cached>,
     /// Keys written but not yet synced by the call that made them.
-    pending: HashMap<[u8; 32], Cached>,
+    pending: OwnerMap<Cached>,
     tenants: HashMap<String, Arc<SecretKey>>,
     /// Slot writes begun, counted under the lock: a reader that read a
     /// slot outside the lock and finds the count unchanged knows the slot
@@ -172,11 +172,11 @@ impl FileKeyStore {
             file,
             kek,
             inner: Mutex::new(Inner {
-                index: HashMap::new(),
+                index: OwnerMap::default(),
                 free: Vec::new(),
                 len: 0,
-                cache: HashMap::new(),
-                pending: HashMap::new(),
+                cache: OwnerMap::default(),
+                pending: OwnerMap::default(),
                 tenants: HashMap::new(),
                 writes: 0,
                 poisoned: false,

@@ -85,6 +85,32 @@ pub(super) fn owner(kind: u8, tenant: &str, contact: Option<&Pseudonym>) -> [u8;
     *h.finalize().as_bytes()
 }
 
+/// A map keyed by [`owner`] hashes. They are blake3 outputs, already
+/// uniform and not chosen by any caller, so their first eight bytes serve
+/// as the table's hash instead of hashing 32 bytes again with SipHash on
+/// every lookup (a replay looks up one key per event).
+pub(super) type OwnerMap<V> =
+    std::collections::HashMap<[u8; 32], V, std::hash::BuildHasherDefault<OwnerHasher>>;
+
+/// The hasher of [`OwnerMap`]: folds what it is given eight bytes at a
+/// time, so a 32-byte owner's hash is its leading word mixed with the rest.
+#[derive(Default)]
+pub(super) struct OwnerHasher(u64);
+
+impl std::hash::Hasher for OwnerHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        }
+    }
+}
+
 pub(super) fn nonce_at(bytes: &[u8], at: usize) -> [u8; NONCE_LEN] {
     let mut n = [0u8; NONCE_LEN];
     n.copy_from_slice(&bytes[at..at + NONCE_LEN]);

@@ -52,7 +52,9 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::log::{ChainHead, EventLog, ProgressFn, ReadBatch, Subscription, VerifyReport};
+use crate::log::{
+    ChainHead, EventLog, FrameBatch, ProgressFn, ReadBatch, Subscription, VerifyReport,
+};
 use crate::record::{AppendOutcome, Direction, Record, StreamAppend, TenantFilter};
 use crate::store::{Space, Store};
 use crate::threads::ThreadRole;
@@ -250,6 +252,17 @@ impl<S: Store> EventLog for Ledger<S> {
     ) -> Result<ReadBatch> {
         let filter = filter.clone();
         self.blocking(move |s| s.read_all(&filter, from, direction, max))
+            .await
+    }
+
+    async fn read_frames(
+        &self,
+        filter: &TenantFilter,
+        from: u64,
+        max: usize,
+    ) -> Result<FrameBatch> {
+        let filter = filter.clone();
+        self.blocking(move |s| s.read_frames(&filter, from, max))
             .await
     }
 

@@ -14,7 +14,7 @@ use super::keys::{
 };
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::log::{ChainHead, MAX_READ_BATCH, ReadBatch, SubscriptionSource};
+use crate::log::{ChainHead, FrameBatch, MAX_READ_BATCH, ReadBatch, SubscriptionSource};
 use crate::record::{Direction, Record, TenantFilter};
 use crate::store::{Space, Store, Visit};
 
@@ -179,6 +179,43 @@ impl<S: Store> Shared<S> {
             Direction::Forward => max.min(span),
             Direction::Backward => max,
         });
+        let next = self.scan_log(filter, from, direction, max, |r, _| {
+            records.push(r.to_record());
+        })?;
+        Ok(ReadBatch { records, next })
+    }
+
+    /// [`Shared::read_all`] forward, the records' frames as stored.
+    pub(super) fn read_frames(
+        &self,
+        filter: &TenantFilter,
+        from: u64,
+        max: usize,
+    ) -> Result<FrameBatch> {
+        let max = max.clamp(1, MAX_READ_BATCH);
+        let head = self.published_head();
+        let span = usize::try_from(head.saturating_sub(from.min(head))).unwrap_or(max);
+        // Records run to a few hundred bytes: a guess that seldom regrows.
+        let mut frames = FrameBatch::with_capacity(max.min(span), max.min(span) * 512);
+        frames.next = self.scan_log(filter, from, Direction::Forward, max, |r, frame| {
+            frames.push(r.position, frame);
+        })?;
+        Ok(frames)
+    }
+
+    /// Reads the log from `from` in `direction`, giving each record that
+    /// passes `filter` (up to `max`) and its frame to `keep`; returns where
+    /// to continue ([`ReadBatch::next`]).
+    fn scan_log(
+        &self,
+        filter: &TenantFilter,
+        from: u64,
+        direction: Direction,
+        max: usize,
+        mut keep: impl FnMut(&codec::RecordRef<'_>, &[u8]),
+    ) -> Result<Option<u64>> {
+        let head = self.published_head();
+        let mut kept = 0;
         let mut failure = None;
         let mut last_seen = None;
         let (start, end, reverse) = match direction {
@@ -197,7 +234,8 @@ impl<S: Store> Shared<S> {
                         Ok(r) if r.position == pos => {
                             last_seen = Some(pos);
                             if filter.admits(r.tenant) {
-                                records.push(r.to_record());
+                                keep(&r, v);
+                                kept += 1;
                             }
                         }
                         Ok(_) => {
@@ -209,7 +247,7 @@ impl<S: Store> Shared<S> {
                             return Visit::Stop;
                         }
                     }
-                    if records.len() >= max {
+                    if kept >= max {
                         Visit::Stop
                     } else {
                         Visit::Continue
@@ -220,13 +258,12 @@ impl<S: Store> Shared<S> {
         if let Some(e) = failure {
             return Err(e);
         }
-        let next = match (direction, last_seen) {
-            (Direction::Forward, Some(p)) if records.len() >= max => Some(p + 1),
+        Ok(match (direction, last_seen) {
+            (Direction::Forward, Some(p)) if kept >= max => Some(p + 1),
             (Direction::Forward, _) => Some(head.max(start)),
-            (Direction::Backward, Some(p)) if records.len() >= max => p.checked_sub(1),
+            (Direction::Backward, Some(p)) if kept >= max => p.checked_sub(1),
             (Direction::Backward, _) => None,
-        };
-        Ok(ReadBatch { records, next })
+        })
     }
 
     pub(super) fn find_event(&self, tenant: &str, time: i64, id: Uuid) -> Result<Option<Record>> {
