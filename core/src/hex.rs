@@ -22,6 +22,14 @@ pub fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// [`push_hex`] into bytes being written (a JSON line).
+pub fn push_hex_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.extend_from_slice(&hex_pair(b));
+    }
+}
+
 /// Whether `text` is exactly the lower-case hex of `bytes`, as
 /// [`push_hex`] writes it (compared in place, without encoding).
 #[must_use]

@@ -49,7 +49,7 @@ pub mod traffic;
 pub use blocking::{blocking_allowed, on_blocking_thread, run_blocking};
 pub use dirs::sync_tree;
 pub use error::{Error, ErrorKind, Result, StoreError};
-pub use hex::{hex, is_hex_of, push_hex, unhex, unhex_into};
+pub use hex::{hex, is_hex_of, push_hex, push_hex_bytes, unhex, unhex_into};
 pub use ledger::{Durability, Ledger, LedgerConfig};
 pub use log::{
     ChainHead, EventLog, FrameBatch, MAX_READ_BATCH, ProgressFn, ReadBatch, Subscription,

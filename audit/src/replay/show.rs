@@ -226,23 +226,34 @@ impl Show {
             None
         };
         let Some(mut opened) = opened else {
-            self.write(out, scratch, &RawJson::of(r), || Columns::raw(r))?;
+            let raw = RawJson::of(r);
+            self.write(
+                out,
+                scratch,
+                |o| serde_json::to_writer(o, &raw),
+                || Columns::raw(r),
+            )?;
             return Ok(Showing::Raw);
         };
         let e = &opened.event;
         let erased = e.envelope.recipient.as_ref().is_some_and(|f| f.is_erased())
             || matches!(e.body, EventBody::ContactErased { .. });
         let contact = e.envelope.contact;
-        self.write(out, scratch, &opened, || Columns {
-            position: r.position,
-            recorded_at: rfc3339(r.recorded_at_micros),
-            event_type: r.event_type,
-            stream: r.stream,
-            id: r.event_id,
-            message_id: e.envelope.message_id.as_deref(),
-            contact: Some(contact),
-            occurred_at: Some(rfc3339(e.envelope.occurred_at)),
-        })?;
+        self.write(
+            out,
+            scratch,
+            |o| opened.write_json(o),
+            || Columns {
+                position: r.position,
+                recorded_at: rfc3339(r.recorded_at_micros),
+                event_type: r.event_type,
+                stream: r.stream,
+                id: r.event_id,
+                message_id: e.envelope.message_id.as_deref(),
+                contact: Some(contact),
+                occurred_at: Some(rfc3339(e.envelope.occurred_at)),
+            },
+        )?;
         // Written: the id moves into the outcome instead of being copied.
         Ok(Showing::Opened {
             contact,
@@ -257,14 +268,14 @@ impl Show {
         &self,
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
-        event: &impl Serialize,
+        json: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
         columns: impl FnOnce() -> Columns<'c>,
     ) -> Result<()> {
         match self.format {
-            Format::Json => serde_json::to_writer(&mut *out, event)?,
+            Format::Json => json(out)?,
             Format::Csv => {
                 scratch.clear();
-                serde_json::to_writer(&mut *scratch, event)?;
+                json(scratch)?;
                 columns().write(out);
                 quote(out, scratch);
             }

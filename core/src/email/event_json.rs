@@ -3,8 +3,6 @@
 //! a replay writes it straight to its output with `serde_json::to_writer`,
 //! without a map of owned keys and values per event in between.
 
-use std::fmt::Display;
-
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
@@ -26,33 +24,173 @@ impl ReadEvent {
     }
 }
 
+impl ReadEvent {
+    /// Writes [`ReadEvent::to_json`]'s object to `out` as compact JSON,
+    /// the same bytes `serde_json::to_writer` writes, without serde's
+    /// escaping pass over keys and values that cannot need it (a replay
+    /// writes one per event).
+    ///
+    /// # Errors
+    /// Only as `serde_json` fails to write a value into memory.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.push(b'{');
+        entries(self, &mut Line { out, first: true })?;
+        out.push(b'}');
+        Ok(())
+    }
+}
+
 impl Serialize for ReadEvent {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let e = &self.event.envelope;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("id", &self.id)?;
-        m.serialize_entry("type", self.event.body.event_type())?;
-        m.serialize_entry("position", &self.position)?;
-        m.serialize_entry("stream", &self.stream)?;
-        m.serialize_entry("stream_version", &self.stream_version)?;
-        m.serialize_entry("recorded_at", &rfc3339(self.recorded_at))?;
-        m.serialize_entry("jurisdiction", &self.jurisdiction)?;
-        m.serialize_entry("occurred_at", &rfc3339(e.occurred_at))?;
-        m.serialize_entry("contact", &AsStr(&e.contact))?;
-        opt(&mut m, "message_id", e.message_id.as_ref())?;
-        opt(&mut m, "provider", e.provider.as_ref())?;
-        opt(&mut m, "provider_event_id", e.provider_event_id.as_ref())?;
-        opt(&mut m, "campaign", e.campaign.as_ref())?;
-        opt(&mut m, "sending_domain", e.sending_domain.as_ref())?;
-        opt(&mut m, "recipient_domain", e.recipient_domain.as_ref())?;
-        if !e.tags.is_empty() {
-            m.serialize_entry("tags", &e.tags)?;
-        }
-        opt(&mut m, "recipient", e.recipient.as_ref().map(FieldJson))?;
-        opt(&mut m, "raw", e.raw.as_ref().map(FieldJson))?;
-        body(&mut m, &self.event.body)?;
+        entries(self, &mut Map(&mut m))?;
         m.end()
     }
+}
+
+/// The entries of `e`'s object, in order.
+fn entries<E: Entries>(e: &ReadEvent, m: &mut E) -> Result<(), E::Error> {
+    let env = &e.event.envelope;
+    let mut id = uuid::Uuid::encode_buffer();
+    m.clean("id", e.id.hyphenated().encode_lower(&mut id))?;
+    m.clean("type", e.event.body.event_type())?;
+    m.value("position", &e.position)?;
+    m.str("stream", &e.stream)?;
+    m.value("stream_version", &e.stream_version)?;
+    m.clean("recorded_at", &rfc3339(e.recorded_at))?;
+    m.value("jurisdiction", &e.jurisdiction)?;
+    m.clean("occurred_at", &rfc3339(env.occurred_at))?;
+    m.hex("contact", env.contact.as_bytes())?;
+    for (key, v) in [
+        ("message_id", &env.message_id),
+        ("provider", &env.provider),
+        ("provider_event_id", &env.provider_event_id),
+        ("campaign", &env.campaign),
+        ("sending_domain", &env.sending_domain),
+        ("recipient_domain", &env.recipient_domain),
+    ] {
+        if let Some(v) = v {
+            m.str(key, v)?;
+        }
+    }
+    if !env.tags.is_empty() {
+        m.value("tags", &env.tags)?;
+    }
+    opt_field(m, "recipient", &env.recipient)?;
+    opt_field(m, "raw", &env.raw)?;
+    body(m, &e.event.body)
+}
+
+/// Where the entries of an event's object go: a serde map ([`Map`]) or a
+/// line of JSON being written ([`Line`]). [`entries`] lists them once for
+/// both, so the two cannot differ.
+trait Entries {
+    type Error;
+    /// Text that may need escaping.
+    fn str(&mut self, key: &'static str, v: &str) -> Result<(), Self::Error>;
+    /// Text that never needs escaping: UUIDs, times, type names.
+    fn clean(&mut self, key: &'static str, v: &str) -> Result<(), Self::Error>;
+    /// Bytes, as their lower-case hex.
+    fn hex(&mut self, key: &'static str, v: &[u8]) -> Result<(), Self::Error>;
+    /// Any other value.
+    fn value<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T)
+    -> Result<(), Self::Error>;
+
+    /// A personal field: its plaintext, or `{"erased": true}`.
+    fn field(&mut self, key: &'static str, v: &Field) -> Result<(), Self::Error> {
+        match v {
+            Field::Value(p) => self.str(key, p.expose()),
+            Field::Erased => self.value(key, &FieldJson(v)),
+        }
+    }
+}
+
+/// The entries of a `serde` map.
+struct Map<'a, M>(&'a mut M);
+
+impl<M: SerializeMap> Entries for Map<'_, M> {
+    type Error = M::Error;
+    fn str(&mut self, key: &'static str, v: &str) -> Result<(), M::Error> {
+        self.0.serialize_entry(key, v)
+    }
+    fn clean(&mut self, key: &'static str, v: &str) -> Result<(), M::Error> {
+        self.0.serialize_entry(key, v)
+    }
+    fn hex(&mut self, key: &'static str, v: &[u8]) -> Result<(), M::Error> {
+        self.0.serialize_entry(key, &crate::hex(v))
+    }
+    fn value<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> Result<(), M::Error> {
+        self.0.serialize_entry(key, v)
+    }
+}
+
+/// The entries of an object being written as compact JSON.
+struct Line<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl Line<'_> {
+    /// Writes `"key":` (the keys are names in this file: nothing to
+    /// escape).
+    fn key(&mut self, key: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        self.quoted(key);
+        self.out.push(b':');
+    }
+
+    fn quoted(&mut self, v: &str) {
+        self.out.push(b'"');
+        self.out.extend_from_slice(v.as_bytes());
+        self.out.push(b'"');
+    }
+}
+
+impl Entries for Line<'_> {
+    type Error = serde_json::Error;
+    fn str(&mut self, key: &'static str, v: &str) -> Result<(), serde_json::Error> {
+        self.key(key);
+        if needs_escape(v) {
+            serde_json::to_writer(&mut *self.out, v)
+        } else {
+            self.quoted(v);
+            Ok(())
+        }
+    }
+    fn clean(&mut self, key: &'static str, v: &str) -> Result<(), serde_json::Error> {
+        debug_assert!(!needs_escape(v), "`{key}` holds text to escape");
+        self.key(key);
+        self.quoted(v);
+        Ok(())
+    }
+    fn hex(&mut self, key: &'static str, v: &[u8]) -> Result<(), serde_json::Error> {
+        self.key(key);
+        self.out.push(b'"');
+        crate::push_hex_bytes(self.out, v);
+        self.out.push(b'"');
+        Ok(())
+    }
+    fn value<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        v: &T,
+    ) -> Result<(), serde_json::Error> {
+        self.key(key);
+        serde_json::to_writer(&mut *self.out, v)
+    }
+}
+
+/// Whether JSON must escape a byte of `v`: a quote, a backslash or a
+/// control character. Looked for in blocks, without a branch per byte,
+/// which the compiler turns into vector compares.
+fn needs_escape(v: &str) -> bool {
+    v.as_bytes().chunks(16).any(|block| {
+        block.iter().fold(false, |any, &b| {
+            any | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
+    })
 }
 
 /// A personal field: its plaintext, or `{"erased": true}`.
@@ -71,35 +209,29 @@ impl Serialize for FieldJson<'_> {
     }
 }
 
-/// A value written as its `Display` string, without building the string.
-struct AsStr<'a, T>(&'a T);
-
-impl<T: Display> Serialize for AsStr<'_, T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self.0)
-    }
+/// A personal field's entry, present only when it has a value.
+fn opt_field<E: Entries>(m: &mut E, key: &'static str, v: &Option<Field>) -> Result<(), E::Error> {
+    v.as_ref().map_or(Ok(()), |v| m.field(key, v))
 }
 
 /// An entry present only when it has a value (absent rather than `null`).
-fn opt<M: SerializeMap, T: Serialize>(m: &mut M, key: &str, v: Option<T>) -> Result<(), M::Error> {
-    match v {
-        Some(v) => m.serialize_entry(key, &v),
-        None => Ok(()),
-    }
+fn opt<E: Entries, T: Serialize>(
+    m: &mut E,
+    key: &'static str,
+    v: Option<T>,
+) -> Result<(), E::Error> {
+    v.map_or(Ok(()), |v| m.value(key, &v))
 }
 
-fn body<M: SerializeMap>(m: &mut M, body: &EventBody<Field>) -> Result<(), M::Error> {
-    fn f(v: &Option<Field>) -> Option<FieldJson<'_>> {
-        v.as_ref().map(FieldJson)
-    }
+fn body<E: Entries>(m: &mut E, body: &EventBody<Field>) -> Result<(), E::Error> {
     let t = |v: &Option<i64>| v.map(rfc3339);
     match body {
         EventBody::MessageSent { subject, size } => {
-            opt(m, "subject", f(subject))?;
+            opt_field(m, "subject", subject)?;
             opt(m, "size", size.as_ref())
         }
         EventBody::MessageRejected { reason, detail } => {
-            m.serialize_entry("reason", reason)?;
+            m.value("reason", reason)?;
             opt(m, "detail", detail.as_ref())
         }
         EventBody::DeliveryDeferred {
@@ -130,10 +262,10 @@ fn body<M: SerializeMap>(m: &mut M, body: &EventBody<Field>) -> Result<(), M::Er
             status,
             diagnostic,
         } => {
-            m.serialize_entry("class", class)?;
+            m.value("class", class)?;
             opt(m, "sub_type", sub_type.as_ref())?;
             opt(m, "status", status.as_ref())?;
-            opt(m, "diagnostic", f(diagnostic))
+            opt_field(m, "diagnostic", diagnostic)
         }
         EventBody::ComplaintReceived { feedback_type } => {
             opt(m, "feedback_type", feedback_type.as_ref())
@@ -143,9 +275,9 @@ fn body<M: SerializeMap>(m: &mut M, body: &EventBody<Field>) -> Result<(), M::Er
             user_agent,
             machine,
         } => {
-            opt(m, "ip", f(ip))?;
-            opt(m, "user_agent", f(user_agent))?;
-            m.serialize_entry("machine", machine)
+            opt_field(m, "ip", ip)?;
+            opt_field(m, "user_agent", user_agent)?;
+            m.value("machine", machine)
         }
         EventBody::LinkClicked {
             url,
@@ -153,33 +285,33 @@ fn body<M: SerializeMap>(m: &mut M, body: &EventBody<Field>) -> Result<(), M::Er
             user_agent,
             bot,
         } => {
-            m.serialize_entry("url", &FieldJson(url))?;
-            opt(m, "ip", f(ip))?;
-            opt(m, "user_agent", f(user_agent))?;
-            m.serialize_entry("bot", bot)
+            m.field("url", url)?;
+            opt_field(m, "ip", ip)?;
+            opt_field(m, "user_agent", user_agent)?;
+            m.value("bot", bot)
         }
-        EventBody::SubscriptionChanged { scope, .. } => m.serialize_entry("scope", scope),
+        EventBody::SubscriptionChanged { scope, .. } => m.value("scope", scope),
         EventBody::SuppressionAdded {
             reason,
             scope,
             expires_at,
         } => {
             opt(m, "reason", reason.as_ref())?;
-            m.serialize_entry("scope", scope)?;
+            m.value("scope", scope)?;
             opt(m, "expires_at", t(expires_at))
         }
         EventBody::SuppressionRemoved { reason, scope } => {
             opt(m, "reason", reason.as_ref())?;
-            m.serialize_entry("scope", scope)
+            m.value("scope", scope)
         }
         EventBody::ContactErased {
             request_id,
             events_unreadable,
             key_found,
         } => {
-            m.serialize_entry("request_id", request_id)?;
-            m.serialize_entry("events_unreadable", events_unreadable)?;
-            m.serialize_entry("key_found", key_found)
+            m.value("request_id", request_id)?;
+            m.value("events_unreadable", events_unreadable)?;
+            m.value("key_found", key_found)
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod appends;
 mod erasure;
+mod json;
 mod pseudonyms;
 mod sealing;
 
