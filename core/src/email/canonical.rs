@@ -7,7 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::EventType;
@@ -431,15 +430,6 @@ pub struct Checked {
     pub sending_domain: Option<String>,
     pub raw: Option<Personal>,
     pub body: EventBody<Personal>,
-}
-
-/// RFC 3339 text of µs since the epoch.
-#[must_use]
-pub fn rfc3339(micros: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 /// An email event read back, with where the log holds it.

@@ -7,8 +7,9 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
-use super::canonical::{ReadEvent, rfc3339};
+use super::canonical::ReadEvent;
 use super::model::{EventBody, Field};
+use super::times::{push_rfc3339, rfc3339};
 
 impl ReadEvent {
     /// The canonical JSON of the event, with `position`, `stream`,
@@ -57,9 +58,9 @@ fn entries<E: Entries>(e: &ReadEvent, m: &mut E) -> Result<(), E::Error> {
     m.value("position", &e.position)?;
     m.str("stream", &e.stream)?;
     m.value("stream_version", &e.stream_version)?;
-    m.clean("recorded_at", &rfc3339(e.recorded_at))?;
+    m.time("recorded_at", e.recorded_at)?;
     m.value("jurisdiction", &e.jurisdiction)?;
-    m.clean("occurred_at", &rfc3339(env.occurred_at))?;
+    m.time("occurred_at", env.occurred_at)?;
     m.hex("contact", env.contact.as_bytes())?;
     for (key, v) in [
         ("message_id", &env.message_id),
@@ -92,6 +93,8 @@ trait Entries {
     fn clean(&mut self, key: &'static str, v: &str) -> Result<(), Self::Error>;
     /// Bytes, as their lower-case hex.
     fn hex(&mut self, key: &'static str, v: &[u8]) -> Result<(), Self::Error>;
+    /// A time (µs since the epoch), as its RFC 3339 text.
+    fn time(&mut self, key: &'static str, micros: i64) -> Result<(), Self::Error>;
     /// Any other value.
     fn value<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T)
     -> Result<(), Self::Error>;
@@ -118,6 +121,9 @@ impl<M: SerializeMap> Entries for Map<'_, M> {
     }
     fn hex(&mut self, key: &'static str, v: &[u8]) -> Result<(), M::Error> {
         self.0.serialize_entry(key, &crate::hex(v))
+    }
+    fn time(&mut self, key: &'static str, micros: i64) -> Result<(), M::Error> {
+        self.0.serialize_entry(key, &rfc3339(micros))
     }
     fn value<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> Result<(), M::Error> {
         self.0.serialize_entry(key, v)
@@ -169,6 +175,13 @@ impl Entries for Line<'_> {
         self.key(key);
         self.out.push(b'"');
         crate::push_hex_bytes(self.out, v);
+        self.out.push(b'"');
+        Ok(())
+    }
+    fn time(&mut self, key: &'static str, micros: i64) -> Result<(), serde_json::Error> {
+        self.key(key);
+        self.out.push(b'"');
+        push_rfc3339(self.out, micros);
         self.out.push(b'"');
         Ok(())
     }

@@ -37,6 +37,7 @@ mod event_type;
 mod model;
 mod open;
 mod payload;
+mod times;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,7 +47,7 @@ use uuid::Uuid;
 
 pub use canonical::{
     CanonicalEvent, Checked, ErasureReceipt, MAX_PERSONAL_LEN, MAX_TAGS, MAX_TEXT_LEN, ReadEvent,
-    parse_event, rfc3339,
+    parse_event,
 };
 pub use erase::{
     ERASURE_ID_PREFIX, ERASURES_STREAM, erasure_event_id, is_erasure_id, unreserved_id,
@@ -57,6 +58,7 @@ pub use model::{
     SealedEvent,
 };
 pub use open::ContactKeys;
+pub use times::{push_rfc3339, rfc3339};
 
 use crate::crypto::Personal;
 use crate::error::{Error, Result};
