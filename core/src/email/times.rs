@@ -46,12 +46,17 @@ pub fn push_rfc3339(out: &mut Vec<u8>, micros: i64) {
     out.push(b'Z');
 }
 
-/// Writes the last `width` decimal digits of `n` (not negative).
-fn digits(out: &mut Vec<u8>, n: i64, width: u32) {
-    for i in (0..width).rev() {
-        let digit = n / 10_i64.pow(i) % 10;
-        out.push(b'0' + u8::try_from(digit).unwrap_or(0));
+/// Writes the last `width` (at most 6) decimal digits of `n` (not
+/// negative). Divides by the constant 10 only: a division by a power
+/// computed at run time cost more than the rest of the text.
+fn digits(out: &mut Vec<u8>, mut n: i64, width: u32) {
+    let mut buf = [b'0'; 6];
+    let width = (width as usize).min(buf.len());
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
     }
+    out.extend_from_slice(&buf[..width]);
 }
 
 /// The (year, month, day) of a count of days since 1970-01-01, in the
