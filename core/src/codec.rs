@@ -321,6 +321,28 @@ impl RecordRef<'_> {
     }
 }
 
+impl Record {
+    /// A view of the record as [`decode`] gives one: what code that reads
+    /// both owned records and frames takes.
+    #[must_use]
+    pub fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef {
+            position: self.position,
+            tenant: &self.tenant,
+            stream: &self.stream,
+            stream_version: self.stream_version,
+            event_id: self.event_id,
+            recorded_at_micros: self.recorded_at_micros,
+            event_type: &self.event_type,
+            payload: &self.payload,
+            metadata: &self.metadata,
+            prev_hash: self.prev_hash,
+            jurisdiction: self.jurisdiction,
+            hash: self.hash,
+        }
+    }
+}
+
 /// A frame taken apart: its version, the bytes its hash covers, its body
 /// and its stored hash.
 struct Parts<'a> {

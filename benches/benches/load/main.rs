@@ -34,7 +34,8 @@
 //! `MAILLEDGER_LOAD_QUERY_RATE`
 //! (timeline queries per second, default 500), `MAILLEDGER_LOAD_BASELINE_SECS`
 //! (default 5), `MAILLEDGER_LOAD_KEEP` (a directory to keep the server's
-//! data in, for a look afterwards). The timeline readers run as `SCHED_FIFO`, or at nice -10,
+//! data in, for a look afterwards), `MAILLEDGER_LOAD_SERVER_LOG` (a file
+//! for the last 200 lines the server wrote to stderr, up to its exit). The timeline readers run as `SCHED_FIFO`, or at nice -10,
 //! where the system allows it ([`raise_priority`] says why). The server runs with the
 //! per-key rate limit off
 //! (`--rate-limit-per-second 0`); everything else is the default
@@ -216,6 +217,19 @@ fn main() {
     if !clean {
         let server_log = server.log.lock().map(|l| l.join("")).unwrap_or_default();
         eprintln!("server log:\n{server_log}");
+    }
+    if let Some(path) = std::env::var_os("MAILLEDGER_LOAD_SERVER_LOG") {
+        // The last lines the server wrote, its exit's included (such as
+        // the allocator's statistics with MIMALLOC_SHOW_STATS=1).
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let lines = server.log.lock().map(|l| l.clone()).unwrap_or_default();
+        let text: String = lines
+            .iter()
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect();
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("load: cannot write the server's log: {e}");
+        }
     }
     drop(server);
     // A restart on the data the run left: how long until it listens.

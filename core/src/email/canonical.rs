@@ -455,7 +455,7 @@ pub struct ReadEvent {
 }
 
 impl ReadEvent {
-    pub(super) fn new(r: &super::open::Place<'_>, event: EmailEvent) -> Self {
+    pub(crate) fn new(r: &crate::codec::RecordRef<'_>, event: EmailEvent) -> Self {
         Self {
             position: r.position,
             id: r.event_id,

@@ -82,12 +82,11 @@ impl EmailLedger {
         let known = (keys.tenant == record.tenant)
             .then(|| keys.get(&sealed.envelope.contact))
             .flatten();
-        let place = Place::of_ref(record);
         match known {
-            Some(state) => open_sealed(&place, sealed, state),
+            Some(state) => open_sealed(record, sealed, state),
             None => {
                 let state = self.keys.contact(record.tenant, &sealed.envelope.contact)?;
-                open_sealed(&place, sealed, &state)
+                open_sealed(record, sealed, &state)
             }
         }
     }
@@ -133,51 +132,13 @@ impl EmailLedger {
         let state = self
             .keys
             .contact(&record.tenant, &sealed.envelope.contact)?;
-        open_sealed(&Place::of(record), sealed, &state).map(Some)
-    }
-}
-
-/// Where a record sits and what it is, borrowed from an owned [`Record`]
-/// or from a frame ([`RecordRef`]): what an opened event carries along.
-pub(super) struct Place<'a> {
-    pub(super) position: u64,
-    pub(super) tenant: &'a str,
-    pub(super) stream: &'a str,
-    pub(super) stream_version: u64,
-    pub(super) event_id: Uuid,
-    pub(super) recorded_at_micros: i64,
-    pub(super) jurisdiction: Option<crate::residency::Jurisdiction>,
-}
-
-impl<'a> Place<'a> {
-    fn of(r: &'a Record) -> Self {
-        Self {
-            position: r.position,
-            tenant: &r.tenant,
-            stream: &r.stream,
-            stream_version: r.stream_version,
-            event_id: r.event_id,
-            recorded_at_micros: r.recorded_at_micros,
-            jurisdiction: r.jurisdiction,
-        }
-    }
-
-    fn of_ref(r: &RecordRef<'a>) -> Self {
-        Self {
-            position: r.position,
-            tenant: r.tenant,
-            stream: r.stream,
-            stream_version: r.stream_version,
-            event_id: r.event_id,
-            recorded_at_micros: r.recorded_at_micros,
-            jurisdiction: r.jurisdiction,
-        }
+        open_sealed(&record.borrowed(), sealed, &state).map(Some)
     }
 }
 
 /// Opens `sealed`, the decoded payload of `record`, with what the key store
 /// holds for its contact.
-fn open_sealed(record: &Place<'_>, sealed: SealedEvent, state: &KeyState) -> Result<ReadEvent> {
+fn open_sealed(record: &RecordRef<'_>, sealed: SealedEvent, state: &KeyState) -> Result<ReadEvent> {
     let contact = sealed.envelope.contact;
     let erased_event = matches!(sealed.body, EventBody::ContactErased { .. });
     let position = record.position;
