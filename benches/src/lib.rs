@@ -286,9 +286,71 @@ pub fn stolen_secs() -> Option<f64> {
     Some(steal / clock_ticks())
 }
 
+/// The steal counter ([`stolen_secs`]) sampled through a run: (since the
+/// run began, stolen CPU seconds so far), in time order. It tells a slow
+/// request that waited while the hypervisor had the CPUs from one that
+/// waited for the program.
+#[derive(Debug, Default)]
+pub struct StolenSamples {
+    samples: Vec<(std::time::Duration, f64)>,
+}
+
+impl StolenSamples {
+    /// How often to sample: `/proc/stat` counts in clock ticks (10 ms on
+    /// Linux), so finer sampling sees nothing more.
+    pub const EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+    /// Adds the counter read `at` (after every earlier sample).
+    pub fn push(&mut self, at: std::time::Duration, stolen: f64) {
+        self.samples.push((at, stolen));
+    }
+
+    /// Whether time was stolen between `from` and `to`, give or take one
+    /// sampling interval on each side (the counter moves in ticks).
+    #[must_use]
+    pub fn during(&self, from: std::time::Duration, to: std::time::Duration) -> bool {
+        let s = &self.samples;
+        let lo = s.partition_point(|(at, _)| *at + Self::EVERY < from);
+        let hi = s.partition_point(|(at, _)| *at <= to + Self::EVERY);
+        hi > lo + 1 && s[hi - 1].1 > s[lo].1
+    }
+
+    /// Whether anything was sampled.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_sees_steal_only_where_the_counter_rose() {
+        let ms = std::time::Duration::from_millis;
+        let mut s = StolenSamples::default();
+        assert!(!s.during(ms(0), ms(60)), "nothing sampled");
+        for (at, v) in [
+            (0, 1.0),
+            (10, 1.0),
+            (20, 1.0),
+            (30, 1.01),
+            (40, 1.01),
+            (50, 1.01),
+            (60, 1.01),
+        ] {
+            s.push(ms(at), v);
+        }
+        assert!(
+            s.during(ms(22), ms(25)),
+            "the rise at 30 ms is within a sample"
+        );
+        assert!(!s.during(ms(45), ms(48)));
+        assert!(!s.during(ms(0), ms(5)));
+        assert!(s.during(ms(0), ms(60)));
+        assert!(!s.during(ms(70), ms(90)), "after the last sample");
+    }
 
     const ESTIMATES: &str = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":1.0,"upper_bound":3.0},"point_estimate":2.5,"standard_error":0.1},"median":{"point_estimate":2.0}}"#;
 

@@ -117,8 +117,10 @@ pub struct ServeArgs {
     /// more is signed on a graceful stop); 0 signs none [default: 600].
     #[arg(long, env = "MAILLEDGER_CHECKPOINT_INTERVAL_SECS")]
     checkpoint_interval_secs: Option<u64>,
-    /// Sets thread priorities: request threads at nice -2 (needs
-    /// CAP_SYS_NICE), the projections' at nice 10. Off by default.
+    /// Sets thread priorities: request threads as SCHED_FIFO (needs
+    /// CAP_SYS_NICE; else nice -2, where allowed), so a query takes a core
+    /// at once under load, and a long request runs ahead of ingest; the
+    /// projections' at nice 10. Off by default.
     #[arg(long, env = "MAILLEDGER_THREAD_PRIORITIES")]
     thread_priorities: bool,
     /// Requests per second per API key; 0 turns the limit off [default: 1000].

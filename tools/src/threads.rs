@@ -3,16 +3,28 @@
 //! --thread-priorities`, `MAILLEDGER_THREAD_PRIORITIES=true`); the
 //! libraries set none themselves, they run the hook given here.
 //!
-//! Why it can pay: with both cores busy with ingest, a query's thread that
-//! wakes waits for a core until a bulk thread's slice ends. A little more
-//! weight for the request threads and a little less for the projections
-//! lets the query in sooner, at some cost to the projections' lag.
+//! Why it pays: with both cores busy with ingest, a query's thread that
+//! wakes waits for a core until a bulk thread's time slice ends, and on a
+//! kernel without preemption until the next tick. A nice value does not
+//! change that wait under Linux's EEVDF scheduler, only how often a thread
+//! runs. So the request threads (named `http`) run as `SCHED_FIFO` at the
+//! lowest real-time priority, which takes a core at once, or at nice -2
+//! where the system refuses it (it needs `CAP_SYS_NICE`); the projections
+//! run at nice 10.
+//!
+//! The price, which the operator who turns it on accepts: a request's work
+//! runs ahead of every bulk thread. A long one (an audit replay through
+//! the API, a large export) takes a core from ingest while it runs; the
+//! kernel's real-time throttle leaves the other threads 5% of it. Threads
+//! the libraries start run [`ThreadPolicy::hook`] first, which puts them
+//! back to the normal policy, so a thread started while serving a request
+//! (a rebuild's) does not keep the real-time one it was born with.
 
 use mailledger_core::{ThreadHook, ThreadRole};
 
-/// The nice value of the threads that serve requests (named `http`).
-/// Raising a priority needs `CAP_SYS_NICE`; without it they keep the
-/// process's.
+/// The nice value of the threads that serve requests (named `http`) where
+/// the system refuses `SCHED_FIFO`. Raising a priority needs
+/// `CAP_SYS_NICE`; without it they keep the process's.
 pub const REQUEST_NICE: i32 = -2;
 
 /// The nice value of the projections' threads.
@@ -36,16 +48,18 @@ impl ThreadPolicy {
             return ThreadHook::default();
         }
         ThreadHook::new(|role| {
+            set_own_normal();
             if role == ThreadRole::Projections {
                 set_own_nice(PROJECTIONS_NICE, "projections");
             }
         })
     }
 
-    /// What each request thread runs as it starts.
+    /// What each request thread runs as it starts: `SCHED_FIFO`, else
+    /// [`REQUEST_NICE`].
     pub fn on_request_thread(self) -> impl Fn() + Send + Sync + 'static {
         move || {
-            if self.priorities {
+            if self.priorities && !set_own_fifo() {
                 set_own_nice(REQUEST_NICE, "request");
             }
         }
@@ -67,6 +81,50 @@ fn set_own_nice(nice: i32, which: &'static str) {
         });
     }
 }
+
+/// Puts the calling thread in `SCHED_FIFO` at the lowest real-time
+/// priority; false where the system refuses.
+///
+/// Threads it starts inherit the policy: those the libraries start put
+/// themselves back ([`set_own_normal`]), and tokio's, the runtime's own,
+/// serve requests too.
+#[cfg(target_os = "linux")]
+fn set_own_fifo() -> bool {
+    use thread_priority::{
+        RealtimeThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let fifo = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+    set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, fifo).is_ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_own_fifo() -> bool {
+    false
+}
+
+/// Puts the calling thread back to the normal policy at nice 0 when it
+/// runs under a real-time one (inherited from the thread that started it).
+#[cfg(target_os = "linux")]
+fn set_own_normal() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityOsValue, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+    };
+    if matches!(
+        thread_schedule_policy(),
+        Ok(ThreadSchedulePolicy::Realtime(_))
+    ) {
+        let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+        let nice_0 = ThreadPriority::Os(ThreadPriorityOsValue::default());
+        if let Err(e) = set_thread_priority_and_policy(thread_native_id(), nice_0, normal) {
+            tracing::warn!(error = %e, "a bulk thread kept the real-time policy it was started with");
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_own_normal() {}
 
 #[cfg(target_os = "linux")]
 fn set_thread_nice(nice: i32) -> std::io::Result<()> {
@@ -111,5 +169,47 @@ mod tests {
         assert_eq!(writer, before, "the log's threads keep theirs");
         assert_eq!(projections, PROJECTIONS_NICE.max(before).min(19));
         assert_eq!(own_nice(), before, "the caller's thread keeps its own");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn request_threads_run_real_time_and_threads_they_start_do_not_keep_it() {
+        use thread_priority::{ThreadSchedulePolicy, thread_schedule_policy};
+        let policy = ThreadPolicy::new(true);
+        let (request, child) = std::thread::spawn(move || {
+            policy.on_request_thread()();
+            let request = thread_schedule_policy().unwrap();
+            // A rebuild's thread, started while a request is served.
+            let child = std::thread::spawn(move || {
+                policy.hook().run(ThreadRole::Projections);
+                (thread_schedule_policy().unwrap(), own_nice())
+            })
+            .join()
+            .unwrap();
+            (request, child)
+        })
+        .join()
+        .unwrap();
+        let (child_policy, child_nice) = child;
+        assert!(
+            !matches!(child_policy, ThreadSchedulePolicy::Realtime(_)),
+            "a library's thread kept {child_policy:?}"
+        );
+        if set_own_fifo_allowed() {
+            assert!(
+                matches!(request, ThreadSchedulePolicy::Realtime(_)),
+                "{request:?}"
+            );
+            assert_eq!(child_nice, PROJECTIONS_NICE);
+        } else {
+            assert!(!matches!(request, ThreadSchedulePolicy::Realtime(_)));
+        }
+    }
+
+    /// Whether this process may run a thread as `SCHED_FIFO`: tried on a
+    /// thread of its own, which then ends.
+    #[cfg(target_os = "linux")]
+    fn set_own_fifo_allowed() -> bool {
+        std::thread::spawn(set_own_fifo).join().unwrap()
     }
 }

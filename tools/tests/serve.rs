@@ -139,13 +139,28 @@ fn threads_named(pid: u32, name: &str) -> Vec<std::path::PathBuf> {
 fn nice_of(task: &std::path::Path) -> i32 {
     // The fields after the command name (in parentheses): the nice value
     // is the 17th of them.
-    let stat = std::fs::read_to_string(task.join("stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    stat_field(task, 16)
 }
 
-/// Whether this process may raise a thread's priority: tried on a thread
-/// of its own, which then ends.
+/// The scheduling policy of a thread (0 normal, 1 `SCHED_FIFO`), from its
+/// `/proc` directory.
+#[cfg(target_os = "linux")]
+fn policy_of(task: &std::path::Path) -> i32 {
+    // The 39th field after the command name.
+    stat_field(task, 38)
+}
+
+/// Field `n` (from 0) after the command name of a thread's `stat`.
+#[cfg(target_os = "linux")]
+fn stat_field(task: &std::path::Path, n: usize) -> i32 {
+    let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(n).unwrap().parse().unwrap()
+}
+
+/// Whether this process may raise a thread's priority (the same right,
+/// `CAP_SYS_NICE`, lets it run one as `SCHED_FIFO`): tried on a thread of
+/// its own, which then ends.
 #[cfg(target_os = "linux")]
 fn may_raise_priority() -> bool {
     std::thread::spawn(|| {
@@ -202,16 +217,24 @@ fn with_thread_priorities_requests_run_above_the_bulk_threads_and_projections_be
     let mut server = Server::start_with(command, true);
     let (status, _) = server.request("GET", "/healthz", "", "");
     assert_eq!(status, 200);
-    // `threads::REQUEST_NICE` and `PROJECTIONS_NICE` (the binary's, which a
-    // test cannot import).
-    let request = if may_raise_priority() { -2 } else { 0 };
-    for (name, nice) in nice_by_name(server.child.id(), &THREADS) {
+    // Request threads run as `SCHED_FIFO` where the system allows it,
+    // else at `threads::REQUEST_NICE`; the projections at
+    // `PROJECTIONS_NICE` (the binary's, which a test cannot import).
+    let fifo = may_raise_priority();
+    let pid = server.child.id();
+    for (name, nice) in nice_by_name(pid, &THREADS) {
         let expected = match name.as_str() {
-            "http" => request,
+            "http" if !fifo => -2,
             "projections" => 10,
             _ => 0,
         };
         assert_eq!(nice, expected, "{name}");
+    }
+    for name in THREADS {
+        for task in threads_named(pid, name) {
+            let expected = i32::from(fifo && name == "http");
+            assert_eq!(policy_of(&task), expected, "{name}'s scheduling policy");
+        }
     }
     assert!(server.terminate().success());
 }

@@ -38,7 +38,10 @@
 //! for the last 200 lines the server wrote to stderr, up to its exit). The timeline readers run as `SCHED_FIFO`, or at nice -10,
 //! where the system allows it ([`raise_priority`] says why). The server runs with the
 //! per-key rate limit off
-//! (`--rate-limit-per-second 0`); everything else is the default
+//! (`--rate-limit-per-second 0`) and its thread priorities on
+//! (`--thread-priorities`: request threads as `SCHED_FIFO` where the system
+//! allows it; `MAILLEDGER_THREAD_PRIORITIES=false` in the bench's
+//! environment turns them off); everything else is the default
 //! configuration (the memory budget too, unless `MAILLEDGER_MEMORY_BUDGET`
 //! is set in the bench's environment, which the server inherits). Traffic goes to 127.0.0.1 only; the server is stopped with
 //! SIGTERM at the end and killed if the bench fails. Client, server and disk
@@ -49,6 +52,7 @@ mod client;
 mod phase;
 mod report;
 mod server;
+mod stolen;
 mod traffic;
 
 use std::io::{BufRead, BufReader, Read};
@@ -163,9 +167,14 @@ fn main() {
         })
         .collect();
     eprintln!(
-        "load: {} at http://{}: {clients} clients x batches of {BATCH} for {secs} s, {query_rate} timeline queries/s",
+        "load: {} at http://{}: {clients} clients x batches of {BATCH} for {secs} s, {query_rate} timeline queries/s; server thread priorities {}",
         bin.display(),
-        server.addr
+        server.addr,
+        if server::thread_priorities() {
+            "on"
+        } else {
+            "off"
+        }
     );
     let mut target = Target {
         base: format!("http://{}", server.addr),

@@ -58,6 +58,11 @@ pub(crate) struct Measured {
     /// Timeline queries of at least [`SLOW`]: when they began (since the
     /// ingest began) and how long they took.
     pub(crate) slow_queries: Vec<(Duration, Duration)>,
+    /// Timeline queries over the target ([`TARGET_P99`]): when they were
+    /// due (since the ingest began) and how long they took.
+    pub(crate) late_queries: Vec<(Duration, Duration)>,
+    /// The hypervisor's steal counter through the ingest phase.
+    pub(crate) stolen_samples: mailledger_benches::StolenSamples,
     /// `GET /healthz` (no storage) at the same time, as a control.
     pub(crate) health_latency: Vec<Duration>,
     pub(crate) slow_health: Vec<(Duration, Duration)>,
@@ -224,6 +229,7 @@ pub(crate) async fn phase(
     };
     let start = Instant::now();
     let window_end = start + run;
+    let stolen_sampler = stolen::sample(start, Arc::clone(&done));
     // Events acknowledged in each second of the phase, and in one more
     // slot those answered after it.
     let per_second: Arc<Vec<AtomicU64>> = Arc::new((0..=secs).map(|_| AtomicU64::new(0)).collect());
@@ -289,6 +295,7 @@ pub(crate) async fn phase(
                 let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (r + 1);
                 let (mut latency, mut failures, mut first_failure) = (Vec::new(), 0u64, None);
                 let mut slow = Vec::new();
+                let mut late = Vec::new();
                 let mut due = Instant::now();
                 while !done.load(Ordering::Relaxed)
                     && start.elapsed() < run + Duration::from_secs(60)
@@ -309,6 +316,9 @@ pub(crate) async fn phase(
                             if took >= SLOW && slow.len() < 100 {
                                 slow.push((due.saturating_duration_since(start), took));
                             }
+                            if took > TARGET_P99 {
+                                late.push((due.saturating_duration_since(start), took));
+                            }
                             latency.push(took);
                         }
                         other => {
@@ -317,7 +327,7 @@ pub(crate) async fn phase(
                         }
                     }
                 }
-                (r, latency, failures, first_failure, slow)
+                (r, latency, failures, first_failure, slow, late)
             })
         })
         .collect();
@@ -332,6 +342,8 @@ pub(crate) async fn phase(
         query_latency: Vec::new(),
         query_failures: 0,
         slow_queries: Vec::new(),
+        late_queries: Vec::new(),
+        stolen_samples: mailledger_benches::StolenSamples::default(),
         health_latency: Vec::new(),
         slow_health: Vec::new(),
         first_query_failure: None,
@@ -364,6 +376,7 @@ pub(crate) async fn phase(
         .zip(mailledger_benches::stolen_secs())
         .map(|(a, b)| b - a);
     done.store(true, Ordering::Relaxed);
+    m.stolen_samples = stolen_sampler.join().expect("steal sampler");
     let readers: Vec<_> = readers
         .into_iter()
         .map(|t| t.join().expect("reader thread"))
@@ -379,7 +392,7 @@ pub(crate) async fn phase(
             (le, n.saturating_sub(before))
         })
         .collect();
-    for (r, latency, failures, first, slow) in readers {
+    for (r, latency, failures, first, slow, late) in readers {
         if r == 2 {
             m.health_latency = latency;
             m.query_failures += failures;
@@ -389,6 +402,7 @@ pub(crate) async fn phase(
         }
         m.query_latency.extend(latency);
         m.slow_queries.extend(slow);
+        m.late_queries.extend(late);
         m.query_failures += failures;
         m.first_query_failure = m.first_query_failure.or(first);
     }

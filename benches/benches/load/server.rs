@@ -55,11 +55,26 @@ pub(crate) struct Server {
     pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
+/// The server's switch for its thread policy (`serve --thread-priorities`):
+/// on unless the bench's environment sets it.
+pub(crate) const THREAD_PRIORITIES: &str = "MAILLEDGER_THREAD_PRIORITIES";
+
+/// Whether the server runs with its thread priorities.
+pub(crate) fn thread_priorities() -> bool {
+    std::env::var(THREAD_PRIORITIES).map_or(true, |v| {
+        !matches!(v.as_str(), "false" | "0" | "no" | "off" | "")
+    })
+}
+
 impl Server {
     /// Starts the server on the data in `root`; on its `first` start it
     /// prints the first key, which is read. Returns once it listens.
     pub(crate) fn start(bin: &Path, root: &Path, first: bool) -> Self {
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if std::env::var_os(THREAD_PRIORITIES).is_none() {
+            command.env(THREAD_PRIORITIES, "true");
+        }
+        let child = command
             .arg("--data-dir")
             .arg(root.join("data"))
             .arg("--keys-dir")
