@@ -166,7 +166,7 @@ pub(crate) fn report(m: &Measured, idle: Option<&[Duration]>, clean: bool) {
             .map(|(_, took)| *took)
             .collect();
         println!(
-            "timeline queries over {} ms: {} of {} ({:.2}%); of them, time was stolen by the hypervisor              while {} waited; p99 leaving those out: {} ms (for where the tail comes from,              not the target's measure)",
+            "timeline queries over {} ms: {} of {} ({:.2}%); of them, time was stolen by the hypervisor while {} waited; p99 leaving those out: {} ms (where the tail comes from, not the target's measure)",
             TARGET_P99.as_millis(),
             m.late_queries.len(),
             m.query_latency.len(),
@@ -258,13 +258,15 @@ pub(crate) fn report_growth(
     );
 }
 
-/// `all` with one sample of each of `left_out` taken away (each is in it).
+/// `all`, sorted, with one sample of each of `left_out` taken away (each
+/// is in it).
 fn without(all: &[Duration], left_out: &[Duration]) -> Vec<Duration> {
     let mut counts = std::collections::HashMap::<Duration, usize>::new();
     for d in left_out {
         *counts.entry(*d).or_default() += 1;
     }
-    all.iter()
+    let mut kept: Vec<Duration> = all
+        .iter()
         .copied()
         .filter(|d| match counts.get_mut(d) {
             Some(n) if *n > 0 => {
@@ -273,5 +275,7 @@ fn without(all: &[Duration], left_out: &[Duration]) -> Vec<Duration> {
             }
             _ => true,
         })
-        .collect()
+        .collect();
+    kept.sort();
+    kept
 }
