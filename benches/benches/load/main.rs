@@ -40,8 +40,8 @@
 //! per-key rate limit off
 //! (`--rate-limit-per-second 0`) and its thread priorities on
 //! (`--thread-priorities`: request threads as `SCHED_FIFO` where the system
-//! allows it; `MAILLEDGER_THREAD_PRIORITIES=false` in the bench's
-//! environment turns them off); everything else is the default
+//! allows it; `MAILLEDGER_LOAD_THREAD_PRIORITIES=false` turns them
+//! off); everything else is the default
 //! configuration (the memory budget too, unless `MAILLEDGER_MEMORY_BUDGET`
 //! is set in the bench's environment, which the server inherits). Traffic goes to 127.0.0.1 only; the server is stopped with
 //! SIGTERM at the end and killed if the bench fails. Client, server and disk

@@ -55,26 +55,25 @@ pub(crate) struct Server {
     pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
-/// The server's switch for its thread policy (`serve --thread-priorities`):
-/// on unless the bench's environment sets it.
-pub(crate) const THREAD_PRIORITIES: &str = "MAILLEDGER_THREAD_PRIORITIES";
-
-/// Whether the server runs with its thread priorities.
+/// Whether the server runs with its thread priorities
+/// (`serve --thread-priorities`): yes unless `MAILLEDGER_LOAD_THREAD_PRIORITIES`
+/// is `0` or `false`. The server's own variable is removed from its
+/// environment, so what the bench reports is what the server runs.
 pub(crate) fn thread_priorities() -> bool {
-    std::env::var(THREAD_PRIORITIES).map_or(true, |v| {
-        !matches!(v.as_str(), "false" | "0" | "no" | "off" | "")
-    })
+    std::env::var("MAILLEDGER_LOAD_THREAD_PRIORITIES")
+        .map_or(true, |v| !matches!(v.as_str(), "0" | "false"))
 }
 
 impl Server {
     /// Starts the server on the data in `root`; on its `first` start it
     /// prints the first key, which is read. Returns once it listens.
     pub(crate) fn start(bin: &Path, root: &Path, first: bool) -> Self {
-        let mut command = Command::new(bin);
-        if std::env::var_os(THREAD_PRIORITIES).is_none() {
-            command.env(THREAD_PRIORITIES, "true");
-        }
-        let child = command
+        let priorities: &[&str] = if thread_priorities() {
+            &["--thread-priorities"]
+        } else {
+            &[]
+        };
+        let child = Command::new(bin)
             .arg("--data-dir")
             .arg(root.join("data"))
             .arg("--keys-dir")
@@ -88,6 +87,7 @@ impl Server {
                 "--rate-limit-per-second",
                 "0",
             ])
+            .args(priorities)
             .env_remove("MAILLEDGER_CONFIG")
             .env_remove("MAILLEDGER_LOG")
             .env_remove("MAILLEDGER_KEK")
@@ -95,6 +95,7 @@ impl Server {
             .env_remove("MAILLEDGER_DURABILITY")
             .env_remove("MAILLEDGER_LISTEN")
             .env_remove("MAILLEDGER_METRICS_LISTEN")
+            .env_remove("MAILLEDGER_THREAD_PRIORITIES")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
