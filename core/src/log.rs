@@ -204,6 +204,18 @@ pub trait EventLog: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<Record>>;
 
+    /// The records at `positions` (at most [`MAX_READ_BATCH`]), in the
+    /// order given, leaving out any that are not `tenant`'s or not
+    /// yet acknowledged: a reader that already knows where a subject's
+    /// records are (the delivery log keeps each message's positions) reads
+    /// them straight, without the stream index.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for more than [`MAX_READ_BATCH`] positions;
+    /// [`Error::Corrupt`] naming a position that fails to decode; a storage
+    /// error.
+    async fn read_positions(&self, tenant: &str, positions: Vec<u64>) -> Result<Vec<Record>>;
+
     /// The position of each stream's first event (version 0), `None` for a
     /// stream with no acknowledged event: `(tenant, stream)` pairs resolved
     /// in one call, for readers that resolve many at once (projections find

@@ -171,6 +171,11 @@ impl EventLog for Window {
         Ok(records)
     }
 
+    async fn read_positions(&self, tenant: &str, mut positions: Vec<u64>) -> Result<Vec<Record>> {
+        positions.retain(|p| *p < self.cut);
+        self.inner.read_positions(tenant, positions).await
+    }
+
     async fn first_positions(&self, streams: Vec<(String, String)>) -> Result<Vec<Option<u64>>> {
         let found = self.inner.first_positions(streams).await?;
         Ok(found

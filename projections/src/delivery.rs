@@ -3,9 +3,12 @@
 //! list messages by status, tag, campaign, sending domain, recipient and
 //! time, newest first, with cursors that stay valid while events arrive.
 //!
-//! A message's full timeline is not copied here: the log already indexes
-//! every event of a message in its `message-…` stream, and
-//! [`crate::Projections::message`] reads and opens it from there.
+//! A message's timeline is not copied here, only where it is: the row
+//! keeps the log positions of the message's events (up to
+//! [`MAX_TIMELINE_POSITIONS`]), and [`crate::Projections::message`] reads
+//! and opens those records straight, without the log's stream index, a
+//! randomly keyed tree whose reads contend with ingest. A message with more
+//! events is read from its `message-…` stream.
 //!
 //! # Rules
 //!
@@ -54,14 +57,19 @@ use crate::state::{StateStore, Tx};
 
 /// The version of this projection's state layout ([`Projection::format`]).
 /// 3: rows keyed by their message's first position, index entries by place
-/// alone.
-pub const FORMAT: u32 = 3;
+/// alone. 4: rows keep their events' positions.
+pub const FORMAT: u32 = 4;
 
 /// The projection's name.
 pub const NAME: &str = "delivery-log";
 
 /// The most tags kept per message.
 pub const MAX_MESSAGE_TAGS: usize = 32;
+
+/// The most event positions a row keeps ([`MessageRow::positions`]): a
+/// message's usual events (sent, deferrals, delivered, a few opens and
+/// clicks) fit, and a row of a much-opened message stays small.
+pub const MAX_TIMELINE_POSITIONS: usize = 64;
 
 /// The largest page a listing returns.
 pub const MAX_PAGE: usize = 1000;
@@ -185,9 +193,20 @@ pub struct MessageRow {
     pub last_at: i64,
     /// How many events it has.
     pub events: u32,
+    /// The log positions of its events, in log order, while there are at
+    /// most [`MAX_TIMELINE_POSITIONS`]; then no more are added, and
+    /// [`MessageRow::timeline_positions`] is `None`.
+    pub positions: Vec<u64>,
 }
 
 impl MessageRow {
+    /// Where all of the message's events are in the log, when the row
+    /// holds them all.
+    #[must_use]
+    pub fn timeline_positions(&self) -> Option<&[u64]> {
+        (self.positions.len() == self.events as usize).then_some(self.positions.as_slice())
+    }
+
     fn place(&self) -> [u8; 16] {
         let mut p = [0u8; 16];
         p[..8].copy_from_slice(&time_bytes(self.first_at));
@@ -351,6 +370,7 @@ fn apply_one(
             first_position: *first,
             last_at: env.occurred_at,
             events: 0,
+            positions: Vec::new(),
         });
         rows.insert(key.clone(), Cached { stored, row });
     }
@@ -402,6 +422,9 @@ fn apply_one(
         }
     }
     row.last_at = row.last_at.max(env.occurred_at);
+    if row.positions.len() == row.events as usize && row.positions.len() < MAX_TIMELINE_POSITIONS {
+        row.positions.push(record.position);
+    }
     row.events = row.events.saturating_add(1);
     Ok(())
 }

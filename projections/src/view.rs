@@ -167,7 +167,10 @@ impl Projections {
         let Some(row) = DeliveryLog::message(store.as_ref(), tenant, first)? else {
             return Ok(None);
         };
-        let (mut timeline, _) = email.open_stream(tenant, &stream, usize::MAX).await?;
+        let mut timeline = match row.timeline_positions() {
+            Some(positions) => email.open_positions(tenant, positions.to_vec()).await?,
+            None => email.open_stream(tenant, &stream, usize::MAX).await?.0,
+        };
         timeline.sort_by_key(|e| (e.event.envelope.occurred_at, e.position));
         let (recipient, subject) = open_row(email, tenant, &row)?;
         Ok(Some(MessageView {

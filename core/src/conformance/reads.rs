@@ -238,6 +238,31 @@ pub async fn tenants_chain_and_read_apart(open_store: OpenStore) {
             "tenant {t}'s chain head"
         );
     }
+    // Records read by position are the tenant's own, in the order asked:
+    // another tenant's, and a position past the head, read as missing.
+    let mine: Vec<&crate::Record> = all
+        .records
+        .iter()
+        .filter(|r| r.tenant == "a")
+        .rev()
+        .collect();
+    let mut asked: Vec<u64> = mine.iter().map(|r| r.position).collect();
+    asked.insert(
+        1,
+        all.records
+            .iter()
+            .find(|r| r.tenant == "b")
+            .unwrap()
+            .position,
+    );
+    asked.push(o.log.head() + 3);
+    let read = o.log.read_positions("a", asked).await.unwrap();
+    assert_eq!(read.iter().collect::<Vec<_>>(), mine);
+    let too_many = vec![0; crate::log::MAX_READ_BATCH + 1];
+    assert!(matches!(
+        o.log.read_positions("a", too_many).await,
+        Err(crate::Error::InvalidInput(_))
+    ));
     // Corrupting tenant b's record leaves a's and c's verification intact.
     let b_pos = all
         .records

@@ -433,6 +433,27 @@ impl EmailLedger {
         Ok(())
     }
 
+    /// The email events at `positions` in `tenant`'s log, opened
+    /// ([`EmailLedger::open`]), in the order given; see
+    /// [`EventLog::read_positions`].
+    ///
+    /// # Errors
+    /// As [`EventLog::read_positions`] and [`EmailLedger::open`].
+    pub async fn open_positions(
+        &self,
+        tenant: &str,
+        positions: Vec<u64>,
+    ) -> Result<Vec<ReadEvent>> {
+        let records = self.log.read_positions(tenant, positions).await?;
+        let mut events = Vec::with_capacity(records.len());
+        for r in &records {
+            if let Some(e) = self.open(r)? {
+                events.push(e);
+            }
+        }
+        Ok(events)
+    }
+
     /// The email events of `stream`, opened ([`EmailLedger::open`]), in
     /// stream order: at most `max`, and whether more were left out.
     ///

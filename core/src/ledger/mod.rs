@@ -203,6 +203,12 @@ impl<S: Store> EventLog for Ledger<S> {
             .await
     }
 
+    async fn read_positions(&self, tenant: &str, positions: Vec<u64>) -> Result<Vec<Record>> {
+        let tenant = tenant.to_owned();
+        self.blocking(move |s| s.read_positions(&tenant, &positions))
+            .await
+    }
+
     async fn first_positions(&self, streams: Vec<(String, String)>) -> Result<Vec<Option<u64>>> {
         self.blocking(move |s| {
             streams

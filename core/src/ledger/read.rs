@@ -113,6 +113,22 @@ impl<S: Store> Shared<S> {
         Ok(Some(r.to_record()))
     }
 
+    pub(super) fn read_positions(&self, tenant: &str, positions: &[u64]) -> Result<Vec<Record>> {
+        if positions.len() > MAX_READ_BATCH {
+            return Err(Error::InvalidInput(format!(
+                "at most {MAX_READ_BATCH} positions are read at once"
+            )));
+        }
+        let head = self.published_head();
+        let mut out = Vec::with_capacity(positions.len());
+        for &p in positions.iter().filter(|p| **p < head) {
+            if let Some(r) = self.record_at(p)?.filter(|r| r.tenant.as_str() == tenant) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
     /// The position of the stream's version 0, when acknowledged: one
     /// point read of the stream index, whose version 0 entry names the
     /// stream (another name there: the hash is another stream's).

@@ -228,3 +228,73 @@ async fn listings_filter_and_page_newest_first_with_stable_cursors() {
     );
     assert!(p.messages("t", &MessageFilter::default(), None, 0).is_err());
 }
+
+/// A message's row keeps where its events are in the log, so its timeline
+/// is read from there and is the one its stream gives; a message with more
+/// events than a row keeps room for is read from its stream, every event.
+#[tokio::test]
+async fn the_timeline_is_read_where_the_row_says_and_past_its_room_from_the_stream() {
+    let f = fx();
+    let to = "carol@example.org";
+    // m1's events over three batches, m2's between them.
+    append(
+        &f,
+        "t",
+        &[
+            ev("sent", to, Some("m1"), T0, json!({})),
+            ev("sent", to, Some("m2"), T0, json!({})),
+        ],
+    )
+    .await;
+    append(
+        &f,
+        "t",
+        &[ev("delivered", to, Some("m1"), T0 + SEC, json!({}))],
+    )
+    .await;
+    append(
+        &f,
+        "t",
+        &[
+            ev("delivered", to, Some("m2"), T0 + SEC, json!({})),
+            ev("opened", to, Some("m1"), T0 + 3600 * SEC, json!({})),
+        ],
+    )
+    .await;
+    let room = delivery::MAX_TIMELINE_POSITIONS;
+    let many: Vec<Value> = (0..room + 3)
+        .map(|i| {
+            let ty = if i == 0 { "sent" } else { "opened" };
+            ev(ty, to, Some("m3"), T0 + i as i64 * SEC, json!({}))
+        })
+        .collect();
+    append(&f, "t", &many).await;
+    let p = Projections::in_memory();
+    p.catch_up(f.log.as_ref()).await.unwrap();
+    for m in ["m1", "m2"] {
+        let v = p.message(&f.email, "t", m).await.unwrap().unwrap();
+        let stream = mailledger_core::email::message_stream(m);
+        let in_stream: Vec<u64> = f
+            .log
+            .read_stream("t", &stream, 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.position)
+            .collect();
+        assert!(in_stream.len() > 1, "{m}: events in more than one batch");
+        assert_eq!(
+            v.row.timeline_positions(),
+            Some(in_stream.as_slice()),
+            "{m}"
+        );
+        let shown: Vec<u64> = v.timeline.iter().map(|e| e.position).collect();
+        assert_eq!(shown, in_stream, "{m}'s timeline");
+    }
+    let v = p.message(&f.email, "t", "m3").await.unwrap().unwrap();
+    assert_eq!(v.row.positions.len(), room);
+    assert_eq!(v.row.timeline_positions(), None);
+    assert_eq!(v.timeline.len(), room + 3);
+    // Another tenant's reader finds none of it.
+    assert!(p.message(&f.email, "u", "m1").await.unwrap().is_none());
+}
