@@ -7,7 +7,7 @@
 //! | the projections' stores (three live, one quarter for a rebuild's) | 8/32 |
 //! | the log writer's cache of stream versions | 2/32 |
 //! | the key store's cache of unwrapped contact keys | 2/32 |
-//! | memory freed and not yet returned by the allocator; everything else: requests in flight, the runtimes, the segment index | the last 10/32 |
+//! | memory freed and not yet returned by the allocator; the pinned filters of fjall's first levels in randomly keyed keyspaces (bounded by that level's 16 tables); everything else: requests in flight, the runtimes, the segment index | the last 10/32 |
 //!
 //! The stores hold to their shares (fjall's memtables through the
 //! backend's keeper and a commit's wait for room, see

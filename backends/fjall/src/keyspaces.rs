@@ -214,9 +214,19 @@ impl KeyOrder {
         match self {
             Self::Ordered => options,
             Self::Dense => options.filter_policy(fjall::config::FilterPolicy::disabled()),
-            Self::Scattered => options.compaction_strategy(Arc::new(
-                fjall::compaction::Leveled::default().with_l0_threshold(SCATTERED_L0_TABLES),
-            )),
+            // The first level's filters whole and pinned: a point read
+            // probes every first-level table (up to SCATTERED_L0_TABLES),
+            // and through the cache each probe takes a lock that ingest's
+            // reads and inserts share, where a query waits behind a holder
+            // the scheduler has set aside. These tables are always merged
+            // (rewritten) into the next level, never moved down whole, so
+            // what is pinned stays bounded by the first level's size.
+            Self::Scattered => options
+                .filter_block_partitioning_policy(PinningPolicy::new([false, true]))
+                .filter_block_pinning_policy(PinningPolicy::new([true, false]))
+                .compaction_strategy(Arc::new(
+                    fjall::compaction::Leveled::default().with_l0_threshold(SCATTERED_L0_TABLES),
+                )),
         }
     }
 }
@@ -402,10 +412,12 @@ pub fn assert_memtable_holds_memtable_bytes(ks: &Keyspace) {
 /// Test support: checks that `ks` merges its first level as a keyspace of
 /// `order` does: at [`SCATTERED_L0_TABLES`] tables for
 /// [`KeyOrder::Scattered`], at fjall's default of 4 for
-/// [`KeyOrder::Ordered`] and [`KeyOrder::Dense`], and not before.
+/// [`KeyOrder::Ordered`] and [`KeyOrder::Dense`], and not before; and that
+/// only a scattered keyspace pins filters, those of its first level alone.
 ///
 /// # Panics
-/// When the first level merges early or not at all.
+/// When the first level merges early or not at all, or filters are pinned
+/// where they should not be, or not where they should.
 #[cfg(any(test, feature = "test-util"))]
 pub fn assert_first_level_merges_as(ks: &Keyspace, order: KeyOrder) {
     assert_first_level_merges_at(
@@ -415,6 +427,29 @@ pub fn assert_first_level_merges_as(ks: &Keyspace, order: KeyOrder) {
             KeyOrder::Scattered => SCATTERED_L0_TABLES,
         },
     );
+    let name = ks.name();
+    if ks.l0_table_count() == 0 {
+        assert_eq!(
+            ks.tree.pinned_filter_size(),
+            0,
+            "{name:?}: tables below the first level pin no filter"
+        );
+    }
+    let before = ks.tree.pinned_filter_size();
+    for key in 0..64u64 {
+        ks.insert(key.to_be_bytes(), [1]).expect("insert");
+    }
+    ks.rotate_memtable_and_wait().expect("flush");
+    let after = ks.tree.pinned_filter_size();
+    match order {
+        KeyOrder::Scattered => assert!(
+            after > before,
+            "{name:?}: a first-level table's filter is pinned"
+        ),
+        KeyOrder::Ordered | KeyOrder::Dense => {
+            assert_eq!(after, 0, "{name:?}: no filter pinned");
+        }
+    }
 }
 
 /// Checks that `ks` merges its first level at `threshold` tables and not

@@ -59,8 +59,9 @@ pub(crate) struct Measured {
     /// ingest began) and how long they took.
     pub(crate) slow_queries: Vec<(Duration, Duration)>,
     /// Timeline queries over the target ([`TARGET_P99`]): when they were
-    /// due (since the ingest began) and how long they took.
-    pub(crate) late_queries: Vec<(Duration, Duration)>,
+    /// due (since the ingest began), how long they took from then, and how
+    /// long after it they were sent (waiting for the reader's query before).
+    pub(crate) late_queries: Vec<(Duration, Duration, Duration)>,
     /// The hypervisor's steal counter through the ingest phase.
     pub(crate) stolen_samples: mailledger_benches::StolenSamples,
     /// `GET /healthz` (no storage) at the same time, as a control.
@@ -305,6 +306,7 @@ pub(crate) async fn phase(
                     // in full (no coordinated omission).
                     due += period;
                     std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    let behind = due.elapsed();
                     let (url, key) = if r == 2 {
                         (format!("{}/healthz", target.base), "")
                     } else {
@@ -317,7 +319,7 @@ pub(crate) async fn phase(
                                 slow.push((due.saturating_duration_since(start), took));
                             }
                             if took > TARGET_P99 {
-                                late.push((due.saturating_duration_since(start), took));
+                                late.push((due.saturating_duration_since(start), took, behind));
                             }
                             latency.push(took);
                         }

@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// How long after its due time a query must have been sent to count as
+/// queued behind the reader's query before (a thread's sleep overshoots by
+/// microseconds, not this).
+const QUEUED: Duration = Duration::from_millis(1);
+
 /// Prints what a phase measured; `idle`, the timelines before any ingest,
 /// with the first.
 #[allow(clippy::too_many_lines)]
@@ -162,9 +167,16 @@ pub(crate) fn report(m: &Measured, idle: Option<&[Duration]>, clean: bool) {
         let stolen: Vec<Duration> = m
             .late_queries
             .iter()
-            .filter(|(due, took)| m.stolen_samples.during(*due, *due + *took))
-            .map(|(_, took)| *took)
+            .filter(|(due, took, _)| m.stolen_samples.during(*due, *due + *took))
+            .map(|(_, took, _)| *took)
             .collect();
+        // A reader sends one query at a time: a query sent well after it was
+        // due waited for the one before, so its lateness is that one's.
+        let queued = m
+            .late_queries
+            .iter()
+            .filter(|(_, _, behind)| *behind > QUEUED)
+            .count();
         println!(
             "timeline queries over {} ms: {} of {} ({:.2}%); of them, time was stolen by the hypervisor while {} waited; p99 leaving those out: {} ms (where the tail comes from, not the target's measure)",
             TARGET_P99.as_millis(),
@@ -173,6 +185,29 @@ pub(crate) fn report(m: &Measured, idle: Option<&[Duration]>, clean: bool) {
             100.0 * m.late_queries.len() as f64 / m.query_latency.len() as f64,
             stolen.len(),
             ms(percentile(&without(&m.query_latency, &stolen), 0.99)),
+        );
+        println!(
+            "of the timeline queries over {} ms, {} were sent over {} ms after they were due, behind the reader's query before; {} were sent on time",
+            TARGET_P99.as_millis(),
+            queued,
+            QUEUED.as_millis(),
+            m.late_queries.len() - queued,
+        );
+        let mut episodes = episodes(&m.late_queries);
+        episodes.sort_by_key(|e| std::cmp::Reverse(e.1));
+        let top: usize = episodes.iter().take(10).map(|e| e.1).sum();
+        println!(
+            "they came in {} episodes (late queries due within {} ms of each other); the 10 largest held {} of them ({:.0}%): {}",
+            episodes.len(),
+            EPISODE_GAP.as_millis(),
+            top,
+            100.0 * top as f64 / m.late_queries.len().max(1) as f64,
+            episodes
+                .iter()
+                .take(10)
+                .map(|(at, n)| format!("{:.1} s: {n}", at.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
     }
     for (kind, slow) in [
@@ -256,6 +291,28 @@ pub(crate) fn report_growth(
             "MISS"
         }
     );
+}
+
+/// How close in due time two late queries must be to belong to one
+/// episode: a few periods of the readers' schedule.
+const EPISODE_GAP: Duration = Duration::from_millis(10);
+
+/// Late queries grouped into episodes: runs whose due times are within
+/// [`EPISODE_GAP`] of the one before; each as (its first due time, how
+/// many).
+fn episodes(late: &[(Duration, Duration, Duration)]) -> Vec<(Duration, usize)> {
+    let mut due: Vec<Duration> = late.iter().map(|(d, _, _)| *d).collect();
+    due.sort();
+    let mut out: Vec<(Duration, usize)> = Vec::new();
+    let mut last: Option<Duration> = None;
+    for d in due {
+        match (last, out.last_mut()) {
+            (Some(l), Some(e)) if d - l <= EPISODE_GAP => e.1 += 1,
+            _ => out.push((d, 1)),
+        }
+        last = Some(d);
+    }
+    out
 }
 
 /// `all`, sorted, with one sample of each of `left_out` taken away (each
