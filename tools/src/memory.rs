@@ -3,21 +3,23 @@
 //!
 //! | part | share of the budget |
 //! |---|---|
-//! | the log's store: fjall's block cache / memtables, or sled's page cache, or the segment cache | 2/32 + 8/32 |
+//! | the log's store: fjall's block cache / memtables, or sled's page cache, or the segment cache | 2/32 + 7/32 |
 //! | the projections' stores (three live, one quarter for a rebuild's) | 8/32 |
 //! | the log writer's cache of stream versions | 2/32 |
 //! | the key store's cache of unwrapped contact keys | 2/32 |
-//! | memory freed and not yet returned by the allocator; the pinned filters of fjall's first levels in randomly keyed keyspaces (bounded by that level's 16 tables); everything else: requests in flight, the runtimes, the segment index | the last 10/32 |
+//! | memory freed and not yet returned by the allocator; the pinned filters of fjall's first levels in randomly keyed keyspaces (bounded by that level's 16 tables); everything else: requests in flight, the runtimes, the segment index | the last 11/32 |
 //!
 //! The stores hold to their shares (fjall's memtables through the
 //! backend's keeper and a commit's wait for room, see
 //! `mailledger_fjall::MemoryShare`), and the two caches count entries of
-//! a known largest size; the last 10/32 is what is left, not a limit
+//! a known largest size; the last 11/32 is what is left, not a limit
 //! anyone enforces. It is that large because the allocator keeps memory
 //! freed by flushed memtables and evicted blocks for a while before it
 //! gives it back: under sustained ingest that was 90 to 170 MiB of a
 //! 1 GiB process (`benches/RESULTS.md`), and a plan that left it out was
-//! over its budget by as much.
+//! over its budget by as much. The first levels' pinned filters took a
+//! thirty-second from the log's memtables: with them the peak of a
+//! 20-minute run came within 34 MiB of the budget.
 
 use anyhow::{Result, bail};
 use mailledger_core::LedgerConfig;
@@ -59,7 +61,7 @@ impl MemoryPlan {
         Ok(Self {
             budget,
             log_cache: budget / 32 * 2,
-            log_write_buffer: budget / 32 * 8,
+            log_write_buffer: budget / 32 * 7,
         })
     }
 
@@ -180,9 +182,10 @@ mod tests {
                 plan.log_cache_bytes(),
                 log.cache_bytes() + log.write_buffer_bytes()
             );
-            // 10/32 is left for the allocator's slack and everything else.
+            // 11/32 is left for the allocator's slack, pinned filters and
+            // everything else.
             assert!(
-                stores + streams + keys <= budget - budget / 32 * 10,
+                stores + streams + keys <= budget - budget / 32 * 11,
                 "{budget}: the stores take {stores}, the stream cache {streams}, the key cache {keys}"
             );
             let two = plan.logs(2);

@@ -68,7 +68,7 @@ pub(crate) struct Measured {
     pub(crate) health_latency: Vec<Duration>,
     pub(crate) slow_health: Vec<(Duration, Duration)>,
     pub(crate) first_query_failure: Option<String>,
-    pub(crate) catch_up: Duration,
+    pub(crate) catch_up: Result<Duration, String>,
     /// CPU seconds (user + system) of the server and of this bench's
     /// process during the ingest phase.
     pub(crate) cpu: Option<(f64, f64)>,
@@ -93,6 +93,10 @@ impl Measured {
         self.per_second.iter().sum()
     }
 }
+
+/// How long the projections may take to apply what was acknowledged once
+/// ingest ends, before the bench reports them behind and goes on.
+pub(crate) const CATCH_UP_LIMIT: Duration = Duration::from_secs(600);
 
 /// The nice value of the timeline readers, where the system allows it.
 pub(crate) const READER_NICE: i32 = -10;
@@ -157,13 +161,16 @@ pub(crate) async fn warm_up(client: &HttpClient, target: &mut Target) -> Vec<Dur
     }
     assert!(!messages.is_empty(), "the warm-up sent no message");
     target.messages = messages;
-    caught_up(
+    if let Err(last) = caught_up(
         client,
         &target.base,
         &target.admin_key,
         Duration::from_secs(60),
     )
-    .await;
+    .await
+    {
+        panic!("the projections did not apply the warm-up within 60 s: {last}");
+    }
     let mut idle_latency = Vec::new();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     for _ in 0..500 {
@@ -349,7 +356,7 @@ pub(crate) async fn phase(
         health_latency: Vec::new(),
         slow_health: Vec::new(),
         first_query_failure: None,
-        catch_up: Duration::ZERO,
+        catch_up: Ok(Duration::ZERO),
         cpu: None,
         stolen: None,
         server_timeline: Vec::new(),
@@ -413,7 +420,7 @@ pub(crate) async fn phase(
         &client,
         &target.base,
         &target.admin_key,
-        Duration::from_secs(300),
+        CATCH_UP_LIMIT,
     )
     .await;
     m

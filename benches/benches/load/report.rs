@@ -114,11 +114,18 @@ pub(crate) fn report(m: &Measured, idle: Option<&[Duration]>, clean: bool) {
                 .join(", ")
         );
     }
-    println!(
-        "projections applied all of it {:.2} s after ingest ended; server stopped with SIGTERM: {}",
-        m.catch_up.as_secs_f64(),
-        if clean { "exit 0" } else { "NOT CLEAN" }
-    );
+    match &m.catch_up {
+        Ok(took) => println!(
+            "projections applied all of it {:.2} s after ingest ended; server stopped with SIGTERM: {}",
+            took.as_secs_f64(),
+            if clean { "exit 0" } else { "NOT CLEAN" }
+        ),
+        Err(last) => println!(
+            "projections had NOT applied all of it {} s after ingest ended (last answer: {last}); server stopped with SIGTERM: {}",
+            CATCH_UP_LIMIT.as_secs(),
+            if clean { "exit 0" } else { "NOT CLEAN" }
+        ),
+    }
     println!(
         "timeline readers: {}",
         match READERS_RAISED.load(Ordering::Relaxed) {
