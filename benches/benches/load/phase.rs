@@ -416,12 +416,6 @@ pub(crate) async fn phase(
         m.first_query_failure = m.first_query_failure.or(first);
     }
     // How long the projections needed to apply everything acknowledged.
-    m.catch_up = caught_up(
-        &client,
-        &target.base,
-        &target.admin_key,
-        CATCH_UP_LIMIT,
-    )
-    .await;
+    m.catch_up = caught_up(&client, &target.base, &target.admin_key, CATCH_UP_LIMIT).await;
     m
 }
