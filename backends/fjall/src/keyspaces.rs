@@ -197,7 +197,8 @@ impl KeyOrder {
     /// [`KeyOrder::Scattered`] the first level merged at
     /// [`SCATTERED_L0_TABLES`] tables.
     fn options(self, memtable_bytes: u64) -> KeyspaceCreateOptions {
-        // No index or filter block is pinned outside the block cache.
+        // No index or filter block is pinned outside the block cache (but
+        // for the first level's filters of a scattered keyspace, below).
         // fjall pins the first levels' by default, and a table keeps what
         // it was written with: tables that arrive in order are flushed
         // into the first level and moved down whole, never rewritten, so
