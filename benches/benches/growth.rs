@@ -2,15 +2,21 @@
 //!
 //! One fjall log, filled with the shared traffic model
 //! (`mailledger_core::traffic`), measured twice in the same run: sealed,
-//! durable in-process appends (64 concurrent appenders of 100 events, as
-//! `sealed/sealed-b100-w64`) once the log holds `MAILLEDGER_GROWTH_FIRST`
-//! events (default 1 M) and again at `MAILLEDGER_GROWTH_EVENTS` (default
-//! 20 M). Between the two it fills the log with the same appends in larger
-//! batches (1,000 events, 8 appenders).
+//! durable in-process appends of 100 events by `MAILLEDGER_GROWTH_APPENDERS`
+//! concurrent appenders (default 64), once the log holds
+//! `MAILLEDGER_GROWTH_FIRST` events (default 1 M) and again at
+//! `MAILLEDGER_GROWTH_EVENTS` (default 20 M). As the Postgres peer's clients
+//! (`benches/peer/pg_growth.py`), each appender goes through its own
+//! batches, generated before the clock starts, one append after another,
+//! without waiting for the others. Between the two measurements it fills
+//! the log with the same appends in larger batches (1,000 events, 8
+//! appenders).
 //!
 //! For each measurement it prints, from counters in the store layer
 //! (`mailledger_core::counting`), not estimates:
 //! - events per second, and the ratio of the later to the first;
+//! - CPU time per event (all the process's threads) and the cores busy on
+//!   average, from `/proc/self/stat`;
 //! - keys written per event, and bytes written per event, in all and
 //!   *scattered* (keys landing below their space's end, see the module);
 //! - write amplification: bytes the process sent to storage
@@ -53,6 +59,22 @@ fn write_bytes() -> u64 {
         })
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// CPU time this process has used so far, user and system, in seconds:
+/// `/proc/self/stat` fields 14 and 15, in clock ticks (100 a second on
+/// Linux).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The command name may hold spaces: fields count from its `)`.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split(' ').collect();
+            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 fn disk_bytes(dir: &Path) -> u64 {
@@ -141,20 +163,49 @@ impl Bench {
         }
     }
 
-    /// Measures `window` events of sealed appends, 64 × 100.
-    fn measure(&mut self, dir: &Path, window: u64) -> Measure {
+    /// Measures `window` events of sealed appends of 100 by `appenders`
+    /// concurrent appenders, each through its own batches.
+    fn measure(&mut self, dir: &Path, window: u64, appenders: usize) -> Measure {
+        let batches = window.div_ceil(100) as usize;
+        let mut queues: Vec<Vec<(String, Vec<CanonicalEvent>)>> = vec![Vec::new(); appenders];
+        for i in 0..batches {
+            let b = self.traffic.next_batch(100);
+            let parsed = b.parsed().expect("generated events parse");
+            queues[i % appenders].push((b.tenant_name, parsed));
+        }
+        let events = (batches * 100) as u64;
         let before = total(&self.counts);
         let log_before = self.counts.of(Space::Log);
         let written_before = write_bytes();
-        let rounds = window.div_ceil(6_400);
-        let spent = self.append(rounds, 64, 100);
-        let events = rounds * 6_400;
+        let cpu_before = cpu_seconds();
+        let start = Instant::now();
+        self.rt.block_on(async {
+            let tasks: Vec<_> = queues
+                .into_iter()
+                .map(|queue| {
+                    let email = Arc::clone(&self.email);
+                    tokio::spawn(mailledger_core::blocking_allowed(async move {
+                        for (tenant, events) in queue {
+                            email.append(&tenant, events).await.expect("append");
+                        }
+                    }))
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("task");
+            }
+        });
+        let spent = start.elapsed();
+        let cpu = cpu_seconds() - cpu_before;
+        self.appended += events;
         let after = total(&self.counts).since(&before);
         let log = self.counts.of(Space::Log).since(&log_before);
         let written = write_bytes() - written_before;
         Measure {
             at: self.appended,
             rate: events as f64 / spent.as_secs_f64(),
+            cpu_micros: cpu * 1e6 / events as f64,
+            cores: cpu / spent.as_secs_f64(),
             keys: after.puts as f64 / events as f64,
             bytes: after.bytes as f64 / events as f64,
             scattered_keys: after.scattered_puts as f64 / events as f64,
@@ -169,6 +220,10 @@ impl Bench {
 struct Measure {
     at: u64,
     rate: f64,
+    /// CPU time per event, all threads, in microseconds.
+    cpu_micros: f64,
+    /// Cores busy on average while measuring.
+    cores: f64,
     keys: f64,
     bytes: f64,
     scattered_keys: f64,
@@ -180,9 +235,11 @@ struct Measure {
 
 fn print(m: &Measure) {
     println!(
-        "{:>8.1} M {:>12.0} {:>10.2} {:>10.0} {:>10.2} {:>10.0} {:>8.2} {:>10.0}",
+        "{:>8.1} M {:>12.0} {:>8.1} {:>6.2} {:>10.2} {:>10.0} {:>10.2} {:>10.0} {:>8.2} {:>10.0}",
         m.at as f64 / 1e6,
         m.rate,
+        m.cpu_micros,
+        m.cores,
         m.keys,
         m.bytes,
         m.scattered_keys,
@@ -197,6 +254,7 @@ fn main() {
     let first = env_or("MAILLEDGER_GROWTH_FIRST", 1_000_000);
     let last = env_or("MAILLEDGER_GROWTH_EVENTS", 20_000_000).max(first);
     let window = env_or("MAILLEDGER_GROWTH_WINDOW", 320_000);
+    let appenders = env_or("MAILLEDGER_GROWTH_APPENDERS", 64).max(1) as usize;
     let parent =
         std::env::var_os("MAILLEDGER_GROWTH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let data = tempfile::tempdir_in(&parent).expect("data dir");
@@ -209,7 +267,7 @@ fn main() {
     );
     let ks = FileKeyStore::open(keys.path(), &SecretKey::generate().expect("key")).expect("keys");
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(env_or("MAILLEDGER_GROWTH_THREADS", 2) as usize)
         .enable_all()
         .build()
         .expect("runtime");
@@ -224,15 +282,26 @@ fn main() {
         "growth: filling to {first} events, measuring {window}, filling to {last}, measuring again"
     );
     bench.fill_to(first.saturating_sub(window));
-    let early = bench.measure(data.path(), window);
+    let early = bench.measure(data.path(), window, appenders);
     let early_memory = pinned(&fjall);
     bench.fill_to(last.saturating_sub(window));
-    let late = bench.measure(data.path(), window);
+    let late = bench.measure(data.path(), window, appenders);
     let late_memory = pinned(&fjall);
-    println!("\ngrowth: sealed in-process appends (64 × 100) on fjall, realistic traffic");
     println!(
-        "{:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
-        "log", "events/s", "keys/ev", "bytes/ev", "scat k/ev", "scat b/ev", "w-amp", "disk b/ev"
+        "\ngrowth: sealed in-process appends of 100 by {appenders} appenders on fjall, realistic traffic"
+    );
+    println!(
+        "{:>10} {:>12} {:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "log",
+        "events/s",
+        "cpu µs/ev",
+        "cores",
+        "keys/ev",
+        "bytes/ev",
+        "scat k/ev",
+        "scat b/ev",
+        "w-amp",
+        "disk b/ev"
     );
     print(&early);
     print(&late);

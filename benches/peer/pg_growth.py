@@ -4,9 +4,10 @@
 ~330-byte payloads, C clients x transactions of B rows by binary COPY, synchronous_commit=on),
 measured twice in one run: over the rows loaded from FIRST - MEASURE to FIRST, and again over the
 last MEASURE rows once the table holds TOTAL. Rows between are loaded the same way, unmeasured.
-Prints rows/s at each point and their ratio.
+Prints rows/s at each point and their ratio, and the CPU time per row of the Postgres server's
+processes (all of this machine's processes named `postgres`) and of this client.
 usage: pg_growth.py DSN FIRST TOTAL MEASURE B C"""
-import sys, struct, time, threading, random, uuid
+import os, sys, struct, time, threading, random, uuid
 import psycopg
 
 dsn = sys.argv[1]
@@ -35,6 +36,27 @@ with psycopg.connect(dsn, autocommit=True) as c:
     c.execute("CHECKPOINT")
 
 seed = [0]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu():
+    """CPU seconds, user and system, of every process named postgres."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        if name == "postgres":
+            f = stat[stat.rindex(")") + 2:].split()
+            total += int(f[11]) + int(f[12])
+    return total / TICK
+
+
+def client_cpu():
+    t = os.times()
+    return t.user + t.system
 
 
 def load(rows, pregenerate):
@@ -49,19 +71,29 @@ def load(rows, pregenerate):
 
     made = [bufs(i) for i in range(C)]
 
-    def work(i):
-        with psycopg.connect(dsn) as c:
-            for b in made[i]:
-                with c.cursor() as cur:
-                    with cur.copy("COPY events (event_id, stream, type, data) FROM STDIN (FORMAT BINARY)") as cp:
-                        cp.write(b)
-                c.commit()
+    # Connected before the clock starts, and closed after the CPU is read: a server process
+    # takes its CPU time with it when it ends.
+    conns = [psycopg.connect(dsn) for _ in range(C)]
 
+    def work(i):
+        c = conns[i]
+        for b in made[i]:
+            with c.cursor() as cur:
+                with cur.copy("COPY events (event_id, stream, type, data) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.write(b)
+            c.commit()
+
+    cpu = (server_cpu(), client_cpu())
     t = time.perf_counter()
     th = [threading.Thread(target=work, args=(i,)) for i in range(C)]
     [x.start() for x in th]
     [x.join() for x in th]
-    return per * C * B / (time.perf_counter() - t)
+    spent = time.perf_counter() - t
+    n = per * C * B
+    load.cpu = ((server_cpu() - cpu[0]) * 1e6 / n, (client_cpu() - cpu[1]) * 1e6 / n)
+    for c in conns:
+        c.close()
+    return n / spent
 
 
 def fill(to, at):
@@ -76,9 +108,11 @@ def fill(to, at):
 at = fill(FIRST - MEASURE, 0)
 first = load(MEASURE, True)
 at += MEASURE
-print(f"postgres: {MEASURE} rows with {at / 1e6:.1f} M in the table: {first:,.0f} rows/s", flush=True)
+print(f"postgres: {MEASURE} rows with {at / 1e6:.1f} M in the table: {first:,.0f} rows/s; "
+      f"cpu µs/row: server {load.cpu[0]:.1f}, client {load.cpu[1]:.1f}", flush=True)
 at = fill(TOTAL - MEASURE, at)
 last = load(MEASURE, True)
 at += MEASURE
-print(f"postgres: {MEASURE} rows with {at / 1e6:.1f} M in the table: {last:,.0f} rows/s")
+print(f"postgres: {MEASURE} rows with {at / 1e6:.1f} M in the table: {last:,.0f} rows/s; "
+      f"cpu µs/row: server {load.cpu[0]:.1f}, client {load.cpu[1]:.1f}")
 print(f"postgres: ratio {last / first:.2f} ({C} clients x transactions of {B}, unique event_id + (stream, position) index)")

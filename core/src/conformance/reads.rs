@@ -256,8 +256,16 @@ pub async fn tenants_chain_and_read_apart(open_store: OpenStore) {
             .position,
     );
     asked.push(o.log.head() + 3);
-    let read = o.log.read_positions("a", asked).await.unwrap();
+    let read = o.log.read_positions("a", asked.clone()).await.unwrap();
     assert_eq!(read.iter().collect::<Vec<_>>(), mine);
+    // Through a window, as the audit's state as of a moment reads: only
+    // the positions before its cut.
+    let cut = mine[mine.len() / 2].position;
+    let window = crate::Window::new(Arc::clone(&o.log), cut, all.records.clone());
+    let before: Vec<&crate::Record> = mine.iter().copied().filter(|r| r.position < cut).collect();
+    assert!(!before.is_empty() && before.len() < mine.len());
+    let read = window.read_positions("a", asked).await.unwrap();
+    assert_eq!(read.iter().collect::<Vec<_>>(), before);
     let too_many = vec![0; crate::log::MAX_READ_BATCH + 1];
     assert!(matches!(
         o.log.read_positions("a", too_many).await,

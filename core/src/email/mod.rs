@@ -65,7 +65,7 @@ use crate::error::{Error, Result};
 use crate::keys::KeyStore;
 use crate::log::EventLog;
 use crate::pseudonym::{LocalPartCase, Pseudonym};
-use crate::record::{ExpectedVersion, NewEvent};
+use crate::record::{ExpectedVersion, NewEvent, Record};
 
 /// The first byte of an email event's payload.
 pub const PAYLOAD_FORMAT: u8 = 1;
@@ -446,11 +446,7 @@ impl EmailLedger {
     ) -> Result<Vec<ReadEvent>> {
         let records = self.log.read_positions(tenant, positions).await?;
         let mut events = Vec::with_capacity(records.len());
-        for r in &records {
-            if let Some(e) = self.open(r)? {
-                events.push(e);
-            }
-        }
+        self.open_into(&records, &mut events, usize::MAX)?;
         Ok(events)
     }
 
@@ -474,13 +470,8 @@ impl EmailLedger {
                 .await?;
             let Some(last) = records.last() else { break };
             version = last.stream_version + 1;
-            for r in &records {
-                if let Some(e) = self.open(r)? {
-                    if events.len() == max {
-                        return Ok((events, true));
-                    }
-                    events.push(e);
-                }
+            if self.open_into(&records, &mut events, max)? {
+                return Ok((events, true));
             }
             // A short read is the stream's end: no second round trip.
             if records.len() < crate::log::MAX_READ_BATCH {
@@ -488,6 +479,25 @@ impl EmailLedger {
             }
         }
         Ok((events, false))
+    }
+
+    /// Opens the email events among `records` onto `events`, up to `max`
+    /// in all; whether one was left out for that.
+    fn open_into(
+        &self,
+        records: &[Record],
+        events: &mut Vec<ReadEvent>,
+        max: usize,
+    ) -> Result<bool> {
+        for r in records {
+            if let Some(e) = self.open(r)? {
+                if events.len() == max {
+                    return Ok(true);
+                }
+                events.push(e);
+            }
+        }
+        Ok(false)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Staging one append into the group being prepared: checks of ids and
 //! versions, positions, frames and hash chain, index entries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::keys::{TenantHead, id_key, stream_key, stream_value};
 use super::writer::{EventKey, Group, Slot, Writer};
@@ -71,13 +71,20 @@ impl<S: Store> Writer<S> {
         }
         // A link moves a stream's version without an expectation of its own,
         // so a stream with an exact expectation may not also be linked to
-        // from the same append.
-        for s in streams {
-            for link in s.events.iter().flat_map(|e| &e.links) {
-                if streams
-                    .iter()
-                    .any(|t| t.stream == *link && t.expected != ExpectedVersion::Any)
-                {
+        // from the same append. Most appends expect nothing (`Any`): then
+        // there is nothing to look up.
+        let exact: HashSet<&str> = streams
+            .iter()
+            .filter(|t| t.expected != ExpectedVersion::Any)
+            .map(|t| t.stream.as_str())
+            .collect();
+        if !exact.is_empty() {
+            for link in streams
+                .iter()
+                .flat_map(|s| &s.events)
+                .flat_map(|e| &e.links)
+            {
+                if exact.contains(link.as_str()) {
                     return Err(Error::invalid(format!(
                         "stream {link} is appended to with an expected version and linked to in the same append"
                     )));
