@@ -8,7 +8,9 @@
 //! `MAILLEDGER_GROWTH_EVENTS` (default 20 M). As the Postgres peer's clients
 //! (`benches/peer/pg_growth.py`), each appender goes through its own
 //! batches, generated before the clock starts, one append after another,
-//! without waiting for the others. Between the two measurements it fills
+//! without waiting for the others, on a runtime whose threads may block
+//! (`blocking_allowed`, one thread per core), as the server's ingest
+//! runtime runs appends. Between the two measurements it fills
 //! the log with the same appends in larger batches (1,000 events, 8
 //! appenders).
 //!
@@ -30,7 +32,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 // Links the benches' library for its global allocator: the binary's
 // (mimalloc), not the system's.
@@ -112,46 +114,37 @@ struct Bench {
 }
 
 impl Bench {
-    /// Appends `rounds` rounds of `appenders` concurrent appends of `batch`
-    /// events each; the time spent appending (not generating).
-    fn append(&mut self, rounds: u64, appenders: usize, batch: usize) -> Duration {
-        let mut spent = Duration::ZERO;
-        for _ in 0..rounds {
-            // Generating and parsing is the caller's work: done before the
-            // clock starts.
-            let batches: Vec<(String, Vec<CanonicalEvent>)> = (0..appenders)
-                .map(|_| {
-                    let b = self.traffic.next_batch(batch);
-                    let parsed = b.parsed().expect("generated events parse");
-                    (b.tenant_name, parsed)
+    /// Fills: 8 concurrent appends of 1,000 events, generated first.
+    fn fill_round(&mut self) {
+        let batches: Vec<(String, Vec<CanonicalEvent>)> = (0..8)
+            .map(|_| {
+                let b = self.traffic.next_batch(1_000);
+                let parsed = b.parsed().expect("generated events parse");
+                (b.tenant_name, parsed)
+            })
+            .collect();
+        self.rt.block_on(async {
+            let tasks: Vec<_> = batches
+                .into_iter()
+                .map(|(tenant, events)| {
+                    let email = Arc::clone(&self.email);
+                    tokio::spawn(mailledger_core::blocking_allowed(async move {
+                        email.append(&tenant, events).await.expect("append");
+                    }))
                 })
                 .collect();
-            let start = Instant::now();
-            self.rt.block_on(async {
-                let tasks: Vec<_> = batches
-                    .into_iter()
-                    .map(|(tenant, events)| {
-                        let email = Arc::clone(&self.email);
-                        tokio::spawn(async move {
-                            email.append(&tenant, events).await.expect("append");
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.expect("task");
-                }
-            });
-            spent += start.elapsed();
-            self.appended += (appenders * batch) as u64;
-        }
-        spent
+            for t in tasks {
+                t.await.expect("task");
+            }
+        });
+        self.appended += 8_000;
     }
 
     fn fill_to(&mut self, target: u64) {
         let started = Instant::now();
         let mut next_report = self.appended + 1_000_000;
         while self.appended < target {
-            self.append(1, 8, 1_000);
+            self.fill_round();
             if self.appended >= next_report {
                 eprintln!(
                     "growth: filled {:>5.1} M events in {:.0} s",
@@ -266,8 +259,11 @@ fn main() {
         Ledger::open(store, LedgerConfig::new().durability(Durability::Sync)).expect("ledger"),
     );
     let ks = FileKeyStore::open(keys.path(), &SecretKey::generate().expect("key")).expect("keys");
+    // Threads that may block, as the server's ingest runtime: one per core
+    // unless `MAILLEDGER_GROWTH_THREADS` says otherwise.
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(env_or("MAILLEDGER_GROWTH_THREADS", 2) as usize)
+        .worker_threads(env_or("MAILLEDGER_GROWTH_THREADS", threads as u64).max(1) as usize)
         .enable_all()
         .build()
         .expect("runtime");
