@@ -279,6 +279,12 @@ impl Keyspaces {
         flushing: Flushing,
     ) -> fjall::Result<Self> {
         std::fs::create_dir_all(path)?;
+        if crate::creation::clear_unfinished_creation(path)? {
+            tracing::warn!(
+                path = %path.display(),
+                "a store whose creation was cut short held no data; created afresh"
+            );
+        }
         let db = Database::builder(path)
             .cache_size(memory.cache_bytes())
             .max_journaling_size(memory.journal_bytes())

@@ -9,6 +9,7 @@
 //! a batch torn by a crash whole, so a record is either fully present with
 //! its index entries, or absent.
 
+mod creation;
 mod keyspaces;
 mod memtables;
 

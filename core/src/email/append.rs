@@ -52,6 +52,10 @@ struct Plan {
     /// is dropped at once (no key is made or kept), so they read as erased
     /// from the moment they are written; its raw payload is not kept.
     unkeyed: Vec<Option<u32>>,
+    /// The live keys of the append's contacts, as the key store gave them
+    /// while planning (or made them): sealing takes them from here, so
+    /// each contact's key is looked up once an append.
+    keys: HashMap<Pseudonym, ContactKey>,
 }
 
 /// The log appends that hold the sealed events, and where each event went
@@ -181,9 +185,10 @@ impl EmailLedger {
             contacts,
             ..
         } = admitted;
-        let plan = self.provision_keys(tenant, &checked, &contacts).await?;
+        let mut plan = self.provision_keys(tenant, &checked, &contacts).await?;
         let ids: Vec<Uuid> = checked.iter().map(|c| c.id).collect();
-        let grouped = self.seal_by_stream(tenant, checked, &contacts, &plan, &policy)?;
+        let keys = std::mem::take(&mut plan.keys);
+        let grouped = self.seal_by_stream(tenant, checked, &contacts, &plan, keys, &policy)?;
         let outcomes = if grouped.appends.is_empty() {
             Vec::new()
         } else {
@@ -209,14 +214,21 @@ impl EmailLedger {
         let mut distinct: Vec<Pseudonym> = contacts.iter().map(|c| c.pseudonym).collect();
         distinct.sort_unstable();
         distinct.dedup();
+        // One call for all: the key store hashes and reads outside its
+        // lock, which the request path shares, and takes it once.
+        let states = self.keys.contacts(tenant, &distinct)?;
         let mut plan = Plan {
             known: vec![None; checked.len()],
             unkeyed: vec![None; checked.len()],
+            keys: HashMap::with_capacity(distinct.len()),
         };
         let mut need = Vec::new();
-        for p in distinct {
-            let erased = match self.keys.contact(tenant, &p)? {
-                KeyState::Live(_) => continue,
+        for (p, state) in distinct.into_iter().zip(states) {
+            let erased = match state {
+                KeyState::Live(k) => {
+                    plan.keys.insert(p, k);
+                    continue;
+                }
                 KeyState::Unknown => None,
                 KeyState::Erased(e) => Some(e),
             };
@@ -258,23 +270,30 @@ impl EmailLedger {
         if !need.is_empty() {
             let keys = Arc::clone(&self.keys);
             let owned_tenant = tenant.to_owned();
-            crate::blocking::run(move || keys.ensure(&owned_tenant, &need)).await?;
+            let made: Vec<Pseudonym> = need.iter().map(|(p, _)| *p).collect();
+            let made_keys = crate::blocking::run(move || keys.ensure(&owned_tenant, &need)).await?;
+            // One key for each contact asked, in order; anything else and
+            // sealing asks the store.
+            if made_keys.len() == made.len() {
+                plan.keys.extend(made.into_iter().zip(made_keys));
+            }
         }
         Ok(plan)
     }
 
-    /// Seals each event not already `known` under its contact's key and
-    /// groups them into one append per stream: a message's stream linked
-    /// into its contact's, or the contact's alone.
+    /// Seals each event not already `known` under its contact's key (from
+    /// `keys`, those planning found or made) and groups them into one
+    /// append per stream: a message's stream linked into its contact's, or
+    /// the contact's alone.
     fn seal_by_stream(
         &self,
         tenant: &str,
         checked: Vec<Checked>,
         contacts: &[Contact],
         plan: &Plan,
+        mut keys: HashMap<Pseudonym, ContactKey>,
         policy: &TenantPolicy,
     ) -> Result<Grouped> {
-        let mut keys: HashMap<Pseudonym, ContactKey> = HashMap::new();
         let mut appends: Vec<StreamAppend> = Vec::new();
         let mut slots = Vec::with_capacity(checked.len());
         let mut stream_index: HashMap<String, usize> = HashMap::new();
@@ -327,8 +346,8 @@ impl EmailLedger {
         Ok(Grouped { appends, slots })
     }
 
-    /// The live key of contact `p` (of event `i`), from `keys` or the key
-    /// store.
+    /// The live key of contact `p` (of event `i`), from `keys` (what
+    /// planning found or made) or else the key store.
     fn live_key<'k>(
         &self,
         tenant: &str,
